@@ -1,0 +1,290 @@
+/**
+ * The hypervisor adapter contract.
+ *
+ * Shaped from the real platforms (SPEC "Adapters"):
+ *  - Hyper-V: CIM classes MSFC_FibrePortNPIVAttributes (virtual ports on physical HBAs),
+ *    Msvm_FcEndpoint (WWPNs in use by running VMs, plus the physical ports),
+ *    Msvm_ExternalFcPort (physical HBA WWPNs), Get-VM, Move-VM / Move-ClusterVirtualMachineRole,
+ *    Suspend-/Resume-ClusterNode, Compare-VM.
+ *  - libvirt: virsh list/dominfo/dumpxml/nodeinfo/capabilities, nodedev-* for vHBAs (fc_host
+ *    parents with vport_ops), migrate --live --persistent --undefinesource, domjobinfo.
+ *  - vSphere: PropertyCollector inventory, Enter/ExitMaintenanceMode_Task, RelocateVM_Task,
+ *    MigrateVM_Task, QueryVMotionCompatibility / CheckMigrate, task progress.
+ *
+ * Adapters report raw facts; policy (what is stale, what is compatible, where a VM goes)
+ * lives in pure modules (src/core). Every method is read-only unless it says it mutates.
+ * A platform that cannot do something throws UnsupportedError naming the operation, never
+ * pretends.
+ */
+
+export type AdapterKind = 'lab' | 'hyperv' | 'libvirt' | 'vsphere';
+
+/** WWPN/WWNN as 16 upper-case hex digits, no separators: "C003FF6EDB4A0004" (seed 000's form). */
+export type Wwn = string;
+
+export type PowerState = 'running' | 'off' | 'saved' | 'paused';
+
+export interface CpuInfo {
+  vendor: 'intel' | 'amd' | string;
+  /** Family/generation string comparable between hosts, e.g. "skylake", "zen3", "6/85". */
+  family: string;
+  model?: string;
+  /**
+   * Cluster feature baseline the host runs at (vSphere EVC mode, Hyper-V processor
+   * compatibility, libvirt host-model name). Two hosts with the same vendor and baseline can
+   * exchange live VMs even when their families differ.
+   */
+  baseline?: string;
+  cores: number;
+}
+
+export interface PortGroup {
+  name: string;
+  vlan?: number;
+  /** A switch with no physical uplink (seed 004): VMs on it cannot vMotion. */
+  internalOnly?: boolean;
+}
+
+export interface Datastore {
+  name: string;
+  /** Visible to more than one host (SAN/NFS/CSV). */
+  shared: boolean;
+  capacityGiB: number;
+  freeGiB: number;
+}
+
+export interface PhysicalHba {
+  /** Physical port WWPN (Msvm_ExternalFcPort.WWPN, libvirt fc_host port_name). */
+  wwpn: Wwn;
+  wwnn: Wwn;
+  /** Fabric WWN the port is logged into ("100000C0..."), as seed 000's FabricWWN in hex. */
+  fabric: Wwn;
+  /** Platform-specific handle: CIM InstanceName, libvirt nodedev name ("scsi_host3"). */
+  instance: string;
+  npivCapable: boolean;
+  maxVports?: number;
+}
+
+export interface HostFacts {
+  name: string;
+  cluster: string;
+  adapter: AdapterKind;
+  cpu: CpuInfo;
+  memoryMiB: number;
+  /** Memory already committed to VMs placed on the host (running or not). */
+  memoryUsedMiB: number;
+  maintenance: boolean;
+  /** Ferry's own cordon where the platform has no maintenance mode (libvirt). */
+  cordoned?: boolean;
+  portGroups: PortGroup[];
+  datastores: Datastore[];
+  /** A migration network is configured (vMotion-tagged VMkernel port, Hyper-V LM network, libvirt migrate URI). */
+  migrationNetwork: boolean;
+  /** ISO images reachable from this host (paths or "[datastore] path" forms). */
+  isoLibraries?: string[];
+  hbas: PhysicalHba[];
+  /** Platform version for display ("Windows Server 2022", "libvirt 9.0.0", "ESXi 8.0"). */
+  version?: string;
+}
+
+export type DeviceKind = 'cdrom' | 'floppy' | 'serial' | 'parallel' | 'usb';
+
+export interface VmDevice {
+  kind: DeviceKind;
+  connected: boolean;
+  /** ISO path or host device backing; ISO paths are checked against the target's isoLibraries. */
+  backing?: string;
+  /** Backed by a physical device of the host (always blocks live migration when connected). */
+  hostDevice?: boolean;
+}
+
+export interface VmDisk {
+  path: string;
+  datastore: string;
+  sizeGiB: number;
+}
+
+export interface VirtualFcAdapter {
+  /** Adapter name in the VM ("Fibre Channel Adapter 1", libvirt vHBA name). */
+  name: string;
+  /** Virtual SAN / fabric the adapter connects to. */
+  fabric: Wwn;
+  wwnn: Wwn;
+  /**
+   * Hyper-V: address sets A and B (live migration alternates between them; seed 000).
+   * libvirt: [primary] or [primary, secondary] vHBA WWPNs (seed 002). vSphere: the NPIV WWPNs.
+   */
+  wwpns: Wwn[];
+}
+
+export interface VmFacts {
+  name: string;
+  /** Stable platform id (Hyper-V VMId, libvirt UUID, vSphere instanceUuid/moref): detects renames. */
+  id: string;
+  host: string;
+  power: PowerState;
+  /** Highly available (clustered role / vSphere HA-protected). Seed 001 rule 1. */
+  ha: boolean;
+  memoryMiB: number;
+  cpus: number;
+  disks: VmDisk[];
+  networks: { portGroup: string; vlan?: number }[];
+  devices: VmDevice[];
+  affinity: { cpu: boolean; memory: boolean };
+  /** Anti-affinity group: VMs sharing a group should not share a host. */
+  antiAffinityGroup?: string;
+  vfc: VirtualFcAdapter[];
+}
+
+/** One NPIV virtual port instantiated on a physical HBA of a host. */
+export interface VirtualPort {
+  host: string;
+  /** Physical HBA the vport lives on. */
+  hbaWwpn: Wwn;
+  wwpn: Wwn;
+  wwnn: Wwn;
+  fabric: Wwn;
+  /** Fibre Channel id on the fabric if logged in (seed 000 FCId). */
+  fcId?: number;
+  /** Platform handle needed to remove it (libvirt nodedev name, CIM instance). */
+  handle?: string;
+}
+
+/**
+ * The raw NPIV picture of one host, exactly what seed 000's Get-FCNPIVInactivePort reads:
+ * stale = virtualPorts − endpointWwpns − physical WWPNs (computed in src/core/stale-ports.ts).
+ */
+export interface NpivInventory {
+  host: string;
+  hbas: PhysicalHba[];
+  virtualPorts: VirtualPort[];
+  /** WWPNs of virtual FC endpoints attached to running VMs (Msvm_FcEndpoint; may include physical ones). */
+  endpointWwpns: Wwn[];
+  /** Which VM each in-use WWPN belongs to, when the platform can say. */
+  endpointOwners?: Record<Wwn, string>;
+}
+
+export type MigrationMode = 'live' | 'cold';
+
+export interface MigrateRequest {
+  vm: string;
+  /** Host the VM is on now (the adapter verifies; a mismatch is an error, not a guess). */
+  source: string;
+  target: string;
+  mode: MigrationMode;
+  /** Move storage too (vSphere RelocateVM_Task with datastore, Hyper-V Move-VM -IncludeStorage). */
+  datastore?: string;
+}
+
+export interface MigrateProgress {
+  /** 0..100 */
+  percent: number;
+  phase?: string;
+  /** Bytes or MiB remaining where the platform reports it (domjobinfo "Memory remaining"). */
+  remainingMiB?: number;
+}
+
+export interface MigrateResult {
+  vm: string;
+  host: string;
+  datastore?: string;
+  durationMs: number;
+  /** Source-side NPIV ports of this VM still present after the move (seed 000's failure). */
+  lingeringPorts?: VirtualPort[];
+}
+
+export interface CheckFinding {
+  /** Stable code shared with the pure prechecks ("cpu", "datastore", "network", "device", …). */
+  code: string;
+  severity: 'block' | 'warn' | 'info';
+  message: string;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface Capabilities {
+  liveMigration: boolean;
+  storageMigration: boolean;
+  coldMigration: boolean;
+  /** 'native': the platform has maintenance mode; 'cordon': Ferry keeps the flag itself. */
+  maintenance: 'native' | 'cordon';
+  npiv: boolean;
+  removeVirtualPort: boolean;
+  /** The platform can check a migration itself (Compare-VM, QueryVMotionCompatibility, CheckMigrate). */
+  nativeChecks: boolean;
+  migrationCancel: boolean;
+}
+
+export interface HypervisorAdapter {
+  readonly kind: AdapterKind;
+  readonly capabilities: Capabilities;
+
+  /** Hosts this adapter manages, as configured names. */
+  hostNames(): string[];
+  describeHost(host: string, opts?: CallOptions): Promise<HostFacts>;
+  listVms(host: string, opts?: CallOptions): Promise<VmFacts[]>;
+  /** Find a VM by name anywhere this adapter reaches; null if absent. */
+  findVm(name: string, opts?: CallOptions): Promise<VmFacts | null>;
+
+  /** Mutates. Puts the host in maintenance WITHOUT evacuating: Ferry moves VMs itself. Idempotent. */
+  enterMaintenance(host: string, opts?: CallOptions): Promise<void>;
+  /** Mutates. Idempotent. Never fails VMs back: Ferry's ledger restores (seed 001 rule 3). */
+  exitMaintenance(host: string, opts?: CallOptions): Promise<void>;
+
+  /**
+   * Mutates. Moves one VM; resolves when the VM runs on the target. Reports progress; honours
+   * opts.signal by cancelling the platform job where it can (domjobabort, CancelTask).
+   * NPIV VMs keep their WWPN set; the adapter handles vHBA pairs (seed 002) and rolls its own
+   * partial work back before throwing.
+   */
+  migrateVm(req: MigrateRequest, onProgress?: (p: MigrateProgress) => void, opts?: CallOptions): Promise<MigrateResult>;
+
+  npivInventory(host: string, opts?: CallOptions): Promise<NpivInventory>;
+  /** Mutates. Removes one virtual port (MSFC_FibrePortNPIVMethods.RemoveVirtualPort, nodedev-destroy / vport_delete). */
+  removeVirtualPort(port: VirtualPort, opts?: CallOptions): Promise<void>;
+
+  /** Platform-native migration checks; [] when the platform has none (capabilities.nativeChecks false). */
+  checkMigration(vm: string, target: string, opts?: CallOptions): Promise<CheckFinding[]>;
+
+  close(): Promise<void>;
+}
+
+/** A failure talking to a hypervisor, attributed to a host and an operation. */
+export class AdapterError extends Error {
+  constructor(
+    readonly host: string,
+    readonly op: string,
+    message: string,
+    readonly options: { retryable?: boolean; code?: string; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = 'AdapterError';
+  }
+  get retryable(): boolean {
+    return this.options.retryable ?? false;
+  }
+  get code(): string | undefined {
+    return this.options.code;
+  }
+}
+
+/** The platform cannot do this at all; said plainly to the user. */
+export class UnsupportedError extends AdapterError {
+  constructor(host: string, op: string, kind: AdapterKind, why: string) {
+    super(host, op, `${kind} cannot ${op}: ${why}`, { code: 'unsupported' });
+    this.name = 'UnsupportedError';
+  }
+}
+
+/** Normalise any WWN spelling ("c0:03:ff:…", "0xc003…", byte arrays) to 16 upper-case hex digits. */
+export function normalizeWwn(input: string | number[]): Wwn {
+  if (Array.isArray(input)) {
+    // Seed 000: each byte to two hex digits, concatenated.
+    return input.map((b) => (b & 0xff).toString(16).toUpperCase().padStart(2, '0')).join('');
+  }
+  const hex = input.trim().replace(/^0x/i, '').replace(/[:\-\s]/g, '').toUpperCase();
+  if (!/^[0-9A-F]{16}$/.test(hex)) throw new Error(`not a WWN: ${JSON.stringify(input)}`);
+  return hex;
+}
