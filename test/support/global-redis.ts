@@ -16,8 +16,3 @@ export async function teardown(): Promise<void> {
   await redis?.stop();
 }
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    redisUrl: string;
-  }
-}

@@ -1,0 +1,2 @@
+/** Registers every adapter kind with the registry. */
+import './lab/index.js';

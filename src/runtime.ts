@@ -1,0 +1,70 @@
+/**
+ * Everything a Ferry process shares: configuration, inventory, Redis, adapters, clock, logs.
+ * Built once per process (src/main.ts) or per test (test/support/runtime.ts).
+ */
+import type { Redis } from 'ioredis';
+import type { FerryConfig } from './config/schema.js';
+import type { Inventory, LoadedConfig } from './config/load.js';
+import { AdapterRegistry } from './adapters/registry.js';
+import './adapters/index.js';
+import { connectUrl } from './redis.js';
+import type { Logger } from './log.js';
+
+/** Wall clock, replaceable in tests (patch-window schedules use it). */
+export interface Clock {
+  now(): number;
+}
+export const systemClock: Clock = { now: () => Date.now() };
+
+export interface Runtime {
+  config: FerryConfig;
+  inventory: Inventory;
+  configSource: string;
+  redisUrl: string;
+  /** General-purpose connection (commands, scripts). */
+  redis: Redis;
+  /** Key prefix for Ferry's keys and BullMQ queues; tests give each file its own. */
+  prefix: string;
+  log: Logger;
+  adapters: AdapterRegistry;
+  clock: Clock;
+  /** Key under the prefix: key('op', 41) -> "ferry:op:41". */
+  key(...parts: (string | number)[]): string;
+  /** A fresh connection (BullMQ workers, subscribers). Closed by the caller or by close(). */
+  newConnection(): Redis;
+  close(): Promise<void>;
+}
+
+export function createRuntime(opts: {
+  loaded: LoadedConfig;
+  redisUrl: string;
+  log: Logger;
+  prefix?: string;
+  clock?: Clock;
+}): Runtime {
+  const prefix = opts.prefix ?? process.env.FERRY_PREFIX ?? 'ferry';
+  const redis = connectUrl(opts.redisUrl);
+  const extra: Redis[] = [];
+  const adapters = new AdapterRegistry(opts.loaded.config, opts.loaded.inventory, { log: opts.log, redis, prefix });
+  return {
+    config: opts.loaded.config,
+    inventory: opts.loaded.inventory,
+    configSource: opts.loaded.source,
+    redisUrl: opts.redisUrl,
+    redis,
+    prefix,
+    log: opts.log,
+    adapters,
+    clock: opts.clock ?? systemClock,
+    key: (...parts) => [prefix, ...parts].join(':'),
+    newConnection() {
+      const c = connectUrl(opts.redisUrl);
+      extra.push(c);
+      return c;
+    },
+    async close() {
+      await adapters.close();
+      await Promise.allSettled([...extra, redis].map((c) => c.quit().catch(() => c.disconnect())));
+    },
+  };
+}
