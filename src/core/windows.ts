@@ -58,11 +58,13 @@ export function resolveZone(text: string): ZoneResult {
   if (ABBREVIATIONS[upper]) {
     return { ok: false, error: `${t} is an abbreviation, not a time zone; use a zone name such as ${ABBREVIATIONS[upper]}.` };
   }
-  // Links such as US/Eastern or Asia/Calcutta: valid, but only with a slash (bare words are abbreviations).
+  // Names the runtime's list lacks but Intl accepts: links (US/Eastern) and names newer than this
+  // ICU's canonical ones (Node 20 lists Asia/Calcutta, not Asia/Kolkata). Kept as typed, so the zone
+  // is shown back as given; only with a slash, since bare words are abbreviations.
   if (t.includes('/')) {
     try {
-      const zone = new Intl.DateTimeFormat('en', { timeZone: t }).resolvedOptions().timeZone;
-      return { ok: true, zone };
+      new Intl.DateTimeFormat('en', { timeZone: t });
+      return { ok: true, zone: t };
     } catch {
       // fall through to the suggestion
     }
@@ -476,8 +478,14 @@ export interface Schedule {
   notApplicable: Announcement[];
 }
 
+/** Key and label form, in the config's own syntax: 24h (not 1d), 1h30m, 45s. */
 function compactDuration(ms: number): string {
-  return formatDuration(ms).replace(/\s+/g, '');
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms % 3_600_000) / MINUTE);
+  const s = Math.floor((ms % MINUTE) / 1000);
+  const rest = ms % 1000;
+  const text = `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s ? `${s}s` : ''}${rest ? `${rest}ms` : ''}`;
+  return text || '0s';
 }
 
 export function announcementKey(windowId: string, revision: number, kind: AnnouncementKind, beforeMs = 0): string {
