@@ -1,2 +1,3 @@
 /** Registers every adapter kind with the registry. */
 import './lab/index.js';
+import './vsphere/index.js';

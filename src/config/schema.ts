@@ -82,6 +82,14 @@ const clusterSchema = z
         insecure: z.boolean().default(false),
         /** vCenter host names -> Ferry host names when they differ. */
         hostNames: z.record(z.string()).default({}),
+        /** One SOAP request's limit. */
+        requestTimeout: duration.default('60s'),
+        /** Touch the session this often so vCenter does not expire it while idle. */
+        keepAlive: duration.default('10m'),
+        /** How often a running vCenter task is polled for progress. */
+        taskPollInterval: duration.default('1s'),
+        /** EnterMaintenanceMode_Task timeout; 0 lets vCenter wait indefinitely. */
+        maintenanceTimeout: duration.default('0s'),
       })
       .strict()
       .optional(),
