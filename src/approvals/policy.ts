@@ -188,9 +188,9 @@ export function finishedSentence(request: ApprovalRequest<unknown>): string {
     case 'pending':
       return `This request is still waiting for approval.`;
     case 'approved':
-      return `Already approved by ${listUsers(approvedBy(request))}; nothing to do.`;
+      return `Already ${request.required === 0 ? 'started' : 'approved'} by ${listUsers(approvedBy(request))}; nothing to do.`;
     case 'executed':
-      return `Already approved by ${listUsers(approvedBy(request))} and carried out; nothing to do.`;
+      return `Already ${request.required === 0 ? 'started' : 'approved'} by ${listUsers(approvedBy(request))} and carried out; nothing to do.`;
     case 'rejected': {
       const reject = request.decisions.find((d) => d.decision === 'reject');
       const by = reject ? mention(reject.user) : 'someone';

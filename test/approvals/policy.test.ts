@@ -276,6 +276,14 @@ describe('decide', () => {
       status: 'approved',
     },
     {
+      name: 'N=0: a second Start is refused',
+      action: 'drain',
+      steps: [{ user: 'UALICE' }, { user: 'UALICE' }],
+      last: 'finished',
+      sentence: /^Already started by <@UALICE>; nothing to do\.$/,
+      status: 'approved',
+    },
+    {
       name: 'N=0: the requester need not be an approver',
       action: 'drain',
       requester: 'UEVE',
