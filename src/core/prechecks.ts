@@ -97,6 +97,10 @@ function list(names: readonly string[]): string {
   return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
 }
 
+function sentence(text: string): string {
+  return /[.?!]$/.test(text) ? text : `${text}.`;
+}
+
 /** Code-point order: the same everywhere, unlike localeCompare. */
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -160,10 +164,10 @@ export function checkVmOnTarget(vm: VmFacts, source: HostFacts, target: HostFact
   const live = mode === 'live';
   const out: Finding[] = [];
   const block = (code: FindingCode, why: string, liveOnly = false): void => {
-    out.push({ code, severity: 'block', message: `${vm.name} cannot move${liveOnly ? ' live' : ''} to ${target.name}: ${why}.` });
+    out.push({ code, severity: 'block', message: sentence(`${vm.name} cannot move${liveOnly ? ' live' : ''} to ${target.name}: ${why}`) });
   };
   const warn = (code: FindingCode, why: string): void => {
-    out.push({ code, severity: 'warn', message: `${vm.name} can move to ${target.name}, but ${why}.` });
+    out.push({ code, severity: 'warn', message: sentence(`${vm.name} can move to ${target.name}, but ${why}`) });
   };
 
   if (target.name === source.name) {
