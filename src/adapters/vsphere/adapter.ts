@@ -58,6 +58,8 @@ export interface VsphereAdapterOptions {
 }
 
 /** Faults that mean "this server does not have that method/object", not "the call failed". */
+const SERVICE_INSTANCE: MoRef = { type: 'ServiceInstance', value: 'ServiceInstance' };
+
 const ABSENT = new Set(['MethodNotFound', 'NotImplemented', 'ManagedObjectNotFound', 'NotSupported']);
 
 export class VsphereAdapter implements HypervisorAdapter {
@@ -285,10 +287,23 @@ export class VsphereAdapter implements HypervisorAdapter {
   private async snapshot(host: string, op: string, signal?: AbortSignal, fresh = false): Promise<Snapshot> {
     const now = Date.now();
     if (!fresh && this.cached && now - this.cached.at < this.settings.snapshotTtlMs) return this.cached.snap;
+    const read = async (): Promise<Snapshot> => {
+      const view = await this.containerView(signal);
+      return buildSnapshot(await this.client.retrieve(view, SNAPSHOT_SPECS, { traverseView: true, signal }));
+    };
     const snap = this.client
       .withSession(async () => {
-        const view = await this.containerView(signal);
-        return buildSnapshot(await this.client.retrieve(view, SNAPSHOT_SPECS, { traverseView: true, signal }));
+        try {
+          return await read();
+        } catch (err) {
+          if (!(err instanceof SoapFault) || err.faultType !== 'ManagedObjectNotFound' || !this.view) throw err;
+          // Views live in the session: a view that vanished usually means the session did
+          // (govmomi's simulator says so this way instead of NotAuthenticated). Probe the
+          // session; NotAuthenticated from the probe makes withSession log in and run this again.
+          this.view = undefined;
+          await this.client.invoke('CurrentTime', { _this: ref(SERVICE_INSTANCE) }, signal);
+          return read();
+        }
       }, signal)
       .catch((err: unknown) => {
         if (this.cached?.snap === snap) this.cached = undefined;

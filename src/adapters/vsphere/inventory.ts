@@ -8,7 +8,7 @@
  *    cluster's summary.currentEVCModeKey (EVC mode).
  *  - migrationNetwork: config.virtualNicManagerInfo.netConfig, nicType "vmotion" with a
  *    selected vmknic (what "tag VMkernel traffic for vMotion" sets, seed 003).
- *  - Datastore.shared: summary.multipleHostAccess, else more than one host mount (the
+ *  - Datastore.shared: summary.multipleHostAccess, else more than one host mounting it (the
  *    simulator leaves multipleHostAccess unset).
  *  - PortGroup.internalOnly: a standard vSwitch with no physical NIC (seed 004).
  *  - VmFacts.ha: runtime.dasVmProtection.dasProtected when vCenter reports it (HA enabled),
@@ -123,6 +123,7 @@ const round1 = (n: number): number => Math.round(n * 10) / 10;
 
 export function buildSnapshot(objects: ObjectContent[]): Snapshot {
   const snap: Snapshot = { clusters: new Map(), hosts: new Map(), vms: [], datastores: new Map(), networks: new Map() };
+  const unknownSharing = new Map<string, number>();
   for (const o of objects) {
     const p = o.props;
     const name = text(p.get('name'));
@@ -145,11 +146,12 @@ export function buildSnapshot(objects: ObjectContent[]): Snapshot {
         break;
       case 'Datastore': {
         const summary = p.get('summary');
-        const mounts = arrayItems(p.get('host')).length;
+        const multi = bool(child(summary, 'multipleHostAccess'));
+        if (multi === undefined) unknownSharing.set(refKey(o.obj), arrayItems(p.get('host')).length);
         snap.datastores.set(refKey(o.obj), {
           ref: o.obj,
           name: name || text(child(summary, 'name')),
-          shared: bool(child(summary, 'multipleHostAccess')) ?? mounts > 1,
+          shared: multi ?? false,
           capacityGiB: round1(num(child(summary, 'capacity')) / GiB),
           freeGiB: round1(num(child(summary, 'freeSpace')) / GiB),
         });
@@ -159,6 +161,14 @@ export function buildSnapshot(objects: ObjectContent[]): Snapshot {
         // Network, DistributedVirtualPortgroup, OpaqueNetwork
         snap.networks.set(refKey(o.obj), { ref: o.obj, name });
     }
+  }
+  // Without summary.multipleHostAccess, count the hosts that list the datastore (the
+  // simulator records only the first host in Datastore.host although every host mounts it).
+  for (const [key, mounts] of unknownSharing) {
+    let listed = 0;
+    for (const h of snap.hosts.values()) if (refs(h.props.get('datastore')).some((r) => refKey(r) === key)) listed++;
+    const ds = snap.datastores.get(key);
+    if (ds) ds.shared = Math.max(mounts, listed) > 1;
   }
   return snap;
 }

@@ -24,7 +24,6 @@ import (
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/simulator/esx"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -104,12 +103,14 @@ func main() {
 
 // shape adds the facts the stock model leaves out, so the adapter has something real to read:
 // an EVC mode and HA on the first cluster, a vMotion vmknic on every host but the last of each
-// cluster, a Fibre Channel HBA on the first host, and on the first VM NPIV WWNs, a connected ISO
+// cluster, a Fibre Channel HBA on DC0_C0_H0, and on DC0_C0_RP0_VM0 NPIV WWNs, a connected ISO
 // CD-ROM, CPU affinity and HA protection.
 func shape(m *simulator.Registry) {
-	for i, e := range m.All("ClusterComputeResource") {
+	// Registry iteration order is random: pick objects by their model-generated names.
+	for _, e := range m.All("ClusterComputeResource") {
 		c := e.(*simulator.ClusterComputeResource)
-		if i == 0 {
+		first := c.Name == "DC0_C0"
+		if first {
 			if s, ok := c.Summary.(*types.ClusterComputeResourceSummary); ok {
 				s.CurrentEVCModeKey = "intel-broadwell"
 			}
@@ -129,7 +130,7 @@ func shape(m *simulator.Registry) {
 			cfg.VirtualNicManagerInfo = &nm
 			sd := esx.HostStorageDeviceInfo
 			sd.HostBusAdapter = append([]types.BaseHostHostBusAdapter(nil), sd.HostBusAdapter...)
-			if i == 0 && j == 0 {
+			if first && j == 0 {
 				sd.HostBusAdapter = append(sd.HostBusAdapter, &types.HostFibreChannelHba{
 					HostHostBusAdapter: types.HostHostBusAdapter{
 						Key: "key-vim.host.FibreChannelHba-vmhba2", Device: "vmhba2", Status: "online",
@@ -146,9 +147,9 @@ func shape(m *simulator.Registry) {
 		}
 	}
 
-	for i, e := range m.All("VirtualMachine") {
+	for _, e := range m.All("VirtualMachine") {
 		vm := e.(*simulator.VirtualMachine)
-		if i != 0 {
+		if vm.Name != "DC0_C0_RP0_VM0" {
 			continue
 		}
 		vm.Config.NpivNodeWorldWideName = []int64{int64(0x2800000C29A1B2C3)}
@@ -165,5 +166,4 @@ func shape(m *simulator.Registry) {
 			},
 		})
 	}
-	_ = mo.HostSystem{}
 }
