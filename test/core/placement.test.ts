@@ -4,7 +4,6 @@ import { planPlacement, planReturnHome, type PlacementInput, type PlacementPlan 
 import { checkVmOnTarget, isBlocking } from '../../src/core/prechecks.js';
 
 const GiB = 1024;
-const HEADROOM = 0.1;
 
 function host(name: string, over: Partial<HostFacts> = {}): HostFacts {
   return {
