@@ -206,9 +206,11 @@ export function hostFacts(h: RawHost, snap: Snapshot, ctx: MapContext): HostFact
   const p = h.props;
   const hw = p.get('summary.hardware');
   const pkg = arrayItems(p.get('hardware.cpuPkg'))[0];
-  const vendor = (text(child(pkg, 'vendor')) || text(child(hw, 'vendor'))).toLowerCase();
   const leaf1 = children(pkg, 'cpuFeature').find((f) => text(child(f, 'level')) === '1');
   const cpuModel = text(child(hw, 'cpuModel')) || text(child(pkg, 'description'));
+  // summary.hardware.vendor is the server maker (Dell, HPE), not the CPU's: use the package's
+  // vendor, else the model string.
+  const vendor = (text(child(pkg, 'vendor')) || cpuModel || 'unknown').toLowerCase();
   const cluster = h.parent ? snap.clusters.get(refKey(h.parent)) : undefined;
 
   const vswitches = arrayItems(p.get('config.network.vswitch'));
