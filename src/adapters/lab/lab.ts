@@ -1,0 +1,308 @@
+/**
+ * The simulated lab adapter. State lives in Redis (one JSON document per host) so every Ferry
+ * process, web or worker, sees one lab; mutations are optimistic WATCH/MULTI transactions.
+ * Latency and faults are configurable per host, and can be injected at run time
+ * (src/adapters/lab/control.ts) for tests, benchmarks and demos.
+ */
+import type { Redis } from 'ioredis';
+import type { AdapterContext } from '../registry.js';
+import {
+  AdapterError,
+  type Capabilities,
+  type CallOptions,
+  type CheckFinding,
+  type HostFacts,
+  type HypervisorAdapter,
+  type MigrateProgress,
+  type MigrateRequest,
+  type MigrateResult,
+  type NpivInventory,
+  type VirtualPort,
+  type VmFacts,
+} from '../types.js';
+import { buildInventory } from '../../config/load.js';
+import { generateFleet, type LabHostState } from './fleet.js';
+import { labKeys, parseFaults, type LabFault } from './control.js';
+
+const CAPABILITIES: Capabilities = {
+  liveMigration: true,
+  storageMigration: true,
+  coldMigration: true,
+  maintenance: 'native',
+  npiv: true,
+  removeVirtualPort: true,
+  nativeChecks: false,
+  migrationCancel: true,
+};
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new Error('aborted'));
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        reject(new Error('aborted'));
+      },
+      { once: true },
+    );
+  });
+}
+
+export class LabAdapter implements HypervisorAdapter {
+  readonly kind = 'lab' as const;
+  readonly capabilities = CAPABILITIES;
+  private readonly redis: Redis;
+  private readonly keys: ReturnType<typeof labKeys>;
+  private ready: Promise<void> | undefined;
+
+  constructor(private readonly ctx: AdapterContext) {
+    this.redis = ctx.redis;
+    this.keys = labKeys(ctx.prefix);
+  }
+
+  hostNames(): string[] {
+    return this.ctx.hosts;
+  }
+
+  /** Seed the whole lab once (all clusters, so cross-cluster ports are consistent); idempotent across processes. */
+  private ensureSeeded(): Promise<void> {
+    this.ready ??= (async () => {
+      if (await this.redis.exists(this.keys.seeded)) return;
+      const clusters: Record<string, string[]> = {};
+      for (const [name, c] of Object.entries(this.ctx.config.clusters)) {
+        if (c.adapter !== 'lab') continue;
+        clusters[name] = [];
+      }
+      // Hosts per lab cluster, in configuration order (the registry gives us ours; rebuild all).
+      const inv = buildInventory(this.ctx.config, 'lab');
+      for (const name of Object.keys(clusters)) clusters[name] = inv.clusters[name] ?? [];
+      const fleet = generateFleet(this.ctx.config.lab.seed, clusters);
+      const multi = this.redis.multi();
+      for (const [host, state] of fleet) multi.set(this.keys.host(host), JSON.stringify(state), 'NX');
+      const faults = this.ctx.config.lab.faults;
+      if (Object.keys(faults).length) multi.hset(this.keys.faults, faults);
+      multi.set(this.keys.seeded, String(this.ctx.config.lab.seed), 'NX');
+      await multi.exec();
+    })();
+    return this.ready;
+  }
+
+  private async faults(target: string): Promise<LabFault[]> {
+    const spec = await this.redis.hget(this.keys.faults, target);
+    return spec ? parseFaults(spec) : [];
+  }
+
+  /** Latency plus host-level faults for one call. */
+  private async call(host: string, op: string, opts?: CallOptions): Promise<void> {
+    await this.ensureSeeded();
+    if (!this.ctx.hosts.includes(host)) throw new AdapterError(host, op, `${host} is not a host of lab cluster ${this.ctx.cluster}`);
+    const faults = await this.faults(host);
+    let latency = this.ctx.config.lab.latencyMs;
+    for (const f of faults) {
+      if (f.kind === 'slow') latency = f.ms;
+    }
+    await sleep(latency, opts?.signal);
+    for (const f of faults) {
+      if (f.kind === 'unreachable') throw new AdapterError(host, op, `${host} did not answer (connection timed out)`, { retryable: true, code: 'unreachable' });
+      if (f.kind === 'fail' && (f.op === op || f.op === '*')) {
+        if (f.once) await this.consumeFault(host, f.raw);
+        throw new AdapterError(host, op, `${host}: ${op} failed (injected fault)`, { retryable: false, code: 'injected' });
+      }
+    }
+  }
+
+  private async consumeFault(target: string, raw: string): Promise<void> {
+    const spec = await this.redis.hget(this.keys.faults, target);
+    if (!spec) return;
+    const rest = spec
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s && s !== raw);
+    if (rest.length) await this.redis.hset(this.keys.faults, target, rest.join(','));
+    else await this.redis.hdel(this.keys.faults, target);
+  }
+
+  private async read(host: string): Promise<LabHostState> {
+    const raw = await this.redis.get(this.keys.host(host));
+    if (!raw) throw new AdapterError(host, 'read', `${host} has no lab state`);
+    return JSON.parse(raw) as LabHostState;
+  }
+
+  /** Optimistic transaction over several host documents. */
+  private async mutate<T>(hosts: string[], fn: (states: Map<string, LabHostState>) => T): Promise<T> {
+    const conn = this.redis.duplicate();
+    try {
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const keys = hosts.map((h) => this.keys.host(h));
+        await conn.watch(...keys);
+        const raws = await conn.mget(...keys);
+        const states = new Map<string, LabHostState>();
+        hosts.forEach((h, i) => {
+          const raw = raws[i];
+          if (!raw) throw new AdapterError(h, 'mutate', `${h} has no lab state`);
+          states.set(h, JSON.parse(raw) as LabHostState);
+        });
+        let result: T;
+        try {
+          result = fn(states);
+        } catch (e) {
+          await conn.unwatch();
+          throw e;
+        }
+        const multi = conn.multi();
+        for (const [h, s] of states) multi.set(this.keys.host(h), JSON.stringify(s));
+        const ok = await multi.exec();
+        if (ok) return result;
+      }
+      throw new AdapterError(hosts.join(','), 'mutate', 'lab state kept changing under us; gave up after 50 attempts', { retryable: true });
+    } finally {
+      conn.disconnect();
+    }
+  }
+
+  async describeHost(host: string, opts?: CallOptions): Promise<HostFacts> {
+    await this.call(host, 'describe', opts);
+    const s = await this.read(host);
+    return { ...s.facts, memoryUsedMiB: s.vms.reduce((a, v) => a + v.memoryMiB, 0) };
+  }
+
+  async listVms(host: string, opts?: CallOptions): Promise<VmFacts[]> {
+    await this.call(host, 'vms', opts);
+    return (await this.read(host)).vms;
+  }
+
+  async findVm(name: string, opts?: CallOptions): Promise<VmFacts | null> {
+    await this.ensureSeeded();
+    await sleep(this.ctx.config.lab.latencyMs, opts?.signal);
+    const raws = await this.redis.mget(...this.ctx.hosts.map((h) => this.keys.host(h)));
+    for (const raw of raws) {
+      if (!raw) continue;
+      const vm = (JSON.parse(raw) as LabHostState).vms.find((v) => v.name === name);
+      if (vm) return vm;
+    }
+    return null;
+  }
+
+  async enterMaintenance(host: string, opts?: CallOptions): Promise<void> {
+    await this.call(host, 'maintenance', opts);
+    await this.mutate([host], (s) => {
+      s.get(host)!.facts.maintenance = true;
+    });
+  }
+
+  async exitMaintenance(host: string, opts?: CallOptions): Promise<void> {
+    await this.call(host, 'maintenance', opts);
+    await this.mutate([host], (s) => {
+      s.get(host)!.facts.maintenance = false;
+    });
+  }
+
+  async migrateVm(req: MigrateRequest, onProgress?: (p: MigrateProgress) => void, opts?: CallOptions): Promise<MigrateResult> {
+    const started = Date.now();
+    await this.call(req.source, 'migrate', opts);
+    if (!this.ctx.hosts.includes(req.target)) {
+      throw new AdapterError(req.source, 'migrate', `${req.target} is not in lab cluster ${this.ctx.cluster}; the lab migrates within a cluster`);
+    }
+    const targetFaults = await this.faults(req.target);
+    if (targetFaults.some((f) => f.kind === 'unreachable')) {
+      throw new AdapterError(req.target, 'migrate', `${req.target} did not answer (connection timed out)`, { retryable: true, code: 'unreachable' });
+    }
+    // Validate against current state before "copying memory".
+    const before = await this.read(req.source);
+    const vm = before.vms.find((v) => v.name === req.vm);
+    if (!vm) throw new AdapterError(req.source, 'migrate', `${req.vm} is not on ${req.source}`, { code: 'not-found' });
+    const target = await this.read(req.target);
+    if (target.facts.maintenance) throw new AdapterError(req.target, 'migrate', `${req.target} is in maintenance mode and accepts no VMs`, { code: 'maintenance' });
+    if (req.mode === 'live' && vm.power !== 'running') throw new AdapterError(req.source, 'migrate', `${req.vm} is ${vm.power}; live migration needs a running VM`);
+    if (req.mode === 'live' && target.facts.cpu.vendor !== before.facts.cpu.vendor) {
+      throw new AdapterError(req.source, 'migrate', `${req.vm}: the processor of ${req.target} (${target.facts.cpu.vendor}) is not compatible with ${req.source} (${before.facts.cpu.vendor})`);
+    }
+    const used = target.vms.reduce((a, v) => a + v.memoryMiB, 0);
+    if (used + vm.memoryMiB > target.facts.memoryMiB) throw new AdapterError(req.target, 'migrate', `${req.target} has not enough memory for ${req.vm}`);
+
+    const vmFaults = await this.faults(`vm:${req.vm}`);
+    const total = req.mode === 'cold' ? Math.max(1, Math.floor(this.ctx.config.lab.migrationMs / 3)) : this.ctx.config.lab.migrationMs;
+    const steps = 5;
+    for (let i = 1; i <= steps; i++) {
+      await sleep(total / steps, opts?.signal).catch(() => {
+        throw new AdapterError(req.source, 'migrate', `migration of ${req.vm} was cancelled`, { code: 'cancelled' });
+      });
+      const failAt = vmFaults.find((f) => f.kind === 'migrate-fail');
+      if (failAt && i === 3) {
+        if (failAt.once) await this.consumeFault(`vm:${req.vm}`, failAt.raw);
+        throw new AdapterError(req.source, 'migrate', `migration of ${req.vm} to ${req.target} failed at 60%: insufficient system resources exist to complete the requested service (0x800705AA) (injected fault)`, {
+          retryable: true,
+          code: 'injected',
+        });
+      }
+      onProgress?.({ percent: Math.round((i / steps) * 100), phase: i < steps ? 'copying memory' : 'switching over' });
+    }
+    const linger = (await this.faults(req.source)).some((f) => f.kind === 'linger');
+    const lingering = await this.mutate([req.source, req.target], (s) => {
+      const src = s.get(req.source)!;
+      const dst = s.get(req.target)!;
+      const idx = src.vms.findIndex((v) => v.name === req.vm);
+      if (idx < 0) throw new AdapterError(req.source, 'migrate', `${req.vm} left ${req.source} during the migration`);
+      const [moved] = src.vms.splice(idx, 1);
+      moved!.host = req.target;
+      if (req.datastore) {
+        const ds = dst.facts.datastores.find((d) => d.name === req.datastore);
+        if (!ds) throw new AdapterError(req.target, 'migrate', `${req.target} has no datastore ${req.datastore}`);
+        moved!.disks = moved!.disks.map((d) => ({ ...d, datastore: req.datastore!, path: d.path.replace(/^[^/]+/, req.datastore!) }));
+      }
+      dst.vms.push(moved!);
+      // NPIV: the VM comes up on the target with its other address set; the source's ports
+      // go away, unless the source is set to "linger" (seed 000's failure).
+      const wwpns = new Set(moved!.vfc.flatMap((a) => a.wwpns));
+      const srcPorts = src.vports.filter((p) => wwpns.has(p.wwpn));
+      if (!linger) src.vports = src.vports.filter((p) => !wwpns.has(p.wwpn));
+      if (moved!.power === 'running') {
+        for (const [i, a] of moved!.vfc.entries()) {
+          const active = srcPorts.find((p) => a.wwpns.includes(p.wwpn))?.wwpn;
+          const next = a.wwpns.find((w) => w !== active) ?? a.wwpns[0]!;
+          const hba = dst.facts.hbas.find((h) => h.fabric === a.fabric) ?? dst.facts.hbas[i % dst.facts.hbas.length]!;
+          dst.vports = dst.vports.filter((p) => p.wwpn !== next);
+          dst.vports.push({ host: req.target, hbaWwpn: hba.wwpn, wwpn: next, wwnn: a.wwnn, fabric: a.fabric, fcId: 0x40000 + i });
+        }
+      }
+      return linger ? srcPorts : [];
+    });
+    return { vm: req.vm, host: req.target, datastore: req.datastore, durationMs: Date.now() - started, lingeringPorts: lingering };
+  }
+
+  async npivInventory(host: string, opts?: CallOptions): Promise<NpivInventory> {
+    await this.call(host, 'npiv', opts);
+    const s = await this.read(host);
+    const endpointOwners: Record<string, string> = {};
+    const endpoints: string[] = s.facts.hbas.map((h) => h.wwpn); // Msvm_FcEndpoint lists physical ports too
+    for (const vm of s.vms) {
+      if (vm.power !== 'running') continue;
+      for (const a of vm.vfc) {
+        const active = a.wwpns.find((w) => s.vports.some((p) => p.wwpn === w));
+        if (active) {
+          endpoints.push(active);
+          endpointOwners[active] = vm.name;
+        }
+      }
+    }
+    return { host, hbas: s.facts.hbas, virtualPorts: s.vports, endpointWwpns: endpoints, endpointOwners };
+  }
+
+  async removeVirtualPort(port: VirtualPort, opts?: CallOptions): Promise<void> {
+    await this.call(port.host, 'remove', opts);
+    await this.mutate([port.host], (s) => {
+      const st = s.get(port.host)!;
+      const before = st.vports.length;
+      st.vports = st.vports.filter((p) => p.wwpn !== port.wwpn);
+      if (st.vports.length === before) throw new AdapterError(port.host, 'remove', `${port.host} has no virtual port ${port.wwpn}`, { code: 'not-found' });
+    });
+  }
+
+  async checkMigration(_vm: string, _target: string): Promise<CheckFinding[]> {
+    return [];
+  }
+
+  async close(): Promise<void> {}
+}

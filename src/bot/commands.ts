@@ -1,0 +1,109 @@
+/**
+ * From a line of text to work: parse (grammar), check permission and the kill switch, then the
+ * command's handler. Shared by Slack (slash command, mention, DM) and the console, so both
+ * behave the same. Handlers answer fast: anything that touches a hypervisor becomes a job.
+ */
+import { parseCommand, type Command, type CommandName } from './grammar.js';
+import { mayRun, type ChannelRef, type GroupMembers } from '../core/permissions.js';
+import type { Message } from './messages.js';
+import { message } from './messages.js';
+import type { Conversation } from './surface.js';
+import type { Deps } from '../jobs/context.js';
+
+export interface CommandContext {
+  deps: Deps;
+  user: string;
+  /** Where the command was typed; threadTs set when typed inside a thread. */
+  conv: Conversation;
+  channel: ChannelRef;
+  /** The command as typed, normalised. */
+  text: string;
+  groupMembers: GroupMembers;
+  /** One sentence to the user only (ephemeral in Slack). Nothing else happens. */
+  refuse(sentence: string): Promise<void>;
+  /** Answer in the conversation; returns the conversation threaded under the answer. */
+  answer(msg: Message): Promise<Conversation>;
+}
+
+export type CommandHandler<C extends Command = Command> = (ctx: CommandContext, cmd: C) => Promise<void>;
+
+const handlers = new Map<CommandName, CommandHandler>();
+
+export function registerCommand<N extends CommandName>(name: N, handler: CommandHandler<Extract<Command, { name: N }>>): void {
+  handlers.set(name, handler as CommandHandler);
+}
+
+/** Hooks run before a permitted command (the kill switch registers one). A string refuses. */
+type Gate = (ctx: CommandContext, cmd: Command) => Promise<string | null>;
+const gates: Gate[] = [];
+export function registerGate(gate: Gate): void {
+  gates.push(gate);
+}
+
+export interface Incoming {
+  text: string;
+  user: string;
+  conv: Conversation;
+  channel: ChannelRef;
+  groupMembers?: GroupMembers;
+  refuse(sentence: string): Promise<void>;
+  answer(msg: Message): Promise<Conversation>;
+}
+
+function dryRunOf(cmd: Command): boolean {
+  return (cmd.name === 'drain' || cmd.name === 'migrate') && cmd.dryRun;
+}
+
+/** Handle one line. Returns the parsed command (or null for bad input) for logging and tests. */
+export async function handleLine(deps: Deps, input: Incoming): Promise<Command | null> {
+  const log = deps.rt.log.child({ user: input.user, surface: input.conv.surface });
+  const parsed = parseCommand(input.text);
+  if (!parsed.ok) {
+    log.info({ text: input.text.slice(0, 200), refused: parsed.error }, 'command refused: bad input');
+    await input.refuse(parsed.error);
+    return null;
+  }
+  const cmd = parsed.command;
+  const ctx: CommandContext = {
+    deps,
+    user: input.user,
+    conv: input.conv,
+    channel: input.channel,
+    text: input.text.trim(),
+    groupMembers: input.groupMembers ?? {},
+    refuse: input.refuse,
+    answer: input.answer,
+  };
+  const permitted = mayRun({ command: cmd.name, dryRun: dryRunOf(cmd), user: input.user, channel: input.channel, config: deps.rt.config, groupMembers: ctx.groupMembers });
+  if (!permitted.ok) {
+    log.info({ command: cmd.name, refused: permitted.sentence }, 'command refused: permission');
+    await input.refuse(permitted.sentence);
+    return cmd;
+  }
+  for (const gate of gates) {
+    const refusal = await gate(ctx, cmd);
+    if (refusal) {
+      log.info({ command: cmd.name, refused: refusal }, 'command refused');
+      await input.refuse(refusal);
+      return cmd;
+    }
+  }
+  const handler = handlers.get(cmd.name);
+  if (!handler) {
+    await input.refuse(`${cmd.name} is not available in this Ferry build.`);
+    return cmd;
+  }
+  log.info({ command: cmd.name, text: ctx.text.slice(0, 300) }, 'command');
+  try {
+    await handler(ctx, cmd);
+  } catch (e) {
+    log.error({ command: cmd.name, err: e instanceof Error ? e.stack : String(e) }, 'command handler failed');
+    await input.refuse(`Ferry could not run that: ${e instanceof Error ? e.message : String(e)}. Nothing was started.`);
+  }
+  return cmd;
+}
+
+/** Convenience for handlers: a one-line answer. */
+export function line(text: string): Message {
+  return message(text);
+}

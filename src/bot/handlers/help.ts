@@ -1,0 +1,34 @@
+/** help [command]: only what the caller may run. */
+import { registerCommand } from '../commands.js';
+import { COMMANDS, docFor } from '../grammar.js';
+import { context, message, section } from '../messages.js';
+import { visibleCommands, permissionName } from '../../core/permissions.js';
+import { suggest } from '../../core/suggest.js';
+
+const SELECTORS = 'Selectors: `hyp03` · `hyp01..hyp12` · `hyp[01-12]` · `hyp01,hyp05` · `cluster:prod-a` · exclusions `!hyp07` or `except hyp07`.';
+
+registerCommand('help', async (ctx, cmd) => {
+  const allowed = new Set<string>(visibleCommands({ user: ctx.user, channel: ctx.channel, config: ctx.deps.rt.config, groupMembers: ctx.groupMembers }));
+  const mine = COMMANDS.filter((c) => allowed.has(permissionName(c.name)) || c.name === 'help');
+  if (cmd.topic) {
+    const doc = COMMANDS.find((c) => c.words.join(' ') === cmd.topic || c.name === cmd.topic || c.aliases?.some((a) => a.join(' ') === cmd.topic));
+    if (!doc) {
+      const hint = suggest(cmd.topic, COMMANDS.map((c) => c.words.join(' ')));
+      await ctx.refuse(`There is no command "${cmd.topic}"${hint ? `; did you mean "${hint}"?` : '.'} "help" lists them.`);
+      return;
+    }
+    const d = docFor(doc.name);
+    const note = mine.includes(doc) ? '' : ' (you may not run this one)';
+    await ctx.answer(message(`${d.syntax}: ${d.summary}`, section(`\`${d.syntax}\`${note}\n${d.summary}`), context(`Example: \`${d.example}\`${/selector/.test(d.syntax) ? ` · ${SELECTORS}` : ''}`)));
+    return;
+  }
+  const lines = mine.map((c) => `\`${c.syntax}\` — ${c.summary}`);
+  const hidden = COMMANDS.length - mine.length;
+  await ctx.answer(
+    message(
+      'Ferry commands',
+      section(`*What you can ask Ferry*\n${lines.join('\n')}`),
+      context(`${SELECTORS}${hidden ? ` · ${hidden} more commands need a group you are not in.` : ''} · \`help <command>\` for one in detail.`),
+    ),
+  );
+});

@@ -1,0 +1,74 @@
+/** jobs, job <id>, cancel <id>: operations as Ferry remembers them. */
+import { registerCommand } from '../commands.js';
+import { context, message, section, who } from '../messages.js';
+import { formatDuration } from '../../core/duration.js';
+import { FINISHED, type Operation } from '../../jobs/operations.js';
+import { compressNames } from '../../core/selectors.js';
+
+function when(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
+}
+
+function row(op: Operation): string[] {
+  const took = op.finishedAt ? formatDuration(op.finishedAt - (op.startedAt ?? op.createdAt)) : '';
+  return [String(op.id), op.title.slice(0, 60), op.status, op.requester, when(op.createdAt), took];
+}
+
+registerCommand('jobs', async (ctx) => {
+  const [active, recent] = await Promise.all([ctx.deps.ops.active(), ctx.deps.ops.recent(15)]);
+  const finished = recent.filter((o) => FINISHED.includes(o.status));
+  if (!active.length && !finished.length) {
+    await ctx.answer(message('No operations yet. Try "find stale ports hyp01..hyp12".'));
+    return;
+  }
+  const cols = ['Job', 'Command', 'Status', 'By', 'Started', 'Took'];
+  await ctx.answer(
+    message(
+      `${active.length} running, ${finished.length} recent`,
+      section(`*${active.length} running*`),
+      ...(active.length ? [{ type: 'table' as const, columns: cols, rows: active.map(row) }] : []),
+      section(`*Recent*`),
+      { type: 'table', columns: cols, rows: finished.map(row) },
+    ),
+  );
+});
+
+registerCommand('job', async (ctx, cmd) => {
+  const op = await ctx.deps.ops.get(cmd.id);
+  if (!op) {
+    await ctx.refuse(`There is no job ${cmd.id}; "jobs" lists them.`);
+    return;
+  }
+  await ctx.answer(
+    message(
+      `job ${op.id}: ${op.title} (${op.status})`,
+      section(`*job ${op.id}* · ${op.title} · *${op.status}*`),
+      {
+        type: 'fields',
+        fields: [
+          `*Requested by*\n${who(op.requester)}`,
+          `*Hosts*\n${compressNames(op.hosts) || '—'}`,
+          `*Created*\n${when(op.createdAt)}`,
+          `*Took*\n${op.finishedAt ? formatDuration(op.finishedAt - (op.startedAt ?? op.createdAt)) : 'still running'}`,
+        ],
+      },
+      ...(op.summary ? [context(op.summary)] : []),
+    ),
+  );
+});
+
+registerCommand('cancel', async (ctx, cmd) => {
+  const op = await ctx.deps.ops.get(cmd.id);
+  if (!op) {
+    await ctx.refuse(`There is no job ${cmd.id}; "jobs" lists them.`);
+    return;
+  }
+  if (FINISHED.includes(op.status)) {
+    await ctx.refuse(`job ${op.id} already ended (${op.status}); nothing to cancel.`);
+    return;
+  }
+  // Workflows check this flag between steps and stop cleanly; a running step finishes first.
+  await ctx.deps.rt.redis.set(ctx.deps.rt.key('op', op.id, 'cancel'), ctx.user, 'EX', 86_400);
+  await ctx.deps.outbox.post(op.conv, message(`${who(ctx.user)} asked to cancel job ${op.id}; it stops after the step in progress.`));
+  await ctx.answer(message(`Cancelling job ${op.id} (${op.title}); its thread will say when it has stopped.`));
+});

@@ -1,0 +1,58 @@
+/**
+ * A neutral message model: workflows say what to show; src/bot/render/slack.ts turns it into
+ * Block Kit (inside Slack's limits) and src/bot/render/text.ts into console text. Text uses a
+ * small subset of Slack mrkdwn (*bold*, `code`, _italic_) that both renderers understand.
+ */
+
+export interface Button {
+  /** action_id; Ferry's are "ferry:<verb>". */
+  action: string;
+  label: string;
+  /** Opaque value handed back on click (op id, approval id + plan hash…). */
+  value: string;
+  style?: 'primary' | 'danger';
+  confirm?: { title: string; text: string; confirm: string; deny: string };
+  /** The console has no buttons: the command that does the same. */
+  command: string;
+}
+
+export type Block =
+  | { type: 'header'; text: string }
+  | { type: 'section'; text: string }
+  | { type: 'fields'; fields: string[] }
+  | { type: 'context'; text: string }
+  | { type: 'progress'; done: number; total: number; label: string }
+  | { type: 'table'; title?: string; columns: string[]; rows: string[][] }
+  | { type: 'actions'; buttons: Button[] }
+  | { type: 'divider' };
+
+export interface Message {
+  /** Plain fallback (notifications, screen readers) and the console's first line. */
+  text: string;
+  blocks: Block[];
+}
+
+export function message(text: string, ...blocks: Block[]): Message {
+  return { text, blocks: blocks.length ? blocks : [{ type: 'section', text }] };
+}
+
+export const section = (text: string): Block => ({ type: 'section', text });
+export const context = (text: string): Block => ({ type: 'context', text });
+export const header = (text: string): Block => ({ type: 'header', text });
+export const divider = (): Block => ({ type: 'divider' });
+
+/** "▓▓▓▓▓▓░░░░ 58%" */
+export function progressBar(done: number, total: number, width = 20): string {
+  const ratio = total > 0 ? Math.min(1, done / total) : 1;
+  const filled = Math.round(ratio * width);
+  return `${'▓'.repeat(filled)}${'░'.repeat(width - filled)} ${Math.round(ratio * 100)}%`;
+}
+
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** A user reference both renderers understand: Slack IDs become mentions, console names stay. */
+export function who(user: string): string {
+  return /^[UW][A-Z0-9]{2,}$/.test(user) ? `<@${user}>` : `@${user}`;
+}

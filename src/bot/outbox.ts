@@ -1,0 +1,28 @@
+/** Routes each conversation to its surface: Slack (when this process has a token) or the console. */
+import type { Message } from './messages.js';
+import type { Conversation, MessageRef, Surface } from './surface.js';
+
+export class Outbox implements Surface {
+  constructor(
+    private readonly surfaces: { slack?: Surface; console: Surface },
+    private readonly onMissingSlack: (conv: Conversation) => void = () => {},
+  ) {}
+
+  private route(conv: Conversation): Surface | undefined {
+    if (conv.surface === 'console') return this.surfaces.console;
+    if (!this.surfaces.slack) this.onMissingSlack(conv);
+    return this.surfaces.slack;
+  }
+
+  async post(conv: Conversation, msg: Message): Promise<MessageRef | null> {
+    return (await this.route(conv)?.post(conv, msg)) ?? null;
+  }
+
+  async update(conv: Conversation, ref: MessageRef, msg: Message): Promise<void> {
+    await this.route(conv)?.update(conv, ref, msg);
+  }
+
+  async ephemeral(conv: Conversation, msg: Message): Promise<void> {
+    await this.route(conv)?.ephemeral(conv, msg);
+  }
+}

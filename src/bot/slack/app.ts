@@ -1,0 +1,177 @@
+/**
+ * The Slack surface (Bolt): the /ferry slash command, @ferry mentions and DMs all go through
+ * the same grammar; buttons go to registered actions. Ack first, always inside Slack's 3 s:
+ * the listener acks before doing anything else, and real work is a job. Retried deliveries
+ * and duplicate events are recognised by their ids in Redis and run once.
+ */
+import bolt from '@slack/bolt';
+import type { AppOptions, Middleware, AnyMiddlewareArgs } from '@slack/bolt';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AppDeps } from '../../app.js';
+import { handleLine } from '../commands.js';
+import { actionFor, viewFor } from '../actions.js';
+import { message } from '../messages.js';
+import type { Conversation } from '../surface.js';
+import { inThread } from '../surface.js';
+import { resolveUserGroups } from './groups.js';
+import { metricsText } from '../../health.js';
+
+const { App, HTTPReceiver, LogLevel } = bolt;
+
+export interface SlackAppOptions {
+  botToken: string;
+  signingSecret?: string;
+  appToken?: string;
+  port: number;
+  slackApiUrl?: string;
+}
+
+/** Ids that identify one delivery across retries: event_id for events, trigger_id / action_ts for the rest. */
+function deliveryId(body: Record<string, unknown>): string | undefined {
+  if (typeof body.event_id === 'string') return `event:${body.event_id}`;
+  const actions = body.actions as { action_ts?: string; action_id?: string }[] | undefined;
+  if (actions?.[0]?.action_ts) return `action:${(body.user as { id?: string })?.id}:${actions[0].action_id}:${actions[0].action_ts}`;
+  if (typeof body.trigger_id === 'string') return `trigger:${body.trigger_id}`;
+  return undefined;
+}
+
+export function createSlackApp(deps: AppDeps, opts: SlackAppOptions): InstanceType<typeof App> {
+  const { rt } = deps;
+  const log = rt.log.child({ part: 'slack-app' });
+  const health = [
+    {
+      path: '/healthz',
+      method: ['GET'],
+      handler: async (_req: IncomingMessage, res: ServerResponse) => {
+        const ok = (await rt.redis.ping().catch(() => 'down')) === 'PONG';
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ok, redis: ok ? 'up' : 'down' }));
+      },
+    },
+    {
+      path: '/metrics',
+      method: ['GET'],
+      handler: async (_req: IncomingMessage, res: ServerResponse) => {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+        res.end(await metricsText(deps));
+      },
+    },
+  ];
+  const common: Partial<AppOptions> = {
+    token: opts.botToken,
+    logLevel: LogLevel.WARN,
+    clientOptions: opts.slackApiUrl ? { slackApiUrl: opts.slackApiUrl.replace(/\/?$/, '/') } : undefined,
+    // auth.test at start-up would fail without network; the bot user id is read lazily.
+    tokenVerificationEnabled: false,
+  };
+  const app = opts.appToken
+    ? new App({ ...common, appToken: opts.appToken, socketMode: true, customRoutes: health, port: opts.port })
+    : new App({
+        ...common,
+        receiver: new HTTPReceiver({
+          signingSecret: opts.signingSecret!,
+          endpoints: '/slack/events',
+          customRoutes: health,
+          processBeforeResponse: false,
+          unhandledRequestTimeoutMillis: 2900,
+        }),
+      });
+
+  // Duplicate and retried deliveries: the first one wins, the others are acked and dropped.
+  const dedupe: Middleware<AnyMiddlewareArgs> = async (args) => {
+    const body = args.body as unknown as Record<string, unknown>;
+    const id = deliveryId(body);
+    if (id) {
+      const fresh = await rt.redis.set(rt.key('slack', 'delivery', id), '1', 'EX', 3600, 'NX');
+      if (!fresh) {
+        log.info({ id, retryNum: (args.context as { retryNum?: number }).retryNum }, 'duplicate Slack delivery ignored');
+        const maybeAck = (args as { ack?: () => Promise<void> }).ack;
+        if (maybeAck) await maybeAck();
+        return;
+      }
+    }
+    await args.next();
+  };
+  app.use(dedupe);
+
+  const run = async (text: string, user: string, conv: Conversation, channelType?: string) => {
+    const groupMembers = await resolveUserGroups(rt, deps.slack?.client);
+    await handleLine(deps, {
+      text,
+      user,
+      conv,
+      channel: { id: conv.surface === 'slack' ? conv.channel : 'console', type: channelType as 'im' | undefined },
+      groupMembers,
+      refuse: (sentence) => deps.outbox.ephemeral(conv, message(sentence)),
+      answer: async (msg) => inThread(conv, await deps.outbox.post(conv, msg)),
+    });
+  };
+
+  app.command('/ferry', async ({ ack, command }) => {
+    await ack();
+    const conv: Conversation = { surface: 'slack', channel: command.channel_id, user: command.user_id, teamId: command.team_id };
+    await run(command.text ?? '', command.user_id, conv, command.channel_name === 'directmessage' ? 'im' : undefined);
+  });
+
+  app.event('app_mention', async ({ event }) => {
+    if (!event.user) return;
+    const conv: Conversation = { surface: 'slack', channel: event.channel, threadTs: event.thread_ts, user: event.user };
+    await run(event.text, event.user, conv);
+  });
+
+  app.message(async ({ message: msg }) => {
+    const m = msg as { channel_type?: string; subtype?: string; bot_id?: string; user?: string; text?: string; channel: string; thread_ts?: string };
+    if (m.channel_type !== 'im' || m.subtype || m.bot_id || !m.user || !m.text) return;
+    const conv: Conversation = { surface: 'slack', channel: m.channel, threadTs: m.thread_ts, user: m.user };
+    await run(m.text, m.user, conv, 'im');
+  });
+
+  app.action(/^ferry:/, async ({ ack, body, action, client }) => {
+    await ack();
+    const b = body as unknown as { user: { id: string }; channel?: { id: string }; message?: { ts: string; thread_ts?: string }; trigger_id?: string };
+    const a = action as { action_id: string; value?: string };
+    const handler = actionFor(a.action_id);
+    const channel = b.channel?.id;
+    if (!channel) return;
+    const conv: Conversation = { surface: 'slack', channel, user: b.user.id, threadTs: b.message?.thread_ts ?? b.message?.ts };
+    if (!handler) {
+      await deps.outbox.ephemeral(conv, message('That button belongs to something Ferry no longer knows; nothing was done.'));
+      return;
+    }
+    await handler({
+      deps,
+      user: b.user.id,
+      conv,
+      message: b.message ? { channel, ts: b.message.ts } : undefined,
+      value: a.value ?? '',
+      groupMembers: await resolveUserGroups(rt, deps.slack?.client),
+      refuse: (sentence) => deps.outbox.ephemeral(conv, message(sentence)),
+      openModal: b.trigger_id
+        ? async (view) => {
+            await client.views.open({ trigger_id: b.trigger_id!, view: view as never });
+          }
+        : undefined,
+    });
+  });
+
+  app.view(/^ferry:/, async ({ ack, body, view }) => {
+    await ack();
+    const handler = viewFor(view.callback_id);
+    const meta = JSON.parse(view.private_metadata || '{}') as { channel?: string; threadTs?: string; value?: string };
+    if (!handler || !meta.channel) return;
+    const values: Record<string, string> = {};
+    for (const block of Object.values(view.state.values)) {
+      for (const [k, v] of Object.entries(block)) values[k] = (v as { value?: string }).value ?? '';
+    }
+    const conv: Conversation = { surface: 'slack', channel: meta.channel, threadTs: meta.threadTs, user: body.user.id };
+    await handler(
+      { deps, user: body.user.id, conv, value: meta.value ?? '', groupMembers: await resolveUserGroups(rt, deps.slack?.client), refuse: (s) => deps.outbox.ephemeral(conv, message(s)) },
+      values,
+    );
+  });
+
+  app.error(async (err) => {
+    log.error({ err: err.message }, 'Slack listener error');
+  });
+  return app;
+}

@@ -1,0 +1,12 @@
+/** What every job handler and command handler gets: the runtime, queues, operations, outbox. */
+import type { Runtime } from '../runtime.js';
+import type { Outbox } from '../bot/outbox.js';
+import type { Queues } from './queues.js';
+import type { Operations } from './operations.js';
+
+export interface Deps {
+  rt: Runtime;
+  queues: Queues;
+  ops: Operations;
+  outbox: Outbox;
+}

@@ -1,0 +1,123 @@
+/**
+ * Operations: what a user asked for, as Ferry remembers it. One record per command that does
+ * work (short numeric id, "job 41"), with its conversation, status card and counters. Lives in
+ * Redis so web and worker processes share it and it survives restarts.
+ */
+import type { Runtime } from '../runtime.js';
+import type { Conversation, MessageRef } from '../bot/surface.js';
+
+export type OpStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'partial' | 'failed' | 'cancelled';
+export const FINISHED: OpStatus[] = ['succeeded', 'partial', 'failed', 'cancelled'];
+
+export interface Operation {
+  id: number;
+  kind: string;
+  /** The command as the user typed it (normalised). */
+  title: string;
+  requester: string;
+  conv: Conversation;
+  hosts: string[];
+  status: OpStatus;
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  cardRef?: MessageRef;
+  /** One line for `jobs` and the App Home. */
+  summary?: string;
+  /** Workflow-specific parameters. */
+  params: Record<string, unknown>;
+}
+
+export class Operations {
+  constructor(private readonly rt: Runtime) {}
+
+  private key(id: number): string {
+    return this.rt.key('op', id);
+  }
+
+  async create(op: Omit<Operation, 'id' | 'status' | 'createdAt'>): Promise<Operation> {
+    const id = await this.rt.redis.incr(this.rt.key('op', 'seq'));
+    const full: Operation = { ...op, id, status: 'queued', createdAt: this.rt.clock.now() };
+    await this.rt.redis
+      .multi()
+      .hset(this.key(id), 'json', JSON.stringify(full))
+      .zadd(this.rt.key('ops'), full.createdAt, String(id))
+      .sadd(this.rt.key('ops', 'active'), String(id))
+      .exec();
+    return full;
+  }
+
+  async get(id: number | string): Promise<Operation | null> {
+    const raw = await this.rt.redis.hget(this.key(Number(id)), 'json');
+    return raw ? (JSON.parse(raw) as Operation) : null;
+  }
+
+  /** Read-modify-write of the JSON part; counters use incr() instead. */
+  async patch(id: number, change: Partial<Operation>): Promise<Operation> {
+    const conn = this.rt.redis;
+    for (;;) {
+      const key = this.key(id);
+      const watcher = conn.duplicate();
+      try {
+        await watcher.watch(key);
+        const raw = await watcher.hget(key, 'json');
+        if (!raw) throw new Error(`operation ${id} does not exist`);
+        const next = { ...(JSON.parse(raw) as Operation), ...change };
+        const multi = watcher.multi().hset(key, 'json', JSON.stringify(next));
+        if (change.status && FINISHED.includes(change.status)) multi.srem(this.rt.key('ops', 'active'), String(id));
+        const ok = await multi.exec();
+        if (ok) {
+          if (change.status) await conn.publish(this.rt.key('op-events'), JSON.stringify({ id, status: next.status }));
+          return next;
+        }
+      } finally {
+        watcher.disconnect();
+      }
+    }
+  }
+
+  /** `cancel <id>` sets this; workflows check it between steps. */
+  async cancelRequested(id: number): Promise<string | null> {
+    return this.rt.redis.get(this.rt.key('op', id, 'cancel'));
+  }
+
+  async incr(id: number, field: string, by = 1): Promise<number> {
+    return this.rt.redis.hincrby(this.key(id), `n:${field}`, by);
+  }
+
+  /** Several counters at once, so a card never shows one without the other. */
+  async incrMany(id: number, by: Record<string, number>): Promise<void> {
+    const multi = this.rt.redis.multi();
+    for (const [field, n] of Object.entries(by)) multi.hincrby(this.key(id), `n:${field}`, n);
+    await multi.exec();
+  }
+
+  async counters(id: number): Promise<Record<string, number>> {
+    const all = await this.rt.redis.hgetall(this.key(id));
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(all)) if (k.startsWith('n:')) out[k.slice(2)] = Number(v);
+    return out;
+  }
+
+  /** Per-item results (host or VM -> JSON). */
+  async setResult(id: number, item: string, value: unknown): Promise<void> {
+    await this.rt.redis.hset(this.rt.key('op', id, 'results'), item, JSON.stringify(value));
+  }
+
+  async results<T>(id: number): Promise<Record<string, T>> {
+    const all = await this.rt.redis.hgetall(this.rt.key('op', id, 'results'));
+    return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as T]));
+  }
+
+  async recent(limit = 20): Promise<Operation[]> {
+    const ids = await this.rt.redis.zrevrange(this.rt.key('ops'), 0, limit - 1);
+    const ops = await Promise.all(ids.map((id) => this.get(id)));
+    return ops.filter((o): o is Operation => o !== null);
+  }
+
+  async active(): Promise<Operation[]> {
+    const ids = await this.rt.redis.smembers(this.rt.key('ops', 'active'));
+    const ops = await Promise.all(ids.map((id) => this.get(id)));
+    return ops.filter((o): o is Operation => o !== null).sort((a, b) => a.id - b.id);
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * Job handlers by name. Each workflow module registers its steps; src/jobs/worker.ts runs
+ * whatever is registered, so adding a workflow never touches the worker.
+ */
+import type { Job } from 'bullmq';
+import type { Deps } from './context.js';
+import type { QueueName } from './queues.js';
+
+export type JobHandler = (deps: Deps, job: Job) => Promise<unknown>;
+
+interface Registration {
+  queue: QueueName;
+  handler: JobHandler;
+}
+
+const handlers = new Map<string, Registration>();
+
+export function registerJob(name: string, queue: QueueName, handler: JobHandler): void {
+  handlers.set(name, { queue, handler });
+}
+
+export function handlerFor(name: string): Registration | undefined {
+  return handlers.get(name);
+}
+
+export function registeredJobs(): string[] {
+  return [...handlers.keys()];
+}

@@ -1,0 +1,62 @@
+/**
+ * The worker half of Ferry: runs every registered job handler. Any number of workers on any
+ * number of machines share one Redis; the per-host fan-out is bounded globally. Shutdown
+ * waits for running steps to finish (BullMQ's close), so no step is abandoned half-done.
+ */
+import { Worker, type Job } from 'bullmq';
+import type { Deps } from './context.js';
+import { handlerFor } from './registry.js';
+import { QUEUE_NAMES, type QueueName } from './queues.js';
+import { cardJob } from './cards.js';
+import { registerJob } from './registry.js';
+import './workflows/index.js';
+
+registerJob('card', 'cards', (deps, job) => cardJob(deps, (job.data as { opId: number }).opId));
+
+export interface WorkerSet {
+  workers: Worker[];
+  close(): Promise<void>;
+}
+
+export async function startWorkers(deps: Deps, opts: { queues?: readonly QueueName[] } = {}): Promise<WorkerSet> {
+  const { rt } = deps;
+  const concurrency: Record<QueueName, number> = {
+    // Operations mostly wait on adapters; many can be in flight.
+    ops: 16,
+    hosts: rt.config.limits.sweepConcurrency,
+    cards: 4,
+    timers: 4,
+  };
+  // One bound for the whole fleet of workers, however many processes run.
+  await deps.queues.hosts.setGlobalConcurrency(rt.config.limits.sweepConcurrency);
+  const workers: Worker[] = [];
+  for (const name of opts.queues ?? QUEUE_NAMES) {
+    const worker = new Worker(
+      name,
+      async (job: Job) => {
+        const reg = handlerFor(job.name);
+        if (!reg) throw new Error(`no handler for job ${job.name}`);
+        const log = rt.log.child({ job: job.name, jobId: job.id });
+        const started = Date.now();
+        try {
+          const out = await reg.handler(deps, job);
+          log.info({ ms: Date.now() - started }, 'job done');
+          return out;
+        } catch (e) {
+          log.error({ err: e instanceof Error ? e.message : String(e), ms: Date.now() - started, attempt: job.attemptsMade + 1 }, 'job failed');
+          throw e;
+        }
+      },
+      { connection: rt.newConnection(), prefix: `${rt.prefix}:bull`, concurrency: concurrency[name], lockDuration: 60_000, stalledInterval: 15_000 },
+    );
+    worker.on('error', (err) => rt.log.error({ queue: name, err: err.message }, 'worker error'));
+    workers.push(worker);
+  }
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  return {
+    workers,
+    async close() {
+      await Promise.allSettled(workers.map((w) => w.close()));
+    },
+  };
+}
