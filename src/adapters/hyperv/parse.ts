@@ -369,9 +369,9 @@ export const compareSchema = z.object({ Incompatibilities: arr(z.object({ Messag
 export function findingCode(message: string): string {
   if (/processor|cpu/i.test(message)) return 'cpu';
   if (/switch|network|vlan/i.test(message)) return 'network';
+  if (/dvd|\.iso\b|floppy|com port|serial|pass-?through/i.test(message)) return 'device';
   if (/storage|path|file|disk|vhd|csv|volume/i.test(message)) return 'datastore';
-  if (/memory|ram/i.test(message)) return 'capacity';
-  if (/dvd|iso|floppy|com port|serial|pass-?through/i.test(message)) return 'device';
+  if (/memory|ram\b/i.test(message)) return 'capacity';
   if (/fibre channel|san|wwpn|wwn/i.test(message)) return 'npiv';
   if (/version|configuration version/i.test(message)) return 'version';
   return 'hyperv';

@@ -84,6 +84,14 @@ $out=[pscustomobject]@{Removed=($st -eq 0);Status=$st;Gone=$gone;Instance=$f.Ins
   );
 }
 
+/** Cluster node state, CSVs and cluster networks: only sent to failover-cluster nodes. */
+function clusterFacts(host: string): string {
+  return `
+$x=Get-ClusterNode -Name ${psQuote(host)};$node=[pscustomobject]@{Name=[string]$x.Name;State=[string]$x.State}
+$csv=@(foreach($c in @(Get-ClusterSharedVolume)){foreach($i in $c.SharedVolumeInfo){[pscustomobject]@{Name=$c.Name;Path=[string]$i.FriendlyVolumeName;Size=$i.Partition.Size;Free=$i.Partition.FreeSpace}}})
+$cn=@(foreach($x in @(Get-ClusterNetwork)){[pscustomobject]@{Name=$x.Name;Role=[string]$x.Role}})`;
+}
+
 /** Host facts for describeHost. failoverCluster decides whether cluster cmdlets are called at all. */
 export function hostFactsScript(host: string, failoverCluster: boolean): string {
   return wrapScript(
@@ -97,11 +105,7 @@ $sw=@(foreach($s in @(Get-VMSwitch)){[pscustomobject]@{Name=$s.Name;SwitchType=[
 $vol=@(foreach($x in @(Get-Volume)){if($x.DriveLetter -and [string]$x.DriveType -eq 'Fixed'){[pscustomobject]@{Letter=[string]$x.DriveLetter;Size=$x.Size;Free=$x.SizeRemaining}}})
 $mn=@(foreach($m in @(Get-VMMigrationNetwork)){[string]$m.Subnet})
 $node=$null;$csv=@();$cn=@()
-if($${failoverCluster ? 'true' : 'false'}){
-$x=Get-ClusterNode -Name ${psQuote(host)};$node=[pscustomobject]@{Name=[string]$x.Name;State=[string]$x.State}
-$csv=@(foreach($c in @(Get-ClusterSharedVolume)){foreach($i in $c.SharedVolumeInfo){[pscustomobject]@{Name=$c.Name;Path=[string]$i.FriendlyVolumeName;Size=$i.Partition.Size;Free=$i.Partition.FreeSpace}}})
-$cn=@(foreach($x in @(Get-ClusterNetwork)){[pscustomobject]@{Name=$x.Name;Role=[string]$x.Role}})
-}
+${failoverCluster ? clusterFacts(host) : ''}
 $out=[pscustomobject]@{ComputerName=$h.ComputerName;MemoryCapacity=$h.MemoryCapacity;VirtualMachineMigrationEnabled=[bool]$h.VirtualMachineMigrationEnabled;UseAnyNetworkForMigration=[bool]$h.UseAnyNetworkForMigration;OsCaption=[string]$os.Caption;Processors=$cpu;Vms=$vms;Switches=$sw;Volumes=$vol;MigrationNetworks=$mn;ClusterNode=$node;Csv=$csv;ClusterNetworks=$cn}
 `,
     6,
@@ -116,7 +120,7 @@ export function vmFactsScript(vm: string | undefined, failoverCluster: boolean):
     `
 $vms=@(foreach($x in @(Get-VM)){if(${filter}){$x}})
 $aa=@{}
-if($${failoverCluster ? 'true' : 'false'}){try{foreach($g in @(Get-ClusterGroup)){if([string]$g.GroupType -eq 'VirtualMachine'){$aa[$g.Name]=@($g.AntiAffinityClassNames)}}}catch{}}
+${failoverCluster ? `try{foreach($g in @(Get-ClusterGroup)){if([string]$g.GroupType -eq 'VirtualMachine'){$aa[$g.Name]=@($g.AntiAffinityClassNames)}}}catch{}` : ''}
 $out=@(foreach($v in $vms){
 $d=@(foreach($x in @(Get-VMHardDiskDrive -VM $v)){$s=$null;if($x.Path){try{$s=(Get-VHD -Path $x.Path).FileSize}catch{}};[pscustomobject]@{Path=[string]$x.Path;FileSize=$s}})
 $n=@(foreach($x in @(Get-VMNetworkAdapter -VM $v)){$l=Get-VMNetworkAdapterVlan -VMNetworkAdapter $x;[pscustomobject]@{SwitchName=[string]$x.SwitchName;VlanMode=[string]$l.OperationMode;AccessVlanId=$l.AccessVlanId}})
