@@ -14,7 +14,16 @@
  * Same input, same plan: the result depends only on names, ids and sizes, never on input order.
  */
 import type { HostFacts, MigrationMode, VmFacts } from '../adapters/types.js';
-import { checkVmOnTarget, DEFAULT_MEMORY_HEADROOM, defaultMode, formatMiB, isBlocking } from './prechecks.js';
+import {
+  blockFinding,
+  checkVmOnTarget,
+  DEFAULT_MEMORY_HEADROOM,
+  defaultMode,
+  formatMiB,
+  isBlocking,
+  summarizeRefusals,
+  type Finding,
+} from './prechecks.js';
 
 export type PlacementMode = MigrationMode | 'auto';
 
@@ -49,8 +58,10 @@ export interface Unplaced {
   vmId: string;
   mode: MigrationMode;
   memoryMiB: number;
-  /** One sentence per refusal, each naming the VM and the host. Never empty. */
+  /** Sentences naming the VM, the host(s) and the reason; hosts refusing for the same reason share one. Never empty. */
   reasons: string[];
+  /** Every refusal, per host (structured: code, target, reason). */
+  findings: Finding[];
 }
 
 export interface PlacementPlan {
@@ -99,20 +110,23 @@ export function planPlacement(input: PlacementInput): PlacementPlan {
   const unplaced: Unplaced[] = [];
   for (const vm of [...input.vms].sort(placementOrder)) {
     const mode = !input.mode || input.mode === 'auto' ? defaultMode(vm) : input.mode;
-    const reasons: string[] = [];
+    const refusals: Finding[] = [];
+    const refuse = (h: HostFacts, code: Finding['code'], why: string): void => {
+      refusals.push(blockFinding(vm.name, 'cannot move to', h.name, code, why));
+    };
     let best: { st: HostState; ratio: number; warnings: string[] } | undefined;
     let suitable = 0;
     for (const st of states) {
       const h = st.host;
       if (h.name === input.source.name) {
-        reasons.push(`${vm.name} cannot move to ${h.name}: it is the host being emptied.`);
+        refuse(h, 'same-host', 'it is the host being emptied');
         continue;
       }
       // Memory is judged below against what this plan already committed, not the static facts.
       const findings = checkVmOnTarget(vm, input.source, h, { mode, memoryHeadroom: headroom }).filter((f) => f.code !== 'memory');
       const blocks = findings.filter(isBlocking);
       if (blocks.length) {
-        reasons.push(...blocks.map((f) => f.message));
+        refusals.push(...blocks);
         continue;
       }
       const members = vm.antiAffinityGroup ? st.groups.get(vm.antiAffinityGroup) : undefined;
@@ -120,12 +134,14 @@ export function planPlacement(input: PlacementInput): PlacementPlan {
         const running = members.filter((m) => !m.planned).map((m) => m.name);
         const planned = members.filter((m) => m.planned).map((m) => m.name);
         const why = running.length ? `${h.name} already runs ${running.join(', ')}` : `${planned.join(', ')} ${planned.length === 1 ? 'goes' : 'go'} there`;
-        reasons.push(`${vm.name} cannot move to ${h.name}: ${why}, of the same anti-affinity group '${vm.antiAffinityGroup}'.`);
+        refuse(h, 'anti-affinity', `${why}, of the same anti-affinity group '${vm.antiAffinityGroup}'`);
         continue;
       }
       if (st.used + vm.memoryMiB > st.limit + EPSILON) {
-        reasons.push(
-          `${vm.name} cannot move to ${h.name}: ${h.name} has ${formatMiB(Math.max(0, st.limit - st.used))} of memory free keeping ${Math.round(headroom * 100)}% headroom and ${vm.name} needs ${formatMiB(vm.memoryMiB)}.`,
+        refuse(
+          h,
+          'memory',
+          `${h.name} has ${formatMiB(Math.max(0, st.limit - st.used))} of memory free keeping ${Math.round(headroom * 100)}% headroom and ${vm.name} needs ${formatMiB(vm.memoryMiB)}`,
         );
         continue;
       }
@@ -141,7 +157,8 @@ export function planPlacement(input: PlacementInput): PlacementPlan {
         vmId: vm.id,
         mode,
         memoryMiB: vm.memoryMiB,
-        reasons: reasons.length ? reasons : [`${vm.name} cannot move: there is no other host to move it to.`],
+        reasons: refusals.length ? summarizeRefusals(refusals) : [`${vm.name} cannot move: there is no other host to move it to.`],
+        findings: refusals,
       });
       continue;
     }
@@ -189,7 +206,7 @@ export interface ReturnHomePlan {
   /** Already on the home host: nothing to do. */
   alreadyHome: string[];
   /** Cannot go home now ("now blocked" drift): one sentence per reason. */
-  blocked: { vm: string; vmId: string; from: string; reasons: string[] }[];
+  blocked: { vm: string; vmId: string; from: string; reasons: string[]; findings: Finding[] }[];
 }
 
 /**
@@ -220,7 +237,7 @@ export function planReturnHome(input: ReturnHomeInput): ReturnHomePlan {
     });
     const blocks = findings.filter(isBlocking);
     if (blocks.length) {
-      plan.blocked.push({ vm: vm.name, vmId: vm.id, from: current.name, reasons: blocks.map((f) => f.message) });
+      plan.blocked.push({ vm: vm.name, vmId: vm.id, from: current.name, reasons: blocks.map((f) => f.message), findings: blocks });
       continue;
     }
     used += vm.memoryMiB;

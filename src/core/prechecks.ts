@@ -11,6 +11,7 @@
  */
 import type { CheckFinding, HostFacts, MigrationMode, PowerState, VmDevice, VmFacts } from '../adapters/types.js';
 import { planPlacement, type PlacementPlan } from './placement.js';
+import { compressNames } from './selectors.js';
 import { suggest } from './suggest.js';
 
 /** Stable finding codes: tests, the lead's renderers and adapters' native checks share them. */
@@ -45,6 +46,10 @@ export type Severity = CheckFinding['severity'];
 /** A CheckFinding with a known code; assignable to CheckFinding. */
 export interface Finding extends CheckFinding {
   code: FindingCode;
+  /** The candidate host the finding is about (per-target findings). */
+  target?: string;
+  /** The bare reason, without the "<vm> cannot move to <target>:" lead; used to merge hosts that fail alike. */
+  reason?: string;
 }
 
 export interface CheckOptions {
@@ -95,6 +100,11 @@ export function sortFindings<T extends CheckFinding>(findings: readonly T[]): T[
 function list(names: readonly string[]): string {
   if (names.length <= 1) return names.join('');
   return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+}
+
+/** "<vm> <lead> <target>: <why>." — the one shape of a per-target refusal (summarizeRefusals relies on it). */
+export function blockFinding(vm: string, lead: string, target: string, code: FindingCode, why: string): Finding {
+  return { code, severity: 'block', message: sentence(`${vm} ${lead} ${target}: ${why}`), target, reason: why };
 }
 
 function sentence(text: string): string {
@@ -164,17 +174,23 @@ export function checkVmOnTarget(vm: VmFacts, source: HostFacts, target: HostFact
   const live = mode === 'live';
   const out: Finding[] = [];
   const block = (code: FindingCode, why: string, liveOnly = false): void => {
-    out.push({ code, severity: 'block', message: sentence(`${vm.name} cannot move${liveOnly ? ' live' : ''} to ${target.name}: ${why}`) });
+    out.push(blockFinding(vm.name, `cannot move${liveOnly ? ' live' : ''} to`, target.name, code, why));
   };
   const warn = (code: FindingCode, why: string): void => {
-    out.push({ code, severity: 'warn', message: sentence(`${vm.name} can move to ${target.name}, but ${why}`) });
+    out.push({ code, severity: 'warn', message: sentence(`${vm.name} can move to ${target.name}, but ${why}`), target: target.name, reason: why });
   };
 
   if (target.name === source.name) {
     // A storage-only move (seed 003: RelocateVM_Task with a datastore only) is the one
     // legitimate "same host" migration.
     if (!opts.datastore) {
-      out.push({ code: 'same-host', severity: 'block', message: `${vm.name} is already on ${target.name}; name another host, or a datastore to move only its storage.` });
+      out.push({
+        code: 'same-host',
+        severity: 'block',
+        message: `${vm.name} is already on ${target.name}; name another host, or a datastore to move only its storage.`,
+        target: target.name,
+        reason: 'it is already there',
+      });
       return out;
     }
     datastoreFindings(vm, source, target, opts, block, warn);
@@ -187,7 +203,13 @@ export function checkVmOnTarget(vm: VmFacts, source: HostFacts, target: HostFact
     block('platform', `${target.name} is a ${target.adapter} host and ${source.name} a ${source.adapter} host; Ferry cannot move VMs between platforms`);
   }
   if (target.cluster !== source.cluster) {
-    out.push({ code: 'cluster', severity: 'warn', message: `${target.name} is in cluster ${target.cluster}, not ${source.cluster} like ${source.name}.` });
+    out.push({
+      code: 'cluster',
+      severity: 'warn',
+      message: `${target.name} is in cluster ${target.cluster}, not ${source.cluster} like ${source.name}.`,
+      target: target.name,
+      reason: `${target.name} is in cluster ${target.cluster}`,
+    });
   }
 
   if (live || vm.power === 'saved') out.push(...cpuFindings(vm, source, target, live));
@@ -265,8 +287,8 @@ export function checkVmOnTarget(vm: VmFacts, source: HostFacts, target: HostFact
 function cpuFindings(vm: VmFacts, source: HostFacts, target: HostFacts, live: boolean): Finding[] {
   const s = source.cpu;
   const t = target.cpu;
-  const verb = live ? 'cannot move live' : 'cannot resume its saved state';
-  const msg = (why: string): Finding => ({ code: 'cpu', severity: 'block', message: `${vm.name} ${verb} on ${target.name}: ${why}.` });
+  const lead = live ? 'cannot move live to' : 'cannot resume its saved state on';
+  const msg = (why: string): Finding => blockFinding(vm.name, lead, target.name, 'cpu', why);
   if (normVendor(s.vendor) !== normVendor(t.vendor)) {
     return [msg(`${source.name} has ${vendorLabel(s.vendor)} CPUs and ${target.name} has ${vendorLabel(t.vendor)} CPUs`)];
   }
@@ -277,7 +299,8 @@ function cpuFindings(vm: VmFacts, source: HostFacts, target: HostFacts, live: bo
   }
   if (s.baseline && t.baseline && s.baseline !== t.baseline) {
     // Same family, different masks: fine when the target exposes at least the source's features; only the platform knows.
-    return [{ code: 'cpu', severity: 'warn', message: `${vm.name} can move to ${target.name}, but it runs at CPU baseline ${s.baseline} on ${source.name} and ${target.name} runs at ${t.baseline}.` }];
+    const why = `it runs at CPU baseline ${s.baseline} on ${source.name} and ${target.name} runs at ${t.baseline}`;
+    return [{ code: 'cpu', severity: 'warn', message: `${vm.name} can move to ${target.name}, but ${why}.`, target: target.name, reason: why }];
   }
   return [];
 }
@@ -560,6 +583,16 @@ export function precheckDrain(input: DrainInput): DrainPrecheck {
     );
   }
 
+  // The source's own migration network decides for every live VM: say it once, at host level.
+  const liveMoves = toMove.filter((v) => defaultMode(v) === 'live').length;
+  if (!host.migrationNetwork && liveMoves > 0) {
+    blockers.push({
+      code: 'migration-network',
+      severity: 'block',
+      message: `${host.name} has no migration network (vMotion / live-migration network) configured, so none of its ${plural(liveMoves, 'running VM')} can move live.`,
+    });
+  }
+
   // Capacity (N): can the healthy hosts hold what moves, keeping headroom? Said once for the host,
   // even though the planner also refuses the VMs that did not fit.
   const moving = toMove.reduce((s, v) => s + v.memoryMiB, 0);
@@ -636,6 +669,28 @@ export function renderDrainPrecheck(p: DrainPrecheck, opts: RenderOptions = {}):
     if (v.details.length > max) out.push(`  …and ${v.details.length - max} more.`);
   }
   return out;
+}
+
+/**
+ * One VM's per-host refusals with hosts that fail alike merged:
+ * "web01 cannot move live to hyp01…hyp04, hyp06: hyp07 has no migration network configured."
+ * Order of first appearance is kept (hosts come in name order from the planner).
+ */
+export function summarizeRefusals(findings: readonly Finding[]): string[] {
+  const groups = new Map<string, { lead: string; reason: string; targets: string[]; first: string }>();
+  for (const f of findings) {
+    const at = f.target && f.reason !== undefined ? f.message.indexOf(` ${f.target}: `) : -1;
+    if (at < 0) {
+      if (!groups.has(f.message)) groups.set(f.message, { lead: '', reason: '', targets: [], first: f.message });
+      continue;
+    }
+    const lead = f.message.slice(0, at);
+    const key = `${lead}\u0000${f.reason}`;
+    const g = groups.get(key) ?? { lead, reason: f.reason!, targets: [], first: f.message };
+    if (!g.targets.includes(f.target!)) g.targets.push(f.target!);
+    groups.set(key, g);
+  }
+  return [...groups.values()].map((g) => (g.targets.length <= 1 ? g.first : sentence(`${g.lead} ${compressNames(g.targets)}: ${g.reason}`)));
 }
 
 /** Findings as sentences, blockers first. */

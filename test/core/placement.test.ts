@@ -97,7 +97,9 @@ describe('planPlacement', () => {
 
   it('says so when there is no candidate at all', () => {
     const plan = planPlacement({ vms: [vm('web01')], source, candidates: [] });
-    expect(plan.unplaced).toEqual([{ vm: 'web01', vmId: 'id-web01', mode: 'live', memoryMiB: 8 * GiB, reasons: ['web01 cannot move: there is no other host to move it to.'] }]);
+    expect(plan.unplaced).toEqual([
+      { vm: 'web01', vmId: 'id-web01', mode: 'live', memoryMiB: 8 * GiB, reasons: ['web01 cannot move: there is no other host to move it to.'], findings: [] },
+    ]);
   });
 
   it('excludes a host only for blocking findings; warnings ride along', () => {
@@ -375,8 +377,8 @@ describe('planReturnHome (restore / rollback)', () => {
       homeVms: [vm('db09', { antiAffinityGroup: 'db' })],
     });
     expect(plan.moves.map((m) => m.vm)).toEqual(['a', 'b', 'c']);
-    expect(plan.blocked).toEqual([
-      { vm: 'd', vmId: 'id-d', from: 'hyp05', reasons: ['d cannot move to hyp03: hyp03 has 0 MiB of memory free and d needs 10 GiB.'] },
+    expect(plan.blocked).toMatchObject([
+      { vm: 'd', vmId: 'id-d', from: 'hyp05', reasons: ['d cannot move to hyp03: hyp03 has 0 MiB of memory free and d needs 10 GiB.'], findings: [{ code: 'memory', target: 'hyp03' }] },
     ]);
   });
 

@@ -93,7 +93,7 @@ const rows: Row[] = [
     name: 'CPU vendor differs',
     target: (h) => (h.cpu = { vendor: 'amd', family: 'zen3', baseline: 'amd-zen3', cores: 64 }),
     block: ['cpu'],
-    message: 'web01 cannot move live on hyp05: hyp03 has Intel CPUs and hyp05 has AMD CPUs.',
+    message: 'web01 cannot move live to hyp05: hyp03 has Intel CPUs and hyp05 has AMD CPUs.',
   },
   { name: 'CPU vendor spelled as CPUID', target: (h) => (h.cpu = { ...h.cpu, vendor: 'GenuineIntel' }) },
   { name: 'family differs, same EVC baseline', target: (h) => (h.cpu = { ...h.cpu, family: 'cascadelake' }) },
@@ -570,13 +570,27 @@ describe('precheckDrain (seed 001 + host-level blockers)', () => {
     expect(p.verdicts.find((v) => v.vm === 'web01')!.sentence).toMatch(/^web01 is saved and moves cold to hyp0[124] \(most free memory of 3 suitable hosts\)\.$/);
   });
 
-  it('refused VMs carry one reason per host', () => {
-    const p = precheckDrain(drainInput({ tweak: (_h, v) => (v[0]!.affinity.cpu = true) }));
+  it('refused VMs say why, merging hosts that refuse for the same reason', () => {
+    const p = precheckDrain(
+      drainInput({
+        tweak: (h, v) => {
+          v[0]!.affinity.cpu = true;
+          h[0]!.portGroups = h[0]!.portGroups.filter((pg) => pg.name !== 'dmz');
+        },
+      }),
+    );
     const web01 = p.verdicts.find((v) => v.vm === 'web01')!;
     expect(web01.details).toEqual([
-      'web01 cannot move live to hyp01: it has CPU affinity set, which pins it to hyp03; clear it first.',
-      'web01 cannot move live to hyp02: it has CPU affinity set, which pins it to hyp03; clear it first.',
-      'web01 cannot move live to hyp04: it has CPU affinity set, which pins it to hyp03; clear it first.',
+      "web01 cannot move to hyp01: hyp01 has no port group 'dmz' (VLAN 120).",
+      'web01 cannot move live to hyp01, hyp02, hyp04: it has CPU affinity set, which pins it to hyp03; clear it first.',
+    ]);
+  });
+
+  it('a source without migration network is one host-level blocker', () => {
+    const p = precheckDrain(drainInput({ tweak: (h, v) => ((h[2]!.migrationNetwork = false), (v[0]!.power = 'off')) }));
+    expect(p.blockers.map((b) => b.message)).toEqual(['hyp03 has no migration network (vMotion / live-migration network) configured, so none of its 2 running VMs can move live.']);
+    expect(p.verdicts.find((v) => v.vm === 'web02')!.details).toEqual([
+      'web02 cannot move live to hyp01, hyp02, hyp04: hyp03 has no migration network (vMotion / live-migration network) configured.',
     ]);
   });
 
@@ -604,10 +618,13 @@ describe('precheckDrain (seed 001 + host-level blockers)', () => {
 
   it('caps details per VM when rendering', () => {
     const hosts = cluster(8);
-    const p = precheckDrain({ host: hosts[2]!, vms: [vm('web01', { affinity: { cpu: true, memory: false } })], clusterHosts: hosts });
+    // Each host lacks a different port group: eight distinct reasons.
+    hosts.forEach((h, i) => h.portGroups.push({ name: `pg${i}` }));
+    const v = vm('web01', { networks: hosts.map((_, i) => ({ portGroup: `pg${i}` })) });
+    const p = precheckDrain({ host: hosts[2]!, vms: [v], clusterHosts: hosts });
     const lines = renderDrainPrecheck(p, { maxDetails: 2 });
     expect(lines.filter((l) => l.startsWith('  '))).toHaveLength(3);
-    expect(lines[lines.length - 1]).toBe('  …and 5 more.');
+    expect(lines[lines.length - 1]).toBe('  …and 47 more.');
   });
 
   it('an empty host drains trivially', () => {
@@ -634,5 +651,95 @@ describe('small helpers', () => {
       { code: 'x', severity: 'info' as const, message: 'i' },
     ];
     expect(renderFindings(f)).toEqual(['b', 'w', 'i']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Drain properties over seeded random clusters (mulberry32; no fast-check).
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomDrain(seed: number): DrainInput {
+  const rand = mulberry32(seed);
+  const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
+  const chance = (p: number): boolean => rand() < p;
+  const hosts = Array.from({ length: int(1, 7) }, (_, i) =>
+    host(`hyp${String(i + 1).padStart(2, '0')}`, {
+      memoryMiB: int(32, 256) * GiB,
+      maintenance: chance(0.15),
+      ...(chance(0.05) ? { cordoned: true } : {}),
+      migrationNetwork: chance(0.93),
+      ...(chance(0.1) ? { cpu: { vendor: 'amd', family: 'zen3', cores: 64 } } : {}),
+    }),
+  );
+  for (const h of hosts) h.memoryUsedMiB = Math.floor(h.memoryMiB * rand() * 0.9);
+  const source = hosts[int(0, hosts.length - 1)]!;
+  if (chance(0.9)) source.maintenance = false;
+  const powers = ['running', 'running', 'running', 'paused', 'off', 'saved'] as const;
+  const vms = Array.from({ length: int(0, 15) }, (_, i) =>
+    vm(`vm${String(i).padStart(2, '0')}`, {
+      host: source.name,
+      power: powers[int(0, powers.length - 1)]!,
+      ha: chance(0.8),
+      memoryMiB: [1, 2, 4, 8, 16, 32][int(0, 5)]! * GiB,
+      affinity: { cpu: chance(0.05), memory: false },
+      ...(chance(0.3) ? { antiAffinityGroup: chance(0.5) ? 'db' : 'web' } : {}),
+    }),
+  );
+  return {
+    host: source,
+    vms,
+    clusterHosts: hosts,
+    maxInMaintenance: int(1, 3),
+    allowSaveNonHa: chance(0.3),
+    coldMigratePoweredOff: chance(0.5),
+  };
+}
+
+describe('precheckDrain properties (250 seeded random clusters)', () => {
+  const cases = Array.from({ length: 250 }, (_, i) => ({ seed: 5000 + i }));
+  it.each(cases)('seed $seed', ({ seed }) => {
+    const input = randomDrain(seed);
+    const p = precheckDrain(input);
+    const byName = new Map(input.clusterHosts.map((h) => [h.name, h]));
+    expect(p.verdicts.map((v) => v.vmId).sort()).toEqual(input.vms.map((v) => v.id).sort());
+    expect(p.ok).toBe(p.blockers.length === 0 && p.counts.refuse === 0);
+    const added = new Map<string, number>();
+    for (const v of p.verdicts) {
+      const facts = input.vms.find((x) => x.id === v.vmId)!;
+      const running = facts.power === 'running' || facts.power === 'paused';
+      // Seed 001 rule 1 and rule 2, exactly.
+      if (running && !facts.ha) expect(v.action).toBe(input.allowSaveNonHa ? 'save' : 'refuse');
+      else if (running) expect(['live', 'refuse']).toContain(v.action);
+      else expect(input.coldMigratePoweredOff ? ['cold', 'skip'] : ['skip']).toContain(v.action);
+      if (v.action === 'refuse' && facts.ha) expect(v.details.length).toBeGreaterThan(0);
+      if (v.target) {
+        const t = byName.get(v.target)!;
+        expect(t.name).not.toBe(input.host.name);
+        expect(t.maintenance || t.cordoned === true).toBe(false);
+        added.set(t.name, (added.get(t.name) ?? 0) + facts.memoryMiB);
+      }
+    }
+    for (const [name, mib] of added) {
+      const t = byName.get(name)!;
+      expect(t.memoryUsedMiB + mib).toBeLessThanOrEqual(t.memoryMiB * 0.9 + 1e-6);
+    }
+    const down = input.clusterHosts.filter((h) => h.name !== input.host.name && (h.maintenance || h.cordoned)).length;
+    const healthy = input.clusterHosts.length - 1 - down;
+    const codes = p.blockers.map((b) => b.code);
+    expect(codes.includes('last-host')).toBe(healthy === 0);
+    expect(codes.includes('maintenance-limit')).toBe(healthy > 0 && down + 1 > input.maxInMaintenance!);
+    expect(codes.includes('host-maintenance')).toBe(input.host.maintenance || input.host.cordoned === true);
+    expect(precheckDrain(input)).toEqual(p);
+    for (const line of renderDrainPrecheck(p)) expect(line.trim()).toMatch(/[.?]$/);
   });
 });
