@@ -2,3 +2,4 @@
 import './lab/index.js';
 import './hyperv/index.js';
 import './vsphere/index.js';
+import './libvirt/index.js';

@@ -60,11 +60,15 @@ const clusterSchema = z
       .optional(),
     libvirt: z
       .object({
-        /** URI virsh uses on the host itself. */
+        /** URI virsh uses on the host itself; "{host}" is replaced by the Ferry host name. */
         uri: z.string().default('qemu:///system'),
         /** Migration destination URI template; {host} is the target's address. */
         migrateUri: z.string().default('qemu+ssh://{host}/system'),
         virsh: z.string().default('virsh'),
+        /** Pools to treat as shared storage whatever their type (e.g. a dir pool on a cluster filesystem). */
+        sharedPools: z.array(z.string()).default([]),
+        /** Longest a single `virsh migrate` may run before Ferry gives up on it. */
+        migrateTimeout: duration.default('2h'),
       })
       .strict()
       .optional(),

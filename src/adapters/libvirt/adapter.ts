@@ -1,0 +1,605 @@
+/**
+ * libvirt/KVM adapter: `virsh` over SSH (one RemoteShell, pooled per host).
+ *
+ * Safety: every name that reaches a command line came out of the host's own listing
+ * (`list --all --name`, `nodedev-list`, `pool-list`) and is passed with an explicit option
+ * (`--domain`, `--device`, `--pool`) so it can never be read as a virsh flag; argv quoting is the
+ * RemoteShell's job.
+ *
+ * HA: libvirt has none. A domain is HA when Ferry's metadata says so
+ * (<ferry:vm xmlns:ferry="https://ferry.dev/xmlns/1" ha="true"/>); without metadata, a
+ * persistent domain whose disks all sit on shared pools counts as HA, because any host of the
+ * cluster could define and start it again — which is what HA means for Ferry's drain rules.
+ *
+ * Maintenance: libvirt has none either; Ferry keeps a cordon flag in Redis
+ * (`${prefix}:libvirt:cordon:<host>`).
+ */
+import type { Redis } from 'ioredis';
+import { durationMs } from '../../core/duration.js';
+import { pMap } from '../../core/pmap.js';
+import type { Logger } from '../../log.js';
+import { execChecked } from '../ssh/exec.js';
+import type { ExecOptions, RemoteShell } from '../ssh/types.js';
+import {
+  AdapterError,
+  UnsupportedError,
+  type CallOptions,
+  type Capabilities,
+  type CheckFinding,
+  type Datastore,
+  type HostFacts,
+  type HypervisorAdapter,
+  type MigrateProgress,
+  type MigrateRequest,
+  type MigrateResult,
+  type NpivInventory,
+  type PhysicalHba,
+  type PortGroup,
+  type VirtualFcAdapter,
+  type VirtualPort,
+  type VmFacts,
+  type Wwn,
+} from '../types.js';
+import {
+  LibvirtParseError,
+  FERRY_XMLNS,
+  ferryMetaXml,
+  parseCapabilities,
+  parseDomainXml,
+  parseDomblkinfoAll,
+  parseDominfo,
+  parseDomjobinfo,
+  parseNameList,
+  parseNetXml,
+  parseNodedevXml,
+  parseNodeinfo,
+  parsePoolXml,
+  powerState,
+  type DomainXml,
+  type DomInfo,
+  type NodedevXml,
+  type PoolXml,
+} from './parse.js';
+
+export interface LibvirtSettings {
+  cluster: string;
+  hosts: string[];
+  /** virsh URI on the host; "{host}" is replaced by the Ferry host name (lets tests give each alias its own test driver file). */
+  uri: string;
+  /** Migration destination URI template; {host} is the target's address. */
+  migrateUri: string;
+  virsh: string;
+  /** host -> address, for {host} in migrateUri. */
+  addresses: Record<string, string>;
+  /** Pools treated as shared whatever their type (e.g. a "dir" pool on a cluster filesystem). */
+  sharedPools?: string[];
+  migrateTimeoutMs?: number;
+  /** domjobinfo polling interval during a migration. */
+  pollMs?: number;
+  /** Hosts queried at once by findVm. */
+  concurrency?: number;
+}
+
+export interface LibvirtDeps {
+  shell: RemoteShell;
+  redis: Redis;
+  prefix: string;
+  log: Logger;
+}
+
+/** Names we accept from a host's listing: no control characters, not an option. */
+function safeName(host: string, op: string, name: string): string {
+  if (!name || name.startsWith('-') || /[\u0000-\u001f\u007f]/.test(name) || name.length > 255) {
+    throw new AdapterError(host, op, `refusing unsafe name from ${host}: ${JSON.stringify(name)}`, { code: 'unsafe-name' });
+  }
+  return name;
+}
+
+interface HostNpiv {
+  devs: NodedevXml[];
+  hbas: NodedevXml[];
+  vports: NodedevXml[];
+}
+
+export class LibvirtAdapter implements HypervisorAdapter {
+  readonly kind = 'libvirt' as const;
+  readonly capabilities: Capabilities = {
+    liveMigration: true,
+    storageMigration: false,
+    coldMigration: true,
+    maintenance: 'cordon',
+    npiv: true,
+    removeVirtualPort: true,
+    nativeChecks: false,
+    migrationCancel: true,
+  };
+
+  constructor(
+    private readonly settings: LibvirtSettings,
+    private readonly deps: LibvirtDeps,
+  ) {}
+
+  hostNames(): string[] {
+    return [...this.settings.hosts];
+  }
+
+  // ---- plumbing -------------------------------------------------------------------------
+
+  private checkHost(host: string, op: string): void {
+    if (!this.settings.hosts.includes(host)) throw new AdapterError(host, op, `${host} is not a host of libvirt cluster ${this.settings.cluster}`, { code: 'unknown-host' });
+  }
+
+  private virshArgv(host: string, args: readonly string[]): string[] {
+    return [this.settings.virsh, '-c', this.settings.uri.replaceAll('{host}', host), ...args];
+  }
+
+  private async virsh(host: string, op: string, args: readonly string[], opts: CallOptions & ExecOptions = {}): Promise<string> {
+    const res = await execChecked(this.deps.shell, host, op, this.virshArgv(host, args), opts);
+    return res.stdout;
+  }
+
+  /** Parse with host/op attribution: malformed output is an AdapterError, not a TypeError. */
+  private parse<T>(host: string, op: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof LibvirtParseError || (err instanceof Error && !(err instanceof AdapterError))) {
+        throw new AdapterError(host, op, `unexpected output from virsh on ${host}: ${err.message}`, { code: 'malformed', cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private cordonKey(host: string): string {
+    return `${this.deps.prefix}:libvirt:cordon:${host}`;
+  }
+
+  private async domainNames(host: string, opts: CallOptions): Promise<string[]> {
+    const out = await this.virsh(host, 'list', ['list', '--all', '--name'], opts);
+    return parseNameList(out).map((n) => safeName(host, 'list', n));
+  }
+
+  private async pools(host: string, opts: CallOptions): Promise<PoolXml[]> {
+    const names = parseNameList(await this.virsh(host, 'pool-list', ['pool-list', '--all', '--name'], opts)).map((n) => safeName(host, 'pool-list', n));
+    const shared = new Set(this.settings.sharedPools ?? []);
+    return Promise.all(
+      names.map(async (name) => {
+        const xml = await this.virsh(host, 'pool-dumpxml', ['pool-dumpxml', '--pool', name], opts);
+        const pool = this.parse(host, 'pool-dumpxml', () => parsePoolXml(xml));
+        return shared.has(pool.name) ? { ...pool, shared: true } : pool;
+      }),
+    );
+  }
+
+  // ---- inventory ------------------------------------------------------------------------
+
+  async describeHost(host: string, opts: CallOptions = {}): Promise<HostFacts> {
+    this.checkHost(host, 'describeHost');
+    const [nodeinfoOut, capsOut, pools, nets, infos, npiv, cordon] = await Promise.all([
+      this.virsh(host, 'nodeinfo', ['nodeinfo'], opts),
+      this.virsh(host, 'capabilities', ['capabilities'], opts),
+      this.pools(host, opts),
+      this.networks(host, opts),
+      this.domainNames(host, opts).then((names) =>
+        Promise.all(
+          names.map(async (n) => {
+            const out = await this.virsh(host, 'dominfo', ['dominfo', '--domain', n], opts);
+            return this.parse(host, 'dominfo', () => parseDominfo(out));
+          }),
+        ),
+      ),
+      this.hostNpiv(host, opts),
+      this.deps.redis.get(this.cordonKey(host)),
+    ]);
+    const node = this.parse(host, 'nodeinfo', () => parseNodeinfo(nodeinfoOut));
+    const cpu = this.parse(host, 'capabilities', () => parseCapabilities(capsOut));
+    const vendor = (cpu.vendor ?? 'unknown').toLowerCase();
+    const model = cpu.model ?? node.cpuModel;
+    return {
+      name: host,
+      cluster: this.settings.cluster,
+      adapter: 'libvirt',
+      cpu: { vendor, family: model.toLowerCase(), model, baseline: cpu.model, cores: node.cpus },
+      memoryMiB: node.memoryMiB,
+      memoryUsedMiB: infos.reduce((sum, d) => sum + d.maxMemoryMiB, 0),
+      maintenance: cordon !== null,
+      cordoned: cordon !== null,
+      portGroups: nets,
+      datastores: pools.map((p): Datastore => ({ name: p.name, shared: p.shared, capacityGiB: p.capacityGiB, freeGiB: p.freeGiB })),
+      migrationNetwork: this.settings.migrateUri.length > 0,
+      hbas: npiv.hbas.map((d) => this.hba(d)),
+      version: undefined,
+    };
+  }
+
+  private async networks(host: string, opts: CallOptions): Promise<PortGroup[]> {
+    const names = parseNameList(await this.virsh(host, 'net-list', ['net-list', '--all', '--name'], opts)).map((n) => safeName(host, 'net-list', n));
+    return Promise.all(
+      names.map(async (name) => {
+        const xml = await this.virsh(host, 'net-dumpxml', ['net-dumpxml', '--network', name], opts);
+        const n = this.parse(host, 'net-dumpxml', () => parseNetXml(xml));
+        return { name: n.name, ...(n.vlan === undefined ? {} : { vlan: n.vlan }), ...(n.internalOnly ? { internalOnly: true } : {}) };
+      }),
+    );
+  }
+
+  async listVms(host: string, opts: CallOptions = {}): Promise<VmFacts[]> {
+    this.checkHost(host, 'listVms');
+    const [names, pools] = await Promise.all([this.domainNames(host, opts), this.pools(host, opts)]);
+    let npiv: HostNpiv | null = null;
+    const facts = await Promise.all(names.map((n) => this.vmFacts(host, n, opts)));
+    // Only hosts with passed-through vHBAs need the nodedev picture.
+    if (facts.some((f) => f.dom.scsiHostAdapters.length > 0)) npiv = await this.hostNpiv(host, opts);
+    return facts.map((f) => this.toVm(host, f.dom, f.info, f.sizes, pools, npiv));
+  }
+
+  private async vmFacts(host: string, name: string, opts: CallOptions): Promise<{ info: DomInfo; dom: DomainXml; sizes: Record<string, number> }> {
+    const [infoOut, xml, blk] = await Promise.all([
+      this.virsh(host, 'dominfo', ['dominfo', '--domain', name], opts),
+      this.virsh(host, 'dumpxml', ['dumpxml', '--domain', name], opts),
+      // Sizes are informative (free-space checks); a domain without block info still lists.
+      this.virsh(host, 'domblkinfo', ['domblkinfo', '--domain', name, '--all'], opts).catch(() => ''),
+    ]);
+    const info = this.parse(host, 'dominfo', () => parseDominfo(infoOut));
+    const dom = this.parse(host, 'dumpxml', () => parseDomainXml(xml));
+    return { info, dom, sizes: parseDomblkinfoAll(blk) };
+  }
+
+  private toVm(host: string, dom: DomainXml, info: DomInfo, sizes: Record<string, number>, pools: PoolXml[], npiv: HostNpiv | null): VmFacts {
+    const poolOf = (d: DomainXml['disks'][number]): PoolXml | undefined =>
+      d.pool ? pools.find((p) => p.name === d.pool) : pools.filter((p) => p.targetPath && d.path.startsWith(`${p.targetPath.replace(/\/$/, '')}/`)).sort((a, b) => b.targetPath!.length - a.targetPath!.length)[0];
+    const disks = dom.disks.map((d) => ({ path: d.path, datastore: poolOf(d)?.name ?? '', sizeGiB: Math.round(((sizes[d.target] ?? 0) / 1024 ** 3) * 10) / 10 }));
+    const allShared = dom.disks.every((d) => poolOf(d)?.shared === true);
+    const vfc: VirtualFcAdapter[] = [];
+    for (const v of dom.meta?.vhbas ?? []) vfc.push({ name: v.name ?? `vhba-${v.wwpns[0]}`, fabric: v.fabric ?? '0000000000000000', wwnn: v.wwnn, wwpns: v.wwpns });
+    const seen = new Set(vfc.flatMap((v) => v.wwpns));
+    for (const d of dom.disks) {
+      const fc = poolOf(d)?.fcAdapter;
+      if (fc && !seen.has(fc.wwpn)) {
+        seen.add(fc.wwpn);
+        vfc.push({ name: `pool ${poolOf(d)!.name}`, fabric: '0000000000000000', wwnn: fc.wwnn, wwpns: [fc.wwpn] });
+      }
+    }
+    for (const a of dom.scsiHostAdapters) {
+      const dev = npiv?.vports.find((v) => v.name === a);
+      if (dev?.fc && !seen.has(dev.fc.wwpn)) {
+        seen.add(dev.fc.wwpn);
+        vfc.push({ name: a, fabric: dev.fc.fabric ?? '0000000000000000', wwnn: dev.fc.wwnn, wwpns: [dev.fc.wwpn] });
+      }
+    }
+    return {
+      name: dom.name,
+      id: dom.uuid,
+      host,
+      power: powerState(info.state, info.managedSave),
+      ha: dom.meta?.ha ?? (info.persistent && allShared),
+      memoryMiB: dom.memoryMiB,
+      cpus: dom.vcpus,
+      disks,
+      networks: dom.networks,
+      devices: dom.devices,
+      affinity: dom.affinity,
+      ...(dom.meta?.antiAffinity ? { antiAffinityGroup: dom.meta.antiAffinity } : {}),
+      vfc,
+    };
+  }
+
+  private async vmOn(host: string, name: string, opts: CallOptions): Promise<VmFacts> {
+    const [pools, f] = await Promise.all([this.pools(host, opts), this.vmFacts(host, name, opts)]);
+    const npiv = f.dom.scsiHostAdapters.length > 0 ? await this.hostNpiv(host, opts) : null;
+    return this.toVm(host, f.dom, f.info, f.sizes, pools, npiv);
+  }
+
+  async findVm(name: string, opts: CallOptions = {}): Promise<VmFacts | null> {
+    const failures: AdapterError[] = [];
+    const found = await pMap(this.settings.hosts, this.settings.concurrency ?? 8, async (host) => {
+      try {
+        return (await this.domainNames(host, opts)).includes(name) ? host : null;
+      } catch (err) {
+        if (err instanceof AdapterError) failures.push(err);
+        else throw err;
+        return null;
+      }
+    });
+    const host = found.find((h) => h !== null);
+    if (host) return this.vmOn(host, name, opts);
+    // Absent only if every host answered; otherwise "not found" would be a guess.
+    if (failures.length > 0) {
+      const f = failures[0]!;
+      throw new AdapterError(f.host, 'findVm', `${name} not found on the hosts that answered; ${failures.length} host(s) did not: ${failures.map((e) => `${e.host}: ${e.message}`).join('; ')}`, {
+        retryable: failures.some((e) => e.retryable),
+        cause: f,
+      });
+    }
+    return null;
+  }
+
+  // ---- maintenance (Ferry's cordon) -----------------------------------------------------
+
+  async enterMaintenance(host: string, _opts: CallOptions = {}): Promise<void> {
+    this.checkHost(host, 'enterMaintenance');
+    await this.deps.redis.set(this.cordonKey(host), JSON.stringify({ since: new Date().toISOString() }), 'NX');
+  }
+
+  async exitMaintenance(host: string, _opts: CallOptions = {}): Promise<void> {
+    this.checkHost(host, 'exitMaintenance');
+    await this.deps.redis.del(this.cordonKey(host));
+  }
+
+  // ---- NPIV -----------------------------------------------------------------------------
+
+  private async hostNpiv(host: string, opts: CallOptions): Promise<HostNpiv> {
+    // fc_host covers physical HBAs and vHBAs alike; vport_ops marks the NPIV-capable parents.
+    const [fcNames, vportNames] = await Promise.all([
+      this.virsh(host, 'nodedev-list', ['nodedev-list', '--cap', 'fc_host'], opts),
+      this.virsh(host, 'nodedev-list', ['nodedev-list', '--cap', 'vports'], opts),
+    ]);
+    const names = [...new Set([...parseNameList(fcNames), ...parseNameList(vportNames)])].map((n) => safeName(host, 'nodedev-list', n));
+    const devs = await Promise.all(
+      names.map(async (n) => {
+        const xml = await this.virsh(host, 'nodedev-dumpxml', ['nodedev-dumpxml', '--device', n], opts);
+        return this.parse(host, 'nodedev-dumpxml', () => parseNodedevXml(xml));
+      }),
+    );
+    const hbas = devs.filter((d) => d.vportOps && d.fc);
+    const hbaNames = new Set(hbas.map((h) => h.name));
+    const vports = devs.filter((d) => d.fc && !d.vportOps && d.parent !== undefined && hbaNames.has(d.parent));
+    return { devs, hbas, vports };
+  }
+
+  private hba(d: NodedevXml): PhysicalHba {
+    return {
+      wwpn: d.fc!.wwpn,
+      wwnn: d.fc!.wwnn,
+      fabric: d.fc!.fabric ?? '0000000000000000',
+      instance: d.name,
+      npivCapable: (d.vportOps?.maxVports ?? 0) > 0,
+      ...(d.vportOps ? { maxVports: d.vportOps.maxVports } : {}),
+    };
+  }
+
+  async npivInventory(host: string, opts: CallOptions = {}): Promise<NpivInventory> {
+    this.checkHost(host, 'npivInventory');
+    const [npiv, names, pools] = await Promise.all([this.hostNpiv(host, opts), this.domainNames(host, opts), this.pools(host, opts)]);
+    const hbaByName = new Map(npiv.hbas.map((h) => [h.name, h]));
+    const virtualPorts: VirtualPort[] = npiv.vports.map((v) => {
+      const parent = hbaByName.get(v.parent!)!;
+      return {
+        host,
+        hbaWwpn: parent.fc!.wwpn,
+        wwpn: v.fc!.wwpn,
+        wwnn: v.fc!.wwnn,
+        fabric: v.fc!.fabric ?? parent.fc!.fabric ?? '0000000000000000',
+        handle: v.name,
+      };
+    });
+    // Endpoints: vHBA WWPNs referenced by *running* domains, directly (scsi hostdev, metadata)
+    // or through an fc_host-backed pool their disks use. Seed 000's subtraction happens in core.
+    const owners: Record<Wwn, string> = {};
+    const poolFc = new Map(pools.filter((p) => p.fcAdapter).map((p) => [p.name, p]));
+    await Promise.all(
+      names.map(async (name) => {
+        const state = (await this.virsh(host, 'domstate', ['domstate', '--domain', name], opts)).trim();
+        if (powerState(state, false) === 'off') return;
+        const xml = await this.virsh(host, 'dumpxml', ['dumpxml', '--domain', name], opts);
+        const d = this.parse(host, 'dumpxml', () => parseDomainXml(xml));
+        for (const a of d.scsiHostAdapters) {
+          const v = npiv.vports.find((p) => p.name === a);
+          if (v?.fc) owners[v.fc.wwpn] = d.name;
+        }
+        for (const disk of d.disks) {
+          const pool = (disk.pool && poolFc.get(disk.pool)) || pools.find((p) => p.fcAdapter && p.targetPath && disk.path.startsWith(`${p.targetPath}/`));
+          if (pool?.fcAdapter) owners[pool.fcAdapter.wwpn] = d.name;
+        }
+        // Only the WWPN the domain runs on now: the pair's other half is what migration moves to.
+        for (const v of d.meta?.vhbas ?? []) if (v.wwpns[0]) owners[v.wwpns[0]] = d.name;
+      }),
+    );
+    return {
+      host,
+      hbas: npiv.hbas.map((d) => this.hba(d)),
+      virtualPorts,
+      endpointWwpns: Object.keys(owners),
+      endpointOwners: owners,
+    };
+  }
+
+  async removeVirtualPort(port: VirtualPort, opts: CallOptions = {}): Promise<void> {
+    const host = port.host;
+    this.checkHost(host, 'removeVirtualPort');
+    // Checked again at execution time: the handle must still be that WWPN and no running VM may use it.
+    const inv = await this.npivInventory(host, opts);
+    const live = inv.virtualPorts.find((v) => v.wwpn === port.wwpn);
+    if (!live) throw new AdapterError(host, 'removeVirtualPort', `no virtual port ${port.wwpn} on ${host} (already removed?)`, { code: 'not-found' });
+    if (inv.endpointWwpns.includes(port.wwpn)) {
+      throw new AdapterError(host, 'removeVirtualPort', `virtual port ${port.wwpn} on ${host} is in use by ${inv.endpointOwners?.[port.wwpn] ?? 'a running domain'}; not removed`, { code: 'in-use' });
+    }
+    await this.destroyVport(host, live, opts);
+  }
+
+  /** nodedev-destroy; where libvirt did not create the vport (or refuses), sysfs vport_delete on the parent fc_host. */
+  private async destroyVport(host: string, port: VirtualPort, opts: CallOptions): Promise<void> {
+    const handle = safeName(host, 'nodedev-destroy', port.handle ?? '');
+    try {
+      await this.virsh(host, 'nodedev-destroy', ['nodedev-destroy', '--device', handle], opts);
+      return;
+    } catch (err) {
+      if (!(err instanceof AdapterError) || err.code !== 'exit') throw err;
+      this.deps.log.warn({ host, wwpn: port.wwpn, err: err.message }, 'nodedev-destroy failed; trying sysfs vport_delete');
+      const inv = await this.hostNpiv(host, opts);
+      const parent = inv.hbas.find((h) => h.fc?.wwpn === port.hbaWwpn);
+      if (parent?.hostNumber === undefined) throw err;
+      // Kernel format "WWPN:WWNN"; both are validated 16-hex-digit WWNs, the path is built from a number.
+      const sysfs = `/sys/class/fc_host/host${parent.hostNumber}/vport_delete`;
+      await execChecked(this.deps.shell, host, 'vport_delete', ['sh', '-c', 'printf "%s" "$1" > "$2"', 'vport_delete', `${port.wwpn}:${port.wwnn}`, sysfs], opts);
+    }
+  }
+
+  private async createVhba(host: string, parent: string, wwnn: Wwn, wwpn: Wwn, opts: CallOptions): Promise<string> {
+    const xml = `<device><parent>${parent}</parent><capability type='scsi_host'><capability type='fc_host'><wwnn>${wwnn}</wwnn><wwpn>${wwpn}</wwpn></capability></capability></device>\n`;
+    const out = await this.virsh(host, 'nodedev-create', ['nodedev-create', '/dev/stdin'], { ...opts, stdin: xml });
+    const m = /Node device (\S+) created/.exec(out);
+    if (!m) throw new AdapterError(host, 'nodedev-create', `nodedev-create on ${host} did not name the new device: ${out.trim().slice(0, 120)}`, { code: 'malformed' });
+    return m[1]!;
+  }
+
+  // ---- migration ------------------------------------------------------------------------
+
+  async checkMigration(_vm: string, _target: string, _opts?: CallOptions): Promise<CheckFinding[]> {
+    return []; // capabilities.nativeChecks is false: Ferry's pure prechecks decide.
+  }
+
+  async migrateVm(req: MigrateRequest, onProgress?: (p: MigrateProgress) => void, opts: CallOptions = {}): Promise<MigrateResult> {
+    const { source, target } = req;
+    this.checkHost(source, 'migrateVm');
+    this.checkHost(target, 'migrateVm');
+    if (source === target) throw new AdapterError(source, 'migrateVm', `${req.vm} is already on ${target}`, { code: 'same-host' });
+    if (req.datastore) throw new UnsupportedError(source, 'migrate with storage', 'libvirt', 'Ferry migrates libvirt domains between hosts sharing storage only (no --copy-storage-all)');
+    const names = await this.domainNames(source, opts);
+    if (!names.includes(req.vm)) throw new AdapterError(source, 'migrateVm', `${req.vm} is not on ${source}`, { code: 'not-found' });
+    const vm = await this.vmOn(source, req.vm, opts);
+    if (req.mode === 'live' && vm.power !== 'running') throw new AdapterError(source, 'migrateVm', `${req.vm} is ${vm.power}; live migration needs it running`, { code: 'not-running' });
+    const started = Date.now();
+    const dom = safeName(source, 'migrateVm', req.vm);
+
+    // Seed 002: the VM's secondary WWPN moves to the target as a new vHBA before the memory does.
+    const pairs = vm.vfc.filter((v) => v.wwpns.length === 2);
+    const undo: (() => Promise<void>)[] = [];
+    const rollback = async (): Promise<string[]> => {
+      const problems: string[] = [];
+      for (const step of undo.reverse()) {
+        try {
+          await step();
+        } catch (err) {
+          problems.push((err as Error).message);
+        }
+      }
+      return problems;
+    };
+
+    try {
+      if (pairs.length > 0) {
+        const [srcNpiv, tgtNpiv] = await Promise.all([this.npivInventory(source, opts), this.hostNpiv(target, opts)]);
+        for (const pair of pairs) {
+          const [, secondary] = pair.wwpns as [Wwn, Wwn];
+          // The secondary may not be logged in twice: drop it on the source first, restore on rollback.
+          const srcSecondary = srcNpiv.virtualPorts.find((p) => p.wwpn === secondary);
+          if (srcSecondary) {
+            await this.destroyVport(source, srcSecondary, opts);
+            const parentName = srcNpiv.hbas.find((h) => h.wwpn === srcSecondary.hbaWwpn)?.instance;
+            undo.push(async () => {
+              if (parentName) await this.createVhba(source, parentName, srcSecondary.wwnn, secondary, {});
+            });
+          }
+          const parent = tgtNpiv.hbas.find((h) => h.fc?.fabric === pair.fabric && (h.vportOps?.maxVports ?? 0) > h.vportOps!.vports) ?? tgtNpiv.hbas.find((h) => (h.vportOps?.maxVports ?? 0) > 0);
+          if (!parent) throw new AdapterError(target, 'migrateVm', `${target} has no NPIV-capable HBA for ${req.vm}'s vHBA ${secondary}`, { code: 'no-npiv' });
+          const created = await this.createVhba(target, parent.name, pair.wwnn, secondary, opts);
+          undo.push(async () => {
+            await this.virsh(target, 'nodedev-destroy', ['nodedev-destroy', '--device', created], {});
+          });
+        }
+      }
+
+      await this.runMigration(source, target, dom, req.mode, onProgress, opts);
+    } catch (err) {
+      const problems = await rollback();
+      if (problems.length > 0) {
+        throw new AdapterError(source, 'migrateVm', `migration of ${req.vm} failed (${(err as Error).message}) AND rollback was incomplete: ${problems.join('; ')}`, { code: 'rollback-failed', cause: err });
+      }
+      throw err;
+    }
+
+    // Landed: the primary on the source is no longer needed; the pair swaps roles on the target.
+    let lingering: VirtualPort[] = [];
+    if (pairs.length > 0) {
+      const srcNpiv = await this.npivInventory(source, opts);
+      for (const pair of pairs) {
+        const primary = srcNpiv.virtualPorts.find((p) => p.wwpn === pair.wwpns[0]);
+        if (!primary) continue;
+        try {
+          await this.destroyVport(source, primary, opts);
+        } catch (err) {
+          this.deps.log.warn({ host: source, wwpn: primary.wwpn, err: (err as Error).message }, 'primary vHBA left on source after migration');
+        }
+      }
+      const meta = { ha: vm.ha, antiAffinity: vm.antiAffinityGroup, vhbas: vm.vfc.filter((v) => v.wwpns.length === 2).map((v) => ({ wwnn: v.wwnn, wwpns: [v.wwpns[1]!, v.wwpns[0]!], fabric: v.fabric, name: v.name })) };
+      await this.virsh(target, 'metadata', ['metadata', '--domain', dom, '--uri', FERRY_XMLNS, '--key', 'ferry', '--set', ferryMetaXml(meta), '--live', '--config'], opts).catch((err: Error) =>
+        this.deps.log.warn({ host: target, vm: dom, err: err.message }, 'could not record swapped vHBA pair in domain metadata'),
+      );
+      const after = await this.npivInventory(source, opts);
+      const wanted = new Set(pairs.flatMap((p) => p.wwpns));
+      lingering = after.virtualPorts.filter((p) => wanted.has(p.wwpn));
+    }
+    return { vm: req.vm, host: target, durationMs: Date.now() - started, ...(lingering.length ? { lingeringPorts: lingering } : {}) };
+  }
+
+  private async runMigration(source: string, target: string, dom: string, mode: 'live' | 'cold', onProgress: ((p: MigrateProgress) => void) | undefined, opts: CallOptions): Promise<void> {
+    const targetUri = this.settings.migrateUri.replaceAll('{host}', this.settings.addresses[target] ?? target);
+    const flags = mode === 'live' ? ['--live', '--persistent', '--undefinesource'] : ['--offline', '--persistent', '--undefinesource'];
+    const migrateAbort = new AbortController();
+    let aborted = false;
+    const onAbort = (): void => {
+      aborted = true;
+      // Ask libvirt to stop the job; the migrate command then fails by itself and the domain stays on the source.
+      this.virsh(source, 'domjobabort', ['domjobabort', '--domain', dom]).catch((err: Error) => {
+        this.deps.log.warn({ host: source, vm: dom, err: err.message }, 'domjobabort failed; closing the migrate command');
+        migrateAbort.abort();
+      });
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    let done = false;
+    const poll = (async () => {
+      const every = this.settings.pollMs ?? 1000;
+      while (!done) {
+        await new Promise((r) => setTimeout(r, every));
+        if (done) break;
+        try {
+          const info = parseDomjobinfo(await this.virsh(source, 'domjobinfo', ['domjobinfo', '--domain', dom]));
+          if (info.type.toLowerCase() !== 'none' && info.percent !== undefined) {
+            onProgress?.({ percent: info.percent, phase: 'migrating memory', ...(info.remainingMiB !== undefined ? { remainingMiB: info.remainingMiB } : {}) });
+          }
+        } catch {
+          /* progress is best-effort; the migrate command's own result decides */
+        }
+      }
+    })();
+    try {
+      if (opts.signal?.aborted) throw new AdapterError(source, 'migrate', `migration of ${dom} cancelled before it started`, { code: 'aborted' });
+      onProgress?.({ percent: 0, phase: 'starting' });
+      await this.virsh(source, 'migrate', ['migrate', ...flags, '--domain', dom, '--desturi', targetUri], {
+        timeoutMs: this.settings.migrateTimeoutMs ?? 2 * 3_600_000,
+        signal: migrateAbort.signal,
+      });
+    } catch (err) {
+      if (aborted) throw new AdapterError(source, 'migrate', `migration of ${dom} to ${target} cancelled (domjobabort); it stays on ${source}`, { code: 'aborted', cause: err });
+      throw err;
+    } finally {
+      done = true;
+      opts.signal?.removeEventListener('abort', onAbort);
+      await poll;
+    }
+    // Resolve only when the domain runs on the target.
+    const state = (await this.virsh(target, 'domstate', ['domstate', '--domain', dom])).trim();
+    if (mode === 'live' && powerState(state, false) !== 'running') {
+      throw new AdapterError(target, 'migrate', `${dom} reached ${target} but is "${state}", not running`, { code: 'not-running' });
+    }
+    onProgress?.({ percent: 100, phase: 'done' });
+  }
+
+  async close(): Promise<void> {
+    await this.deps.shell.close();
+  }
+}
+
+export function libvirtSettingsFrom(cluster: string, hosts: string[], cfg: { uri: string; migrateUri: string; virsh: string; sharedPools?: string[]; migrateTimeout?: string | number }, addresses: Record<string, string>): LibvirtSettings {
+  return {
+    cluster,
+    hosts,
+    uri: cfg.uri,
+    migrateUri: cfg.migrateUri,
+    virsh: cfg.virsh,
+    addresses,
+    sharedPools: cfg.sharedPools,
+    migrateTimeoutMs: cfg.migrateTimeout === undefined ? undefined : durationMs(cfg.migrateTimeout),
+  };
+}
