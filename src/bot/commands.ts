@@ -9,6 +9,17 @@ import type { Message } from './messages.js';
 import { message } from './messages.js';
 import type { Conversation } from './surface.js';
 import type { Deps } from '../jobs/context.js';
+import { audit } from '../audit/audit.js';
+
+/** Hosts and VMs a command names, for the audit index (selectors are recorded as typed). */
+function commandTargets(cmd: Command): string[] {
+  const c = cmd as Record<string, unknown>;
+  return ['host', 'vm', 'target', 'selector', 'id'].flatMap((k) => (typeof c[k] === 'string' ? String(c[k]).split(/[\s,]+/) : [])).filter(Boolean);
+}
+
+async function auditCommand(deps: Deps, user: string, text: string, cmd: Command, outcome: 'started' | 'refused', detail?: string): Promise<void> {
+  await audit(deps.rt, { actor: user, kind: 'command', action: text.slice(0, 300), targets: commandTargets(cmd), outcome, detail }).catch(() => undefined);
+}
 
 export interface CommandContext {
   deps: Deps;
@@ -77,6 +88,7 @@ export async function handleLine(deps: Deps, input: Incoming): Promise<Command |
   const permitted = mayRun({ command: cmd.name, dryRun: dryRunOf(cmd), user: input.user, channel: input.channel, config: deps.rt.config, groupMembers: ctx.groupMembers });
   if (!permitted.ok) {
     log.info({ command: cmd.name, refused: permitted.sentence }, 'command refused: permission');
+    await auditCommand(deps, input.user, ctx.text, cmd, 'refused', permitted.sentence);
     await input.refuse(permitted.sentence);
     return cmd;
   }
@@ -84,6 +96,7 @@ export async function handleLine(deps: Deps, input: Incoming): Promise<Command |
     const refusal = await gate(ctx, cmd);
     if (refusal) {
       log.info({ command: cmd.name, refused: refusal }, 'command refused');
+      await auditCommand(deps, input.user, ctx.text, cmd, 'refused', refusal);
       await input.refuse(refusal);
       return cmd;
     }
@@ -94,6 +107,7 @@ export async function handleLine(deps: Deps, input: Incoming): Promise<Command |
     return cmd;
   }
   log.info({ command: cmd.name, text: ctx.text.slice(0, 300) }, 'command');
+  await auditCommand(deps, input.user, ctx.text, cmd, 'started');
   try {
     await handler(ctx, cmd);
   } catch (e) {

@@ -1,0 +1,60 @@
+/**
+ * The audit trail: append-only, in a Redis stream. One entry per command, approval decision
+ * and mutating adapter call: who, what, where, approved by whom, outcome, job id. Retention is
+ * configuration (audit.retentionDays), enforced by trimming on append (XADD MINID).
+ */
+import type { Runtime } from '../runtime.js';
+
+export interface AuditEntry {
+  /** Slack user id or console name; "ferry" for Ferry's own scheduled actions. */
+  actor: string;
+  /** command | decision | adapter | workflow */
+  kind: 'command' | 'decision' | 'adapter' | 'workflow';
+  /** What happened: "drain hyp03", "approve request 12", "removeVirtualPort". */
+  action: string;
+  /** Hosts and VMs concerned (for `audit <host|vm>`). */
+  targets: string[];
+  opId?: number;
+  approvedBy?: string[];
+  outcome: 'ok' | 'refused' | 'failed' | 'started' | 'skipped';
+  detail?: string;
+}
+
+export interface StoredAudit extends AuditEntry {
+  id: string;
+  at: number;
+}
+
+function streamKey(rt: Runtime): string {
+  return rt.key('audit');
+}
+
+export async function audit(rt: Runtime, entry: AuditEntry): Promise<void> {
+  const now = rt.clock.now();
+  const minId = now - rt.config.audit.retentionDays * 86_400_000;
+  const fields = ['json', JSON.stringify(entry), 'targets', ` ${entry.targets.join(' ')} `, 'op', String(entry.opId ?? '')];
+  try {
+    await rt.redis.xadd(streamKey(rt), 'MINID', '~', String(minId), '*', ...fields);
+  } catch (e) {
+    // The audit must not silently vanish: log loudly with the entry itself.
+    rt.log.error({ audit: entry, err: e instanceof Error ? e.message : String(e) }, 'could not append to the audit trail');
+    throw e;
+  }
+}
+
+/** Recent entries about a host, VM or job id, newest first. Scans back at most `scan` entries. */
+export async function queryAudit(rt: Runtime, target: string, opts: { limit?: number; scan?: number } = {}): Promise<StoredAudit[]> {
+  const limit = opts.limit ?? 25;
+  const raw = (await rt.redis.xrevrange(streamKey(rt), '+', '-', 'COUNT', opts.scan ?? 10_000)) as [string, string[]][];
+  const out: StoredAudit[] = [];
+  const isJob = /^\d+$/.test(target);
+  for (const [id, fields] of raw) {
+    const f: Record<string, string> = {};
+    for (let i = 0; i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+    const match = isJob ? f.op === target : (f.targets ?? '').toLowerCase().includes(` ${target.toLowerCase()} `);
+    if (!match) continue;
+    out.push({ ...(JSON.parse(f.json!) as AuditEntry), id, at: Number(id.split('-')[0]) });
+    if (out.length >= limit) break;
+  }
+  return out;
+}
