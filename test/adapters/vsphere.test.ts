@@ -8,6 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VsphereAdapter, type VsphereSettings } from '../../src/adapters/vsphere/index.js';
 import { VimClient } from '../../src/adapters/vsphere/vim.js';
 import { AdapterError, UnsupportedError, type MigrateProgress } from '../../src/adapters/types.js';
+import { AdapterRegistry } from '../../src/adapters/registry.js';
+import '../../src/adapters/index.js';
+import { parseConfig } from '../../src/config/load.js';
+import { silentLogger } from '../../src/log.js';
 import { buildVcsim, startVcsim, vcsimAvailable, type Vcsim } from '../peers/vcsim.js';
 
 const available = vcsimAvailable();
@@ -142,6 +146,43 @@ describe.skipIf(!available)('vSphere adapter against vcsim', () => {
     expect(res).toMatchObject({ host: target, datastore: 'LocalDS_1' });
     const after = (await make().findVm(vm.name))!;
     expect(after.host).toBe(target);
+  });
+
+  it('moves a VM to a host of another cluster, into that cluster\'s root pool', async () => {
+    const vm = (await adapter.findVm('DC0_C0_RP0_VM1'))!;
+    const res = await adapter.migrateVm({ vm: vm.name, source: vm.host, target: 'esx12', mode: 'live' });
+    expect(res.host).toBe('esx12');
+    const after = (await make({ snapshotTtlMs: 0 }).findVm(vm.name))!;
+    expect(after.host).toBe('esx12');
+    // And back, so later tests find it in DC0_C0.
+    await adapter.migrateVm({ vm: vm.name, source: 'esx12', target: vm.host, mode: 'live' });
+    expect((await make({ snapshotTtlMs: 0 }).findVm(vm.name))!.host).toBe(vm.host);
+  });
+
+  it('is built by the registry from a ferry.yml vsphere section (durations parsed)', async () => {
+    const yml = [
+      'clusters:',
+      '  vc:',
+      '    adapter: vsphere',
+      '    hosts: [esx01, esx02, esx03]',
+      '    vsphere:',
+      `      url: ${sim.url}`,
+      '      user: ${VC_USER}',
+      '      password: ${VC_PASSWORD}',
+      '      datacenter: DC0',
+      `      thumbprint: "${sim.thumbprint}"`,
+      '      requestTimeout: 20s',
+      '      taskPollInterval: 100ms',
+      '      hostNames: { DC0_C0_H0: esx01, DC0_C0_H1: esx02, DC0_C0_H2: esx03 }',
+    ].join('\n');
+    const { config, inventory } = parseConfig(yml, 'ferry.yml', { VC_USER: sim.user, VC_PASSWORD: sim.password });
+    // The vSphere adapter never touches Redis.
+    const registry = new AdapterRegistry(config, inventory, { log: silentLogger(), redis: undefined as never, prefix: 'test:' });
+    const a = registry.forHost('esx02');
+    expect(a).toBeInstanceOf(VsphereAdapter);
+    expect(a.hostNames()).toEqual(['esx01', 'esx02', 'esx03']);
+    expect((await a.describeHost('esx02')).name).toBe('esx02');
+    await registry.close();
   });
 
   it('refuses a migration whose source is wrong or whose datastore the target lacks', async () => {
