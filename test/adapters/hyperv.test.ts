@@ -644,6 +644,15 @@ describe('migrateVm', () => {
     expect(progress.some((p) => p.phase === 'cancelling')).toBe(true);
   });
 
+  it('aborted while reading the VM: cancelled, and no move is sent', async () => {
+    const ac = new AbortController();
+    const { a, shell } = adapter({ 'vm-facts': () => (ac.abort(), { throws: new AdapterError('hyp01', 'ssh', 'command aborted', { code: 'aborted' }) }) });
+    const err = await rejection(a.migrateVm(req, undefined, { signal: ac.signal }));
+    expect(err).toMatchObject({ code: 'cancelled', host: 'hyp01' });
+    expect(err.message).toBe('migrateVm sql01: cancelled before the move started');
+    expect(shell.byMarker('migrate-vm')).toHaveLength(0);
+  });
+
   it('already aborted: nothing is sent', async () => {
     const { a, shell } = adapter({});
     const ac = new AbortController();

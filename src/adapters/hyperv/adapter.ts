@@ -386,7 +386,11 @@ export class HypervAdapter implements HypervisorAdapter {
     if (source === target) throw new AdapterError(source, op, `${op}: ${vm} source and target are both ${source}`, { code: 'invalid' });
     if (opts.signal?.aborted) throw new AdapterError(source, op, `${op} ${vm}: cancelled before it started`, { code: 'cancelled' });
 
-    const before = await this.vmOn(source, vm, op, opts);
+    const cancelledEarly = (err: unknown): never => {
+      if (opts.signal?.aborted) throw new AdapterError(source, op, `${op} ${vm}: cancelled before the move started`, { code: 'cancelled', cause: err });
+      throw err;
+    };
+    const before = await this.vmOn(source, vm, op, opts).catch(cancelledEarly);
     if (!before) throw new AdapterError(source, op, `${op}: ${vm} is not on ${source}`, { code: 'not-on-source' });
 
     let storagePath: string | undefined;
@@ -397,13 +401,14 @@ export class HypervAdapter implements HypervisorAdapter {
           throw new UnsupportedError(source, op, 'hyperv', `${vm} is a clustered VM on CSV storage; moving it to datastore ${req.datastore} (Move-VMStorage) is not done by Ferry's cluster migration`);
         }
       } else {
-        const raw = await this.hostFacts(target, opts);
+        const raw = await this.hostFacts(target, opts).catch(cancelledEarly);
         const root = hostDatastores(target, raw).paths[req.datastore];
         if (!root) throw new AdapterError(target, op, `${op}: datastore ${req.datastore} is not on ${target}`, { code: 'unknown-datastore' });
         storagePath = `${root.replace(/\\+$/, '')}\\${vm}`;
       }
     }
 
+    if (opts.signal?.aborted) cancelledEarly(undefined);
     onProgress?.({ percent: 0, phase: 'starting' });
     const script = migrateScript({ vm, target, mode: req.mode, failoverCluster: this.opts.failoverCluster, ...(storagePath ? { storagePath } : {}) });
     let settled = false;
