@@ -36,6 +36,8 @@ export function scriptMarker(script: string): string | undefined {
  * - $ProgressPreference: progress records would otherwise arrive on stderr as CLIXML.
  * - Remove-TypeData System.Array: Windows PowerShell 5.1 otherwise serialises some arrays as
  *   {"value":[…],"Count":n}; the parser copes with that shape too, this just avoids it.
+ * - OutputEncoding UTF-8 (no BOM): Windows PowerShell writes a pipe in the OEM code page, which
+ *   would mangle non-ASCII VM names on their way back.
  * - The body assigns $out; the envelope is {"ok":true,"data":…} or {"ok":false,"error":…} so
  *   the adapter always gets JSON, even for a PowerShell error record (exit code 1).
  * - Fail 'code' 'message' raises an error the adapter maps to AdapterError.code.
@@ -46,7 +48,8 @@ export function wrapScript(marker: string, body: string, depth = 8): string {
     `# ferry:${marker}`,
     `$ErrorActionPreference='Stop'`,
     `$ProgressPreference='SilentlyContinue'`,
-    `Remove-TypeData System.Array -ErrorAction SilentlyContinue`,
+    `try{Remove-TypeData System.Array -ErrorAction Stop}catch{}`,
+    `try{[Console]::OutputEncoding=[Text.UTF8Encoding]::new($false)}catch{}`,
     `function Fail([string]$c,[string]$m){$x=[Exception]::new($m);$x.Data['FerryCode']=$c;throw $x}`,
     // Hex: byte array -> "C003FF6E…" (seed 000's loop); I: byte array -> int[] so JSON is always [n,…].
     `function Hex($b){if($null -eq $b){return $null};-join @(foreach($x in $b){([int]$x).ToString('X2')})}`,
