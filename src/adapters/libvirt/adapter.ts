@@ -353,8 +353,9 @@ export class LibvirtAdapter implements HypervisorAdapter {
       wwnn: d.fc!.wwnn,
       fabric: d.fc!.fabric ?? '0000000000000000',
       instance: d.name,
-      npivCapable: (d.vportOps?.maxVports ?? 0) > 0,
-      ...(d.vportOps ? { maxVports: d.vportOps.maxVports } : {}),
+      // libvirt only reports vport_ops where sysfs has vport_create, i.e. the HBA does NPIV.
+      npivCapable: d.vportOps !== undefined,
+      ...(d.vportOps && d.vportOps.maxVports > 0 ? { maxVports: d.vportOps.maxVports } : {}),
     };
   }
 
@@ -491,7 +492,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
               if (parentName) await this.createVhba(source, parentName, srcSecondary.wwnn, secondary, {});
             });
           }
-          const parent = tgtNpiv.hbas.find((h) => h.fc?.fabric === pair.fabric && (h.vportOps?.maxVports ?? 0) > h.vportOps!.vports) ?? tgtNpiv.hbas.find((h) => (h.vportOps?.maxVports ?? 0) > 0);
+          const hasRoom = (h: NodedevXml): boolean => !h.vportOps?.maxVports || h.vportOps.vports < h.vportOps.maxVports;
+          const parent = tgtNpiv.hbas.find((h) => h.fc?.fabric === pair.fabric && hasRoom(h)) ?? tgtNpiv.hbas.find(hasRoom);
           if (!parent) throw new AdapterError(target, 'migrateVm', `${target} has no NPIV-capable HBA for ${req.vm}'s vHBA ${secondary}`, { code: 'no-npiv' });
           const created = await this.createVhba(target, parent.name, pair.wwnn, secondary, opts);
           undo.push(async () => {

@@ -15,7 +15,7 @@ export const FERRY_XMLNS = 'https://ferry.dev/xmlns/1';
 type XmlNode = Record<string, unknown>;
 
 // Elements that may repeat are always arrays, so one and many look the same to the code below.
-const ARRAYS = new Set(['disk', 'interface', 'hostdev', 'redirdev', 'serial', 'parallel', 'capability', 'vcpupin', 'tag', 'device', 'vhba', 'pool', 'feature', 'portgroup']);
+const ARRAYS = new Set(['disk', 'interface', 'hostdev', 'redirdev', 'serial', 'parallel', 'capability', 'vcpupin', 'tag', 'vhba', 'feature', 'portgroup']);
 const parser = new XMLParser({
   ignoreAttributes: false,
   attributeNamePrefix: '@',
