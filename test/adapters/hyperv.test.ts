@@ -683,6 +683,20 @@ describe('migrateVm', () => {
     expect(unknown.code).toBe('unknown-datastore');
   });
 
+  it('a non-HA VM on a cluster node moves with Move-VM (storage included), not as a cluster role', async () => {
+    let moved = false;
+    const { a, shell } = adapter({
+      'vm-facts': (c) => (c.host === (moved ? 'hyp02' : 'hyp01') ? { fixture: 'vm-facts.json' } : { fixture: 'vm-facts-empty.json' }),
+      'host-facts': { fixture: 'host-facts.json' },
+      'migrate-vm': () => ((moved = true), { fixture: 'migrate-vm.json' }),
+      'npiv-inventory': { fixture: 'npiv-inventory-empty.json' },
+    });
+    await a.migrateVm({ vm: 'build01', source: 'hyp01', target: 'hyp02', mode: 'live', datastore: 'hyp02:D' });
+    const script = shell.byMarker('migrate-vm')[0]!.script;
+    expect(script).toContain("Move-VM -VM $v -DestinationHost 'hyp02' -IncludeStorage -DestinationStoragePath 'D:\\build01'");
+    expect(script).not.toContain('Move-ClusterVirtualMachineRole');
+  });
+
   it('clustered: a datastore move off the VM\'s CSV is unsupported, said plainly', async () => {
     const { a } = adapter({ 'vm-facts': { fixture: 'vm-facts.json' } });
     const err = await rejection(a.migrateVm({ ...req, datastore: 'hyp02:D' }));

@@ -120,7 +120,7 @@ export class HypervAdapter implements HypervisorAdapter {
     this.powershell = opts.powershell ?? 'powershell.exe';
     this.capabilities = {
       liveMigration: true,
-      // Move-VM -IncludeStorage; clustered VMs live on CSVs and move without their storage.
+      // Move-VM -IncludeStorage (standalone hosts, non-HA VMs); clustered roles move without their storage.
       storageMigration: !opts.failoverCluster,
       coldMigration: true,
       maintenance: opts.failoverCluster ? 'native' : 'cordon',
@@ -393,10 +393,14 @@ export class HypervAdapter implements HypervisorAdapter {
     const before = await this.vmOn(source, vm, op, opts).catch(cancelledEarly);
     if (!before) throw new AdapterError(source, op, `${op}: ${vm} is not on ${source}`, { code: 'not-on-source' });
 
+    // A clustered role moves with Move-ClusterVirtualMachineRole. A non-HA VM on a cluster node is
+    // no cluster role (seed 001 rule 1): when the core lets one go (explicit override), it moves
+    // as a standalone VM with Move-VM, storage included when a datastore is named.
+    const clustered = this.opts.failoverCluster && before.ha;
     let storagePath: string | undefined;
     if (req.datastore) {
       const current = new Set(before.disks.map((d) => d.datastore));
-      if (this.opts.failoverCluster) {
+      if (clustered) {
         if (!(current.size === 1 && current.has(req.datastore))) {
           throw new UnsupportedError(source, op, 'hyperv', `${vm} is a clustered VM on CSV storage; moving it to datastore ${req.datastore} (Move-VMStorage) is not done by Ferry's cluster migration`);
         }
@@ -410,7 +414,7 @@ export class HypervAdapter implements HypervisorAdapter {
 
     if (opts.signal?.aborted) cancelledEarly(undefined);
     onProgress?.({ percent: 0, phase: 'starting' });
-    const script = migrateScript({ vm, target, mode: req.mode, failoverCluster: this.opts.failoverCluster, ...(storagePath ? { storagePath } : {}) });
+    const script = migrateScript({ vm, target, mode: req.mode, failoverCluster: clustered, ...(storagePath ? { storagePath } : {}) });
     let settled = false;
     // The move itself is not tied to opts.signal: killing the SSH session would not stop VMMS.
     // Cancel goes through Msvm_MigrationJob instead, and we wait for the move to report.
@@ -466,11 +470,11 @@ export class HypervAdapter implements HypervisorAdapter {
       await poller;
     }
     // If a cancel lost the race with completion we get here: the VM did move, and we say so.
-    if (req.mode === 'cold' && !this.opts.failoverCluster && before.power === 'running') {
+    if (req.mode === 'cold' && !clustered && before.power === 'running') {
       await this.run(target, op, startVmScript(vm), startSchema);
     }
     const after = await this.vmOn(target, vm, op, {});
-    if (!after) throw new AdapterError(target, op, `${op}: ${this.moveName()} reported success (owner ${moved.Owner || '?'}) but ${vm} is not on ${target}`, { code: 'not-on-target' });
+    if (!after) throw new AdapterError(target, op, `${op}: ${clustered ? 'Move-ClusterVirtualMachineRole' : 'Move-VM'} reported success (owner ${moved.Owner || '?'}) but ${vm} is not on ${target}`, { code: 'not-on-target' });
     onProgress?.({ percent: 100, phase: 'done' });
 
     const result: MigrateResult = { vm, host: target, durationMs: Date.now() - t0 };
@@ -478,10 +482,6 @@ export class HypervAdapter implements HypervisorAdapter {
     const lingering = await this.lingeringPorts(source, before);
     if (lingering) result.lingeringPorts = lingering;
     return result;
-  }
-
-  private moveName(): string {
-    return this.opts.failoverCluster ? 'Move-ClusterVirtualMachineRole' : 'Move-VM';
   }
 
   /**
