@@ -51,7 +51,10 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
 
-  if (mode === 'worker' || mode === 'all' || mode === 'console') workers = await startWorkers(deps);
+  if (mode === 'worker' || mode === 'all' || mode === 'console') {
+    workers = await startWorkers(deps);
+    log.info({ queues: workers.workers.map((w) => w.name) }, 'workers ready');
+  }
 
   if (mode === 'worker' && env.HEALTH_PORT) {
     healthServer = http.createServer(async (req, res) => {

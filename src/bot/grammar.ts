@@ -87,7 +87,7 @@ export const MAX_LINE = 1000;
 export type Parsed = { ok: true; command: Command } | { ok: false; error: string };
 
 /** Characters that mean someone is typing shell, or that Slack would never send in a command. */
-const SHELL_CHARS = /[;&|`$<>\\(){}*?~#]/;
+const SHELL_CHARS = /[;&|`$<>\\(){}*?~]|#(?!\d+$)/;
 
 function fail(error: string): Parsed {
   return { ok: false, error };
@@ -328,8 +328,10 @@ export function parseCommand(raw: string): Parsed {
     }
     const nonAscii = [...t].find((ch) => ch.codePointAt(0)! > 0x7e);
     if (nonAscii) {
-      const plain = t.normalize('NFKD').replace(/[^\x20-\x7e]/g, '');
-      return fail(`"${t}" contains ${describeChar(nonAscii)}, which is not a plain ASCII character; type names in plain ASCII${plain && plain !== t ? ` (did you mean ${plain}?)` : ''}.`);
+      // Suggest only when every character has a true ASCII compatibility form (fullwidth, accents).
+      const plain = t.normalize('NFKD').replace(/[\u0300-\u036f]/g, '');
+      const hint = /^[\x21-\x7e]+$/.test(plain) && plain.length === [...t].length ? ` (did you mean ${plain}?)` : '';
+      return fail(`"${t}" contains ${describeChar(nonAscii)}, which is not a plain ASCII character; type names in plain ASCII${hint}.`);
     }
     const shell = SHELL_CHARS.exec(t);
     if (shell) return fail(`Ferry does not take shell characters: "${shell[0]}" in "${t}". Give host names, ranges or lists, e.g. hyp01..hyp12.`);

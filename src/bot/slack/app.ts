@@ -4,7 +4,7 @@
  * the listener acks before doing anything else, and real work is a job. Retried deliveries
  * and duplicate events are recognised by their ids in Redis and run once.
  */
-import bolt from '@slack/bolt';
+import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
 import type { AppOptions, Middleware, AnyMiddlewareArgs } from '@slack/bolt';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppDeps } from '../../app.js';
@@ -16,7 +16,6 @@ import { inThread } from '../surface.js';
 import { resolveUserGroups } from './groups.js';
 import { metricsText } from '../../health.js';
 
-const { App, HTTPReceiver, LogLevel } = bolt;
 
 export interface SlackAppOptions {
   botToken: string;

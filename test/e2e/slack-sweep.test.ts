@@ -1,0 +1,138 @@
+/**
+ * The Slack path end to end: correctly signed requests to Ferry's real HTTP receiver, real
+ * Redis and BullMQ, nock standing in for the Web API (asserting what is posted and updated).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeHarness, type Harness } from '../support/harness.js';
+import { SIGNING_SECRET, SLACK_API_URL, callText, freePort, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
+import { createSlackApp } from '../../src/bot/slack/app.js';
+
+describe('Slack: /ferry find stale ports through the real HTTP receiver', () => {
+  let h: Harness;
+  let app: ReturnType<typeof createSlackApp>;
+  let port: number;
+  let slack: ReturnType<typeof mockSlackApi>;
+  const env = { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_API_URL };
+
+  beforeAll(async () => {
+    slack = mockSlackApi();
+    h = await makeHarness({ env });
+    port = await freePort();
+    app = createSlackApp(h.deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: SIGNING_SECRET, port, slackApiUrl: SLACK_API_URL });
+    await app.start(port);
+  });
+
+  afterAll(async () => {
+    await app.stop();
+    await h.close();
+    slack.done();
+  });
+
+  const since = (t: number) => slack.calls.filter((c) => c.at >= t);
+
+  it('acks in well under a second, answers with the selection, and the thread gets the card and summary', async () => {
+    const t0 = Date.now();
+    const res = await postSigned(port, slashBody('find stale ports hyp01..hyp12'));
+    expect(res.status).toBe(200);
+    expect(res.ms).toBeLessThan(1000);
+
+    const op = await h.waitFor(async () => {
+      const [o] = await h.deps.ops.recent(1);
+      return o && o.status === 'succeeded' ? o : undefined;
+    }, 'sweep to finish');
+    // The final card update happens right after the summary.
+    await h.waitFor(async () => since(t0).some((c) => c.method === 'chat.update' && /12\/12 hosts · \d+ stale ports?\n/.test(callText(c))), 'final card');
+
+    const calls = since(t0);
+    const posts = calls.filter((c) => c.method === 'chat.postMessage');
+    const [root, card, summary] = posts;
+    expect(root!.body.channel).toBe('C0OPS');
+    expect(root!.body.thread_ts).toBeUndefined();
+    expect(callText(root!)).toContain('12 hosts: hyp01…hyp12');
+    const rootTs = op.conv.surface === 'slack' ? op.conv.threadTs : undefined;
+    expect(rootTs).toMatch(/^\d+\.000100$/);
+    expect(card!.body.thread_ts).toBe(rootTs);
+    expect(callText(card!)).toMatch(/0\/12 hosts/);
+    expect(summary!.body.thread_ts).toBe(rootTs);
+    expect(callText(summary!)).toMatch(/stale ports? on \d+ hosts? \(of 12 swept\)/);
+    expect(callText(summary!)).toMatch(/hyp\d\d\s+C003FF[0-9A-F]{10}\s+100000C0DD00[AB]0[AB]0/);
+    const button = (summary!.body.blocks as { type: string; elements?: { action_id: string }[] }[]).find((b) => b.type === 'actions');
+    expect(button?.elements?.[0]?.action_id).toBe('ferry:remove-stale-ports');
+
+    const updates = calls.filter((c) => c.method === 'chat.update');
+    expect(updates.length).toBeGreaterThan(0);
+    for (const u of updates) expect(u.body.ts).toBe((card as SlackCall & { body: { ts?: string } }) && op.cardRef?.ts);
+    // Updates of one card are throttled to about one a second.
+    for (let i = 1; i < updates.length - 1; i++) expect(updates[i]!.at - updates[i - 1]!.at).toBeGreaterThanOrEqual(900);
+    // Constant Slack calls per sweep: root + card + summary posts and a few updates.
+    expect(posts.length).toBe(3);
+    expect(updates.length).toBeLessThanOrEqual(4);
+  });
+
+  it('an unsigned or wrongly signed request gets 401 and runs nothing', async () => {
+    const before = (await h.deps.ops.recent(100)).length;
+    const body = slashBody('find stale ports hyp01..hyp03');
+    expect((await postSigned(port, body, { signature: null })).status).toBe(401);
+    expect((await postSigned(port, body, { signature: sign(body, undefined, 'not-the-secret') })).status).toBe(401);
+    expect((await postSigned(port, body, { signature: sign(body, Math.floor(Date.now() / 1000) - 3600) })).status).toBe(401);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await h.deps.ops.recent(100)).length).toBe(before);
+  });
+
+  it('a retried delivery (X-Slack-Retry-Num) of the same event runs once', async () => {
+    const before = (await h.deps.ops.recent(100)).length;
+    const event = JSON.stringify({
+      token: 'legacy',
+      team_id: 'T1',
+      api_app_id: 'A1',
+      type: 'event_callback',
+      event_id: 'Ev0RETRY1',
+      event_time: Math.floor(Date.now() / 1000),
+      event: { type: 'app_mention', user: 'U0ALICE', text: '<@UFERRY> find stale ports hyp01..hyp02', ts: '1700000000.000200', channel: 'C0OPS', event_ts: '1700000000.000200' },
+    });
+    const first = await postSigned(port, event, { contentType: 'application/json' });
+    const retry1 = await postSigned(port, event, { contentType: 'application/json', headers: { 'x-slack-retry-num': '1', 'x-slack-retry-reason': 'http_timeout' } });
+    const retry2 = await postSigned(port, event, { contentType: 'application/json', headers: { 'x-slack-retry-num': '2', 'x-slack-retry-reason': 'http_timeout' } });
+    expect([first.status, retry1.status, retry2.status]).toEqual([200, 200, 200]);
+    await h.waitFor(async () => (await h.deps.ops.recent(100)).length > before, 'the mention to start an operation');
+    await new Promise((r) => setTimeout(r, 500));
+    const ops = (await h.deps.ops.recent(100)).slice(0, (await h.deps.ops.recent(100)).length - before);
+    expect(ops).toHaveLength(1);
+    expect(ops[0]!.title).toBe('find stale ports hyp01..hyp02');
+  });
+
+  it('bad input gets one ephemeral sentence and nothing is enqueued', async () => {
+    const t0 = Date.now();
+    const before = (await h.deps.ops.recent(100)).length;
+    await postSigned(port, slashBody('find stale ports hyp99..hyp01'));
+    await h.waitFor(async () => since(t0).find((c) => c.method === 'chat.postEphemeral'), 'ephemeral refusal');
+    const eph = since(t0).filter((c) => c.method === 'chat.postEphemeral');
+    expect(eph).toHaveLength(1);
+    expect(eph[0]!.body.user).toBe('U0ALICE');
+    expect(eph[0]!.body.text).toBe('The range hyp99..hyp01 runs backwards; did you mean hyp01..hyp99?');
+    expect(since(t0).filter((c) => c.method === 'chat.postMessage')).toHaveLength(0);
+    expect((await h.deps.ops.recent(100)).length).toBe(before);
+  });
+});
+
+describe('Slack Web API errors are logged and the result is kept', () => {
+  it('channel_not_found on every post: the sweep still finishes and its result stays in Redis', async () => {
+    const slack = mockSlackApi({ failWith: { 'chat.postMessage': 'channel_not_found', 'chat.update': 'channel_not_found' } });
+    const h = await makeHarness({ env: { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_API_URL } });
+    try {
+      const conv = { surface: 'slack' as const, channel: 'C0GONE', user: 'U0ALICE' };
+      const { startSweep } = await import('../../src/jobs/workflows/find-stale-ports.js');
+      const op = await startSweep(h.deps, { conv, requester: 'U0ALICE', title: 'find stale ports hyp01..hyp03', hosts: ['hyp01', 'hyp02', 'hyp03'] });
+      const done = await h.waitFor(async () => {
+        const o = await h.deps.ops.get(op.id);
+        return o?.status === 'succeeded' ? o : undefined;
+      }, 'sweep');
+      expect(done.summary).toMatch(/stale ports? on 3 hosts/);
+      expect(Object.keys(await h.deps.ops.results(op.id))).toHaveLength(3);
+      expect(slack.calls.filter((c) => c.method === 'chat.postMessage').length).toBeGreaterThan(0);
+    } finally {
+      await h.close();
+      slack.done();
+    }
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * Test harness: a whole Ferry (runtime, deps, in-process workers) over the private test Redis,
+ * with a console session whose messages are captured. Each harness has its own key prefix.
+ */
+import { inject } from 'vitest';
+import type { Redis } from 'ioredis';
+import { parseConfig } from '../../src/config/load.js';
+import { LAB_DEFAULT_YAML } from '../../src/config/lab-default.js';
+import { createRuntime, type Clock, type Runtime } from '../../src/runtime.js';
+import { createDeps, type AppDeps } from '../../src/app.js';
+import { startWorkers, type WorkerSet } from '../../src/jobs/worker.js';
+import { silentLogger } from '../../src/log.js';
+import { handleLine } from '../../src/bot/commands.js';
+import { message, type Message } from '../../src/bot/messages.js';
+import { renderText } from '../../src/bot/render/text.js';
+import { consoleChannel, type ConsoleEvent } from '../../src/bot/console/surface.js';
+import { inThread, type Conversation } from '../../src/bot/surface.js';
+import { FINISHED, type Operation } from '../../src/jobs/operations.js';
+
+let counter = 0;
+
+export function uniquePrefix(name: string): string {
+  return `t-${name}-${process.pid}-${Date.now().toString(36)}-${counter++}`;
+}
+
+/** The built-in lab with fast timings, optionally with extra YAML merged at top level. */
+export function fastLabYaml(extra = '', timings = { latencyMs: 5, migrationMs: 100 }): string {
+  return LAB_DEFAULT_YAML.replace('latencyMs: 150', `latencyMs: ${timings.latencyMs}`).replace('migrationMs: 3000', `migrationMs: ${timings.migrationMs}`) + extra;
+}
+
+export interface Harness {
+  rt: Runtime;
+  deps: AppDeps;
+  workers?: WorkerSet;
+  session: string;
+  events: ConsoleEvent[];
+  /** Run one line as `user` in the harness's console session. */
+  run(line: string, user?: string): Promise<void>;
+  /** Rendered text of everything posted so far (posts, updates, ephemerals). */
+  transcript(): string;
+  ephemerals(user?: string): string[];
+  waitFor<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs?: number): Promise<T>;
+  /** Wait until the newest operation of this session (or a given id) has finished. */
+  waitForOp(id?: number, timeoutMs?: number): Promise<Operation>;
+  close(): Promise<void>;
+}
+
+export async function makeHarness(opts: { yaml?: string; prefix?: string; workers?: boolean; clock?: Clock; env?: NodeJS.ProcessEnv; redisUrl?: string } = {}): Promise<Harness> {
+  const redisUrl = opts.redisUrl ?? inject('redisUrl');
+  const loaded = parseConfig(opts.yaml ?? fastLabYaml(), 'test', { ...process.env, ...opts.env });
+  const rt = createRuntime({ loaded, redisUrl, log: silentLogger(), prefix: opts.prefix ?? uniquePrefix('h'), clock: opts.clock });
+  const deps = createDeps(rt, opts.env ?? {});
+  const workers = opts.workers === false ? undefined : await startWorkers(deps);
+  const session = `s${counter++}`;
+  const events: ConsoleEvent[] = [];
+  const sub: Redis = rt.newConnection();
+  await sub.subscribe(consoleChannel(rt.prefix, session));
+  sub.on('message', (_c: string, raw: string) => events.push(JSON.parse(raw) as ConsoleEvent));
+
+  const h: Harness = {
+    rt,
+    deps,
+    workers,
+    session,
+    events,
+    async run(line, user = 'alice') {
+      const conv: Conversation = { surface: 'console', session, user };
+      await handleLine(deps, {
+        text: line,
+        user,
+        conv,
+        channel: 'console',
+        refuse: (s) => deps.outbox.ephemeral(conv, message(s)),
+        answer: async (msg: Message) => inThread(conv, await deps.outbox.post(conv, msg)),
+      });
+    },
+    transcript() {
+      return events.map((e) => renderText(e.message)).join('\n');
+    },
+    ephemerals(user) {
+      return events.filter((e): e is Extract<ConsoleEvent, { kind: 'ephemeral' }> => e.kind === 'ephemeral' && (!user || e.user === user)).map((e) => renderText(e.message));
+    },
+    async waitFor(probe, what, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const v = await probe();
+        if (v) return v as never;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n--- transcript ---\n${h.transcript()}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async waitForOp(id, timeoutMs) {
+      return h.waitFor(
+        async () => {
+          const ops = id ? [await deps.ops.get(id)] : await deps.ops.recent(5);
+          const op = ops.find((o) => o && o.conv.surface === 'console' && o.conv.session === session);
+          return op && FINISHED.includes(op.status) ? op : undefined;
+        },
+        `operation ${id ?? '(latest)'} to finish`,
+        timeoutMs,
+      );
+    },
+    async close() {
+      await workers?.close();
+      await sub.quit().catch(() => undefined);
+      await deps.close();
+      await rt.close();
+    },
+  };
+  return h;
+}

@@ -1,0 +1,63 @@
+/** Ferry processes for tests: the real entry point (src/main.ts) in a child process. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface FerryProcess {
+  child: ChildProcess;
+  output(): string;
+  waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const root = path.resolve(import.meta.dirname, '../..');
+
+export function writeConfig(yaml: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cfg-'));
+  const file = path.join(dir, 'ferry.yml');
+  fs.writeFileSync(file, yaml);
+  return file;
+}
+
+export function startFerry(mode: string, env: NodeJS.ProcessEnv, opts: { stdin?: string } = {}): FerryProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/main.ts'), mode], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  if (opts.stdin !== undefined) child.stdin!.end(opts.stdin);
+  return {
+    child,
+    output: () => out,
+    waitForLine(re, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const deadline = setTimeout(() => reject(new Error(`timed out waiting for ${re} in:\n${out}`)), timeoutMs);
+        const check = () => {
+          const m = out.split('\n').find((l) => re.test(l));
+          if (m) {
+            clearTimeout(deadline);
+            child.stdout!.off('data', check);
+            resolve(m);
+          } else if (child.exitCode !== null) {
+            clearTimeout(deadline);
+            reject(new Error(`process exited (${child.exitCode}) before ${re}:\n${out}`));
+          }
+        };
+        child.stdout!.on('data', check);
+        child.on('exit', check);
+        check();
+      });
+    },
+    stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+      return new Promise((resolve) => {
+        child.once('exit', (code) => resolve(code));
+        child.kill(signal);
+      });
+    },
+  };
+}
