@@ -4,10 +4,6 @@
  */
 import { z } from 'zod';
 
-const hostName = z
-  .string()
-  .regex(/^[A-Za-z][A-Za-z0-9._-]{0,62}$/, 'host names are letters, digits, ".", "_" and "-", starting with a letter');
-
 /** Durations in config: "30m", "24h", "90s", "1h30m" or a number of seconds. */
 export const duration = z.union([z.number().nonnegative(), z.string().regex(/^(\d+(ms|s|m|h|d))+$/, 'a duration like 30m, 24h or 1h30m')]);
 
@@ -153,6 +149,14 @@ export const configSchema = z
         missed: z.enum(['late', 'skip']).default('late'),
         maxDuration: duration.default('12h'),
         maxFailedHosts: z.number().int().nonnegative().default(1),
+        /** A window typed without "for <duration>" lasts this long (capped at maxDuration). */
+        defaultDuration: duration.default('4h'),
+        /** Attempts per host in a rolling run beyond the first (a failed host is tried again). */
+        hostRetries: z.number().int().nonnegative().max(5).default(0),
+        /** How often every process re-checks windows for announcements due (the catch-up scan). */
+        scanInterval: duration.default('1m'),
+        /** Lateness still counted as on time (queue latency, clock skew). */
+        grace: duration.default('60s'),
         /** Patch hook: a command run on the host via its adapter, or manual (Ferry asks for Done). */
         hook: z
           .union([z.object({ manual: z.literal(true) }).strict(), z.object({ command: z.string() }).strict()])

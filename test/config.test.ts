@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import { parseConfig, loadConfig, ConfigError } from '../src/config/load.js';
+
+describe('configuration', () => {
+  it('the example file validates (with its secret from the environment)', () => {
+    const loaded = parseConfig(fs.readFileSync('ferry.example.yml', 'utf8'), 'ferry.example.yml', { VCENTER_PASSWORD: 's3cret' });
+    expect(Object.keys(loaded.config.clusters)).toEqual(['hv-prod', 'kvm-edge', 'vmw-dc1']);
+    expect(loaded.inventory.clusters['hv-prod']).toHaveLength(16);
+    expect(loaded.config.clusters['vmw-dc1']!.vsphere!.password).toBe('s3cret');
+  });
+
+  it('no file: the built-in lab of 99 hosts in four clusters', () => {
+    const loaded = loadConfig({}, '/nonexistent-dir');
+    expect(loaded.source).toBe('built-in lab');
+    expect(loaded.inventory.hosts).toHaveLength(99);
+    expect(Object.keys(loaded.inventory.clusters)).toHaveLength(4);
+  });
+
+  it.each([
+    ['clusters:\n  a:\n    adapter: xen\n    hosts: [h1]\n', /^t\.yml: clusters\.a\.adapter: Invalid enum value/],
+    ['clusters:\n  a:\n    adapter: lab\n    hosts: [h1]\n    colour: red\n', /^t\.yml: clusters\.a: unknown key "colour"/],
+    ['clusters:\n  a:\n    adapter: lab\n    hosts: ["h[09-01]"]\n', /^t\.yml: clusters\.a\.hosts\.0: The range h\[09-01\] runs backwards/],
+    ['clusters:\n  a:\n    adapter: lab\n    hosts: [h1]\n  b:\n    adapter: lab\n    hosts: [h1]\n', /^t\.yml: clusters\.b\.hosts\.0: h1 is already in cluster a\./],
+    ['clusters:\n  a:\n    adapter: vsphere\n    hosts: [e1]\n', /^t\.yml: clusters\.a\.vsphere: required for adapter vsphere/],
+    ['clusters:\n  a:\n    adapter: libvirt\n    hosts: [k1]\n', /^t\.yml: clusters\.a\.ssh: required for adapter libvirt/],
+    ['clusters:\n  a:\n    adapter: vsphere\n    hosts: [e1]\n    vsphere: { url: "https://vc/sdk", user: u, password: "${NOPE}" }\n', /^t\.yml: clusters\.a\.vsphere\.password: environment variable NOPE is not set\./],
+    ['limits: { selectorMax: -1 }\nclusters:\n  a: { adapter: lab, hosts: [h1] }\n', /^t\.yml: limits\.selectorMax: Number must be greater than 0/],
+    ['clusters: {}\n', /^t\.yml: clusters: at least one cluster is required\./],
+    ['clusters: [oops\n', /^t\.yml: not valid YAML/],
+  ])('%j is refused naming the key', (yaml, re) => {
+    expect(() => parseConfig(yaml, 't.yml', {})).toThrow(ConfigError);
+    expect(() => parseConfig(yaml, 't.yml', {})).toThrow(re);
+  });
+});
