@@ -2,3 +2,8 @@
 import './help.js';
 import './inventory.js';
 import './jobs.js';
+import './remove-stale-ports.js';
+import './approvals.js';
+import './audit.js';
+import './pause.js';
+import './drain.js';

@@ -1,0 +1,117 @@
+/**
+ * Approval requests in Redis. The pure state machine (policy.ts) decides; this module persists
+ * each transition with a compare-and-set on the request's `version` (a Lua script, so the
+ * check and the write are one step for every Ferry process) and, when it loses a race,
+ * re-reads and lets the caller decide again. That is what makes two approvers clicking at
+ * once, a double click or a retried delivery approve (and run) at most once.
+ *
+ * Keys (under the runtime prefix):
+ *   approval:seq        INCR for short ids ("approve 12")
+ *   approval:<id>       hash: json (ApprovalRequest), v (its version), meta (conversation,
+ *                       card, operation)
+ *   approvals:pending   zset id -> expiresAt, read by the expiry sweep
+ */
+import type { Runtime } from '../runtime.js';
+import type { Conversation, MessageRef } from '../bot/surface.js';
+import { createRequest, type ApprovalRequest, type NewRequest, type ResolvedPolicy } from './policy.js';
+
+/** Where the request lives in chat and which operation carries it out. */
+export interface ApprovalMeta {
+  /** The thread the card is in; decisions and per-port reports go here. */
+  conv: Conversation;
+  cardRef?: MessageRef;
+  /** The command as typed, for the operation's title. */
+  title?: string;
+  /** The removal's operation, created when the request is approved. */
+  opId?: number;
+}
+
+export interface ApprovalRecord<P = unknown> {
+  request: ApprovalRequest<P>;
+  meta: ApprovalMeta;
+}
+
+// KEYS[1] approval hash, KEYS[2] pending zset; ARGV: expected version, json, new version,
+// id, pending score ('' = remove from pending).
+const CAS = `
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if v ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'v', ARGV[3])
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+else
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+end
+return 1
+`;
+
+export type Transition<P, R> = (request: ApprovalRequest<P>) => { next: ApprovalRequest<P> | null; result: R };
+
+export class ApprovalStore {
+  constructor(private readonly rt: Runtime) {}
+
+  private key(id: string): string {
+    return this.rt.key('approval', id);
+  }
+
+  private pendingKey(): string {
+    return this.rt.key('approvals', 'pending');
+  }
+
+  async create<P>(input: Omit<NewRequest<P>, 'id'>, policy: ResolvedPolicy, meta: ApprovalMeta): Promise<ApprovalRecord<P>> {
+    const id = String(await this.rt.redis.incr(this.rt.key('approval', 'seq')));
+    const request = createRequest({ ...input, id }, policy, this.rt.clock.now());
+    await this.rt.redis
+      .multi()
+      .hset(this.key(id), 'json', JSON.stringify(request), 'v', String(request.version), 'meta', JSON.stringify(meta))
+      .zadd(this.pendingKey(), request.expiresAt, id)
+      .exec();
+    return { request, meta };
+  }
+
+  async get<P = unknown>(id: string): Promise<ApprovalRecord<P> | null> {
+    if (!/^\d{1,12}$/.test(id)) return null;
+    const [json, meta] = await this.rt.redis.hmget(this.key(id), 'json', 'meta');
+    if (!json || !meta) return null;
+    return { request: JSON.parse(json) as ApprovalRequest<P>, meta: JSON.parse(meta) as ApprovalMeta };
+  }
+
+  async patchMeta(id: string, change: Partial<ApprovalMeta>): Promise<ApprovalMeta | null> {
+    // meta is written by one process at a time (creation, then the card post); no CAS needed.
+    const raw = await this.rt.redis.hget(this.key(id), 'meta');
+    if (!raw) return null;
+    const next = { ...(JSON.parse(raw) as ApprovalMeta), ...change };
+    await this.rt.redis.hset(this.key(id), 'meta', JSON.stringify(next));
+    return next;
+  }
+
+  /** Write `next` only if the stored version is still `expected`. */
+  async compareAndSet<P>(expected: number, next: ApprovalRequest<P>): Promise<'ok' | 'conflict' | 'missing'> {
+    const score = next.status === 'pending' ? String(next.expiresAt) : '';
+    const r = (await this.rt.redis.eval(CAS, 2, this.key(next.id), this.pendingKey(), String(expected), JSON.stringify(next), String(next.version), next.id, score)) as number;
+    return r === 1 ? 'ok' : r === 0 ? 'conflict' : 'missing';
+  }
+
+  /**
+   * Read, decide, compare-and-set; on a lost race read again and decide again. `fn` returns
+   * the next state (null: nothing to write) and what to tell the caller.
+   */
+  async transition<P, R>(id: string, fn: Transition<P, R>): Promise<{ result: R; record: ApprovalRecord<P>; written: boolean } | null> {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const record = await this.get<P>(id);
+      if (!record) return null;
+      const { next, result } = fn(record.request);
+      if (!next) return { result, record, written: false };
+      const cas = await this.compareAndSet(record.request.version, next);
+      if (cas === 'ok') return { result, record: { ...record, request: next }, written: true };
+      if (cas === 'missing') return null;
+    }
+    throw new Error(`approval ${id} kept changing under us; gave up after 100 attempts`);
+  }
+
+  /** Pending requests whose expiry has passed (the sweep expires them). */
+  async due(now: number, limit = 200): Promise<string[]> {
+    return this.rt.redis.zrangebyscore(this.pendingKey(), '-inf', String(now), 'LIMIT', 0, limit);
+  }
+}

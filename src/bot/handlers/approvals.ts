@@ -1,0 +1,72 @@
+/**
+ * Approve and Reject: the card's buttons (Approve behind a confirm dialog; Reject opens a
+ * modal for an optional reason where Slack is available) and the typed commands `approve <id>`
+ * and `reject <id> [reason]` all reach decideApproval, so the console and Slack follow one
+ * policy and a refusal is the same sentence everywhere.
+ */
+import { registerCommand } from '../commands.js';
+import { registerAction, registerView, type ActionContext } from '../actions.js';
+import { decideApproval, approvalStore, unknownRequestSentence } from '../../approvals/service.js';
+import { APPROVE_ACTION, REJECT_ACTION, parseButtonValue } from '../../approvals/cards.js';
+import { decide } from '../../approvals/policy.js';
+import { membership } from '../../core/permissions.js';
+
+registerCommand('approve', async (ctx, cmd) => {
+  await decideApproval(ctx.deps, { id: cmd.id, user: ctx.user, decision: 'approve', groupMembers: ctx.groupMembers, refuse: ctx.refuse, from: ctx.conv, via: 'command' });
+});
+
+registerCommand('reject', async (ctx, cmd) => {
+  await decideApproval(ctx.deps, { id: cmd.id, user: ctx.user, decision: 'reject', reason: cmd.reason, groupMembers: ctx.groupMembers, refuse: ctx.refuse, from: ctx.conv, via: 'command' });
+});
+
+registerAction(APPROVE_ACTION, async (ctx) => {
+  const { id, planHash } = parseButtonValue(ctx.value);
+  // A button without a hash cannot say which plan its clicker saw: treat it as a changed plan.
+  await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'approve', planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'button' });
+});
+
+export const REJECT_VIEW = 'ferry:reject';
+
+/** Would this click's reject be accepted? Someone who may not decide gets the sentence, not a modal. */
+async function rejectWouldCount(ctx: ActionContext, id: string, planHash: string): Promise<boolean> {
+  const rec = await approvalStore(ctx.deps).get(id);
+  if (!rec) return false;
+  const r = decide(rec.request, { user: ctx.user, decision: 'reject', planHash, now: ctx.deps.rt.clock.now() }, membership(ctx.deps.rt.config, ctx.groupMembers));
+  return r.ok;
+}
+
+registerAction(REJECT_ACTION, async (ctx) => {
+  const { id, planHash } = parseButtonValue(ctx.value);
+  if (!ctx.openModal || ctx.conv.surface !== 'slack' || !(await rejectWouldCount(ctx, id, planHash ?? ''))) {
+    await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'reject', planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'button' });
+    return;
+  }
+  const rec = await approvalStore(ctx.deps).get(id);
+  if (!rec) {
+    await ctx.refuse(unknownRequestSentence(id));
+    return;
+  }
+  await ctx.openModal({
+    type: 'modal',
+    callback_id: REJECT_VIEW,
+    title: { type: 'plain_text', text: `Reject request ${id}`.slice(0, 24) },
+    submit: { type: 'plain_text', text: 'Reject' },
+    close: { type: 'plain_text', text: 'Back' },
+    private_metadata: JSON.stringify({ channel: ctx.conv.channel, threadTs: ctx.conv.threadTs, value: ctx.value }),
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text: `*${rec.request.summary}*\nNothing is removed if you reject; the requester can ask again.` } },
+      {
+        type: 'input',
+        block_id: 'reason',
+        optional: true,
+        label: { type: 'plain_text', text: 'Reason (optional)' },
+        element: { type: 'plain_text_input', action_id: 'reason', multiline: true, max_length: 500 },
+      },
+    ],
+  });
+});
+
+registerView(REJECT_VIEW, async (ctx, values) => {
+  const { id, planHash } = parseButtonValue(ctx.value);
+  await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'reject', reason: values.reason?.trim() || undefined, planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'modal' });
+});

@@ -1,0 +1,163 @@
+/**
+ * remove stale ports, after approval (seed 000: get, compare, then remove):
+ *   1. claim: approved -> executed with a compare-and-set; only the winner runs, so a double
+ *      click, a retried delivery or a second enqueue removes nothing twice. A retry of this
+ *      job after a crash resumes from the per-port results already recorded;
+ *   2. per port of the frozen plan, in order: read the host's NPIV picture again just before
+ *      removing and skip the port (saying why) if it is gone, if a VM now uses it, or if it
+ *      is no longer on the HBA and fabric the approvers saw; otherwise remove it through the
+ *      adapter. Each port is reported in the thread and audited (kind 'adapter');
+ *   3. a failure is reported as "port 3 of 7 failed: why" and the other ports go on;
+ *   4. summary in the thread and on the card. There is no rollback: the card said so first.
+ * The kill switch is honoured between ports: the port being removed finishes, the rest wait.
+ */
+import { DelayedError, type Job } from 'bullmq';
+import { findStalePorts } from '../../core/stale-ports.js';
+import { message, section, type Message } from '../../bot/messages.js';
+import { registerJob } from '../registry.js';
+import { refreshCard } from '../cards.js';
+import { errorText, withDeadline } from '../retry.js';
+import type { Deps } from '../context.js';
+import { audit } from '../../audit/audit.js';
+import { approvedBy, canExecute, markExecuted, voidRequest, type ApprovalRequest } from '../../approvals/policy.js';
+import { approvalStore, REMOVAL_JOB } from '../../approvals/service.js';
+import { summaryLine, tally, type PlannedPort, type PortOutcome } from '../../approvals/cards.js';
+import { pauseState, pausedBy } from '../../approvals/kill-switch.js';
+import { mention } from '../../core/permissions.js';
+
+const PORT_DEADLINE_MS = 90_000;
+const PAUSE_RECHECK_MS = 2000;
+
+type Claim = 'claimed' | 'resume' | 'refused';
+
+async function checkAndRemove(deps: Deps, request: ApprovalRequest<PlannedPort[]>, port: PlannedPort, n: number, opId: number): Promise<PortOutcome> {
+  const base = { n, host: port.host, wwpn: port.wwpn };
+  const auditPort = (outcome: 'ok' | 'failed' | 'skipped', detail?: string) =>
+    audit(deps.rt, {
+      actor: request.requester,
+      kind: 'adapter',
+      action: `removeVirtualPort ${port.wwpn}`,
+      targets: [port.host, port.wwpn],
+      opId,
+      approvedBy: approvedBy(request),
+      outcome,
+      detail: detail ? `request ${request.id}: ${detail}` : `request ${request.id}`,
+    });
+  let inv;
+  try {
+    const adapter = deps.rt.adapters.forHost(port.host);
+    inv = await withDeadline(PORT_DEADLINE_MS, `re-check of ${port.host}`, (signal) => adapter.npivInventory(port.host, { signal }));
+  } catch (e) {
+    const reason = `could not re-check ${port.host} before removing ${port.wwpn}: ${errorText(e)}`;
+    await auditPort('failed', reason);
+    return { ...base, outcome: 'failed', reason };
+  }
+  const present = inv.virtualPorts.find((p) => p.wwpn === port.wwpn);
+  let skip: string | undefined;
+  if (!present) skip = `${port.wwpn} is no longer on ${port.host} (already removed)`;
+  else if (!findStalePorts(inv).some((p) => p.wwpn === port.wwpn)) {
+    const owner = inv.endpointOwners?.[port.wwpn];
+    skip = `${port.wwpn} on ${port.host} is now in use${owner ? ` by VM ${owner}` : ' by a VM'}; left in place`;
+  } else if (present.hbaWwpn !== port.hba || present.fabric !== port.fabric) {
+    skip = `${port.wwpn} on ${port.host} is now on HBA ${present.hbaWwpn}, fabric ${present.fabric}, not what was approved; left in place`;
+  }
+  if (skip) {
+    await auditPort('skipped', skip);
+    return { ...base, outcome: 'skipped', reason: skip };
+  }
+  try {
+    await withDeadline(PORT_DEADLINE_MS, `removal of ${port.wwpn} on ${port.host}`, (signal) => deps.rt.adapters.forHost(port.host).removeVirtualPort(present!, { signal }));
+  } catch (e) {
+    const reason = `${port.host} ${port.wwpn}: ${errorText(e)}`;
+    await auditPort('failed', reason);
+    return { ...base, outcome: 'failed', reason };
+  }
+  await auditPort('ok', `fabric ${port.fabric}, HBA ${port.hba}`);
+  return { ...base, outcome: 'removed' };
+}
+
+export function portLine(o: PortOutcome, total: number, port: PlannedPort): string {
+  if (o.outcome === 'removed') return `Port ${o.n} of ${total}: removed ${port.wwpn} on ${port.host} (fabric ${port.fabric}).`;
+  if (o.outcome === 'skipped') return `Port ${o.n} of ${total} skipped: ${o.reason}.`;
+  return `Port ${o.n} of ${total} failed: ${o.reason}. The other ports go on.`;
+}
+
+function summaryMessage(request: ApprovalRequest<PlannedPort[]>, opId: number, results: PortOutcome[]): Message {
+  const line = summaryLine(request.plan.length, results);
+  const t = tally(results);
+  const rows = results.filter((r) => r.outcome !== 'removed').map((r) => [String(r.n), r.host, r.wwpn, r.outcome, r.reason ?? '']);
+  const text = `Removal finished (request ${request.id}, job ${opId}): ${line}`;
+  return message(
+    text,
+    section(`*${text}*`),
+    ...(rows.length ? [{ type: 'table' as const, title: t.failed ? '*Not removed* (failed ports can be retried with a new request)' : '*Not removed*', columns: ['#', 'Host', 'WWPN', 'Result', 'Why'], rows }] : []),
+  );
+}
+
+async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
+  const { approvalId } = job.data as { approvalId: string };
+  const store = approvalStore(deps);
+  const now = deps.rt.clock.now();
+  const out = await store.transition<PlannedPort[], Claim>(approvalId, (request) => {
+    if (request.status === 'executed') return { next: null, result: 'resume' };
+    const claimed = markExecuted(request, now);
+    if (claimed) return { next: claimed, result: 'claimed' };
+    // An approved request whose stored plan no longer hashes to what was approved: void, never run.
+    if (request.status === 'approved' && !canExecute(request)) return { next: voidRequest(request, 'the stored plan no longer matches the approved one', now).request, result: 'refused' };
+    return { next: null, result: 'refused' };
+  });
+  if (!out) return;
+  const { request, meta } = out.record;
+  const opId = meta.opId!;
+  if (out.result === 'refused') {
+    deps.rt.log.warn({ approvalId, status: request.status }, 'removal job found nothing executable');
+    if (request.status === 'void') {
+      await deps.ops.patch(opId, { status: 'cancelled', finishedAt: Date.now(), summary: `approval request ${approvalId}: void` });
+      await deps.outbox.post(meta.conv, message(`Request ${approvalId} is void: ${request.voidReason}; nothing was removed.`));
+      await refreshCard(deps, opId, { force: true });
+    }
+    return;
+  }
+  const op = await deps.ops.get(opId);
+  if (!op || ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status)) return; // already carried out
+  await deps.ops.patch(opId, { status: 'running', startedAt: op.startedAt ?? Date.now(), params: { ...op.params, paused: undefined } });
+  await refreshCard(deps, opId, { force: true });
+
+  const total = request.plan.length;
+  const resultsKey = deps.rt.key('op', opId, 'results');
+  for (const [i, port] of request.plan.entries()) {
+    const n = i + 1;
+    if (await deps.rt.redis.hexists(resultsKey, String(n))) continue; // done before a restart
+    const paused = await pauseState(deps.rt);
+    if (paused) {
+      const note = `Held: ${pausedBy(paused)}; ports ${n}–${total} wait for resume all.`;
+      const cur = await deps.ops.get(opId);
+      if (cur?.params.paused !== note) {
+        await deps.ops.patch(opId, { params: { ...(cur?.params ?? {}), paused: note } });
+        await deps.outbox.post(meta.conv, message(note));
+        await refreshCard(deps, opId, { force: true });
+      }
+      // Give the worker back; the paused queue runs this again after resume all.
+      await job.moveToDelayed(Date.now() + PAUSE_RECHECK_MS, job.token);
+      throw new DelayedError();
+    }
+    if (await deps.ops.cancelRequested(opId)) break;
+    const outcome = await checkAndRemove(deps, request, port, n, opId);
+    const fresh = await deps.rt.redis.hsetnx(resultsKey, String(n), JSON.stringify(outcome));
+    if (!fresh) continue;
+    await deps.ops.incr(opId, outcome.outcome);
+    await deps.outbox.post(meta.conv, message(portLine(outcome, total, port)));
+    await refreshCard(deps, opId);
+  }
+
+  const results = Object.values(await deps.ops.results<PortOutcome>(opId)).sort((a, b) => a.n - b.n);
+  const t = tally(results);
+  const cancelled = results.length < total;
+  const status = cancelled ? 'cancelled' : t.failed ? 'partial' : 'succeeded';
+  await deps.ops.patch(opId, { status, finishedAt: Date.now(), summary: summaryLine(total, results) });
+  await deps.outbox.post(meta.conv, summaryMessage(request, opId, results));
+  await refreshCard(deps, opId, { force: true });
+  deps.rt.log.info({ approvalId, opId, ...t, approvedBy: approvedBy(request).map(mention) }, 'stale port removal finished');
+}
+
+registerJob(REMOVAL_JOB, 'ops', removeStalePorts);
