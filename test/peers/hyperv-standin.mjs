@@ -13,7 +13,6 @@
  *   Response: { fixture?, stdout?, stderr?, exit?, delayMs?, touch?, ifFile?: { name, then: Response } }
  *   Every decoded script is appended to <stateDir>/calls.jsonl as { marker, script, argv }.
  */
-/* global process, Buffer, setTimeout */
 import fs from 'node:fs';
 import path from 'node:path';
 
