@@ -28,11 +28,12 @@ function answers(port: number, host: string, timeoutMs = 500): Promise<boolean> 
 }
 
 /** Resolve the Redis URL to use, launching a private server when allowed and needed. */
-export async function resolveRedisUrl(env: NodeJS.ProcessEnv, opts: { launch: boolean }): Promise<{ url: string; launched?: () => void }> {
+export async function resolveRedisUrl(env: NodeJS.ProcessEnv, opts: { launch: boolean; probePort?: number }): Promise<{ url: string; launched?: () => void }> {
   if (env.REDIS_URL) return { url: env.REDIS_URL };
-  if (await answers(6379, '127.0.0.1')) return { url: 'redis://127.0.0.1:6379' };
-  if (!opts.launch) throw new Error('No Redis: set REDIS_URL, or start redis-server on 127.0.0.1:6379.');
-  if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) {
+  const port = opts.probePort ?? 6379;
+  if (await answers(port, '127.0.0.1')) return { url: `redis://127.0.0.1:${port}` };
+  if (!opts.launch) throw new Error(`No Redis: set REDIS_URL, or start redis-server on 127.0.0.1:${port}.`);
+  if (spawnSync('sh', ['-c', 'command -v redis-server'], { env: { PATH: env.PATH ?? process.env.PATH } }).status !== 0) {
     throw new Error('Ferry needs Redis: set REDIS_URL, or install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) and run npm start again.');
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-redis-'));

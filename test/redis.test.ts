@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { resolveRedisUrl, connectUrl } from '../src/redis.js';
+import { freePort } from './support/slack.js';
+
+describe('finding Redis for npm start', () => {
+  it('REDIS_URL wins', async () => {
+    expect(await resolveRedisUrl({ REDIS_URL: 'redis://example:1' }, { launch: true })).toEqual({ url: 'redis://example:1' });
+  });
+
+  it('nothing answering and redis-server on PATH: launches a private one on a unix socket', async () => {
+    const port = await freePort();
+    const r = await resolveRedisUrl({ PATH: process.env.PATH }, { launch: true, probePort: port });
+    expect(r.url).toMatch(/^redis\+unix:\/\//);
+    const c = connectUrl(r.url);
+    expect(await c.ping()).toBe('PONG');
+    c.disconnect();
+    r.launched?.();
+  });
+
+  it('nothing answering and no redis-server: one sentence saying how to get it', async () => {
+    const port = await freePort();
+    await expect(resolveRedisUrl({ PATH: '/nonexistent' }, { launch: true, probePort: port })).rejects.toThrow(
+      'Ferry needs Redis: set REDIS_URL, or install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) and run npm start again.',
+    );
+  });
+
+  it('web and worker never launch one', async () => {
+    const port = await freePort();
+    await expect(resolveRedisUrl({}, { launch: false, probePort: port })).rejects.toThrow(/No Redis: set REDIS_URL/);
+  });
+});
