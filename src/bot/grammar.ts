@@ -26,7 +26,13 @@ export type Command =
   | { name: 'resume-all' }
   | { name: 'audit'; target: string }
   | { name: 'approve'; id: string }
-  | { name: 'reject'; id: string; reason?: string };
+  | { name: 'reject'; id: string; reason?: string }
+  // Rolling runs of patch windows (the buttons on the run's card do the same).
+  | { name: 'approve-run'; id: string }
+  | { name: 'pause-run'; id: string }
+  | { name: 'resume-run'; id: string }
+  | { name: 'abort-run'; id: string }
+  | { name: 'patch-done'; id: string };
 
 export type CommandName = Command['name'];
 
@@ -80,6 +86,11 @@ export const COMMANDS: CommandDoc[] = [
   { name: 'audit', words: ['audit'], syntax: 'audit <host|vm|job>', summary: 'who did what, where, approved by whom', example: 'audit hyp03' },
   { name: 'approve', words: ['approve'], syntax: 'approve <request>', summary: 'approve a pending request (the buttons do the same)', example: 'approve 12' },
   { name: 'reject', words: ['reject'], syntax: 'reject <request> [reason]', summary: 'reject a pending request', example: 'reject 12 wrong host' },
+  { name: 'approve-run', words: ['approve', 'run'], syntax: 'approve run <job>', summary: 'approve a patch window’s rolling run', example: 'approve run 41' },
+  { name: 'pause-run', words: ['pause', 'run'], syntax: 'pause run <job>', summary: 'hold a rolling run after the host in progress', example: 'pause run 41' },
+  { name: 'resume-run', words: ['resume', 'run'], syntax: 'resume run <job>', summary: 'continue a paused rolling run', example: 'resume run 41' },
+  { name: 'abort-run', words: ['abort', 'run'], syntax: 'abort run <job>', summary: 'stop a rolling run after the host in progress', example: 'abort run 41' },
+  { name: 'patch-done', words: ['done'], syntax: 'done <job>', summary: 'the drained host of a rolling run is patched: restore it', example: 'done 41' },
 ];
 
 export const MAX_LINE = 1000;
@@ -288,6 +299,11 @@ function parseArgs(doc: CommandDoc, rest: string[], quoted: Set<number>, offset:
       return { ok: true, command: { name: 'patch-window', selector, at: timeParts.join(' '), duration, note, rolling } };
     }
     case 'cancel-patch-window':
+    case 'approve-run':
+    case 'pause-run':
+    case 'resume-run':
+    case 'abort-run':
+    case 'patch-done':
     case 'job':
     case 'cancel':
     case 'approve': {

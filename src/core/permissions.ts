@@ -49,6 +49,11 @@ export const MUTATING_COMMANDS = [
   'reject',
   'pause-all',
   'resume-all',
+  'approve-run',
+  'pause-run',
+  'resume-run',
+  'abort-run',
+  'patch-done',
 ] as const;
 
 export type CommandName = (typeof READ_ONLY_COMMANDS)[number] | (typeof MUTATING_COMMANDS)[number];

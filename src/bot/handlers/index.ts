@@ -6,4 +6,5 @@ import './remove-stale-ports.js';
 import './approvals.js';
 import './audit.js';
 import './pause.js';
+import './patch-windows.js';
 import './drain.js';

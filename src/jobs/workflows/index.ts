@@ -2,6 +2,7 @@
 import './find-stale-ports.js';
 import './inventory-view.js';
 import './remove-stale-ports.js';
+import './patch-windows.js';
 import './drain.js';
 import './restore.js';
 import './migrate.js';

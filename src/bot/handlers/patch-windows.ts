@@ -1,0 +1,114 @@
+/** patch window …, patch windows, cancel patch window <id>: record, list and cancel patch windows. */
+import { registerCommand } from '../commands.js';
+import { context, message, plural, section, who } from '../messages.js';
+import { resolveHosts } from './selection.js';
+import { formatInstant, formatWindowTimes, windowEnd } from '../../core/windows.js';
+import { formatDuration } from '../../core/duration.js';
+import { compressNames } from '../../core/selectors.js';
+import { cancelWindow, createWindow, WindowStore } from '../../jobs/workflows/patch-windows.js';
+import { destinations } from '../../jobs/patch/scheduler.js';
+import { abortRun, approveRun, patchDone, pauseRun, type ControlInput } from '../../jobs/patch/rolling.js';
+import { registerAction } from '../actions.js';
+
+registerCommand('patch-window', async (ctx, cmd) => {
+  const hosts = await resolveHosts(ctx, cmd.selector);
+  if (!hosts) return;
+  const made = await createWindow(ctx.deps, { hosts, at: cmd.at, duration: cmd.duration, note: cmd.note, rolling: cmd.rolling, user: ctx.user, conv: ctx.conv });
+  if (!made.ok) {
+    await ctx.refuse(`${made.error} Nothing was scheduled.`);
+    return;
+  }
+  const w = made.window;
+  const times = formatWindowTimes(w.startMs, windowEnd(w), w.zone);
+  const head = `Patch window ${w.id} recorded: ${compressNames(w.hosts)} · ${times}.`;
+  const lines = made.announcements.map((a) => `• ${a.label}: ${formatInstant(a.atMs, w.zone)}`);
+  const where = destinations(ctx.deps, w).map((d) => (d.id === 'channel' ? `<#${d.conv.surface === 'slack' ? d.conv.channel : ''}>` : 'this thread'));
+  const notes: string[] = [`window ${w.id} · ${plural(w.hosts.length, 'host')} · ${formatDuration(w.durationMs)}`];
+  if (made.defaultZoneUsed) notes.push(`no zone given: ${w.zone} (config timezone)`);
+  if (made.defaultDurationUsed) notes.push(`no duration given: ${formatDuration(w.durationMs)} (patchWindows.defaultDuration)`);
+  if (made.notApplicable.length) notes.push(`too close to announce: ${made.notApplicable.map((a) => a.label).join(', ')}`);
+  if (w.rolling) notes.push('rolling: at the start Ferry asks for approval, then drains, patches and restores one host at a time');
+  await ctx.answer(
+    message(
+      head,
+      section(`:calendar: *${head}*${w.note ? `\nNote: ${w.note}` : ''}`),
+      section(`*Announcements* (to ${where.join(' and ')}):\n${lines.join('\n') || '• none left before the start'}`),
+      context(`${notes.join(' · ')} · cancel: "cancel patch window ${w.id}" · requested by ${who(ctx.user)}`),
+    ),
+  );
+});
+
+registerCommand('patch-windows', async (ctx) => {
+  const store = new WindowStore(ctx.deps.rt);
+  const now = ctx.deps.rt.clock.now();
+  const upcoming = (await store.list({ sinceMs: now })).filter((w) => w.status === 'scheduled' || w.status === 'running');
+  if (!upcoming.length) {
+    await ctx.answer(message('No upcoming patch windows. Schedule one with "patch window hyp01..hyp04 at 2026-12-05 22:00 Europe/Amsterdam for 4h".'));
+    return;
+  }
+  const rows = upcoming.map((w) => [
+    w.id,
+    compressNames(w.hosts, 4),
+    formatWindowTimes(w.startMs, windowEnd(w), w.zone),
+    `${w.status}${w.rolling ? ' · rolling' : ''}${w.runOpId ? ` (job ${w.runOpId})` : ''}`,
+    (w.note ?? '').slice(0, 60),
+  ]);
+  await ctx.answer(
+    message(
+      `${plural(upcoming.length, 'upcoming patch window')}`,
+      section(`*${plural(upcoming.length, 'upcoming patch window')}*`),
+      { type: 'table', columns: ['Window', 'Hosts', 'When', 'State', 'Note'], rows },
+      context('cancel one with "cancel patch window <id>"'),
+    ),
+  );
+});
+
+registerCommand('cancel-patch-window', async (ctx, cmd) => {
+  const out = await cancelWindow(ctx.deps, cmd.id, ctx.user);
+  if (!out.ok) {
+    await ctx.refuse(out.error);
+    return;
+  }
+  const w = out.window;
+  const run = w.runOpId ? ` Its rolling run (job ${w.runOpId}) stops after the host in progress.` : '';
+  await ctx.answer(message(`Patch window ${w.id} is cancelled (${compressNames(w.hosts)} · ${formatWindowTimes(w.startMs, windowEnd(w), w.zone)}); no more announcements.${run}`));
+});
+
+// ---- rolling runs: typed commands and the card's buttons reach the same functions ----------
+
+type Control = (deps: Parameters<typeof approveRun>[0], input: ControlInput) => Promise<{ ok: true; sentence: string } | { ok: false; refusal: string }>;
+
+const controls: Record<'approve-run' | 'pause-run' | 'resume-run' | 'abort-run' | 'patch-done', Control> = {
+  'approve-run': approveRun,
+  'pause-run': (d, i) => pauseRun(d, i, true),
+  'resume-run': (d, i) => pauseRun(d, i, false),
+  'abort-run': abortRun,
+  'patch-done': patchDone,
+};
+
+for (const [name, fn] of Object.entries(controls) as [keyof typeof controls, Control][]) {
+  registerCommand(name, async (ctx, cmd) => {
+    const opId = Number(cmd.id);
+    if (!Number.isInteger(opId)) {
+      await ctx.refuse(`"${cmd.id}" is not a job id; rolling runs are jobs, e.g. "${name.replace('-run', ' run').replace('patch-done', 'done')} 41".`);
+      return;
+    }
+    const r = await fn(ctx.deps, { opId, user: ctx.user, groupMembers: ctx.groupMembers });
+    if (!r.ok) await ctx.refuse(r.refusal);
+  });
+}
+
+const buttonControls: Record<string, Control> = {
+  'ferry:rr-approve': controls['approve-run'],
+  'ferry:rr-pause': controls['pause-run'],
+  'ferry:rr-resume': controls['resume-run'],
+  'ferry:rr-abort': controls['abort-run'],
+  'ferry:rr-done': controls['patch-done'],
+};
+for (const [action, fn] of Object.entries(buttonControls)) {
+  registerAction(action, async (ctx) => {
+    const [id, host] = ctx.value.split(':');
+    const r = await fn(ctx.deps, { opId: Number(id), user: ctx.user, groupMembers: ctx.groupMembers, host: host || undefined });
+    if (!r.ok) await ctx.refuse(r.refusal);
+  });
+}

@@ -1,0 +1,552 @@
+/**
+ * Rolling runs (Cluster-Aware Updating as the model): at a rolling window's start, approval per
+ * policy ('rolling-run'), then one host at a time: drain → patch hook → restore → check that
+ * every VM that was on the host is back on it, and only then the next host. Failed hosts are
+ * retried (patchWindows.hostRetries); more than patchWindows.maxFailedHosts failures stop the
+ * run (CAU's MaxFailedNodes); nothing new starts once the window has ended; a host in progress
+ * is always finished, never abandoned. The next step is decided by the pure core
+ * (rollingRunDecision in src/core/windows.ts).
+ *
+ * Shape: the run is an operation (kind 'rolling-run', "job 41") with a card carrying
+ * Pause/Resume/Abort (and Approve while waiting, Done while a manual patch is due). Its state
+ * is one JSON record (rr:<op>) written only under the run's lock by the step job
+ * ('rolling-step' on 'ops'); buttons and commands change flags under the same lock and kick a
+ * step. Each step does one bounded thing (start a drain, look at it, …) and schedules the next,
+ * so a restart loses nothing: the state says where the run is, and the catch-up scan kicks
+ * any run whose step job is gone.
+ *
+ * Drain and restore are not reimplemented here: a HostCycle starts them as their own
+ * operations (with their ledger, locks and approvals) and the run watches those operations.
+ * The cycle is registered by the drain/restore workflows (setHostCycle); with none registered
+ * a host fails with a sentence that says so.
+ */
+import type { Job } from 'bullmq';
+import type { Deps } from '../context.js';
+import { registerJob } from '../registry.js';
+import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import { FINISHED, type Operation, type OpStatus } from '../operations.js';
+import { rollingRunDecision, windowEnd, formatInstant, type RollingHost } from '../../core/windows.js';
+import { formatDuration } from '../../core/duration.js';
+import { resolvePolicy, createRequest, decide, approvedBy, statusLine, type ApprovalRequest } from '../../approvals/policy.js';
+import { membership, type GroupMembers } from '../../core/permissions.js';
+import { context, message, plural, section, who, type Block, type Button, type Message } from '../../bot/messages.js';
+import type { Conversation } from '../../bot/surface.js';
+import { audit } from '../../audit/audit.js';
+import { errorText } from '../retry.js';
+import { WindowStore, type PatchWindow } from './store.js';
+import { onScan, registerRollingStart, windowLine, windowsChanged } from './scheduler.js';
+
+export const RUN_KIND = 'rolling-run';
+const POLL_MS = 500;
+
+// ---------------------------------------------------------------------------------------
+// The seam to the drain/restore workflows
+
+export interface CycleRequest {
+  host: string;
+  /** The run's thread: the drain and restore report there. */
+  conv: Conversation;
+  requester: string;
+  runOpId: number;
+  /** Who approved the run: the drain needs no second approval for the same plan. */
+  approvedBy: string[];
+}
+
+export interface HostCycle {
+  /** Start draining `host`; returns the drain's operation id (it reports its own progress). */
+  drain(deps: Deps, req: CycleRequest): Promise<number>;
+  /** Start restoring `host` (exit maintenance, move its ledger VMs home); returns the operation id. */
+  restore(deps: Deps, req: CycleRequest): Promise<number>;
+}
+
+let cycle: HostCycle | undefined;
+export function setHostCycle(c: HostCycle | undefined): void {
+  cycle = c;
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+
+type Phase = 'snapshot' | 'draining' | 'patching' | 'restoring' | 'verifying';
+
+export interface RunHost extends RollingHost {
+  phase?: Phase;
+  drainOp?: number;
+  restoreOp?: number;
+  /** VMs on the host when its turn came: all must be back on it before the next host. */
+  homeVms?: string[];
+  patchDone?: { by: string; atMs: number };
+  startedAtMs?: number;
+  finishedAtMs?: number;
+  /** Per-attempt history for the report. */
+  log: string[];
+}
+
+export interface RunState {
+  windowId: string;
+  hosts: RunHost[];
+  approval?: ApprovalRequest<{ windowId: string; hosts: string[] }>;
+  approved: boolean;
+  approvedBy: string[];
+  paused: boolean;
+  pausedBy?: string;
+  /** Set when the run cannot go on whatever the policy says (a host's VMs are not home). */
+  halt?: string;
+  finished?: { status: OpStatus; message: string; atMs: number };
+}
+
+const stateKey = (deps: Deps, opId: number) => deps.rt.key('rr', opId);
+
+export async function readRun(deps: Deps, opId: number): Promise<RunState | null> {
+  const raw = await deps.rt.redis.get(stateKey(deps, opId));
+  return raw ? (JSON.parse(raw) as RunState) : null;
+}
+
+async function writeRun(deps: Deps, opId: number, s: RunState): Promise<void> {
+  await deps.rt.redis.set(stateKey(deps, opId), JSON.stringify(s));
+}
+
+/** The run's lock: one writer at a time, whichever process. */
+async function withRunLock<T>(deps: Deps, opId: number, fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false }> {
+  const key = deps.rt.key('rr', opId, 'lock');
+  const token = `${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const deadline = Date.now() + 3000;
+  while (!(await deps.rt.redis.set(key, token, 'PX', 120_000, 'NX'))) {
+    if (Date.now() > deadline) return { ok: false };
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  try {
+    return { ok: true, value: await fn() };
+  } finally {
+    await deps.rt.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, token);
+  }
+}
+
+let kickSeq = 0;
+/** Ask for a step; delayed ones are deduplicated per time slot so polling never piles up jobs. */
+export async function kick(deps: Deps, opId: number, delayMs = 0): Promise<void> {
+  const slot = delayMs > 0 ? `d${Math.floor((Date.now() + delayMs) / POLL_MS)}` : `n${process.pid}-${Date.now()}-${kickSeq++}`;
+  await deps.queues.ops.add('rolling-step', { opId }, { jobId: `rr-${opId}-${slot}`, delay: delayMs, removeOnComplete: true, removeOnFail: 100, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
+}
+
+// ---------------------------------------------------------------------------------------
+// Start
+
+export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Operation> {
+  const policy = resolvePolicy(deps.rt.config, 'rolling-run');
+  const requester = w.createdBy ?? 'ferry';
+  const op = await deps.ops.create({
+    kind: RUN_KIND,
+    title: `rolling run of patch window ${w.id}`,
+    requester,
+    conv: w.conv,
+    hosts: w.hosts,
+    params: { windowId: w.id },
+  });
+  const now = deps.rt.clock.now();
+  const state: RunState = {
+    windowId: w.id,
+    hosts: w.hosts.map((host) => ({ host, status: 'pending', attempts: 0, log: [] })),
+    approved: policy.approvals === 0,
+    approvedBy: [],
+    paused: false,
+  };
+  if (policy.approvals > 0) {
+    state.approval = createRequest(
+      { id: `run-${op.id}`, action: 'rolling-run', requester, plan: { windowId: w.id, hosts: w.hosts }, summary: `rolling run of patch window ${w.id}: ${plural(w.hosts.length, 'host')}, one at a time` },
+      policy,
+      now,
+    );
+  }
+  await writeRun(deps, op.id, state);
+  const store = new WindowStore(deps.rt);
+  await store.update(w.id, { revision: w.revision, status: w.status }, { runOpId: op.id });
+  await deps.ops.patch(op.id, state.approved ? { status: 'running', startedAt: now } : { status: 'waiting', summary: 'waiting for approval' });
+  await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `rolling run of patch window ${w.id}`, targets: w.hosts, opId: op.id, outcome: 'started' }).catch(() => undefined);
+  await ensureCard(deps, op.id);
+  if (!state.approved) {
+    await deps.outbox.post(w.conv, message(`Patch window ${w.id} has started; its rolling run (job ${op.id}) needs ${plural(policy.approvals, 'approval')} from ${policy.approvers.join(', ')}: "approve run ${op.id}" or the Approve button.`));
+  }
+  windowsChanged(deps);
+  await kick(deps, op.id);
+  return op;
+}
+
+registerRollingStart(async (deps, w) => {
+  await startRollingRun(deps, w);
+});
+
+// ---------------------------------------------------------------------------------------
+// Steps
+
+async function finishRun(deps: Deps, op: Operation, state: RunState, status: OpStatus, text: string): Promise<void> {
+  const now = deps.rt.clock.now();
+  state.finished = { status, message: text, atMs: now };
+  await writeRun(deps, op.id, state);
+  await deps.ops.patch(op.id, { status, finishedAt: now, summary: text.slice(0, 200) });
+  await deps.outbox.post(op.conv, reportMessage(op, state));
+  await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `rolling run of patch window ${state.windowId} ended`, targets: op.hosts, opId: op.id, outcome: status === 'succeeded' ? 'ok' : 'failed', detail: text }).catch(() => undefined);
+  await refreshCard(deps, op.id, { force: true });
+  windowsChanged(deps);
+}
+
+function failHost(deps: Deps, h: RunHost, error: string): void {
+  h.status = 'failed';
+  h.error = error;
+  h.phase = undefined;
+  h.finishedAtMs = deps.rt.clock.now();
+  h.log.push(`attempt ${h.attempts}: ${error}`);
+}
+
+/** Names of homeVms not on `host` now, with where they are. */
+async function notHome(deps: Deps, h: RunHost): Promise<string[]> {
+  const adapter = deps.rt.adapters.forHost(h.host);
+  const out: string[] = [];
+  for (const vm of h.homeVms ?? []) {
+    try {
+      const found = await adapter.findVm(vm);
+      if (!found) out.push(`${vm} (not found)`);
+      else if (found.host !== h.host) out.push(`${vm} (on ${found.host})`);
+    } catch (e) {
+      out.push(`${vm} (${errorText(e)})`);
+    }
+  }
+  return out;
+}
+
+/** Watch a sub-operation: undefined while it runs, else its final state. */
+async function subOp(deps: Deps, id: number): Promise<Operation | undefined> {
+  const op = await deps.ops.get(id);
+  if (!op) throw new Error(`operation ${id} vanished`);
+  return FINISHED.includes(op.status) ? op : undefined;
+}
+
+type HostProgress = 'again' | 'poll' | 'wait';
+
+/** One bounded step for the host in progress. */
+async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHost): Promise<HostProgress> {
+  const req: CycleRequest = { host: h.host, conv: op.conv, requester: op.requester, runOpId: op.id, approvedBy: state.approvedBy };
+  switch (h.phase ?? 'snapshot') {
+    case 'snapshot': {
+      try {
+        const vms = await deps.rt.adapters.forHost(h.host).listVms(h.host);
+        h.homeVms = vms.map((v) => v.name);
+      } catch (e) {
+        failHost(deps, h, `could not list its VMs: ${errorText(e)}`);
+        return 'again';
+      }
+      h.phase = 'draining';
+      return 'again';
+    }
+    case 'draining': {
+      if (!cycle) {
+        failHost(deps, h, 'the drain and restore workflows are not available in this Ferry build');
+        return 'again';
+      }
+      if (h.drainOp === undefined) {
+        h.drainOp = await cycle.drain(deps, req);
+        await deps.outbox.post(op.conv, message(`${h.host}: draining (job ${h.drainOp}).`));
+        return 'poll';
+      }
+      const d = await subOp(deps, h.drainOp);
+      if (!d) return 'poll';
+      if (d.status !== 'succeeded') {
+        failHost(deps, h, `drain job ${d.id} ${d.status}${d.summary ? `: ${d.summary}` : ''}`);
+        const away = await notHome(deps, h);
+        if (away.length) state.halt = `${h.host}'s VMs are not all home after its failed drain: ${away.join(', ')}; the run stops here`;
+        return 'again';
+      }
+      h.phase = 'patching';
+      const hook = deps.rt.config.patchWindows.hook;
+      if ('manual' in hook) {
+        await deps.outbox.post(
+          op.conv,
+          message(`${h.host} is drained, patch it and click Done.`, section(`:hammer_and_wrench: *${h.host} is drained, patch it and click Done.*`), {
+            type: 'actions',
+            buttons: [{ action: 'ferry:rr-done', label: `Done: ${h.host} is patched`, value: `${op.id}:${h.host}`, style: 'primary', command: `done ${op.id}` }],
+          }),
+        );
+      }
+      return 'wait';
+    }
+    case 'patching': {
+      if (!h.patchDone) return 'wait';
+      h.phase = 'restoring';
+      h.log.push(`attempt ${h.attempts}: patched (Done by ${h.patchDone.by})`);
+      return 'again';
+    }
+    case 'restoring': {
+      if (!cycle) {
+        failHost(deps, h, 'the restore workflow is not available in this Ferry build');
+        return 'again';
+      }
+      if (h.restoreOp === undefined) {
+        h.restoreOp = await cycle.restore(deps, req);
+        await deps.outbox.post(op.conv, message(`${h.host}: restoring (job ${h.restoreOp}).`));
+        return 'poll';
+      }
+      const r = await subOp(deps, h.restoreOp);
+      if (!r) return 'poll';
+      if (r.status !== 'succeeded') {
+        failHost(deps, h, `restore job ${r.id} ${r.status}${r.summary ? `: ${r.summary}` : ''}`);
+        const away = await notHome(deps, h);
+        if (away.length) state.halt = `${h.host}'s VMs are not all home: ${away.join(', ')}; the run stops here`;
+        return 'again';
+      }
+      h.phase = 'verifying';
+      return 'again';
+    }
+    case 'verifying': {
+      const away = await notHome(deps, h);
+      if (away.length) {
+        failHost(deps, h, `not every VM is home: ${away.join(', ')}`);
+        state.halt = `${h.host}'s VMs are not all home (${away.join(', ')}); the next host does not start`;
+        return 'again';
+      }
+      h.status = 'succeeded';
+      h.phase = undefined;
+      h.finishedAtMs = deps.rt.clock.now();
+      h.log.push(`attempt ${h.attempts}: patched, ${plural(h.homeVms?.length ?? 0, 'VM')} home`);
+      await deps.outbox.post(op.conv, message(`${h.host} is patched and its ${plural(h.homeVms?.length ?? 0, 'VM')} are home.`));
+      return 'again';
+    }
+  }
+}
+
+/** The step job: advance the run as far as it can go without waiting. */
+export async function rollingStep(deps: Deps, opId: number): Promise<void> {
+  const got = await withRunLock(deps, opId, async () => {
+    for (let guard = 0; guard < 50; guard++) {
+      const op = await deps.ops.get(opId);
+      const state = await readRun(deps, opId);
+      if (!op || !state || state.finished) return;
+      const store = new WindowStore(deps.rt);
+      const w = await store.get(state.windowId);
+      const now = deps.rt.clock.now();
+      const aborted = (await deps.ops.cancelRequested(opId)) !== null || !w || w.status === 'cancelled';
+
+      if (!state.approved) {
+        if (aborted) return finishRun(deps, op, state, 'cancelled', 'The run was cancelled before it was approved; no host was touched.');
+        if (state.approval && now >= state.approval.expiresAt) {
+          return finishRun(deps, op, state, 'cancelled', `The run's approval expired at ${formatInstant(state.approval.expiresAt, w?.zone ?? 'UTC')}; no host was touched.`);
+        }
+        if (state.approval) await kick(deps, opId, Math.min(60_000, Math.max(POLL_MS, state.approval.expiresAt - now)));
+        return;
+      }
+
+      const running = state.hosts.find((h) => h.status === 'running');
+      if (running) {
+        const p = await advanceHost(deps, op, state, running);
+        await writeRun(deps, opId, state);
+        await refreshCard(deps, opId);
+        if (p === 'again') continue;
+        if (p === 'poll') await kick(deps, opId, POLL_MS);
+        return;
+      }
+      if (state.halt) return finishRun(deps, op, state, 'failed', `Stopped: ${state.halt}.`);
+
+      const maxAttempts = deps.rt.config.patchWindows.hostRetries + 1;
+      const decision = rollingRunDecision({
+        hosts: state.hosts,
+        maxFailedHosts: deps.rt.config.patchWindows.maxFailedHosts,
+        maxAttempts,
+        windowStartMs: w?.startMs,
+        windowEndMs: w ? windowEnd(w) : now,
+        now,
+        paused: state.paused,
+        aborted,
+      });
+      if (decision.action === 'start') {
+        const h = state.hosts.find((x) => x.host === decision.host)!;
+        h.status = 'running';
+        h.attempts = decision.attempt;
+        h.phase = 'snapshot';
+        h.drainOp = undefined;
+        h.restoreOp = undefined;
+        h.patchDone = undefined;
+        h.error = undefined;
+        h.startedAtMs = now;
+        const index = state.hosts.indexOf(h) + 1;
+        await writeRun(deps, opId, state);
+        await deps.outbox.post(op.conv, message(`${h.host} (${index}/${state.hosts.length})${decision.attempt > 1 ? `, attempt ${decision.attempt}` : ''}: starting.`));
+        continue;
+      }
+      if (decision.action === 'wait') {
+        if (decision.reason === 'before-window' && decision.untilMs) await kick(deps, opId, decision.untilMs - now);
+        await refreshCard(deps, opId);
+        return;
+      }
+      const status: OpStatus =
+        decision.action === 'done' ? (decision.summary.failed.length ? 'partial' : 'succeeded') : decision.reason === 'aborted' ? 'cancelled' : decision.summary.succeeded.length ? 'partial' : 'failed';
+      return finishRun(deps, op, state, status, decision.message);
+    }
+    // Fifty transitions without waiting means something loops; look again shortly.
+    await kick(deps, opId, POLL_MS);
+  });
+  if (!got.ok) await kick(deps, opId, POLL_MS);
+}
+
+registerJob('rolling-step', 'ops', async (deps, job: Job) => rollingStep(deps, Number((job.data as { opId: number }).opId)));
+
+// ---------------------------------------------------------------------------------------
+// Controls: approve, pause/resume, abort, Done. One path for buttons and typed commands.
+
+export interface ControlInput {
+  opId: number;
+  user: string;
+  groupMembers: GroupMembers;
+  host?: string;
+}
+
+type ControlResult = { ok: true; sentence: string } | { ok: false; refusal: string };
+
+async function control(deps: Deps, opId: number, fn: (op: Operation, s: RunState) => Promise<ControlResult> | ControlResult): Promise<ControlResult> {
+  const op = await deps.ops.get(opId);
+  if (!op || op.kind !== RUN_KIND) return { ok: false, refusal: `There is no rolling run ${opId}; "patch windows" shows the windows and their runs.` };
+  const got = await withRunLock(deps, opId, async () => {
+    const s = await readRun(deps, opId);
+    if (!s) return { ok: false as const, refusal: `Rolling run ${opId} has no state; nothing was done.` };
+    if (s.finished) return { ok: false as const, refusal: `Rolling run ${opId} has already ended (${s.finished.status}).` };
+    const r = await fn(op, s);
+    if (r.ok) await writeRun(deps, opId, s);
+    return r;
+  });
+  if (!got.ok) return { ok: false, refusal: `Rolling run ${opId} is busy; try again in a moment.` };
+  if (got.value.ok) {
+    await deps.outbox.post(op.conv, message(got.value.sentence));
+    await kick(deps, opId);
+    await refreshCard(deps, opId, { force: true });
+  }
+  return got.value;
+}
+
+export async function approveRun(deps: Deps, input: ControlInput): Promise<ControlResult> {
+  return control(deps, input.opId, async (op, s) => {
+    if (s.approved || !s.approval) return { ok: false, refusal: `Rolling run ${op.id} is already approved.` };
+    const r = decide(s.approval, { user: input.user, decision: 'approve', planHash: s.approval.planHash, now: deps.rt.clock.now() }, membership(deps.rt.config, input.groupMembers));
+    if (!r.ok) {
+      if (r.request) s.approval = r.request;
+      await audit(deps.rt, { actor: input.user, kind: 'decision', action: `approve run ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'refused', detail: r.refusal }).catch(() => undefined);
+      return { ok: false, refusal: r.refusal };
+    }
+    s.approval = r.request;
+    if (r.effect === 'approved') {
+      s.approved = true;
+      s.approvedBy = approvedBy(r.request);
+      await deps.ops.patch(op.id, { status: 'running', startedAt: deps.rt.clock.now(), summary: 'approved' });
+    }
+    await audit(deps.rt, { actor: input.user, kind: 'decision', action: `approve run ${op.id}`, targets: op.hosts, opId: op.id, approvedBy: s.approvedBy, outcome: 'ok', detail: r.effect }).catch(() => undefined);
+    return { ok: true, sentence: r.sentence };
+  });
+}
+
+export async function pauseRun(deps: Deps, input: ControlInput, paused: boolean): Promise<ControlResult> {
+  return control(deps, input.opId, (op, s) => {
+    if (s.paused === paused) return { ok: false, refusal: `Rolling run ${op.id} is already ${paused ? 'paused' : 'running'}.` };
+    s.paused = paused;
+    s.pausedBy = paused ? input.user : undefined;
+    void audit(deps.rt, { actor: input.user, kind: 'decision', action: `${paused ? 'pause' : 'resume'} run ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' }).catch(() => undefined);
+    const current = s.hosts.find((h) => h.status === 'running');
+    return {
+      ok: true,
+      sentence: paused
+        ? `${who(input.user)} paused rolling run ${op.id}${current ? `; ${current.host} is finished first` : ''}; no new host starts until "resume run ${op.id}".`
+        : `${who(input.user)} resumed rolling run ${op.id}.`,
+    };
+  });
+}
+
+export async function abortRun(deps: Deps, input: ControlInput): Promise<ControlResult> {
+  return control(deps, input.opId, async (op, s) => {
+    await deps.rt.redis.set(deps.rt.key('op', op.id, 'cancel'), input.user, 'EX', 86_400);
+    await audit(deps.rt, { actor: input.user, kind: 'decision', action: `abort run ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' }).catch(() => undefined);
+    const current = s.hosts.find((h) => h.status === 'running');
+    return { ok: true, sentence: `${who(input.user)} aborted rolling run ${op.id}${current ? `; ${current.host} is finished first (a half-done host is never abandoned)` : ''}.` };
+  });
+}
+
+export async function patchDone(deps: Deps, input: ControlInput): Promise<ControlResult> {
+  return control(deps, input.opId, async (op, s) => {
+    const h = s.hosts.find((x) => x.status === 'running' && x.phase === 'patching' && (!input.host || x.host === input.host));
+    if (!h) return { ok: false, refusal: `No host of rolling run ${op.id} is waiting to be patched${input.host ? ` (${input.host} is not)` : ''}.` };
+    if (h.patchDone) return { ok: false, refusal: `${h.host} was already marked patched by ${who(h.patchDone.by)}.` };
+    h.patchDone = { by: input.user, atMs: deps.rt.clock.now() };
+    await audit(deps.rt, { actor: input.user, kind: 'decision', action: `${h.host} patched (run ${op.id})`, targets: [h.host], opId: op.id, outcome: 'ok' }).catch(() => undefined);
+    return { ok: true, sentence: `${who(input.user)}: ${h.host} is patched; restoring it now.` };
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Card and report
+
+function hostRow(h: RunHost): string[] {
+  const took = h.startedAtMs && h.finishedAtMs ? formatDuration(h.finishedAtMs - h.startedAtMs) : '';
+  const state = h.status === 'running' ? (h.phase ?? 'starting') : h.status === 'succeeded' ? 'patched' : h.status === 'failed' ? 'failed' : 'not started';
+  return [h.host, state, String(h.attempts), took, (h.error ?? (h.homeVms ? `${h.homeVms.length} VMs` : '')).slice(0, 200)];
+}
+
+export function reportMessage(op: Operation, s: RunState): Message {
+  const head = s.finished?.message ?? `Rolling run ${op.id}`;
+  return message(
+    head,
+    section(`*Rolling run ${op.id}* (patch window ${s.windowId}): ${head}`),
+    { type: 'table', title: '*Per host*', columns: ['Host', 'Result', 'Attempts', 'Took', 'Detail'], rows: s.hosts.map(hostRow) },
+    context(`${s.approvedBy.length ? `approved by ${s.approvedBy.map(who).join(', ')} · ` : ''}job ${op.id}`),
+  );
+}
+
+registerCard(RUN_KIND, async (deps, op) => {
+  const s = await readRun(deps, op.id);
+  const w = s ? await new WindowStore(deps.rt).get(s.windowId) : null;
+  if (!s) return message(`${op.title}: ${op.status}`);
+  const done = s.hosts.filter((h) => h.status === 'succeeded' || (h.status === 'failed' && !s.hosts.some((x) => x.status === 'running' && x.host === h.host))).length;
+  const current = s.hosts.find((h) => h.status === 'running');
+  const state = s.finished
+    ? s.finished.status
+    : !s.approved
+      ? `waiting for approval (${s.approval ? statusLine(s.approval) : ''})`
+      : s.paused
+        ? `paused by ${who(s.pausedBy ?? '?')}`
+        : current
+          ? `${current.host}: ${current.phase ?? 'starting'}`
+          : 'between hosts';
+  const blocks: Block[] = [
+    section(`*Rolling run* · job ${op.id} · patch window ${s.windowId} · ${state}${w ? `\n${windowLine(w)}` : ''}`),
+    { type: 'progress', done, total: s.hosts.length, label: `${done}/${s.hosts.length} hosts` },
+    { type: 'table', columns: ['Host', 'State', 'Attempts', 'Took', 'Detail'], rows: s.hosts.map(hostRow) },
+  ];
+  if (!s.finished) {
+    const buttons: Button[] = [];
+    if (!s.approved) buttons.push({ action: 'ferry:rr-approve', label: 'Approve', value: String(op.id), style: 'primary', command: `approve run ${op.id}` });
+    if (current?.phase === 'patching' && !current.patchDone) {
+      buttons.push({ action: 'ferry:rr-done', label: `Done: ${current.host} is patched`, value: `${op.id}:${current.host}`, style: 'primary', command: `done ${op.id}` });
+    }
+    if (s.approved) {
+      buttons.push(
+        s.paused
+          ? { action: 'ferry:rr-resume', label: 'Resume', value: String(op.id), command: `resume run ${op.id}` }
+          : { action: 'ferry:rr-pause', label: 'Pause', value: String(op.id), command: `pause run ${op.id}` },
+      );
+    }
+    buttons.push({
+      action: 'ferry:rr-abort',
+      label: 'Abort',
+      value: String(op.id),
+      style: 'danger',
+      command: `abort run ${op.id}`,
+      confirm: { title: 'Abort the rolling run?', text: 'The host in progress is finished; no further host starts.', confirm: 'Abort', deny: 'Keep going' },
+    });
+    blocks.push({ type: 'actions', buttons });
+  }
+  blocks.push(context(`requested by ${who(op.requester)}${s.approvedBy.length ? ` · approved by ${s.approvedBy.map(who).join(', ')}` : ''}`));
+  return message(`${op.title}: ${state}`, ...blocks);
+});
+
+/** Runs whose step job may be gone (a restart during a poll): the catch-up scan kicks them. */
+export async function kickActiveRuns(deps: Deps): Promise<void> {
+  for (const op of await deps.ops.active()) {
+    if (op.kind === RUN_KIND) await kick(deps, op.id, 0).catch(() => undefined);
+  }
+}
+
+onScan(kickActiveRuns);
