@@ -26,6 +26,10 @@ export type Command =
   | { name: 'resume-all' }
   | { name: 'audit'; target: string }
   | { name: 'approve'; id: string }
+  | { name: 'start'; id: string }
+  | { name: 'retry'; id: string }
+  | { name: 'skip'; id: string; vm: string }
+  | { name: 'rollback'; id: string }
   | { name: 'reject'; id: string; reason?: string }
   // Rolling runs of patch windows (the buttons on the run's card do the same).
   | { name: 'approve-run'; id: string }
@@ -81,6 +85,10 @@ export const COMMANDS: CommandDoc[] = [
   { name: 'jobs', words: ['jobs'], syntax: 'jobs', summary: 'running and recent operations', example: 'jobs' },
   { name: 'job', words: ['job'], syntax: 'job <id>', summary: 'one operation in detail', example: 'job 41' },
   { name: 'cancel', words: ['cancel'], syntax: 'cancel <id>', summary: 'stop an operation cleanly', example: 'cancel 41' },
+  { name: 'start', words: ['start'], syntax: 'start <id>', summary: 'start a planned drain or migration (its Start button)', example: 'start 41' },
+  { name: 'rollback', words: ['rollback'], syntax: 'rollback <id>', summary: 'a drain on hold: move back what moved, leave maintenance', example: 'rollback 41' },
+  { name: 'retry', words: ['retry'], syntax: 'retry <id>', summary: 'a drain on hold: try the failed VMs again', example: 'retry 41' },
+  { name: 'skip', words: ['skip'], syntax: 'skip <id> <vm>', summary: 'a drain on hold: leave a failed VM and carry on', example: 'skip 41 web07' },
   { name: 'pause-all', words: ['pause', 'all'], syntax: 'pause all', summary: 'kill switch: hold every queue (approvers only)', example: 'pause all' },
   { name: 'resume-all', words: ['resume', 'all'], syntax: 'resume all', summary: 'lift the kill switch (approvers only)', example: 'resume all' },
   { name: 'audit', words: ['audit'], syntax: 'audit <host|vm|job>', summary: 'who did what, where, approved by whom', example: 'audit hyp03' },
@@ -306,11 +314,22 @@ function parseArgs(doc: CommandDoc, rest: string[], quoted: Set<number>, offset:
     case 'patch-done':
     case 'job':
     case 'cancel':
+    case 'start':
+    case 'retry':
+    case 'rollback':
     case 'approve': {
       const id = idArg(rest[0], doc);
       if (isFail(id)) return id;
       if (rest.length > 1) return extra(rest.slice(1), doc);
       return { ok: true, command: { name: doc.name, id } };
+    }
+    case 'skip': {
+      const id = idArg(rest[0], doc);
+      if (isFail(id)) return id;
+      const vm = nameArg(rest[1], 'a VM', doc);
+      if (isFail(vm)) return vm;
+      if (rest.length > 2) return extra(rest.slice(2), doc);
+      return { ok: true, command: { name: 'skip', id, vm } };
     }
     case 'reject': {
       const id = idArg(rest[0], doc);

@@ -1,0 +1,165 @@
+/**
+ * drain, restore (undrain), migrate, precheck, and the decisions around them: start, rollback,
+ * retry, skip (typed, and as buttons on the cards). Handlers answer fast: bad input that the
+ * inventory or Redis can judge is refused here in one sentence; everything that needs a
+ * hypervisor is a job.
+ */
+import { registerCommand, type CommandContext } from '../commands.js';
+import { registerAction, type ActionContext } from '../actions.js';
+import { message, section } from '../messages.js';
+import { mention, mayRun } from '../../core/permissions.js';
+import { unknownHostsSentence } from '../../core/selectors.js';
+import { startDrain, validateSkip } from '../../jobs/workflows/drain.js';
+import { startRestore } from '../../jobs/workflows/restore.js';
+import { startMigrate } from '../../jobs/workflows/migrate.js';
+import { acquireLock, lockedSentence, readLock } from '../../jobs/drain/locks.js';
+import { isOpen, readLedger } from '../../jobs/drain/ledger.js';
+import { decide, startNeeds, type Decision } from '../../jobs/drain/control.js';
+import type { Deps } from '../../jobs/context.js';
+
+function knownHost(ctx: CommandContext, host: string): string | null {
+  const lower = host.toLowerCase();
+  return ctx.deps.rt.inventory.hosts.find((h) => h.toLowerCase() === lower) ?? null;
+}
+
+/** Take the host for a new operation, or refuse naming who has it. The op is created first so the lock can name it. */
+async function lockFor(ctx: CommandContext, host: string, opId: number, what: string, ttlMs: number): Promise<boolean> {
+  const held = await acquireLock(ctx.deps.rt, { host, opId, owner: ctx.user, op: what }, ttlMs);
+  if (!held) return true;
+  await ctx.deps.ops.patch(opId, { status: 'cancelled', finishedAt: Date.now(), summary: lockedSentence(held) });
+  await ctx.refuse(`${lockedSentence(held)} Nothing was started.`);
+  return false;
+}
+
+registerCommand('drain', async (ctx, cmd) => {
+  const host = knownHost(ctx, cmd.host);
+  if (!host) {
+    await ctx.refuse(`${unknownHostsSentence([cmd.host], ctx.deps.rt.inventory)} Nothing was started.`);
+    return;
+  }
+  if (!cmd.dryRun) {
+    const held = await readLock(ctx.deps.rt, host);
+    if (held) {
+      await ctx.refuse(`${lockedSentence(held)} Nothing was started.`);
+      return;
+    }
+  }
+  const title = `drain ${host}${cmd.dryRun ? ' dry-run' : ''}${cmd.rollback === 'hold' ? ' rollback hold' : ''}${cmd.parallel ? ` parallel ${cmd.parallel}` : ''}${cmd.saveNonHa ? ' save-non-ha' : ''}${cmd.coldMigrate ? ' cold-migrate' : ''}`;
+  const conv = await ctx.answer(message(`${title}: checking ${host}'s VMs…`, section(`${mention(ctx.user)} *${title}*: checking ${host}'s VMs and the other hosts of its cluster…`)));
+  // The lock is taken before the plan job runs, so a second drain is refused at once.
+  await startDrain(ctx.deps, {
+    conv,
+    requester: ctx.user,
+    title,
+    drain: { host, dryRun: cmd.dryRun, rollback: cmd.rollback, ...(cmd.parallel ? { parallel: cmd.parallel } : {}), saveNonHa: cmd.saveNonHa, coldMigrate: cmd.coldMigrate },
+    lock: cmd.dryRun ? undefined : (opId) => lockFor(ctx, host, opId, 'drain', 35 * 60_000),
+  });
+});
+
+registerCommand('restore', async (ctx, cmd) => {
+  const host = knownHost(ctx, cmd.host);
+  if (!host) {
+    await ctx.refuse(`${unknownHostsSentence([cmd.host], ctx.deps.rt.inventory)} Nothing was started.`);
+    return;
+  }
+  const ledger = await readLedger(ctx.deps.rt, host);
+  if (!ledger || !isOpen(ledger)) {
+    await ctx.refuse(
+      ledger?.status === 'restored' || ledger?.status === 'rolled-back'
+        ? `${host}'s last drain (job ${ledger!.opId}) was already ${ledger!.status === 'restored' ? 'restored' : 'rolled back'}; there is nothing to restore.`
+        : `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.`,
+    );
+    return;
+  }
+  const held = await readLock(ctx.deps.rt, host);
+  if (held) {
+    await ctx.refuse(`${lockedSentence(held)} Nothing was started.`);
+    return;
+  }
+  const conv = await ctx.answer(message(`restore ${host}: leaving maintenance and bringing ${ledger.vms.length} ledger VMs home`, section(`${mention(ctx.user)} *restore ${host}*: ledger of job ${ledger.opId}, ${ledger.vms.length} VMs.`)));
+  await startRestore(ctx.deps, { conv, requester: ctx.user, title: `restore ${host}`, host, lock: (opId) => lockFor(ctx, host, opId, 'restore', 60_000) });
+});
+
+async function migrateLike(ctx: CommandContext, vm: string, target: string, opts: { datastore?: string; dryRun: boolean; precheckOnly: boolean }): Promise<void> {
+  const host = knownHost(ctx, target);
+  if (!host) {
+    await ctx.refuse(`${unknownHostsSentence([target], ctx.deps.rt.inventory)} Nothing was started.`);
+    return;
+  }
+  const verb = opts.precheckOnly ? 'precheck' : 'migrate';
+  const title = `${verb} ${vm} to ${host}${opts.datastore ? ` datastore ${opts.datastore}` : ''}${opts.dryRun ? ' dry-run' : ''}`;
+  const conv = await ctx.answer(message(`${title}: checking…`, section(`${mention(ctx.user)} *${title}*: checking…`)));
+  await startMigrate(ctx.deps, { conv, requester: ctx.user, title, ask: { vm, target: host, ...(opts.datastore ? { datastore: opts.datastore } : {}), dryRun: opts.dryRun, precheckOnly: opts.precheckOnly } });
+}
+
+registerCommand('migrate', (ctx, cmd) => migrateLike(ctx, cmd.vm, cmd.target, { datastore: cmd.datastore, dryRun: cmd.dryRun, precheckOnly: false }));
+registerCommand('precheck', (ctx, cmd) => migrateLike(ctx, cmd.vm, cmd.target, { dryRun: true, precheckOnly: true }));
+
+// ---------------------------------------------------------------------------------------
+// Decisions: typed and clicked reach decide()
+
+async function typed(ctx: CommandContext, id: string, decision: Decision, arg?: string): Promise<void> {
+  if (decision === 'skip' && arg) {
+    const bad = await validateSkip(ctx.deps, id, arg);
+    if (bad) {
+      await ctx.refuse(bad);
+      return;
+    }
+  }
+  const refusal = await decide(ctx.deps, id, ctx.user, decision, arg, ctx.groupMembers);
+  if (refusal) await ctx.refuse(refusal);
+}
+
+registerCommand('start', (ctx, cmd) => typed(ctx, cmd.id, 'start'));
+registerCommand('rollback', (ctx, cmd) => typed(ctx, cmd.id, 'rollback'));
+registerCommand('retry', (ctx, cmd) => typed(ctx, cmd.id, 'retry'));
+registerCommand('skip', (ctx, cmd) => typed(ctx, cmd.id, 'skip', cmd.vm));
+
+function channelOf(ctx: ActionContext): string {
+  return ctx.conv.surface === 'slack' ? ctx.conv.channel : 'console';
+}
+
+/** A click is held to the same permission as the command it stands for. */
+async function clicked(ctx: ActionContext, command: string, decision: Decision | 'cancel'): Promise<void> {
+  const [id, arg] = ctx.value.split(' ');
+  const ok = mayRun({ command, user: ctx.user, channel: channelOf(ctx), config: ctx.deps.rt.config, groupMembers: ctx.groupMembers });
+  if (!ok.ok) {
+    await ctx.refuse(ok.sentence);
+    return;
+  }
+  if (decision === 'skip' && arg) {
+    const bad = await validateSkip(ctx.deps, id!, arg);
+    if (bad) {
+      await ctx.refuse(bad);
+      return;
+    }
+  }
+  if (decision === 'cancel') {
+    const refusal = await cancelClick(ctx.deps, id!, ctx.user);
+    if (refusal) await ctx.refuse(refusal);
+    return;
+  }
+  const refusal = await decide(ctx.deps, id!, ctx.user, decision, arg, ctx.groupMembers);
+  if (refusal) await ctx.refuse(refusal);
+}
+
+/** Cancel from the plan card: a waiting plan ends at once; a running one stops after its step. */
+async function cancelClick(deps: Deps, id: string, user: string): Promise<string | null> {
+  const op = await deps.ops.get(id);
+  if (!op) return `There is no job ${id}.`;
+  if (op.status !== 'waiting' && op.status !== 'running') return `job ${op.id} already ended (${op.status}).`;
+  if (op.status === 'running') {
+    await deps.rt.redis.set(deps.rt.key('op', op.id, 'cancel'), user, 'EX', 86_400);
+    await deps.outbox.post(op.conv, message(`${mention(user)} asked to cancel job ${op.id}; it stops after the step in progress.`));
+    return null;
+  }
+  return decide(deps, id, user, 'cancel', undefined);
+}
+
+registerAction('ferry:drain-start', (ctx) => clicked(ctx, 'start', 'start'));
+registerAction('ferry:drain-cancel', (ctx) => clicked(ctx, 'cancel', 'cancel'));
+registerAction('ferry:drain-rollback', (ctx) => clicked(ctx, 'rollback', 'rollback'));
+registerAction('ferry:drain-retry', (ctx) => clicked(ctx, 'retry', 'retry'));
+registerAction('ferry:drain-skip', (ctx) => clicked(ctx, 'skip', 'skip'));
+
+export { startNeeds };

@@ -1,0 +1,74 @@
+/**
+ * The drain ledger (seed 001 rule 3): where every VM of a host was before the drain, written
+ * to Redis before anything moves. `restore` reads it to bring VMs home; it has no TTL, so it
+ * survives restarts and waits as long as the maintenance lasts. One current ledger per host;
+ * a finished one (restored, rolled back) is kept for history until the next drain replaces it.
+ */
+import type { Runtime } from '../../runtime.js';
+import type { PowerState } from '../../adapters/types.js';
+
+export interface LedgerVm {
+  name: string;
+  /** Stable platform id: a VM found under another name with this id was renamed. */
+  id: string;
+  home: string;
+  power: PowerState;
+  ha: boolean;
+  memoryMiB: number;
+  /** Where the drain plan sends it (absent: it stays, e.g. powered off or saved in place). */
+  target?: string;
+  action: string;
+}
+
+export type LedgerStatus = 'draining' | 'drained' | 'rolled-back' | 'restoring' | 'restored';
+
+export interface Ledger {
+  host: string;
+  cluster: string;
+  opId: number;
+  requester: string;
+  createdAt: number;
+  status: LedgerStatus;
+  vms: LedgerVm[];
+  /** The op that restored it, when restored. */
+  restoredBy?: number;
+}
+
+function key(rt: Runtime, host: string): string {
+  return rt.key('ledger', host);
+}
+
+export async function readLedger(rt: Runtime, host: string): Promise<Ledger | null> {
+  const raw = await rt.redis.get(key(rt, host));
+  return raw ? (JSON.parse(raw) as Ledger) : null;
+}
+
+/** A ledger restore has work in: the drain ran (or is running) and nobody restored it yet. */
+export function isOpen(l: Ledger | null): boolean {
+  return l !== null && (l.status === 'draining' || l.status === 'drained' || l.status === 'restoring');
+}
+
+/**
+ * Write the ledger for this drain unless it is already there (a resumed job must not replace
+ * the snapshot taken before the first move). Refuses to overwrite another drain's open ledger.
+ */
+const WRITE = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local doc = cjson.decode(cur)
+  if tostring(doc.opId) == ARGV[2] then return cur end
+  if doc.status == 'draining' or doc.status == 'drained' or doc.status == 'restoring' then return cur end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]`;
+
+export async function writeLedger(rt: Runtime, ledger: Ledger): Promise<Ledger> {
+  const out = (await rt.redis.eval(WRITE, 1, key(rt, ledger.host), JSON.stringify(ledger), String(ledger.opId))) as string;
+  return JSON.parse(out) as Ledger;
+}
+
+export async function setLedgerStatus(rt: Runtime, host: string, status: LedgerStatus, extra: Partial<Ledger> = {}): Promise<void> {
+  const l = await readLedger(rt, host);
+  if (!l) return;
+  await rt.redis.set(key(rt, host), JSON.stringify({ ...l, ...extra, status }));
+}

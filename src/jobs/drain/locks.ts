@@ -1,0 +1,92 @@
+/**
+ * Host locks: one mutating operation per host at a time (drain, restore, migrate). The lock is
+ * a Redis key holding who owns it and for which job, with a TTL the running job keeps
+ * refreshing; a worker killed mid-step stops refreshing, so the lock frees itself, and the
+ * job that resumes under the same op id takes it back (re-entrant by op id).
+ */
+import type { Runtime } from '../../runtime.js';
+import { mention } from '../../core/permissions.js';
+
+export interface HostLock {
+  host: string;
+  opId: number;
+  owner: string;
+  /** "drain", "restore", "migrate": what the owner is doing to the host. */
+  op: string;
+  at: number;
+}
+
+export const LOCK_TTL_MS = 60_000;
+
+/** Compare-and-set: take the lock if it is free or already ours (same op id). */
+const ACQUIRE = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, doc = pcall(cjson.decode, cur)
+  if not ok or tostring(doc.opId) ~= ARGV[2] then return cur end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return false`;
+
+/** Refresh or release only if the lock is still ours. */
+const REFRESH = `
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local ok, doc = pcall(cjson.decode, cur)
+if not ok or tostring(doc.opId) ~= ARGV[1] then return 0 end
+if ARGV[2] == 'release' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`;
+
+function lockKey(rt: Runtime, host: string): string {
+  return rt.key('lock', 'host', host);
+}
+
+const VERB: Record<string, string> = { drain: 'drained', restore: 'restored', migrate: 'used by a migration' };
+
+/** "hyp03 is being drained by @alice (job 41)." */
+export function lockedSentence(lock: HostLock): string {
+  return `${lock.host} is being ${VERB[lock.op] ?? lock.op} by ${mention(lock.owner)} (job ${lock.opId}).`;
+}
+
+export async function readLock(rt: Runtime, host: string): Promise<HostLock | null> {
+  const raw = await rt.redis.get(lockKey(rt, host));
+  return raw ? (JSON.parse(raw) as HostLock) : null;
+}
+
+/** Take the host for `opId`; returns null on success, else the holder. */
+export async function acquireLock(rt: Runtime, lock: Omit<HostLock, 'at'>, ttlMs = LOCK_TTL_MS): Promise<HostLock | null> {
+  const doc: HostLock = { ...lock, at: rt.clock.now() };
+  const held = (await rt.redis.eval(ACQUIRE, 1, lockKey(rt, lock.host), JSON.stringify(doc), String(lock.opId), String(ttlMs))) as string | null;
+  return held ? (JSON.parse(held) as HostLock) : null;
+}
+
+/** Several hosts, all or nothing (a migrate locks source and target). */
+export async function acquireLocks(rt: Runtime, hosts: string[], lock: Omit<HostLock, 'at' | 'host'>, ttlMs = LOCK_TTL_MS): Promise<HostLock | null> {
+  const got: string[] = [];
+  for (const host of [...new Set(hosts)].sort()) {
+    const held = await acquireLock(rt, { ...lock, host }, ttlMs);
+    if (held) {
+      for (const h of got) await releaseLock(rt, h, lock.opId);
+      return held;
+    }
+    got.push(host);
+  }
+  return null;
+}
+
+export async function refreshLock(rt: Runtime, host: string, opId: number, ttlMs = LOCK_TTL_MS): Promise<boolean> {
+  return (await rt.redis.eval(REFRESH, 1, lockKey(rt, host), String(opId), String(ttlMs))) === 1;
+}
+
+export async function releaseLock(rt: Runtime, host: string, opId: number): Promise<void> {
+  await rt.redis.eval(REFRESH, 1, lockKey(rt, host), String(opId), 'release');
+}
+
+/** Keep the locks alive while a job runs; stop() when the step ends (or the process dies). */
+export function keepLocks(rt: Runtime, hosts: string[], opId: number, ttlMs = LOCK_TTL_MS): { stop(): void } {
+  const timer = setInterval(() => {
+    for (const h of hosts) void refreshLock(rt, h, opId, ttlMs).catch(() => undefined);
+  }, Math.max(1000, Math.floor(ttlMs / 4)));
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

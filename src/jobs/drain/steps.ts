@@ -1,0 +1,250 @@
+/**
+ * Steps shared by drain, restore and migrate. Every step re-reads real state before acting, so
+ * a job re-run after a worker died (BullMQ stalled-job recovery) skips what already happened:
+ * a VM already on its planned host is not migrated again, a host already in maintenance is not
+ * entered again. Every mutating adapter call is audited with its outcome.
+ */
+import { AdapterError, type HostFacts, type MigrateProgress, type MigrationMode, type VirtualPort, type VmFacts } from '../../adapters/types.js';
+import { audit } from '../../audit/audit.js';
+import { errorText } from '../retry.js';
+import { refreshCard } from '../cards.js';
+import { context, message, plural, section, type Message } from '../../bot/messages.js';
+import { compressNames } from '../../core/selectors.js';
+import type { Deps } from '../context.js';
+import type { Operation } from '../operations.js';
+import { KIND as SWEEP_KIND, type HostSweepResult } from '../workflows/find-stale-ports.js';
+
+// ---------------------------------------------------------------------------------------
+// Per-VM state of an operation (hash op:<id>:vms), what a resumed job reads first.
+
+export type VmStep = 'pending' | 'moving' | 'moved' | 'failed' | 'skipped' | 'returning' | 'returned' | 'return-failed';
+
+export interface VmState {
+  name: string;
+  id: string;
+  state: VmStep;
+  target?: string;
+  /** Where it was when the step ran (restore: the host it came back from). */
+  from?: string;
+  attempts?: number;
+  error?: string;
+  reason?: string;
+  durationMs?: number;
+  at?: number;
+}
+
+export async function vmStates(deps: Deps, opId: number): Promise<Record<string, VmState>> {
+  const all = await deps.rt.redis.hgetall(deps.rt.key('op', opId, 'vms'));
+  return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as VmState]));
+}
+
+export async function setVmState(deps: Deps, opId: number, s: VmState): Promise<void> {
+  await deps.rt.redis.hset(deps.rt.key('op', opId, 'vms'), s.name, JSON.stringify({ ...s, at: deps.rt.clock.now() }));
+}
+
+/** Migration progress per VM (percent), for the card. */
+export async function setPercent(deps: Deps, opId: number, vm: string, pct: number | null): Promise<void> {
+  const k = deps.rt.key('op', opId, 'pct');
+  if (pct === null) await deps.rt.redis.hdel(k, vm);
+  else await deps.rt.redis.hset(k, vm, String(pct));
+}
+
+export async function percents(deps: Deps, opId: number): Promise<Record<string, number>> {
+  const all = await deps.rt.redis.hgetall(deps.rt.key('op', opId, 'pct'));
+  return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, Number(v)]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading real state
+
+/** Host facts of every host of a cluster that answers (unreachable ones are left out, with their error). */
+export async function clusterFacts(deps: Deps, cluster: string): Promise<{ facts: HostFacts[]; vms: Record<string, VmFacts[]>; errors: Record<string, string> }> {
+  const hosts = deps.rt.inventory.clusters[cluster] ?? [];
+  const adapter = deps.rt.adapters.forCluster(cluster);
+  const facts: HostFacts[] = [];
+  const vms: Record<string, VmFacts[]> = {};
+  const errors: Record<string, string> = {};
+  await Promise.all(
+    hosts.map(async (h) => {
+      try {
+        const [f, v] = await Promise.all([adapter.describeHost(h), adapter.listVms(h)]);
+        facts.push(f);
+        vms[h] = v;
+      } catch (e) {
+        errors[h] = errorText(e);
+      }
+    }),
+  );
+  facts.sort((a, b) => (a.name < b.name ? -1 : 1));
+  return { facts, vms, errors };
+}
+
+/**
+ * Where is this VM now? By name first; if the name is gone (or now names another VM), by its
+ * stable id over the cluster's hosts, which catches renames.
+ */
+export async function locateVm(deps: Deps, cluster: string, name: string, id: string): Promise<{ vm: VmFacts; renamed: boolean } | null> {
+  const adapter = deps.rt.adapters.forCluster(cluster);
+  const byName = await adapter.findVm(name);
+  if (byName && byName.id === id) return { vm: byName, renamed: false };
+  for (const h of deps.rt.inventory.clusters[cluster] ?? []) {
+    const vms = await adapter.listVms(h).catch(() => [] as VmFacts[]);
+    const hit = vms.find((v) => v.id === id);
+    if (hit) return { vm: hit, renamed: hit.name !== name };
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------
+// Mutations, audited
+
+export async function auditedCall<T>(deps: Deps, op: Operation, action: string, targets: string[], fn: () => Promise<T>, detail?: string): Promise<T> {
+  try {
+    const out = await fn();
+    await audit(deps.rt, { actor: op.requester, kind: 'adapter', action, targets, opId: op.id, outcome: 'ok', detail }).catch(() => undefined);
+    return out;
+  } catch (e) {
+    await audit(deps.rt, { actor: op.requester, kind: 'adapter', action, targets, opId: op.id, outcome: 'failed', detail: errorText(e).slice(0, 500) }).catch(() => undefined);
+    throw e;
+  }
+}
+
+export async function ensureMaintenance(deps: Deps, op: Operation, host: string, on: boolean): Promise<boolean> {
+  const adapter = deps.rt.adapters.forHost(host);
+  const facts = await adapter.describeHost(host);
+  if (facts.maintenance === on) return false;
+  await auditedCall(deps, op, on ? 'enterMaintenance' : 'exitMaintenance', [host], () => (on ? adapter.enterMaintenance(host) : adapter.exitMaintenance(host)));
+  return true;
+}
+
+export interface MoveRequest {
+  vm: string;
+  vmId: string;
+  source: string;
+  target: string;
+  mode: MigrationMode;
+  datastore?: string;
+}
+
+export type MoveOutcome =
+  | { ok: true; already: boolean; durationMs: number; attempts: number; lingering: VirtualPort[] }
+  | { ok: false; error: string; attempts: number; code?: string };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Move one VM, with retries per policy (limits.migrationRetries); before each attempt the VM
+ * is looked up again, so one already on the target is not moved twice. After a move of a VM
+ * with virtual FC the source is checked for its WWPNs left behind (seed 000's failure).
+ */
+export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: { retries?: number; onProgress?: (p: MigrateProgress) => void; cluster: string }): Promise<MoveOutcome> {
+  const adapter = deps.rt.adapters.forHost(req.source);
+  const retries = opts.retries ?? deps.rt.config.limits.migrationRetries;
+  let last: unknown;
+  let attempts = 0;
+  for (let i = 0; i <= retries; i++) {
+    const where = await locateVm(deps, opts.cluster, req.vm, req.vmId);
+    if (!where) return { ok: false, error: `${req.vm} is no longer in ${opts.cluster}`, attempts, code: 'gone' };
+    if (where.vm.host === req.target && (!req.datastore || where.vm.disks.every((d) => d.datastore === req.datastore))) return { ok: true, already: true, durationMs: 0, attempts, lingering: [] };
+    if (where.vm.host !== req.source) return { ok: false, error: `${req.vm} is on ${where.vm.host} now, not ${req.source}`, attempts, code: 'moved-elsewhere' };
+    attempts++;
+    if (i > 0) await deps.outbox.post(op.conv, message(`Retrying ${req.vm} → ${req.target} (attempt ${i + 1} of ${retries + 1}).`));
+    try {
+      const t0 = Date.now();
+      const res = await auditedCall(
+        deps,
+        op,
+        'migrateVm',
+        [req.vm, req.source, req.target],
+        () => adapter.migrateVm({ vm: where.vm.name, source: req.source, target: req.target, mode: req.mode, ...(req.datastore ? { datastore: req.datastore } : {}) }, opts.onProgress),
+        `${req.vm} ${req.source} -> ${req.target}${req.datastore ? ` datastore ${req.datastore}` : ''} (${req.mode})`,
+      );
+      const lingering = where.vm.vfc.length ? await lingeringPorts(deps, req.source, where.vm) : [];
+      return { ok: true, already: false, durationMs: res.durationMs || Date.now() - t0, attempts, lingering };
+    } catch (e) {
+      last = e;
+      const retryable = e instanceof AdapterError ? e.retryable : false;
+      if (!retryable || i === retries) break;
+      await sleep(Math.min(2000, 200 * 2 ** i));
+    }
+  }
+  return { ok: false, error: errorText(last), attempts, ...(last instanceof AdapterError && last.code ? { code: last.code } : {}) };
+}
+
+/** The source's virtual ports that carry one of this VM's WWPNs after it left. */
+export async function lingeringPorts(deps: Deps, source: string, vm: VmFacts): Promise<VirtualPort[]> {
+  const wwpns = new Set(vm.vfc.flatMap((a) => a.wwpns));
+  try {
+    const inv = await deps.rt.adapters.forHost(source).npivInventory(source);
+    return inv.virtualPorts.filter((p) => wwpns.has(p.wwpn));
+  } catch (e) {
+    deps.rt.log.warn({ source, vm: vm.name, err: errorText(e) }, 'could not check the source for lingering ports');
+    return [];
+  }
+}
+
+/**
+ * Report ports left behind in the thread, with the removal button. The check of the source is
+ * recorded as a one-host stale-port sweep (an operation of kind find-stale-ports with its
+ * result), so the button hands the removal flow a sweep id exactly like `find stale ports`
+ * does; the removal job re-checks every port before removing it.
+ */
+export async function reportLingering(deps: Deps, op: Operation, vm: string, source: string, ports: VirtualPort[]): Promise<void> {
+  if (!ports.length) return;
+  const sweep = await deps.ops.create({
+    kind: SWEEP_KIND,
+    title: `find stale ports ${source} (after moving ${vm}, job ${op.id})`,
+    requester: op.requester,
+    conv: op.conv,
+    hosts: [source],
+    params: { parent: op.id },
+  });
+  const stale = ports.map((p) => ({ ...p, formerOwner: vm }));
+  await deps.ops.setResult(sweep.id, source, { ok: true, stale, virtualPorts: stale.length } satisfies HostSweepResult);
+  await deps.ops.incrMany(sweep.id, { done: 1, stale: stale.length });
+  const now = deps.rt.clock.now();
+  await deps.ops.patch(sweep.id, { status: 'succeeded', startedAt: now, finishedAt: now, summary: `${plural(stale.length, 'stale port')} left by ${vm}`, params: { parent: op.id, durationMs: 0 } });
+  await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `lingering ports after moving ${vm}`, targets: [source, vm], opId: op.id, outcome: 'ok', detail: ports.map((p) => p.wwpn).join(' ') }).catch(() => undefined);
+  await deps.outbox.post(op.conv, lingeringMessage(op.id, sweep.id, vm, source, ports));
+}
+
+export function lingeringMessage(opId: number, sweepId: number, vm: string, source: string, ports: VirtualPort[]): Message {
+  const text = `${vm} left ${plural(ports.length, 'virtual Fibre Channel port')} behind on ${source}: ${ports.map((p) => p.wwpn).join(', ')}. Left there, they block ${vm}'s next live migration back to ${source}.`;
+  return message(
+    text,
+    section(`:warning: ${text}`),
+    { type: 'table', columns: ['Host', 'WWPN', 'Fabric', 'HBA'], rows: ports.map((p) => [source, p.wwpn, p.fabric, p.hbaWwpn]) },
+    context(`found after moving ${vm} · job ${opId} · recorded as sweep ${sweepId}`),
+    {
+      type: 'actions',
+      buttons: [
+        {
+          action: 'ferry:remove-stale-ports',
+          label: `Remove ${plural(ports.length, 'lingering port')}…`,
+          value: String(sweepId),
+          style: 'danger',
+          command: `remove stale ports ${source} ${ports.map((p) => p.wwpn).join(' ')}`,
+        },
+      ],
+    },
+  );
+}
+
+/** Progress callback that records the percent and asks for a (throttled) card refresh. */
+export function progressReporter(deps: Deps, opId: number, vm: string): (p: MigrateProgress) => void {
+  let last = -1;
+  return (p) => {
+    if (p.percent === last) return;
+    last = p.percent;
+    void setPercent(deps, opId, vm, p.percent)
+      .then(() => refreshCard(deps, opId))
+      .catch(() => undefined);
+  };
+}
+
+export function namesLine(names: string[], max = 12): string {
+  if (names.length <= max) return names.join(', ');
+  return `${names.slice(0, max).join(', ')} and ${names.length - max} more`;
+}
+
+export { compressNames };

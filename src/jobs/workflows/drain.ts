@@ -1,0 +1,548 @@
+/**
+ * drain <host> (seeds 001 and 004, SPEC "drain"), as a runbook of named, idempotent steps:
+ *   plan      snapshot the host's VMs (power, HA) and the cluster; prechecks with a verdict per
+ *             VM; placement (capacity-aware, spread); the card shows it with Start / Cancel.
+ *             `dry-run` stops here.
+ *   ledger    the placement snapshot, stored in Redis before anything moves (restore reads it).
+ *   maintain  the host enters maintenance (no new placements).
+ *   migrate   live migrations at bounded concurrency, progress per VM on the card, retries per
+ *             policy. Each VM is looked up before it moves: one already on its target is done.
+ *   failure   rollback auto: move back what moved, leave maintenance. rollback hold: stop and
+ *             ask in the thread (Roll back / Retry / Skip VM).
+ *   summary   moved, skipped (and why), failed, duration.
+ * A worker killed at any point leaves the job to BullMQ's stalled-job recovery; the re-run
+ * reads the stage and the real state and carries on, and says in the thread that it resumed.
+ */
+import type { Job } from 'bullmq';
+import type { VmFacts } from '../../adapters/types.js';
+import { precheckDrain, renderDrainPrecheck } from '../../core/prechecks.js';
+import { pMap } from '../../core/pmap.js';
+import { formatDuration } from '../../core/duration.js';
+import { mention } from '../../core/permissions.js';
+import { audit } from '../../audit/audit.js';
+import { context, message, plural, progressBar, section, type Block, type Button } from '../../bot/messages.js';
+import type { Conversation } from '../../bot/surface.js';
+import { registerJob } from '../registry.js';
+import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import { errorText } from '../retry.js';
+import type { Deps } from '../context.js';
+import type { Operation } from '../operations.js';
+import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock } from '../drain/locks.js';
+import { isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
+import { decide, finishOp, registerControlled, stageOf, startNeeds, watchWaiting, type Decision } from '../drain/control.js';
+import {
+  clusterFacts,
+  ensureMaintenance,
+  locateVm,
+  moveVm,
+  namesLine,
+  percents,
+  progressReporter,
+  reportLingering,
+  setPercent,
+  setVmState,
+  vmStates,
+  type VmState,
+} from '../drain/steps.js';
+import { describePrincipals } from '../../core/permissions.js';
+
+export const KIND = 'drain';
+/** A held drain keeps its host this long without a running job. */
+const HOLD_LOCK_MS = 7 * 86_400_000;
+
+export interface DrainRequest {
+  host: string;
+  dryRun: boolean;
+  rollback: 'auto' | 'hold';
+  parallel?: number;
+  saveNonHa: boolean;
+  coldMigrate: boolean;
+}
+
+export interface PlannedMove {
+  vm: string;
+  vmId: string;
+  target: string;
+  mode: 'live' | 'cold';
+  memoryMiB: number;
+}
+
+export interface DrainPlan {
+  ok: boolean;
+  lines: string[];
+  moves: PlannedMove[];
+  stays: { vm: string; vmId: string; action: string; sentence: string }[];
+  ledger: LedgerVm[];
+  unreachable: Record<string, string>;
+}
+
+interface Params extends DrainRequest {
+  cluster: string;
+  stage?: string;
+  round?: number;
+  failed?: string[];
+}
+
+function params(op: Operation): Params {
+  return op.params as unknown as Params;
+}
+
+async function readPlan(deps: Deps, opId: number): Promise<DrainPlan | null> {
+  const raw = await deps.rt.redis.get(deps.rt.key('op', opId, 'plan'));
+  return raw ? (JSON.parse(raw) as DrainPlan) : null;
+}
+
+function concurrencyFor(deps: Deps, p: Params): number {
+  return p.parallel ?? deps.rt.config.clusters[p.cluster]?.migrationConcurrency ?? deps.rt.config.limits.migrationConcurrency;
+}
+
+/** Handler side: create the operation (the lock is taken by the caller for real drains) and queue the plan. */
+export async function startDrain(
+  deps: Deps,
+  req: { conv: Conversation; requester: string; title: string; drain: DrainRequest; lock?: (opId: number) => Promise<boolean> },
+): Promise<Operation | null> {
+  const cluster = deps.rt.inventory.clusterOf[req.drain.host]!;
+  const op = await deps.ops.create({
+    kind: KIND,
+    title: req.title,
+    requester: req.requester,
+    conv: req.conv,
+    hosts: [req.drain.host],
+    params: { ...req.drain, cluster, stage: 'planning', round: 0 },
+  });
+  if (req.lock && !(await req.lock(op.id))) return null;
+  await ensureCard(deps, op.id);
+  await deps.queues.ops.add('drain-plan', { opId: op.id }, { jobId: `op-${op.id}-plan`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  return op;
+}
+
+// ---------------------------------------------------------------------------------------
+// Step 1-3: snapshot, prechecks, plan
+
+async function planStep(deps: Deps, job: Job): Promise<void> {
+  const { opId } = job.data as { opId: number };
+  let op = await deps.ops.get(opId);
+  if (!op || stageOf(op) !== 'planning') return;
+  const p = params(op);
+  op = await deps.ops.patch(opId, { status: 'running', startedAt: op.startedAt ?? deps.rt.clock.now() });
+  await refreshCard(deps, opId);
+
+  const { facts, vms, errors } = await clusterFacts(deps, p.cluster);
+  const host = facts.find((f) => f.name === p.host);
+  if (!host) {
+    await refuse(deps, op, `${p.host} did not answer (${errors[p.host] ?? 'no facts'}); nothing was changed.`);
+    return;
+  }
+  const snapshot = vms[p.host] ?? [];
+  const pre = precheckDrain({
+    host,
+    vms: snapshot,
+    clusterHosts: facts,
+    vmsByHost: vms,
+    maxInMaintenance: deps.rt.config.clusters[p.cluster]?.maxInMaintenance ?? 1,
+    allowSaveNonHa: p.saveNonHa,
+    coldMigratePoweredOff: p.coldMigrate,
+  });
+  // Bad input: one clear sentence, nothing else.
+  const fatal = pre.blockers.find((b) => b.code === 'host-maintenance' || b.code === 'last-host');
+  if (fatal) {
+    await refuse(deps, op, `${fatal.message} Nothing was changed.`);
+    return;
+  }
+  const moves: PlannedMove[] = pre.plan.assignments.map((a) => ({ vm: a.vm, vmId: a.vmId, target: a.target, mode: a.mode, memoryMiB: a.memoryMiB }));
+  const plan: DrainPlan = {
+    ok: pre.ok,
+    lines: [
+      ...renderDrainPrecheck(pre),
+      ...Object.entries(errors).map(([h, e]) => `${h} did not answer and is not a candidate target (${e}).`),
+    ],
+    moves,
+    stays: pre.verdicts.filter((v) => v.action !== 'live' && v.action !== 'cold').map((v) => ({ vm: v.vm, vmId: v.vmId, action: v.action, sentence: v.sentence })),
+    ledger: snapshot.map((v: VmFacts) => {
+      const m = moves.find((x) => x.vmId === v.id);
+      return { name: v.name, id: v.id, home: p.host, power: v.power, ha: v.ha, memoryMiB: v.memoryMiB, action: pre.verdicts.find((x) => x.vmId === v.id)?.action ?? 'skip', ...(m ? { target: m.target } : {}) };
+    }),
+    unreachable: errors,
+  };
+  await deps.rt.redis.set(deps.rt.key('op', opId, 'plan'), JSON.stringify(plan));
+  await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `drain ${p.host}: plan`, targets: [p.host, ...moves.map((m) => m.vm)], opId, outcome: pre.ok ? 'ok' : 'refused', detail: plan.lines[0] });
+
+  if (!pre.ok) {
+    await deps.outbox.post(op.conv, message(plan.lines[0]!, section(plan.lines.map(esc).join('\n').slice(0, 2900))));
+    await finishOp(deps, op, 'failed', plan.lines[0]!);
+    await releaseLock(deps.rt, p.host, opId);
+    return;
+  }
+  if (p.dryRun) {
+    await finishOp(deps, op, 'succeeded', `dry run: ${plural(moves.length, 'VM')} would move; nothing was changed`);
+    return;
+  }
+  const override = pre.counts.save > 0;
+  await deps.ops.patch(opId, { status: 'waiting', params: { ...op.params, stage: 'awaiting-start', waitingSince: deps.rt.clock.now(), override } });
+  // The host stays ours while the plan waits for Start.
+  await refreshLock(deps.rt, p.host, opId, startNeeds(deps, { ...op, params: { ...op.params, override } }).expiryMs + 60_000);
+  await refreshCard(deps, opId, { force: true });
+  await watchWaiting(deps, opId);
+}
+
+function esc(s: string): string {
+  return s.replace(/^ {2}/, '    ↳ ');
+}
+
+async function refuse(deps: Deps, op: Operation, sentence: string): Promise<void> {
+  await deps.outbox.post(op.conv, message(sentence));
+  await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: op.title, targets: op.hosts, opId: op.id, outcome: 'refused', detail: sentence });
+  await finishOp(deps, op, 'failed', sentence);
+  await releaseLock(deps.rt, op.hosts[0]!, op.id);
+}
+
+// ---------------------------------------------------------------------------------------
+// Steps 4-7: ledger, maintenance, migrations, failure handling, summary
+
+async function enqueueExec(deps: Deps, opId: number, round: number): Promise<void> {
+  // maxStalledCount 2: a job whose worker died is re-run (BullMQ stalled-job recovery).
+  await deps.queues.ops.add('drain-exec', { opId, round }, { jobId: `op-${opId}-exec-${round}`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+}
+
+async function execStep(deps: Deps, job: Job): Promise<void> {
+  const { opId, round } = job.data as { opId: number; round: number };
+  let op = await deps.ops.get(opId);
+  if (!op || ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status)) return;
+  if (!['executing', 'rolling-back'].includes(stageOf(op))) return;
+  const p = params(op);
+  const plan = await readPlan(deps, opId);
+  if (!plan) throw new Error(`job ${opId} has no stored plan`);
+
+  const held = await acquireLock(deps.rt, { host: p.host, opId, owner: op.requester, op: 'drain' });
+  if (held) {
+    await deps.outbox.post(op.conv, message(`${lockedSentence(held)} job ${opId} stops here; nothing more was changed.`));
+    await finishOp(deps, op, 'failed', lockedSentence(held));
+    return;
+  }
+  const keeper = keepLocks(deps.rt, [p.host], opId);
+  try {
+    const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs', round));
+    await deps.rt.redis.expire(deps.rt.key('op', opId, 'runs', round), 30 * 86_400);
+    if (runs > 1) {
+      const states = await vmStates(deps, opId);
+      const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
+      await deps.outbox.post(
+        op.conv,
+        message(`Resumed job ${opId} after its worker stopped: ${moved} of ${plan.moves.length} VMs had already moved. Carrying on from the hosts' real state; nothing moves twice.`),
+      );
+    }
+    if (!op.startedAt) op = await deps.ops.patch(opId, { startedAt: deps.rt.clock.now() });
+    if (stageOf(op) === 'rolling-back') {
+      await rollback(deps, op, plan);
+      return;
+    }
+
+    // Ledger: before anything moves.
+    const ledger = await writeLedger(deps.rt, { host: p.host, cluster: p.cluster, opId, requester: op.requester, createdAt: deps.rt.clock.now(), status: 'draining', vms: plan.ledger });
+    if (ledger.opId !== opId) {
+      await deps.outbox.post(op.conv, message(`${p.host} still has the ledger of job ${ledger.opId}, which was never restored; restore ${p.host} first. Nothing was changed.`));
+      await finishOp(deps, op, 'failed', `open ledger of job ${ledger.opId}`);
+      await releaseLock(deps.rt, p.host, opId);
+      return;
+    }
+
+    if (await ensureMaintenance(deps, op, p.host, true)) {
+      await deps.outbox.post(op.conv, message(`${p.host} is in maintenance: no new VMs land on it. Moving ${plural(plan.moves.length, 'VM')}, ${concurrencyFor(deps, p)} at a time.`));
+    }
+    await refreshCard(deps, opId);
+
+    const outcome = await migrateAll(deps, op, plan);
+    op = (await deps.ops.get(opId))!;
+    if (outcome.cancelled) {
+      const states = await vmStates(deps, opId);
+      const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
+      await setLedgerStatus(deps.rt, p.host, 'drained');
+      await deps.outbox.post(
+        op.conv,
+        message(`job ${opId} was cancelled by ${mention(outcome.cancelled)}: ${moved} of ${plan.moves.length} VMs had moved. ${p.host} stays in maintenance; restore ${p.host} brings them home.`),
+      );
+      await finishOp(deps, op, 'cancelled', `cancelled after ${moved} of ${plan.moves.length} VMs moved`);
+      await releaseLock(deps.rt, p.host, opId);
+      return;
+    }
+    if (outcome.failed.length) {
+      if (p.rollback === 'auto') {
+        op = await deps.ops.patch(opId, { params: { ...op.params, stage: 'rolling-back', failed: outcome.failed } });
+        await rollback(deps, op, plan);
+      } else {
+        await hold(deps, op, plan, outcome.failed);
+      }
+      return;
+    }
+    await setLedgerStatus(deps.rt, p.host, 'drained');
+    await summary(deps, op, plan);
+    await releaseLock(deps.rt, p.host, opId);
+  } finally {
+    keeper.stop();
+  }
+}
+
+async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan): Promise<{ failed: string[]; cancelled: string | null }> {
+  const p = params(op);
+  const states = await vmStates(deps, op.id);
+  const todo = plan.moves.filter((m) => !['moved', 'skipped', 'failed'].includes(states[m.vm]?.state ?? 'pending'));
+  const failed: string[] = plan.moves.filter((m) => states[m.vm]?.state === 'failed').map((m) => m.vm);
+  let cancelled: string | null = null;
+  await pMap(todo, concurrencyFor(deps, p), async (m) => {
+    // After a failure no new migration starts: rollback/hold decide what happens next.
+    if (failed.length || cancelled) return;
+    cancelled = await deps.ops.cancelRequested(op.id);
+    if (cancelled) return;
+    await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'moving', target: m.target, from: p.host });
+    await refreshCard(deps, op.id);
+    const out = await moveVm(deps, op, { vm: m.vm, vmId: m.vmId, source: p.host, target: m.target, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm) });
+    await setPercent(deps, op.id, m.vm, null);
+    if (out.ok) {
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'moved', target: m.target, from: p.host, attempts: out.attempts, durationMs: out.durationMs, ...(out.already ? { reason: 'already on its target when checked' } : {}) });
+      await reportLingering(deps, op, m.vm, p.host, out.lingering);
+    } else if (out.code === 'gone' || out.code === 'moved-elsewhere') {
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'skipped', target: m.target, reason: out.error });
+    } else {
+      failed.push(m.vm);
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'failed', target: m.target, from: p.host, attempts: out.attempts, error: out.error });
+      await deps.outbox.post(op.conv, message(`${m.vm} could not move to ${m.target} after ${plural(out.attempts, 'attempt')}: ${out.error}`));
+    }
+    await refreshCard(deps, op.id);
+  });
+  return { failed, cancelled };
+}
+
+async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<void> {
+  const p = params(op);
+  if (op.status !== 'running') op = await deps.ops.patch(op.id, { status: 'running' });
+  const states = await vmStates(deps, op.id);
+  const back = plan.moves.filter((m) => ['moved', 'moving', 'returning', 'return-failed'].includes(states[m.vm]?.state ?? ''));
+  await deps.outbox.post(op.conv, message(`Rolling back job ${op.id}: ${p.host} leaves maintenance and ${plural(back.length, 'VM')} ${back.length === 1 ? 'moves' : 'move'} back to it.`));
+  try {
+    await ensureMaintenance(deps, op, p.host, false);
+  } catch (e) {
+    await deps.outbox.post(op.conv, message(`${p.host} could not leave maintenance: ${errorText(e)}. The VMs stay where they are; restore ${p.host} tries again.`));
+    await finishOp(deps, op, 'failed', `rollback failed: ${errorText(e)}`);
+    await releaseLock(deps.rt, p.host, op.id);
+    return;
+  }
+  const problems: string[] = [];
+  await pMap(back, concurrencyFor(deps, p), async (m) => {
+    await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'returning', target: p.host, from: m.target });
+    await refreshCard(deps, op.id);
+    const where = await locateVm(deps, p.cluster, m.vm, m.vmId);
+    if (!where) {
+      problems.push(`${m.vm} is no longer in ${p.cluster}`);
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'return-failed', target: p.host, error: 'gone' });
+      return;
+    }
+    if (where.vm.host === p.host) {
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'returned', target: p.host, from: m.target });
+      return;
+    }
+    const out = await moveVm(deps, op, { vm: where.vm.name, vmId: m.vmId, source: where.vm.host, target: p.host, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm) });
+    await setPercent(deps, op.id, m.vm, null);
+    if (out.ok) {
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'returned', target: p.host, from: where.vm.host, durationMs: out.durationMs });
+      await reportLingering(deps, op, m.vm, where.vm.host, out.lingering);
+    } else {
+      problems.push(`${m.vm} stays on ${where.vm.host} (${out.error})`);
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'return-failed', target: p.host, from: where.vm.host, error: out.error });
+    }
+    await refreshCard(deps, op.id);
+  });
+  const returned = back.length - problems.length;
+  const failedVms = (params((await deps.ops.get(op.id))!).failed ?? []).join(', ');
+  if (problems.length) {
+    await setLedgerStatus(deps.rt, p.host, 'drained');
+    await deps.outbox.post(op.conv, message(`Rollback of job ${op.id} finished with problems: ${returned} of ${back.length} VMs are back on ${p.host}; ${problems.join('; ')}. restore ${p.host} tries the rest again.`));
+  } else {
+    await setLedgerStatus(deps.rt, p.host, 'rolled-back');
+    await deps.outbox.post(op.conv, message(`Rolled back job ${op.id}: ${plural(returned, 'VM')} ${returned === 1 ? 'is' : 'are'} back on ${p.host} and ${p.host} is out of maintenance. Every VM is where it started.`));
+  }
+  await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `drain ${p.host}: rollback`, targets: [p.host], opId: op.id, outcome: problems.length ? 'failed' : 'ok', detail: `${returned}/${back.length} back` });
+  await summary(deps, (await deps.ops.get(op.id))!, plan, { status: 'failed', headline: `drain of ${p.host} failed${failedVms ? ` (${failedVms})` : ''} and was rolled back` });
+  await releaseLock(deps.rt, p.host, op.id);
+}
+
+async function hold(deps: Deps, op: Operation, plan: DrainPlan, failed: string[]): Promise<void> {
+  const p = params(op);
+  const round = (p.round ?? 0) + 1;
+  const states = await vmStates(deps, op.id);
+  const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
+  const left = plan.moves.filter((m) => !states[m.vm] || states[m.vm]!.state === 'pending').length;
+  await deps.ops.patch(op.id, { status: 'waiting', params: { ...op.params, stage: 'held', round, failed, waitingSince: deps.rt.clock.now() } });
+  await refreshLock(deps.rt, p.host, op.id, HOLD_LOCK_MS);
+  const buttons: Button[] = [
+    { action: 'ferry:drain-rollback', label: 'Roll back', value: String(op.id), style: 'danger', command: `rollback ${op.id}` },
+    { action: 'ferry:drain-retry', label: 'Retry', value: String(op.id), style: 'primary', command: `retry ${op.id}` },
+    ...failed.slice(0, 10).map((vm): Button => ({ action: 'ferry:drain-skip', label: `Skip ${vm}`, value: `${op.id} ${vm}`, command: `skip ${op.id} ${vm}` })),
+  ];
+  const text = `job ${op.id} is on hold: ${namesLine(failed)} failed to move. ${moved} of ${plan.moves.length} VMs moved, ${left} not started; ${p.host} stays in maintenance until you decide.`;
+  await deps.outbox.post(
+    op.conv,
+    message(text, section(`:pause_button: ${text}`), context('Roll back moves every moved VM home and takes the host out of maintenance; Retry tries the failed VMs again; Skip leaves a VM on the host and carries on.'), { type: 'actions', buttons }),
+  );
+  await refreshCard(deps, op.id, { force: true });
+  await watchWaiting(deps, op.id);
+}
+
+async function summary(deps: Deps, op: Operation, plan: DrainPlan, opts: { status?: Operation['status']; headline?: string } = {}): Promise<void> {
+  const p = params(op);
+  const states = await vmStates(deps, op.id);
+  const durationMs = deps.rt.clock.now() - (op.startedAt ?? op.createdAt);
+  const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved');
+  const returned = plan.moves.filter((m) => states[m.vm]?.state === 'returned');
+  const skipped = [
+    ...plan.stays.map((s) => [s.vm, s.sentence]),
+    ...plan.moves.filter((m) => states[m.vm]?.state === 'skipped').map((m) => [m.vm, states[m.vm]!.reason ?? 'skipped']),
+  ];
+  const failed = plan.moves.filter((m) => ['failed', 'return-failed'].includes(states[m.vm]?.state ?? ''));
+  const status = opts.status ?? (failed.length ? 'partial' : 'succeeded');
+  const headline =
+    opts.headline ??
+    `${p.host} drained in ${formatDuration(durationMs)}: ${moved.length} moved, ${skipped.length} skipped, ${failed.length} failed`;
+  const blocks: Block[] = [section(`*${headline}.*`)];
+  if (moved.length) blocks.push({ type: 'table', title: '*Moved*', columns: ['VM', 'To', 'Took'], rows: moved.map((m) => [m.vm, m.target, formatDuration(states[m.vm]?.durationMs ?? 0)]) });
+  if (returned.length) blocks.push({ type: 'table', title: `*Back on ${p.host}*`, columns: ['VM', 'From'], rows: returned.map((m) => [m.vm, states[m.vm]?.from ?? m.target]) });
+  if (skipped.length) blocks.push({ type: 'table', title: '*Skipped*', columns: ['VM', 'Why'], rows: skipped });
+  if (failed.length) blocks.push({ type: 'table', title: '*Failed*', columns: ['VM', 'Error'], rows: failed.map((m) => [m.vm, states[m.vm]?.error ?? '']) });
+  blocks.push(context(`job ${op.id} · ${formatDuration(durationMs)}${status === 'succeeded' ? ` · ledger saved: restore ${p.host} brings the VMs home` : ''}`));
+  await deps.outbox.post(op.conv, message(`${headline}.`, ...blocks));
+  await finishOp(deps, op, status, `${moved.length} moved, ${returned.length ? `${returned.length} back, ` : ''}${skipped.length} skipped, ${failed.length} failed`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Decisions
+
+registerControlled(KIND, {
+  async resume(deps, op, decision: Decision, arg) {
+    const p = params(op);
+    const round = p.round ?? 0;
+    if (decision === 'start') {
+      await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing' } });
+      await refreshCard(deps, op.id, { force: true });
+      await enqueueExec(deps, op.id, round);
+      return;
+    }
+    const states = await vmStates(deps, op.id);
+    if (decision === 'rollback') {
+      await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'rolling-back' } });
+    } else if (decision === 'retry') {
+      for (const s of Object.values(states)) if (s.state === 'failed') await setVmState(deps, op.id, { ...s, state: 'pending', error: undefined });
+      await deps.outbox.post(op.conv, message(`Retrying ${namesLine(p.failed ?? [])}; the drain carries on.`));
+      await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing', failed: [] } });
+    } else if (decision === 'skip') {
+      const s: VmState | undefined = arg ? states[arg] : undefined;
+      if (s) await setVmState(deps, op.id, { ...s, state: 'skipped', reason: `skipped after it failed (${s.error ?? 'error'})` });
+      await deps.outbox.post(op.conv, message(`${arg} stays on ${p.host}; the drain carries on.`));
+      await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing', failed: (p.failed ?? []).filter((v) => v !== arg) } });
+    }
+    await refreshCard(deps, op.id, { force: true });
+    await enqueueExec(deps, op.id, round);
+  },
+  async stopWaiting(deps, op, why) {
+    const p = params(op);
+    if (stageOf(op) === 'held') {
+      const states = await vmStates(deps, op.id);
+      const moved = Object.values(states).filter((s) => s.state === 'moved').length;
+      await setLedgerStatus(deps.rt, p.host, 'drained');
+      await deps.outbox.post(op.conv, message(`job ${op.id} was ${why} while on hold: ${moved} moved VMs stay on their new hosts and ${p.host} stays in maintenance; restore ${p.host} brings them home.`));
+      await finishOp(deps, op, 'cancelled', `${why} on hold after ${moved} moved`);
+    } else {
+      await deps.outbox.post(op.conv, message(`job ${op.id} (${op.title}): ${why}. Nothing was moved.`));
+      await finishOp(deps, op, 'cancelled', `${why}; nothing moved`);
+    }
+    await releaseLock(deps.rt, p.host, op.id);
+  },
+});
+
+/** Skip needs a VM that actually failed; checked before the decision is recorded. */
+export async function validateSkip(deps: Deps, opId: string, vm: string): Promise<string | null> {
+  const op = await deps.ops.get(opId);
+  if (!op || op.kind !== KIND) return null;
+  const failed = params(op).failed ?? [];
+  if (!failed.includes(vm)) return `${vm} is not a failed VM of job ${op.id}${failed.length ? `; failed: ${failed.join(', ')}` : ''}.`;
+  return null;
+}
+
+export { decide };
+
+// ---------------------------------------------------------------------------------------
+// The card: plan with Start / Cancel, then progress per VM
+
+const STATE_LABEL: Record<string, string> = {
+  pending: 'waiting',
+  moving: 'moving',
+  moved: 'moved',
+  failed: 'FAILED',
+  skipped: 'skipped',
+  returning: 'moving back',
+  returned: 'back home',
+  'return-failed': 'could not go back',
+};
+
+registerCard(KIND, async (deps, op) => {
+  const p = params(op);
+  const stage = stageOf(op);
+  const plan = await readPlan(deps, op.id);
+  const head = `*Drain ${p.host}* · job ${op.id}`;
+  if (!plan || stage === 'planning') {
+    return message(`${op.title}: checking`, section(`${head} · checking ${p.host}'s VMs and the other hosts of ${p.cluster}…`), context(`requested by ${mention(op.requester)}`));
+  }
+  const blocks: Block[] = [];
+  if (stage === 'awaiting-start' || (p.dryRun && op.status !== 'running')) {
+    blocks.push(section(`${head} · ${p.dryRun ? 'dry run: nothing will change' : op.status === 'cancelled' ? 'cancelled' : 'plan ready'}`));
+    blocks.push(section(plan.lines.map(esc).join('\n').slice(0, 2900)));
+    if (plan.moves.length) blocks.push({ type: 'table', title: '*Plan*', columns: ['VM', 'To', 'How', 'Memory'], rows: plan.moves.map((m) => [m.vm, m.target, m.mode, `${Math.round(m.memoryMiB / 1024)} GiB`]) });
+    if (stage === 'awaiting-start' && op.status === 'waiting') {
+      const needs = startNeeds(deps, op);
+      blocks.push(
+        context(
+          needs.approvals === 0
+            ? `${mention(op.requester)} starts it · rollback ${p.rollback} · ${concurrencyFor(deps, p)} at a time`
+            : `needs ${needs.approvals === 1 ? 'an approver' : `${needs.approvals} approvers`} (${describePrincipals(needs.approvers)}) to start${needs.action === 'override' ? ': it saves running non-HA VMs in place' : ''}`,
+        ),
+      );
+      blocks.push({
+        type: 'actions',
+        buttons: [
+          { action: 'ferry:drain-start', label: `Start: drain ${p.host}`, value: String(op.id), style: 'primary', command: `start ${op.id}` },
+          { action: 'ferry:drain-cancel', label: 'Cancel', value: String(op.id), command: `cancel ${op.id}` },
+        ],
+      });
+    }
+    return message(`${op.title}: ${plan.lines[0]}`, ...blocks);
+  }
+  const states = await vmStates(deps, op.id);
+  const pct = await percents(deps, op.id);
+  const total = plan.moves.length;
+  const rollingBack = stage === 'rolling-back' || Object.values(states).some((s) => s.state === 'returning' || s.state === 'returned');
+  const done = rollingBack
+    ? plan.moves.filter((m) => ['returned', 'return-failed', 'failed', 'pending', 'skipped'].includes(states[m.vm]?.state ?? 'pending')).length
+    : plan.moves.filter((m) => ['moved', 'skipped', 'failed'].includes(states[m.vm]?.state ?? '')).length;
+  const word =
+    op.status === 'waiting' ? 'on hold: waiting for a decision' : stage === 'done' ? op.status : rollingBack ? 'rolling back' : 'draining';
+  blocks.push(section(`${head} · ${word}`));
+  blocks.push({ type: 'progress', done, total, label: `${done}/${total} VMs ${rollingBack ? 'settled' : 'done'}` });
+  blocks.push({
+    type: 'table',
+    columns: ['VM', 'To', 'State'],
+    rows: plan.moves.map((m) => {
+      const s = states[m.vm];
+      const st = s?.state ?? 'pending';
+      const label = (STATE_LABEL[st] ?? st) + ((st === 'moving' || st === 'returning') && pct[m.vm] !== undefined ? ` ${pct[m.vm]}%` : '');
+      return [m.vm, st === 'returning' || st === 'returned' ? p.host : m.target, label];
+    }),
+  });
+  blocks.push(context(`requested by ${mention(op.requester)} · rollback ${p.rollback} · ${concurrencyFor(deps, p)} at a time`));
+  return message(`${op.title}: ${word} ${progressBar(done, total, 10)}`, ...blocks);
+});
+
+registerJob('drain-plan', 'ops', planStep);
+registerJob('drain-exec', 'ops', execStep);
+
+/** For restore and tests: the drain's ledger is open. */
+export async function hasOpenLedger(deps: Deps, host: string): Promise<boolean> {
+  return isOpen(await readLedger(deps.rt, host));
+}

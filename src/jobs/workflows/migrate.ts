@@ -1,0 +1,219 @@
+/**
+ * migrate <vm> to <host> [datastore <ds>] [dry-run] and precheck <vm> to <host> (seeds 002,
+ * 003, 004): the drain's prechecks for one VM; with a datastore, a combined host + storage move
+ * after the free-space check on the target datastore (seed 003). NPIV VMs keep their WWPN set:
+ * the adapter creates the secondary vHBA on the target, migrates, destroys the primary on the
+ * source, and undoes its own work on failure (seed 002). After the move the source is checked
+ * for the VM's ports left behind (seed 000), reported with the removal button.
+ * Plan card with Start / Cancel as for a drain; source and target are locked while it runs.
+ */
+import type { Job } from 'bullmq';
+import type { VmFacts } from '../../adapters/types.js';
+import { precheckMigrate, renderMigratePrecheck } from '../../core/prechecks.js';
+import { formatDuration } from '../../core/duration.js';
+import { mention, describePrincipals } from '../../core/permissions.js';
+import { audit } from '../../audit/audit.js';
+import { context, message, section, type Block } from '../../bot/messages.js';
+import type { Conversation } from '../../bot/surface.js';
+import { registerJob } from '../registry.js';
+import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import { errorText } from '../retry.js';
+import type { Deps } from '../context.js';
+import type { Operation } from '../operations.js';
+import { acquireLocks, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
+import { finishOp, registerControlled, stageOf, startNeeds, watchWaiting } from '../drain/control.js';
+import { moveVm, percents, progressReporter, reportLingering, setPercent } from '../drain/steps.js';
+
+export const KIND = 'migrate';
+export const PRECHECK_KIND = 'precheck';
+
+export interface MigrateAsk {
+  vm: string;
+  target: string;
+  datastore?: string;
+  dryRun: boolean;
+  /** `precheck <vm> to <host>`: verdict only. */
+  precheckOnly?: boolean;
+}
+
+interface Params extends MigrateAsk {
+  stage?: string;
+  vmId?: string;
+  source?: string;
+  cluster?: string;
+  mode?: 'live' | 'cold';
+  lines?: string[];
+}
+
+function params(op: Operation): Params {
+  return op.params as unknown as Params;
+}
+
+export async function startMigrate(deps: Deps, req: { conv: Conversation; requester: string; title: string; ask: MigrateAsk }): Promise<Operation> {
+  const op = await deps.ops.create({
+    kind: req.ask.precheckOnly ? PRECHECK_KIND : KIND,
+    title: req.title,
+    requester: req.requester,
+    conv: req.conv,
+    hosts: [req.ask.target],
+    params: { ...req.ask, stage: 'planning' },
+  });
+  await ensureCard(deps, op.id);
+  await deps.queues.ops.add('migrate-plan', { opId: op.id }, { jobId: `op-${op.id}-plan`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  return op;
+}
+
+/** The VM anywhere in the inventory: the target's cluster first. */
+async function findAnywhere(deps: Deps, name: string, target: string): Promise<VmFacts | null> {
+  const first = deps.rt.inventory.clusterOf[target];
+  const clusters = [first, ...Object.keys(deps.rt.config.clusters).filter((c) => c !== first)].filter((c): c is string => Boolean(c));
+  for (const c of clusters) {
+    const vm = await deps.rt.adapters.forCluster(c).findVm(name).catch(() => null);
+    if (vm) return vm;
+  }
+  return null;
+}
+
+async function planStep(deps: Deps, job: Job): Promise<void> {
+  const { opId } = job.data as { opId: number };
+  let op = await deps.ops.get(opId);
+  if (!op || stageOf(op) !== 'planning') return;
+  const p = params(op);
+  op = await deps.ops.patch(opId, { status: 'running', startedAt: deps.rt.clock.now() });
+  const end = async (status: Operation['status'], lines: string[], summary: string) => {
+    await deps.outbox.post(op!.conv, message(lines[0]!, section(lines.join('\n').slice(0, 2900))));
+    await finishOp(deps, op!, status, summary, { lines });
+  };
+  const vm = await findAnywhere(deps, p.vm, p.target);
+  if (!vm) {
+    await end('failed', [`There is no VM ${p.vm} on any host Ferry manages; nothing was changed.`], 'no such VM');
+    return;
+  }
+  let lines: string[];
+  let ok: boolean;
+  let mode: 'live' | 'cold';
+  try {
+    const [source, target, targetVms] = await Promise.all([
+      deps.rt.adapters.forHost(vm.host).describeHost(vm.host),
+      deps.rt.adapters.forHost(p.target).describeHost(p.target),
+      deps.rt.adapters.forHost(p.target).listVms(p.target),
+    ]);
+    const pre = precheckMigrate(vm, source, target, { targetVms, ...(p.datastore ? { datastore: p.datastore } : {}) });
+    lines = renderMigratePrecheck(pre);
+    ok = pre.ok && !pre.error;
+    mode = pre.mode;
+    if (pre.error) {
+      await end('failed', [`${pre.error} Nothing was changed.`], pre.error);
+      return;
+    }
+  } catch (e) {
+    await end('failed', [`Ferry could not check ${p.vm}: ${errorText(e)}. Nothing was changed.`], errorText(e));
+    return;
+  }
+  const next: Partial<Params> = { vmId: vm.id, source: vm.host, cluster: deps.rt.inventory.clusterOf[vm.host], mode, lines };
+  op = await deps.ops.patch(opId, { hosts: [vm.host, p.target], params: { ...op.params, ...next } });
+  if (p.precheckOnly || p.dryRun || !ok) {
+    await end(ok ? 'succeeded' : 'failed', p.dryRun && ok ? [...lines, 'Dry run: nothing was changed.'] : lines, lines[0]!);
+    return;
+  }
+  const held = await acquireLocks(deps.rt, [vm.host, p.target], { opId, owner: op.requester, op: 'migrate' }, startNeeds(deps, op).expiryMs + 60_000);
+  if (held) {
+    await end('failed', [`${lockedSentence(held)} Nothing was changed.`], lockedSentence(held));
+    return;
+  }
+  await deps.ops.patch(opId, { status: 'waiting', params: { ...op.params, stage: 'awaiting-start', waitingSince: deps.rt.clock.now() } });
+  await refreshCard(deps, opId, { force: true });
+  await watchWaiting(deps, opId);
+}
+
+async function execStep(deps: Deps, job: Job): Promise<void> {
+  const { opId } = job.data as { opId: number };
+  let op = await deps.ops.get(opId);
+  if (!op || stageOf(op) !== 'executing') return;
+  const p = params(op);
+  const hosts = [p.source!, p.target];
+  const held = await acquireLocks(deps.rt, hosts, { opId, owner: op.requester, op: 'migrate' });
+  if (held) {
+    await deps.outbox.post(op.conv, message(`${lockedSentence(held)} job ${opId} stops here; nothing was changed.`));
+    await finishOp(deps, op, 'failed', lockedSentence(held));
+    return;
+  }
+  const keeper = keepLocks(deps.rt, hosts, opId);
+  try {
+    const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs'));
+    if (runs > 1) await deps.outbox.post(op.conv, message(`Resumed job ${opId} after its worker stopped; checking where ${p.vm} is before doing anything.`));
+    if (!op.startedAt) op = await deps.ops.patch(opId, { startedAt: deps.rt.clock.now() });
+    const out = await moveVm(
+      deps,
+      op,
+      { vm: p.vm, vmId: p.vmId!, source: p.source!, target: p.target, mode: p.mode ?? 'live', ...(p.datastore ? { datastore: p.datastore } : {}) },
+      { cluster: p.cluster!, onProgress: progressReporter(deps, opId, p.vm) },
+    );
+    await setPercent(deps, opId, p.vm, null);
+    const storage = p.datastore ? ` with its storage on ${p.datastore}` : '';
+    if (out.ok) {
+      const text = out.already
+        ? `${p.vm} is on ${p.target}${storage} (it got there before this run checked); nothing moved twice.`
+        : `${p.vm} moved ${p.mode === 'cold' ? 'cold' : 'live'} from ${p.source} to ${p.target}${storage} in ${formatDuration(out.durationMs)}.`;
+      await deps.outbox.post(op.conv, message(text));
+      await reportLingering(deps, op, p.vm, p.source!, out.lingering);
+      await finishOp(deps, op, 'succeeded', text);
+    } else {
+      const text = `${p.vm} could not move to ${p.target} after ${out.attempts} attempt${out.attempts === 1 ? '' : 's'}: ${out.error}. It stays on ${p.source}; the adapter undid its partial work.`;
+      await deps.outbox.post(op.conv, message(text));
+      await finishOp(deps, op, 'failed', text);
+    }
+    await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: op.title, targets: [p.vm, ...hosts], opId, outcome: out.ok ? 'ok' : 'failed' });
+    for (const h of hosts) await releaseLock(deps.rt, h, opId);
+  } finally {
+    keeper.stop();
+  }
+}
+
+registerJob('migrate-plan', 'ops', planStep);
+registerJob('migrate-exec', 'ops', execStep);
+
+registerControlled(KIND, {
+  async resume(deps, op) {
+    await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing' } });
+    await refreshCard(deps, op.id, { force: true });
+    await deps.queues.ops.add('migrate-exec', { opId: op.id }, { jobId: `op-${op.id}-exec`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  },
+  async stopWaiting(deps, op, why) {
+    await deps.outbox.post(op.conv, message(`job ${op.id} (${op.title}): ${why}. Nothing was moved.`));
+    await finishOp(deps, op, 'cancelled', `${why}; nothing moved`);
+    for (const h of op.hosts) await releaseLock(deps.rt, h, op.id);
+  },
+});
+
+function card(deps: Deps, op: Operation): Promise<ReturnType<typeof message>> {
+  return (async () => {
+    const p = params(op);
+    const stage = stageOf(op);
+    const what = op.kind === PRECHECK_KIND ? 'Precheck' : 'Migrate';
+    const head = `*${what} ${p.vm} → ${p.target}${p.datastore ? ` (datastore ${p.datastore})` : ''}* · job ${op.id}`;
+    const blocks: Block[] = [];
+    if (stage === 'planning') return message(`${op.title}: checking`, section(`${head} · checking…`));
+    if (stage === 'awaiting-start' && op.status === 'waiting') {
+      const needs = startNeeds(deps, op);
+      blocks.push(section(`${head} · plan ready`), section((p.lines ?? []).join('\n').slice(0, 2900)));
+      blocks.push(context(needs.approvals === 0 ? `${mention(op.requester)} starts it` : `needs ${describePrincipals(needs.approvers)} to start`));
+      blocks.push({
+        type: 'actions',
+        buttons: [
+          { action: 'ferry:drain-start', label: `Start: migrate ${p.vm}`, value: String(op.id), style: 'primary', command: `start ${op.id}` },
+          { action: 'ferry:drain-cancel', label: 'Cancel', value: String(op.id), command: `cancel ${op.id}` },
+        ],
+      });
+      return message(`${op.title}: plan ready`, ...blocks);
+    }
+    if (op.status === 'running' && stage === 'executing') {
+      const pct = (await percents(deps, op.id))[p.vm] ?? 0;
+      return message(`${op.title}: moving ${pct}%`, section(`${head} · moving`), { type: 'progress', done: pct, total: 100, label: `${p.vm}: ${p.source} → ${p.target}` });
+    }
+    return message(`${op.title}: ${op.status}`, section(`${head} · ${op.status}`), ...(op.summary ? [context(op.summary)] : []));
+  })();
+}
+
+registerCard(KIND, card);
+registerCard(PRECHECK_KIND, card);

@@ -1,0 +1,170 @@
+/**
+ * restore <host> (alias undrain; seed 001 rule 3): leave maintenance, then every VM of the
+ * drain's ledger that is not on its home host moves back, at bounded concurrency. Drift is
+ * reported, not guessed around: a VM gone from the cluster, a VM renamed (same id, other
+ * name: it still comes home), a VM that a precheck now blocks from going home.
+ * Idempotent like the drain: each VM is looked up before it moves; a re-run finishes the rest.
+ */
+import type { Job } from 'bullmq';
+import type { HostFacts } from '../../adapters/types.js';
+import { planReturnHome, type HomeMove } from '../../core/placement.js';
+import { pMap } from '../../core/pmap.js';
+import { formatDuration } from '../../core/duration.js';
+import { mention } from '../../core/permissions.js';
+import { audit } from '../../audit/audit.js';
+import { context, message, plural, section, type Block } from '../../bot/messages.js';
+import type { Conversation } from '../../bot/surface.js';
+import { registerJob } from '../registry.js';
+import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import { errorText } from '../retry.js';
+import type { Deps } from '../context.js';
+import type { Operation } from '../operations.js';
+import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
+import { isOpen, readLedger, setLedgerStatus } from '../drain/ledger.js';
+import { finishOp, stageOf } from '../drain/control.js';
+import { clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates } from '../drain/steps.js';
+
+export const KIND = 'restore';
+
+interface Drift {
+  vm: string;
+  kind: 'gone' | 'renamed' | 'blocked' | 'failed';
+  sentence: string;
+}
+
+export async function startRestore(
+  deps: Deps,
+  req: { conv: Conversation; requester: string; title: string; host: string; lock?: (opId: number) => Promise<boolean> },
+): Promise<Operation | null> {
+  const cluster = deps.rt.inventory.clusterOf[req.host]!;
+  const op = await deps.ops.create({ kind: KIND, title: req.title, requester: req.requester, conv: req.conv, hosts: [req.host], params: { host: req.host, cluster, stage: 'restoring' } });
+  if (req.lock && !(await req.lock(op.id))) return null;
+  await ensureCard(deps, op.id);
+  await deps.queues.ops.add('restore', { opId: op.id }, { jobId: `op-${op.id}-restore`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  return op;
+}
+
+async function restoreStep(deps: Deps, job: Job): Promise<void> {
+  const { opId } = job.data as { opId: number };
+  let op = await deps.ops.get(opId);
+  if (!op || stageOf(op) !== 'restoring') return;
+  const host = String(op.params.host);
+  const cluster = String(op.params.cluster);
+  const held = await acquireLock(deps.rt, { host, opId, owner: op.requester, op: 'restore' });
+  if (held) {
+    await deps.outbox.post(op.conv, message(`${lockedSentence(held)} Nothing was changed.`));
+    await finishOp(deps, op, 'failed', lockedSentence(held));
+    return;
+  }
+  const keeper = keepLocks(deps.rt, [host], opId);
+  try {
+    const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs'));
+    if (runs > 1) await deps.outbox.post(op.conv, message(`Resumed job ${opId} after its worker stopped; carrying on from the hosts' real state.`));
+    if (!op.startedAt) op = await deps.ops.patch(opId, { status: 'running', startedAt: deps.rt.clock.now() });
+    const ledger = await readLedger(deps.rt, host);
+    if (!ledger || !isOpen(ledger)) {
+      const sentence = `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.`;
+      await deps.outbox.post(op.conv, message(sentence));
+      await finishOp(deps, op, 'failed', sentence);
+      return;
+    }
+    await setLedgerStatus(deps.rt, host, 'restoring');
+    if (await ensureMaintenance(deps, op, host, false)) await deps.outbox.post(op.conv, message(`${host} is out of maintenance. Bringing its VMs home.`));
+
+    const { facts, vms } = await clusterFacts(deps, cluster);
+    const byHost = new Map(facts.map((f) => [f.name, f]));
+    const home = byHost.get(host);
+    if (!home) throw new Error(`${host} did not answer`);
+    const drift: Drift[] = [];
+    const moves: HomeMove[] = [];
+    const located = await pMap(ledger.vms, 8, async (lv) => ({ lv, where: await locateVm(deps, cluster, lv.name, lv.id) }));
+    for (const { lv, where } of located) {
+      if (!where) {
+        drift.push({ vm: lv.name, kind: 'gone', sentence: `${lv.name} is gone: no VM of ${cluster} has its id any more.` });
+        continue;
+      }
+      if (where.renamed) drift.push({ vm: lv.name, kind: 'renamed', sentence: `${lv.name} is now called ${where.vm.name} (same VM id); it comes home under its new name.` });
+      const current = byHost.get(where.vm.host);
+      if (!current) {
+        drift.push({ vm: lv.name, kind: 'failed', sentence: `${lv.name} is on ${where.vm.host}, which did not answer; it stays there.` });
+        continue;
+      }
+      moves.push({ vm: where.vm, current });
+    }
+    const plan = planReturnHome({ home, moves, homeVms: vms[host] ?? [] });
+    for (const b of plan.blocked) drift.push({ vm: b.vm, kind: 'blocked', sentence: `${b.vm} cannot come home now: ${b.reasons.join(' ')}` });
+    const total = plan.moves.length;
+    await deps.ops.patch(opId, { params: { ...op.params, total, alreadyHome: plan.alreadyHome.length } });
+    for (const m of plan.moves) await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'pending', target: host, from: m.from });
+    await refreshCard(deps, opId);
+
+    const conc = deps.rt.config.clusters[cluster]?.migrationConcurrency ?? deps.rt.config.limits.migrationConcurrency;
+    await pMap(plan.moves, conc, async (m) => {
+      if (await deps.ops.cancelRequested(opId)) return;
+      const states = await vmStates(deps, opId);
+      if (states[m.vm]?.state === 'returned') return;
+      await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'returning', target: host, from: m.from });
+      const out = await moveVm(deps, op!, { vm: m.vm, vmId: m.vmId, source: m.from, target: host, mode: m.mode }, { cluster, onProgress: progressReporter(deps, opId, m.vm) });
+      await setPercent(deps, opId, m.vm, null);
+      if (out.ok) {
+        await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'returned', target: host, from: m.from, durationMs: out.durationMs });
+        await reportLingering(deps, op!, m.vm, m.from, out.lingering);
+      } else {
+        await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'return-failed', target: host, from: m.from, error: out.error });
+        drift.push({ vm: m.vm, kind: 'failed', sentence: `${m.vm} could not come home from ${m.from}: ${out.error}` });
+      }
+      await refreshCard(deps, opId);
+    });
+
+    const states = await vmStates(deps, opId);
+    const back = plan.moves.filter((m) => states[m.vm]?.state === 'returned');
+    const cancelledBy = await deps.ops.cancelRequested(opId);
+    const failed = drift.filter((d) => d.kind === 'failed');
+    // Gone and blocked VMs are drift to report; failed moves leave the ledger open for another restore.
+    if (failed.length || cancelledBy) await setLedgerStatus(deps.rt, host, 'drained');
+    else await setLedgerStatus(deps.rt, host, 'restored', { restoredBy: opId });
+    const durationMs = deps.rt.clock.now() - (op.startedAt ?? op.createdAt);
+    const headline = `${host} restored in ${formatDuration(durationMs)}: ${plural(back.length, 'VM')} back home, ${plan.alreadyHome.length} already there${drift.length ? `, ${plural(drift.length, 'drift')} to look at` : ''}`;
+    const blocks: Block[] = [section(`*${headline}.*`)];
+    if (back.length) blocks.push({ type: 'table', title: '*Back home*', columns: ['VM', 'From', 'Took'], rows: back.map((m) => [m.vm, m.from, formatDuration(states[m.vm]?.durationMs ?? 0)]) });
+    if (drift.length) blocks.push({ type: 'table', title: '*Drift*', columns: ['VM', 'What'], rows: drift.map((d) => [d.vm, d.sentence]) });
+    blocks.push(context(`job ${opId} · ledger of job ${ledger.opId}${cancelledBy ? ` · cancelled by ${mention(cancelledBy)}` : ''}`));
+    await deps.outbox.post(op.conv, message(`${headline}.`, ...blocks));
+    await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `restore ${host}`, targets: [host, ...back.map((m) => m.vm)], opId, outcome: failed.length ? 'failed' : 'ok', detail: headline });
+    await finishOp(deps, op, cancelledBy ? 'cancelled' : failed.length ? 'partial' : 'succeeded', `${back.length} back home, ${plan.alreadyHome.length} already there, ${drift.length} drift`);
+    await releaseLock(deps.rt, host, opId);
+  } catch (e) {
+    deps.rt.log.error({ opId, err: errorText(e) }, 'restore failed');
+    if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
+      await deps.outbox.post(op.conv, message(`restore ${host} stopped: ${errorText(e)}. The ledger is kept; run restore ${host} again.`));
+      await setLedgerStatus(deps.rt, host, 'drained');
+      await finishOp(deps, op, 'failed', errorText(e));
+      await releaseLock(deps.rt, host, opId);
+    }
+    throw e;
+  } finally {
+    keeper.stop();
+  }
+}
+
+registerJob('restore', 'ops', restoreStep);
+
+registerCard(KIND, async (deps, op) => {
+  const host = String(op.params.host);
+  const states = Object.values(await vmStates(deps, op.id));
+  const pct = await percents(deps, op.id);
+  const total = Number(op.params.total ?? states.length);
+  const done = states.filter((s) => s.state === 'returned' || s.state === 'return-failed').length;
+  const finished = ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status);
+  const word = finished ? op.status : op.params.total === undefined ? 'reading the ledger' : 'bringing VMs home';
+  const rows = states.map((s) => [s.name, s.from ?? '', s.state === 'returning' ? `moving back${pct[s.name] !== undefined ? ` ${pct[s.name]}%` : ''}` : s.state === 'returned' ? 'home' : s.state]);
+  return message(
+    `${op.title}: ${word}`,
+    section(`*Restore ${host}* · job ${op.id} · ${word}`),
+    { type: 'progress', done, total, label: `${done}/${total} VMs back` },
+    ...(rows.length ? [{ type: 'table' as const, columns: ['VM', 'From', 'State'], rows }] : []),
+    context(`requested by ${mention(op.requester)}`),
+  );
+});
+
+export type { HostFacts };

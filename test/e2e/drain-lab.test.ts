@@ -1,0 +1,205 @@
+/**
+ * Drain, restore and the decisions around them, end to end on the lab (real Redis, in-process
+ * workers, console session). Small lab timings: 2 ms per call, 60 ms per migration.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeHarness, type Harness } from '../support/harness.js';
+import { setLabFault } from '../../src/adapters/lab/control.js';
+import { readLedger } from '../../src/jobs/drain/ledger.js';
+import { readLock } from '../../src/jobs/drain/locks.js';
+import type { Operation } from '../../src/jobs/operations.js';
+import { drainLabYaml, hostState, migrationsPerVm, setHostVms, vmName, whereIs } from './drain-support.js';
+
+const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
+let h: Harness | undefined;
+
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function newest(h: Harness): Promise<Operation> {
+  return h.waitFor(async () => (await h.deps.ops.recent(1))[0], 'an operation');
+}
+
+async function waitStage(h: Harness, id: number, stage: string, status = 'waiting'): Promise<Operation> {
+  return h.waitFor(async () => {
+    const op = await h.deps.ops.get(id);
+    return op && op.params.stage === stage && op.status === status ? op : undefined;
+  }, `job ${id} to reach ${stage}/${status}`);
+}
+
+/** Wait for an ephemeral (pub/sub delivery is asynchronous). */
+async function said(h: Harness, what: string | RegExp, user?: string): Promise<void> {
+  await h.waitFor(async () => {
+    const all = h.ephemerals(user).join('\n');
+    return typeof what === 'string' ? all.includes(what) : what.test(all);
+  }, `an ephemeral saying ${String(what)}`, 5000);
+}
+
+async function planned(h: Harness, line: string): Promise<Operation> {
+  await h.run(line);
+  const op = await newest(h);
+  return waitStage(h, op.id, 'awaiting-start');
+}
+
+describe('drain on the lab', () => {
+  it('drains a 20-VM host, then restore brings every VM home', async () => {
+    h = await makeHarness({ yaml: drainLabYaml() });
+    const names = await setHostVms(h.deps, 'hyp03', 20);
+    const op = await planned(h, 'drain hyp03');
+    expect(h.transcript()).toContain(`type: start ${op.id}`);
+    expect(h.transcript()).toContain('hyp03 can be drained: 20 VMs move live');
+    // The lock names the drain.
+    await h.run('drain hyp03', 'bob');
+    await said(h, `hyp03 is being drained by @alice (job ${op.id})`, 'bob');
+    // Only the requester starts it (policy default: 0 approvals).
+    await h.run(`start ${op.id}`, 'bob');
+    await said(h, `Only @alice, who asked for job ${op.id}`, 'bob');
+    await h.run(`start ${op.id}`);
+    const done = await h.waitForOp(op.id, 30_000);
+    expect(done.status).toBe('succeeded');
+    const where = await whereIs(h.rt, CLUSTER);
+    for (const n of names) expect(where.get(n)).not.toBe('hyp03');
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(true);
+    const ledger = await readLedger(h.rt, 'hyp03');
+    expect(ledger?.status).toBe('drained');
+    expect(ledger?.vms.map((v) => v.name).sort()).toEqual([...names].sort());
+    expect(h.transcript()).toMatch(/hyp03 drained in .*: 20 moved, 0 skipped, 0 failed/);
+    expect(await readLock(h.rt, 'hyp03')).toBeNull();
+    // Spread: more than one target.
+    expect(new Set(names.map((n) => where.get(n))).size).toBeGreaterThan(2);
+    // Each VM moved once.
+    const per = await migrationsPerVm(h.rt.redis, h.rt.prefix);
+    for (const n of names) expect(per.get(n)).toBe(1);
+
+    // Draining it again: one sentence.
+    await h.run('drain hyp03');
+    const again = await h.waitForOp(undefined);
+    expect(again.summary).toContain('hyp03 is already in maintenance');
+
+    await h.run('restore hyp03');
+    const restore = await newest(h);
+    const r = await h.waitForOp(restore.id, 30_000);
+    expect(r.status).toBe('succeeded');
+    const back = await whereIs(h.rt, CLUSTER);
+    for (const n of names) expect(back.get(n)).toBe('hyp03');
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
+    expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('restored');
+    expect(h.transcript()).toMatch(/hyp03 restored in .*: 20 VMs back home/);
+    // A second restore has nothing to read.
+    await h.run('restore hyp03');
+    await said(h, 'already restored');
+  }, 60_000);
+
+  it('rollback auto: one VM that cannot move puts every VM back and ends maintenance', async () => {
+    h = await makeHarness({ yaml: drainLabYaml() });
+    const names = await setHostVms(h.deps, 'hyp03', 20);
+    const bad = vmName('hyp03', 11);
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, 'migrate-fail');
+    const op = await planned(h, 'drain hyp03 rollback auto');
+    await h.run(`start ${op.id}`);
+    const done = await h.waitForOp(op.id, 30_000);
+    expect(done.status).toBe('failed');
+    const where = await whereIs(h.rt, CLUSTER);
+    for (const n of names) expect(where.get(n)).toBe('hyp03');
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
+    expect(h.transcript()).toContain(`${bad} could not move to`);
+    expect(h.transcript()).toContain('after 2 attempts'); // migrationRetries: 1
+    expect(h.transcript()).toMatch(/Rolled back job \d+: \d+ VMs? (is|are) back on hyp03 and hyp03 is out of maintenance/);
+    expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('rolled-back');
+    expect(await readLock(h.rt, 'hyp03')).toBeNull();
+  }, 60_000);
+
+  it('rollback hold: the thread offers Roll back / Retry / Skip, and each works', async () => {
+    h = await makeHarness({ yaml: drainLabYaml() });
+    const names = await setHostVms(h.deps, 'hyp03', 20);
+    const bad = vmName('hyp03', 5);
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, 'migrate-fail');
+
+    // Retry: clear the fault, retry, the drain completes.
+    const op = await planned(h, 'drain hyp03 rollback hold');
+    await h.run(`start ${op.id}`);
+    await waitStage(h, op.id, 'held');
+    const t = h.transcript();
+    expect(t).toContain(`type: rollback ${op.id}`);
+    expect(t).toContain(`type: retry ${op.id}`);
+    expect(t).toContain(`type: skip ${op.id} ${bad}`);
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(true);
+    // Skip needs a VM that failed.
+    await h.run(`skip ${op.id} ${vmName('hyp03', 6)}`);
+    await said(h, 'is not a failed VM');
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, null);
+    await h.run(`retry ${op.id}`);
+    const done = await h.waitForOp(op.id, 30_000);
+    expect(done.status).toBe('succeeded');
+    const where = await whereIs(h.rt, CLUSTER);
+    for (const n of names) expect(where.get(n)).not.toBe('hyp03');
+    // A second decision on the same failure does nothing.
+    await h.run(`retry ${op.id}`);
+    await said(h, /already ended/);
+
+    // Restore, then Skip: the failed VM stays, the rest move.
+    await h.run('restore hyp03');
+    await h.waitForOp((await newest(h)).id, 30_000);
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, 'migrate-fail');
+    const op2 = await planned(h, 'drain hyp03 rollback hold');
+    await h.run(`start ${op2.id}`);
+    await waitStage(h, op2.id, 'held');
+    await h.run(`skip ${op2.id} ${bad}`);
+    const done2 = await h.waitForOp(op2.id, 30_000);
+    expect(done2.status).toBe('succeeded');
+    const where2 = await whereIs(h.rt, CLUSTER);
+    expect(where2.get(bad)).toBe('hyp03');
+    expect(names.filter((n) => n !== bad).every((n) => where2.get(n) !== 'hyp03')).toBe(true);
+    expect(done2.summary).toMatch(/19 moved, 1 skipped, 0 failed/);
+
+    // Restore, then Roll back from the hold.
+    await h.run('restore hyp03');
+    await h.waitForOp((await newest(h)).id, 30_000);
+    const op3 = await planned(h, 'drain hyp03 rollback hold');
+    await h.run(`start ${op3.id}`);
+    await waitStage(h, op3.id, 'held');
+    await h.run(`rollback ${op3.id}`);
+    const done3 = await h.waitForOp(op3.id, 30_000);
+    expect(done3.status).toBe('failed');
+    const where3 = await whereIs(h.rt, CLUSTER);
+    for (const n of names) expect(where3.get(n)).toBe('hyp03');
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
+  }, 90_000);
+
+  it('dry-run stops at the plan; cancel ends a waiting plan; bad input is one sentence', async () => {
+    h = await makeHarness({ yaml: drainLabYaml() });
+    await setHostVms(h.deps, 'hyp03', 4);
+    await h.run('drain hyp03 dry-run');
+    const dry = await h.waitForOp(undefined);
+    expect(dry.status).toBe('succeeded');
+    expect(h.transcript()).toContain('dry run');
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
+    expect(await readLedger(h.rt, 'hyp03')).toBeNull();
+
+    const op = await planned(h, 'drain hyp03');
+    await h.run(`cancel ${op.id}`);
+    const c = await h.waitForOp(op.id);
+    expect(c.status).toBe('cancelled');
+    expect(h.transcript()).toContain('Nothing was moved');
+    expect(await readLock(h.rt, 'hyp03')).toBeNull();
+
+    await h.run('drain hyp33');
+    await said(h, 'hyp33 is not in the inventory; did you mean hyp03?');
+    await h.run('restore hyp04');
+    await said(h, 'hyp04 has no drain ledger to restore');
+  }, 60_000);
+
+  it('refuses the last healthy host of a cluster', async () => {
+    h = await makeHarness({ yaml: drainLabYaml({ hosts: 'hyp[01-02]' }) });
+    await setHostVms(h.deps, 'hyp01', 2);
+    const adapter = h.rt.adapters.forHost('hyp02');
+    await adapter.enterMaintenance('hyp02');
+    await h.run('drain hyp01');
+    const op = await h.waitForOp(undefined);
+    expect(op.status).toBe('failed');
+    expect(op.summary).toContain('hyp01 is the last healthy host of prod-a');
+    expect((await hostState(h.rt, 'hyp01')).facts.maintenance).toBe(false);
+  });
+});
