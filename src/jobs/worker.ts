@@ -18,7 +18,11 @@ export interface WorkerSet {
   close(): Promise<void>;
 }
 
-export async function startWorkers(deps: Deps, opts: { queues?: readonly QueueName[] } = {}): Promise<WorkerSet> {
+export async function startWorkers(
+  deps: Deps,
+  // lockDurationMs / stalledIntervalMs: how soon a job of a dead worker is re-run (tests shorten them).
+  opts: { queues?: readonly QueueName[]; lockDurationMs?: number; stalledIntervalMs?: number } = {},
+): Promise<WorkerSet> {
   const { rt } = deps;
   const concurrency: Record<QueueName, number> = {
     // Operations mostly wait on adapters; many can be in flight.
@@ -47,7 +51,7 @@ export async function startWorkers(deps: Deps, opts: { queues?: readonly QueueNa
           throw e;
         }
       },
-      { connection: rt.newConnection(), prefix: `${rt.prefix}:bull`, concurrency: concurrency[name], lockDuration: 60_000, stalledInterval: 15_000 },
+      { connection: rt.newConnection(), prefix: `${rt.prefix}:bull`, concurrency: concurrency[name], lockDuration: opts.lockDurationMs ?? 60_000, stalledInterval: opts.stalledIntervalMs ?? 15_000 },
     );
     worker.on('error', (err) => rt.log.error({ queue: name, err: err.message }, 'worker error'));
     workers.push(worker);

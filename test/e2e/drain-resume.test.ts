@@ -1,0 +1,77 @@
+/**
+ * Resumable drain: the worker runs in a child process and is killed with SIGKILL mid-drain; a
+ * new worker started later finishes it through BullMQ's stalled-job recovery. No VM migrates
+ * twice, every VM ends on its planned target, the ledger is intact, the thread says it resumed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterEach, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
+import { readLedger } from '../../src/jobs/drain/ledger.js';
+import { vmStates } from '../../src/jobs/drain/steps.js';
+import { drainLabYaml, migrationsPerVm, setHostVms, whereIs } from './drain-support.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
+let h: Harness | undefined;
+const children: ChildProcess[] = [];
+
+afterEach(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await h?.close();
+});
+
+function worker(yaml: string, prefix: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/e2e/drain-worker.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, FERRY_TEST_YAML: yaml, REDIS_URL: inject('redisUrl'), FERRY_PREFIX: prefix },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (b: Buffer) => {
+      if (b.toString().includes('ready')) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`worker exited early (${code})`)));
+  });
+}
+
+it('a drain survives SIGKILL of its worker and finishes on a new one, moving no VM twice', async () => {
+  const yaml = drainLabYaml({ migrationMs: 300 });
+  const prefix = uniquePrefix('resume');
+  h = await makeHarness({ yaml, prefix, workers: false });
+  const names = await setHostVms(h.deps, 'hyp03', 20);
+  const first = await worker(yaml, prefix);
+
+  await h.run('drain hyp03');
+  const op = await h.waitFor(async () => {
+    const o = (await h!.deps.ops.recent(1))[0];
+    return o && o.params.stage === 'awaiting-start' ? o : undefined;
+  }, 'the plan');
+  await h.run(`start ${op.id}`);
+  // Kill it with some VMs moved and others in flight.
+  await h.waitFor(async () => Object.values(await vmStates(h!.deps, op.id)).filter((s) => s.state === 'moved').length >= 5, 'five VMs moved', 30_000);
+  first.kill('SIGKILL');
+  await new Promise((r) => first.once('exit', r));
+  const movedAtKill = Object.values(await vmStates(h.deps, op.id)).filter((s) => s.state === 'moved').length;
+  expect(movedAtKill).toBeLessThan(20);
+  expect((await h.deps.ops.get(op.id))?.status).toBe('running');
+
+  // Some time later, another worker.
+  await new Promise((r) => setTimeout(r, 500));
+  await worker(yaml, prefix);
+  const done = await h.waitForOp(op.id, 60_000);
+  expect(done.status).toBe('succeeded');
+
+  const ledger = await readLedger(h.rt, 'hyp03');
+  expect(ledger?.opId).toBe(op.id);
+  expect(ledger?.status).toBe('drained');
+  expect(ledger?.vms.map((v) => v.name).sort()).toEqual([...names].sort());
+  const where = await whereIs(h.rt, CLUSTER);
+  for (const v of ledger!.vms) expect(where.get(v.name)).toBe(v.target);
+  const per = await migrationsPerVm(h.rt.redis, prefix);
+  for (const n of names) expect(per.get(n), n).toBe(1);
+  await h.waitFor(async () => h!.transcript().includes(`Resumed job ${op.id} after its worker stopped`), 'the resume note');
+  expect(h.transcript()).toMatch(/hyp03 drained in .*: 20 moved, 0 skipped, 0 failed/);
+}, 90_000);

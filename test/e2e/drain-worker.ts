@@ -1,0 +1,16 @@
+/**
+ * A Ferry worker in its own process, for the SIGKILL resume test: builds the runtime and deps
+ * from FERRY_TEST_YAML / REDIS_URL / FERRY_PREFIX and runs every worker with short stall
+ * timings, so a job of a killed worker is re-run within seconds.
+ */
+import { parseConfig } from '../../src/config/load.js';
+import { createRuntime } from '../../src/runtime.js';
+import { createDeps } from '../../src/app.js';
+import { startWorkers } from '../../src/jobs/worker.js';
+import { silentLogger } from '../../src/log.js';
+
+const loaded = parseConfig(process.env.FERRY_TEST_YAML ?? '', 'test', {});
+const rt = createRuntime({ loaded, redisUrl: process.env.REDIS_URL!, log: silentLogger(), prefix: process.env.FERRY_PREFIX! });
+const deps = createDeps(rt, {});
+await startWorkers(deps, { lockDurationMs: 1500, stalledIntervalMs: 500 });
+process.stdout.write('ready\n');
