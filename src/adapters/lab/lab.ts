@@ -225,6 +225,49 @@ export class LabAdapter implements HypervisorAdapter {
     const vmFaults = await this.faults(`vm:${req.vm}`);
     const total = req.mode === 'cold' ? Math.max(1, Math.floor(this.ctx.config.lab.migrationMs / 3)) : this.ctx.config.lab.migrationMs;
     const steps = 5;
+    // NPIV (seed 002, Prepare): the target gets the VM's secondary vHBA (its other address set)
+    // before memory is copied; if the migration fails it is destroyed again and the source's
+    // primary, never touched, keeps the VM on its storage.
+    const secondaries =
+      vm.power === 'running'
+        ? vm.vfc.map((a, i) => {
+            const active = before.vports.find((p) => a.wwpns.includes(p.wwpn))?.wwpn;
+            const next = a.wwpns.find((w) => w !== active) ?? a.wwpns[0]!;
+            const hba = target.facts.hbas.find((h) => h.fabric === a.fabric) ?? target.facts.hbas[i % target.facts.hbas.length]!;
+            return { host: req.target, hbaWwpn: hba.wwpn, wwpn: next, wwnn: a.wwnn, fabric: a.fabric, fcId: 0x40000 + i };
+          })
+        : [];
+    const dropSecondaries = async (): Promise<void> => {
+      if (!secondaries.length) return;
+      await this.mutate([req.target], (s) => {
+        const dst = s.get(req.target)!;
+        dst.vports = dst.vports.filter((p) => !secondaries.some((q) => q.wwpn === p.wwpn));
+      });
+    };
+    if (secondaries.length) {
+      await this.mutate([req.target], (s) => {
+        const dst = s.get(req.target)!;
+        dst.vports = [...dst.vports.filter((p) => !secondaries.some((q) => q.wwpn === p.wwpn)), ...secondaries];
+      });
+    }
+    try {
+      await this.copy(req, vmFaults, total, steps, onProgress, opts);
+    } catch (e) {
+      await dropSecondaries();
+      throw e;
+    }
+    return this.switchOver(req, started);
+  }
+
+  /** The memory copy: progress in steps, injected failure at 60%, cancel via the signal. */
+  private async copy(
+    req: MigrateRequest,
+    vmFaults: LabFault[],
+    total: number,
+    steps: number,
+    onProgress: ((p: MigrateProgress) => void) | undefined,
+    opts: CallOptions | undefined,
+  ): Promise<void> {
     for (let i = 1; i <= steps; i++) {
       await sleep(total / steps, opts?.signal).catch(() => {
         throw new AdapterError(req.source, 'migrate', `migration of ${req.vm} was cancelled`, { code: 'cancelled' });
@@ -239,6 +282,10 @@ export class LabAdapter implements HypervisorAdapter {
       }
       onProgress?.({ percent: Math.round((i / steps) * 100), phase: i < steps ? 'copying memory' : 'switching over' });
     }
+  }
+
+  /** Finish: the VM runs on the target; the source's primary vHBA goes away unless the host lingers (seed 000). */
+  private async switchOver(req: MigrateRequest, started: number): Promise<MigrateResult> {
     const linger = (await this.faults(req.source)).some((f) => f.kind === 'linger');
     const lingering = await this.mutate([req.source, req.target], (s) => {
       const src = s.get(req.source)!;
