@@ -296,6 +296,7 @@ export class SshRemoteShell implements RemoteShell {
 
   private async run(host: string, ssh: NodeSSH, command: string, argv: readonly string[], opts: ExecOptions): Promise<ExecResult> {
     const timeoutMs = opts.timeoutMs ?? this.commandTimeoutMs;
+    let stderrSoFar = '';
     if (opts.signal?.aborted) throw new AdapterError(host, 'exec', `cancelled before start: \`${argv[0]}\` on ${host}`, { code: 'aborted' });
     let channel: ChannelLike | null = null;
     let stopped: 'timeout' | 'aborted' | null = null;
@@ -309,13 +310,18 @@ export class SshRemoteShell implements RemoteShell {
       } catch {
         /* channel already gone */
       }
-      const pid = PID_LINE.exec(stderrSoFar)?.[1];
-      if (pid) {
-        ssh.execCommand(`kill -KILL ${pid}`).catch((err: unknown) => this.opts.log?.warn({ host, pid, err: String(err) }, 'could not kill timed-out command'));
-      }
+      killByPid();
       channel.close();
       // Settle now: a process that ignores the signal must not hold the caller (or the slot).
       bail?.();
+    };
+    let killed = false;
+    // Also called when the pid line arrives after the stop (slow start under load).
+    const killByPid = (): void => {
+      const pid = PID_LINE.exec(stderrSoFar)?.[1];
+      if (!pid || killed) return;
+      killed = true;
+      ssh.execCommand(`kill -KILL ${pid}`).catch((err: unknown) => this.opts.log?.warn({ host, pid, err: String(err) }, 'could not kill timed-out command'));
     };
     let bail: (() => void) | undefined;
     const bailed = new Promise<'stopped'>((resolve) => {
@@ -325,13 +331,13 @@ export class SshRemoteShell implements RemoteShell {
     const onAbort = (): void => stop('aborted');
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     let started = false;
-    let stderrSoFar = '';
     try {
       const running = ssh.execCommand(command, {
         stdin: opts.stdin,
         noTrim: true,
         onStderr: (chunk: Buffer) => {
           if (stderrSoFar.length < 64) stderrSoFar += chunk.toString('latin1');
+          if (stopped) killByPid();
         },
         onChannel: (ch: unknown) => {
           started = true;
