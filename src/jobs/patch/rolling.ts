@@ -57,6 +57,8 @@ export interface HostCycle {
   drain(deps: Deps, req: CycleRequest): Promise<number>;
   /** Start restoring `host` (exit maintenance, move its ledger VMs home); returns the operation id. */
   restore(deps: Deps, req: CycleRequest): Promise<number>;
+  /** Called while the run watches a sub-operation (e.g. press the drain's Start for the approved run). */
+  nudge?(deps: Deps, opId: number, req: CycleRequest): Promise<void>;
 }
 
 let cycle: HostCycle | undefined;
@@ -244,10 +246,16 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
         return 'again';
       }
       if (h.drainOp === undefined) {
-        h.drainOp = await cycle.drain(deps, req);
+        try {
+          h.drainOp = await cycle.drain(deps, req);
+        } catch (e) {
+          failHost(deps, h, errorText(e));
+          return 'again';
+        }
         await deps.outbox.post(op.conv, message(`${h.host}: draining (job ${h.drainOp}).`));
         return 'poll';
       }
+      await cycle.nudge?.(deps, h.drainOp, req);
       const d = await subOp(deps, h.drainOp);
       if (!d) return 'poll';
       if (d.status !== 'succeeded') {
@@ -281,7 +289,13 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
         return 'again';
       }
       if (h.restoreOp === undefined) {
-        h.restoreOp = await cycle.restore(deps, req);
+        try {
+          h.restoreOp = await cycle.restore(deps, req);
+        } catch (e) {
+          failHost(deps, h, errorText(e));
+          state.halt = `${h.host} could not be restored (${errorText(e)}); it stays in maintenance and the run stops here`;
+          return 'again';
+        }
         await deps.outbox.post(op.conv, message(`${h.host}: restoring (job ${h.restoreOp}).`));
         return 'poll';
       }

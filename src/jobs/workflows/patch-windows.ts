@@ -12,6 +12,7 @@ import { audit } from '../../audit/audit.js';
 import { WindowStore, type PatchWindow } from '../patch/store.js';
 import { scheduleOptions, scheduleWindow, windowsChanged } from '../patch/scheduler.js';
 import '../patch/rolling.js';
+import '../patch/cycle.js';
 
 export { cancelWindow, processWindow, scanWindows, ensureScan } from '../patch/scheduler.js';
 export { WindowStore, type PatchWindow } from '../patch/store.js';

@@ -1,0 +1,110 @@
+/**
+ * A rolling run on the lab, end to end through the console grammar: window → start → approval
+ * → one host at a time: drain (the drain workflow) → manual patch hook (typed "done") → restore
+ * (the restore workflow) → every VM home → next host. One injected failure with
+ * maxFailedHosts 1: the others are still patched, in order, and the run ends with a per-host
+ * report and every VM on its home host.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeHarness, fastLabYaml, type Harness } from '../support/harness.js';
+import { setLabFault } from '../../src/adapters/lab/control.js';
+import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows.js';
+import { readRun } from '../../src/jobs/patch/rolling.js';
+
+/** Four hosts of prod-a whose drain the prechecks allow (no running non-HA VM), found at start. */
+let HOSTS: string[] = [];
+const base = Date.UTC(2030, 6, 1, 8, 0);
+let now = base;
+let h: Harness;
+
+beforeAll(async () => {
+  h = await makeHarness({
+    yaml: fastLabYaml('patchWindows:\n  maxFailedHosts: 1\n  hook: {manual: true}\n  scanInterval: 1h\n', { latencyMs: 2, migrationMs: 40 }),
+    clock: { now: () => now },
+  });
+  // Ask the drain workflow itself (dry run): a host whose plan is refused is not a useful subject.
+  for (let i = 1; i <= 24 && HOSTS.length < 4; i++) {
+    const host = `hyp${String(i).padStart(2, '0')}`;
+    const vms = await h.rt.adapters.forHost(host).listVms(host);
+    if (!vms.some((v) => v.power === 'running')) continue;
+    await h.run(`drain ${host} dry-run`);
+    const op = await h.waitForOp();
+    if (op.status === 'succeeded') HOSTS.push(host);
+  }
+});
+afterAll(async () => h.close());
+
+async function vmHomes(): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const host of HOSTS) out[host] = (await h.rt.adapters.forHost(host).listVms(host)).map((v) => v.name).sort();
+  return out;
+}
+
+describe('rolling run on the lab', () => {
+  it('patches the hosts in order around one injected failure and ends with every VM home', { timeout: 120_000 }, async () => {
+    const before = await vmHomes();
+    // The injected failure: one running VM of hyp02 cannot migrate, so hyp02's drain fails
+    // and rolls back (rollback auto): what moved comes back and hyp02 leaves maintenance.
+    const [first, second, third, fourth] = HOSTS as [string, string, string, string];
+    const victim = (await h.rt.adapters.forHost(second).listVms(second)).find((v) => v.power === 'running')!;
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${victim.name}`, 'migrate-fail');
+
+    await h.run(`patch window ${HOSTS.join(',')} at 2030-07-01 10:00 UTC for 4h note "KB5031234" rolling`);
+    await h.waitFor(async () => (await new WindowStore(h.rt).get('1')) !== null, 'window 1');
+    now = Date.UTC(2030, 6, 1, 10, 0, 5);
+    await scanWindows(h.deps);
+    const w = await h.waitFor(async () => {
+      const x = await new WindowStore(h.rt).get('1');
+      return x?.runOpId ? x : undefined;
+    }, 'the run to start');
+    const runId = w.runOpId!;
+    await h.waitFor(async () => new RegExp(`needs 1 approval.*"approve run ${runId}"`).test(h.transcript()), 'the approval request');
+
+    // The requester cannot approve their own run; an approver can.
+    await h.run(`approve run ${runId}`, 'alice');
+    const refusal = await h.waitFor(async () => h.ephemerals('alice').at(-1), 'the self-approval refusal');
+    expect(refusal).toMatch(/someone else has to approve it/);
+    await h.run(`approve run ${runId}`, 'bob');
+
+    // Manual hook: answer "done" whenever a drained host waits for its patch.
+    const order: string[] = [];
+    const final = await h.waitFor(
+      async () => {
+        const s = await readRun(h.deps, runId);
+        if (!s) return undefined;
+        const waiting = s.hosts.find((x) => x.status === 'running' && x.phase === 'patching' && !x.patchDone);
+        if (waiting) {
+          order.push(waiting.host);
+          await h.run(`done ${runId}`, 'carol');
+        }
+        return s.finished ? s : undefined;
+      },
+      'the run to finish',
+      100_000,
+    );
+
+    const byHost = Object.fromEntries(final.hosts.map((x) => [x.host, x]));
+    expect(order).toEqual([first, third, fourth]);
+    expect(byHost[first]!.status).toBe('succeeded');
+    expect(byHost[second]!.status).toBe('failed');
+    expect(byHost[second]!.error).toMatch(/drain job \d+ (failed|partial)/);
+    expect(byHost[third]!.status).toBe('succeeded');
+    expect(byHost[fourth]!.status).toBe('succeeded');
+    // Hosts ran one at a time, in order.
+    const started = final.hosts.map((x) => x.startedAtMs ?? 0);
+    expect([...started].sort((a, b) => a - b)).toEqual(started);
+    expect(final.finished?.status).toBe('partial');
+    expect(final.finished?.message).toMatch(/finished with failures: 3 patched, 1 failed/);
+
+    // Every VM is back on its home host, and nobody is left in maintenance.
+    expect(await vmHomes()).toEqual(before);
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${victim.name}`, null);
+    for (const host of HOSTS) expect((await h.rt.adapters.forHost(host).describeHost(host)).maintenance).toBe(false);
+
+    // The per-host report in the thread.
+    const t = h.transcript();
+    expect(t).toMatch(/Rolling run \d+ \(patch window 1\): The run finished with failures/);
+    expect(t).toMatch(new RegExp(`${second}\\s+failed\\s+1`));
+    expect(t).toMatch(new RegExp(`${first} is drained, patch it and click Done`));
+  });
+});
