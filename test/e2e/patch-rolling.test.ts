@@ -12,7 +12,7 @@ import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows
 import { readRun } from '../../src/jobs/patch/rolling.js';
 
 /** Four hosts of prod-a whose drain the prechecks allow (no running non-HA VM), found at start. */
-let HOSTS: string[] = [];
+const HOSTS: string[] = [];
 const base = Date.UTC(2030, 6, 1, 8, 0);
 let now = base;
 let h: Harness;
