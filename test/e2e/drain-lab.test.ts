@@ -191,6 +191,31 @@ describe('drain on the lab', () => {
     await said(h, 'hyp04 has no drain ledger to restore');
   }, 60_000);
 
+  it('a running non-HA VM refuses the drain; save-non-ha is an override that needs an approver', async () => {
+    h = await makeHarness({ yaml: drainLabYaml() });
+    const names = await setHostVms(h.deps, 'hyp03', 3);
+    const st = await hostState(h.rt, 'hyp03');
+    st.vms[0]!.ha = false;
+    await h.rt.redis.set(`${h.rt.prefix}:lab:host:hyp03`, JSON.stringify(st));
+    await h.run('drain hyp03');
+    const refused = await h.waitForOp(undefined);
+    expect(refused.status).toBe('failed');
+    expect(h.transcript()).toContain(`${names[0]} is running and not highly available`);
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
+
+    const op = await planned(h, 'drain hyp03 save-non-ha');
+    await h.run(`start ${op.id}`);
+    await said(h, 'needs an approver other than you');
+    await h.run(`start ${op.id}`, 'dave');
+    await said(h, 'needs the approvers group', 'dave');
+    await h.run(`start ${op.id}`, 'bob');
+    const done = await h.waitForOp(op.id, 30_000);
+    expect(done.status).toBe('succeeded');
+    const where = await whereIs(h.rt, CLUSTER);
+    expect(where.get(names[0]!)).toBe('hyp03');
+    expect(done.summary).toBe('2 moved, 1 skipped, 0 failed');
+  }, 60_000);
+
   it('refuses the last healthy host of a cluster', async () => {
     h = await makeHarness({ yaml: drainLabYaml({ hosts: 'hyp[01-02]' }) });
     await setHostVms(h.deps, 'hyp01', 2);

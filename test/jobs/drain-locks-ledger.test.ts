@@ -1,0 +1,69 @@
+/** Host locks and the drain ledger against the real test Redis. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { createRuntime, type Runtime } from '../../src/runtime.js';
+import { silentLogger } from '../../src/log.js';
+import { acquireLock, acquireLocks, lockedSentence, readLock, refreshLock, releaseLock } from '../../src/jobs/drain/locks.js';
+import { isOpen, readLedger, setLedgerStatus, writeLedger, type Ledger } from '../../src/jobs/drain/ledger.js';
+import { drainLabYaml } from '../e2e/drain-support.js';
+
+let rt: Runtime;
+beforeAll(() => {
+  rt = createRuntime({ loaded: parseConfig(drainLabYaml(), 'test', {}), redisUrl: inject('redisUrl'), log: silentLogger(), prefix: `t-locks-${process.pid}-${Date.now()}` });
+});
+afterAll(async () => rt.close());
+
+describe('host locks', () => {
+  it('admits one operation per host, re-entrant for the same job, and names the holder', async () => {
+    expect(await acquireLock(rt, { host: 'hyp03', opId: 41, owner: 'alice', op: 'drain' })).toBeNull();
+    expect(await acquireLock(rt, { host: 'hyp03', opId: 41, owner: 'alice', op: 'drain' })).toBeNull();
+    const held = await acquireLock(rt, { host: 'hyp03', opId: 42, owner: 'bob', op: 'restore' });
+    expect(held).not.toBeNull();
+    expect(lockedSentence(held!)).toBe('hyp03 is being drained by @alice (job 41).');
+    // Only the holder refreshes or releases.
+    expect(await refreshLock(rt, 'hyp03', 42)).toBe(false);
+    await releaseLock(rt, 'hyp03', 42);
+    expect((await readLock(rt, 'hyp03'))?.opId).toBe(41);
+    await releaseLock(rt, 'hyp03', 41);
+    expect(await readLock(rt, 'hyp03')).toBeNull();
+  });
+
+  it('frees itself when the owner stops refreshing (a killed worker)', async () => {
+    expect(await acquireLock(rt, { host: 'hyp04', opId: 7, owner: 'alice', op: 'drain' }, 150)).toBeNull();
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await acquireLock(rt, { host: 'hyp04', opId: 8, owner: 'bob', op: 'migrate' })).toBeNull();
+  });
+
+  it('locks several hosts all or nothing', async () => {
+    await acquireLock(rt, { host: 'hyp06', opId: 9, owner: 'carol', op: 'drain' });
+    const held = await acquireLocks(rt, ['hyp05', 'hyp06'], { opId: 10, owner: 'dave', op: 'migrate' });
+    expect(held?.opId).toBe(9);
+    expect(await readLock(rt, 'hyp05')).toBeNull();
+  });
+});
+
+describe('ledger', () => {
+  const ledger = (opId: number): Ledger => ({
+    host: 'hyp02',
+    cluster: 'prod-a',
+    opId,
+    requester: 'alice',
+    createdAt: 1,
+    status: 'draining',
+    vms: [{ name: 'web01', id: 'id-1', home: 'hyp02', power: 'running', ha: true, memoryMiB: 2048, target: 'hyp03', action: 'live' }],
+  });
+
+  it('is written once per drain, kept while open, replaced only after restore', async () => {
+    expect((await writeLedger(rt, ledger(1))).opId).toBe(1);
+    // A resumed job writes again: the first snapshot stays.
+    expect((await writeLedger(rt, { ...ledger(1), vms: [] })).vms).toHaveLength(1);
+    // Another drain while it is open: refused (the open one is returned).
+    expect((await writeLedger(rt, ledger(2))).opId).toBe(1);
+    await setLedgerStatus(rt, 'hyp02', 'drained');
+    expect(isOpen(await readLedger(rt, 'hyp02'))).toBe(true);
+    await setLedgerStatus(rt, 'hyp02', 'restored', { restoredBy: 3 });
+    expect(isOpen(await readLedger(rt, 'hyp02'))).toBe(false);
+    expect((await writeLedger(rt, ledger(4))).opId).toBe(4);
+  });
+});
