@@ -11,7 +11,7 @@ import { membership } from '../../src/core/permissions.js';
 import { buttonValue, parseButtonValue, renderApprovalCard, type PlannedPort } from '../../src/approvals/cards.js';
 import { renderText } from '../../src/bot/render/text.js';
 
-let now = Date.UTC(2026, 10, 22, 14, 0);
+const now = Date.UTC(2026, 10, 22, 14, 0);
 let rt: Runtime;
 const plan: PlannedPort[] = [
   { host: 'hyp03', wwpn: 'C003FF6EDB4A0004', fabric: '100000C0DD00A0A0', hba: '5001438020035B00' },
