@@ -15,6 +15,7 @@ import type { Conversation } from '../surface.js';
 import { inThread } from '../surface.js';
 import { resolveUserGroups } from './groups.js';
 import { metricsText } from '../../health.js';
+import { registerHome } from './home.js';
 
 
 export interface SlackAppOptions {
@@ -168,6 +169,9 @@ export function createSlackApp(deps: AppDeps, opts: SlackAppOptions): InstanceTy
       values,
     );
   });
+
+  // App Home: publish on app_home_opened; refresh open tabs when operations or windows change.
+  registerHome(app, deps);
 
   app.error(async (err) => {
     log.error({ err: err.message }, 'Slack listener error');
