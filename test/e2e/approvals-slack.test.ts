@@ -340,3 +340,40 @@ describe('a restart between request and approval (Slack)', () => {
     }
   }, 40_000);
 });
+
+describe('kill switch (Slack)', () => {
+  it('pause all is announced in the announcements channel, refuses new mutating commands with who and when; resume all lifts it', async () => {
+    const prefix = uniquePrefix('appr-slack-pause');
+    const h = await makeHarness({ env, yaml: `${YAML}channels:\n  announcements: C0ANNOUNCE\n`, prefix });
+    const port = await freePort();
+    const app = createSlackApp(h.deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: SIGNING_SECRET, port, slackApiUrl: SLACK_API_URL });
+    await app.start(port);
+    try {
+      let t0 = Date.now();
+      await postSigned(port, slashBody('pause all', { user: 'U0ALICE' }));
+      expect(await ephemeralTo(h, t0, 'U0ALICE')).toBe('pause all needs the approvers group; ask in <#C0ANNOUNCE> or an admin to add you.');
+      t0 = Date.now();
+      await postSigned(port, slashBody('pause all', { user: 'U0BOB' }));
+      const announced = await waitCall(h, t0, 'announcement', (c) => c.method === 'chat.postMessage' && c.body.channel === 'C0ANNOUNCE');
+      expect(String(announced.body.text)).toMatch(/^:octagonal_sign: \*Ferry is paused\* by <@U0BOB> at \d\d:\d\d UTC\. Running steps finish; nothing new that changes a host starts until resume all\.$/);
+      await waitCall(h, t0, 'answer in the conversation', (c) => c.method === 'chat.postMessage' && c.body.channel === 'C0OPS' && String(c.body.text).includes('Ferry is paused'));
+      expect(await h.deps.queues.ops.isPaused()).toBe(true);
+      t0 = Date.now();
+      await postSigned(port, slashBody('remove stale ports hyp02', { user: 'U0ALICE' }));
+      expect(await ephemeralTo(h, t0, 'U0ALICE')).toMatch(/^Ferry is paused: <@U0BOB> paused Ferry at \d\d:\d\d UTC \(pause all\); nothing new that changes anything runs until someone types resume all\.$/);
+      expect(await h.rt.redis.get(h.rt.key('approval', 'seq'))).toBeNull();
+      t0 = Date.now();
+      await postSigned(port, slashBody('resume all', { user: 'U0CAROL' }));
+      const resumed = await waitCall(h, t0, 'resume announcement', (c) => c.method === 'chat.postMessage' && c.body.channel === 'C0ANNOUNCE');
+      expect(String(resumed.body.text)).toMatch(/Ferry is running again\*: <@U0CAROL> resumed at \d\d:\d\d UTC \(<@U0BOB> paused Ferry at \d\d:\d\d UTC\)\.$/);
+      expect(await h.deps.queues.ops.isPaused()).toBe(false);
+      // Both switches are in the audit trail.
+      const raw = (await h.rt.redis.xrange(h.rt.key('audit'), '-', '+')) as [string, string[]][];
+      const entries = raw.map(([, f]) => JSON.parse(f[f.indexOf('json') + 1]!) as { kind: string; action: string; actor: string; outcome: string });
+      expect(entries.filter((e) => e.kind === 'workflow').map((e) => `${e.actor} ${e.action} ${e.outcome}`)).toEqual(['U0BOB pause all ok', 'U0CAROL resume all ok']);
+    } finally {
+      await app.stop();
+      await h.close();
+    }
+  }, 40_000);
+});
