@@ -154,6 +154,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     ok: pre.ok,
     lines: [
       ...renderDrainPrecheck(pre),
+      ...(pre.verdicts.some((v) => v.action === 'refuse' && !v.ha) ? [`To save the running non-HA VMs in place instead, add save-non-ha: drain ${p.host} save-non-ha (an approver must start it).`] : []),
       ...Object.entries(errors).map(([h, e]) => `${h} did not answer and is not a candidate target (${e}).`),
     ],
     moves,
@@ -491,8 +492,11 @@ registerCard(KIND, async (deps, op) => {
     return message(`${op.title}: checking`, section(`${head} · checking ${p.host}'s VMs and the other hosts of ${p.cluster}…`), context(`requested by ${mention(op.requester)}`));
   }
   const blocks: Block[] = [];
-  if (stage === 'awaiting-start' || (p.dryRun && op.status !== 'running')) {
-    blocks.push(section(`${head} · ${p.dryRun ? 'dry run: nothing will change' : op.status === 'cancelled' ? 'cancelled' : 'plan ready'}`));
+  const states = await vmStates(deps, op.id);
+  // Nothing ran yet (waiting for Start, a dry run, a refused plan): the card is the plan.
+  if (stage === 'awaiting-start' || Object.keys(states).length === 0) {
+    const word = p.dryRun ? 'dry run: nothing will change' : op.status === 'waiting' ? 'plan ready' : op.status === 'cancelled' ? 'cancelled' : op.status === 'failed' ? 'refused: nothing was changed' : op.status;
+    blocks.push(section(`${head} · ${word}`));
     blocks.push(section(plan.lines.map(esc).join('\n').slice(0, 2900)));
     if (plan.moves.length) blocks.push({ type: 'table', title: '*Plan*', columns: ['VM', 'To', 'How', 'Memory'], rows: plan.moves.map((m) => [m.vm, m.target, m.mode, `${Math.round(m.memoryMiB / 1024)} GiB`]) });
     if (stage === 'awaiting-start' && op.status === 'waiting') {
@@ -514,7 +518,6 @@ registerCard(KIND, async (deps, op) => {
     }
     return message(`${op.title}: ${plan.lines[0]}`, ...blocks);
   }
-  const states = await vmStates(deps, op.id);
   const pct = await percents(deps, op.id);
   const total = plan.moves.length;
   const rollingBack = stage === 'rolling-back' || Object.values(states).some((s) => s.state === 'returning' || s.state === 'returned');
