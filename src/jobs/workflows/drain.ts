@@ -170,8 +170,8 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
 
   if (!pre.ok) {
     await deps.outbox.post(op.conv, message(plan.lines[0]!, section(plan.lines.map(esc).join('\n').slice(0, 2900))));
-    await finishOp(deps, op, 'failed', plan.lines[0]!);
     await releaseLock(deps.rt, p.host, opId);
+    await finishOp(deps, op, 'failed', plan.lines[0]!);
     return;
   }
   if (p.dryRun) {
@@ -193,8 +193,8 @@ function esc(s: string): string {
 async function refuse(deps: Deps, op: Operation, sentence: string): Promise<void> {
   await deps.outbox.post(op.conv, message(sentence));
   await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: op.title, targets: op.hosts, opId: op.id, outcome: 'refused', detail: sentence });
-  await finishOp(deps, op, 'failed', sentence);
   await releaseLock(deps.rt, op.hosts[0]!, op.id);
+  await finishOp(deps, op, 'failed', sentence);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -242,8 +242,8 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     const ledger = await writeLedger(deps.rt, { host: p.host, cluster: p.cluster, opId, requester: op.requester, createdAt: deps.rt.clock.now(), status: 'draining', vms: plan.ledger });
     if (ledger.opId !== opId) {
       await deps.outbox.post(op.conv, message(`${p.host} still has the ledger of job ${ledger.opId}, which was never restored; restore ${p.host} first. Nothing was changed.`));
-      await finishOp(deps, op, 'failed', `open ledger of job ${ledger.opId}`);
       await releaseLock(deps.rt, p.host, opId);
+      await finishOp(deps, op, 'failed', `open ledger of job ${ledger.opId}`);
       return;
     }
 
@@ -262,8 +262,8 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
         op.conv,
         message(`job ${opId} was cancelled by ${mention(outcome.cancelled)}: ${moved} of ${plan.moves.length} VMs had moved. ${p.host} stays in maintenance; restore ${p.host} brings them home.`),
       );
-      await finishOp(deps, op, 'cancelled', `cancelled after ${moved} of ${plan.moves.length} VMs moved`);
       await releaseLock(deps.rt, p.host, opId);
+      await finishOp(deps, op, 'cancelled', `cancelled after ${moved} of ${plan.moves.length} VMs moved`);
       return;
     }
     if (outcome.failed.length) {
@@ -323,8 +323,8 @@ async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<voi
     await ensureMaintenance(deps, op, p.host, false);
   } catch (e) {
     await deps.outbox.post(op.conv, message(`${p.host} could not leave maintenance: ${errorText(e)}. The VMs stay where they are; restore ${p.host} tries again.`));
-    await finishOp(deps, op, 'failed', `rollback failed: ${errorText(e)}`);
     await releaseLock(deps.rt, p.host, op.id);
+    await finishOp(deps, op, 'failed', `rollback failed: ${errorText(e)}`);
     return;
   }
   const problems: string[] = [];
@@ -410,6 +410,8 @@ async function summary(deps: Deps, op: Operation, plan: DrainPlan, opts: { statu
   if (failed.length) blocks.push({ type: 'table', title: '*Failed*', columns: ['VM', 'Error'], rows: failed.map((m) => [m.vm, states[m.vm]?.error ?? '']) });
   blocks.push(context(`job ${op.id} · ${formatDuration(durationMs)}${status === 'succeeded' ? ` · ledger saved: restore ${p.host} brings the VMs home` : ''}`));
   await deps.outbox.post(op.conv, message(`${headline}.`, ...blocks));
+  // The host is free before the operation says it ended: whoever waits on it (a rolling run's restore) finds it free.
+  await releaseLock(deps.rt, p.host, op.id);
   await finishOp(deps, op, status, `${moved.length} moved, ${returned.length ? `${returned.length} back, ` : ''}${skipped.length} skipped, ${failed.length} failed`);
 }
 
@@ -444,6 +446,7 @@ registerControlled(KIND, {
   },
   async stopWaiting(deps, op, why) {
     const p = params(op);
+    await releaseLock(deps.rt, p.host, op.id);
     if (stageOf(op) === 'held') {
       const states = await vmStates(deps, op.id);
       const moved = Object.values(states).filter((s) => s.state === 'moved').length;
@@ -454,7 +457,6 @@ registerControlled(KIND, {
       await deps.outbox.post(op.conv, message(`job ${op.id} (${op.title}): ${why}. Nothing was moved.`));
       await finishOp(deps, op, 'cancelled', `${why}; nothing moved`);
     }
-    await releaseLock(deps.rt, p.host, op.id);
   },
 });
 

@@ -150,6 +150,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       { cluster: p.cluster!, onProgress: progressReporter(deps, opId, p.vm) },
     );
     await setPercent(deps, opId, p.vm, null);
+    for (const h of hosts) await releaseLock(deps.rt, h, opId);
     const storage = p.datastore ? ` with its storage on ${p.datastore}` : '';
     if (out.ok) {
       const text = out.already
@@ -164,7 +165,6 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       await finishOp(deps, op, 'failed', text);
     }
     await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: op.title, targets: [p.vm, ...hosts], opId, outcome: out.ok ? 'ok' : 'failed' });
-    for (const h of hosts) await releaseLock(deps.rt, h, opId);
   } finally {
     keeper.stop();
   }
@@ -180,9 +180,9 @@ registerControlled(KIND, {
     await deps.queues.ops.add('migrate-exec', { opId: op.id }, { jobId: `op-${op.id}-exec`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
   },
   async stopWaiting(deps, op, why) {
+    for (const h of op.hosts) await releaseLock(deps.rt, h, op.id);
     await deps.outbox.post(op.conv, message(`job ${op.id} (${op.title}): ${why}. Nothing was moved.`));
     await finishOp(deps, op, 'cancelled', `${why}; nothing moved`);
-    for (const h of op.hosts) await releaseLock(deps.rt, h, op.id);
   },
 });
 

@@ -65,6 +65,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     if (!ledger || !isOpen(ledger)) {
       const sentence = `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.`;
       await deps.outbox.post(op.conv, message(sentence));
+      await releaseLock(deps.rt, host, opId);
       await finishOp(deps, op, 'failed', sentence);
       return;
     }
@@ -131,15 +132,15 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     blocks.push(context(`job ${opId} · ledger of job ${ledger.opId}${cancelledBy ? ` · cancelled by ${mention(cancelledBy)}` : ''}`));
     await deps.outbox.post(op.conv, message(`${headline}.`, ...blocks));
     await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `restore ${host}`, targets: [host, ...back.map((m) => m.vm)], opId, outcome: failed.length ? 'failed' : 'ok', detail: headline });
-    await finishOp(deps, op, cancelledBy ? 'cancelled' : failed.length ? 'partial' : 'succeeded', `${back.length} back home, ${plan.alreadyHome.length} already there, ${drift.length} drift`);
     await releaseLock(deps.rt, host, opId);
+    await finishOp(deps, op, cancelledBy ? 'cancelled' : failed.length ? 'partial' : 'succeeded', `${back.length} back home, ${plan.alreadyHome.length} already there, ${drift.length} drift`);
   } catch (e) {
     deps.rt.log.error({ opId, err: errorText(e) }, 'restore failed');
     if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
       await deps.outbox.post(op.conv, message(`restore ${host} stopped: ${errorText(e)}. The ledger is kept; run restore ${host} again.`));
       await setLedgerStatus(deps.rt, host, 'drained');
-      await finishOp(deps, op, 'failed', errorText(e));
       await releaseLock(deps.rt, host, opId);
+      await finishOp(deps, op, 'failed', errorText(e));
     }
     throw e;
   } finally {
