@@ -26,3 +26,15 @@ export function handlerFor(name: string): Registration | undefined {
 export function registeredJobs(): string[] {
   return [...handlers.keys()];
 }
+
+/** Work every worker process does once at start (job schedulers that must exist on a fresh deployment). */
+type Startup = (deps: Deps) => Promise<void>;
+const startups: Startup[] = [];
+
+export function registerStartup(fn: Startup): void {
+  startups.push(fn);
+}
+
+export function startupTasks(): readonly Startup[] {
+  return startups;
+}

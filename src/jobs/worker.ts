@@ -5,9 +5,10 @@
  */
 import { Worker, type Job } from 'bullmq';
 import type { Deps } from './context.js';
-import { handlerFor } from './registry.js';
+import { handlerFor, startupTasks } from './registry.js';
 import { QUEUE_NAMES, type QueueName } from './queues.js';
 import { cardJob } from './cards.js';
+import { giveUp, isLastAttempt } from './give-up.js';
 import { registerJob } from './registry.js';
 import './workflows/index.js';
 
@@ -48,6 +49,7 @@ export async function startWorkers(
           return out;
         } catch (e) {
           log.error({ err: e instanceof Error ? e.message : String(e), ms: Date.now() - started, attempt: job.attemptsMade + 1 }, 'job failed');
+          if (isLastAttempt(job)) await giveUp(deps, job, e).catch((g: unknown) => log.error({ err: String(g) }, 'could not report a job that gave up'));
           throw e;
         }
       },
@@ -57,6 +59,7 @@ export async function startWorkers(
     workers.push(worker);
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  for (const task of startupTasks()) await task(deps);
   return {
     workers,
     async close() {

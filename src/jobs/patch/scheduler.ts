@@ -21,7 +21,7 @@
  */
 import type { Job } from 'bullmq';
 import type { Deps } from '../context.js';
-import { registerJob } from '../registry.js';
+import { registerJob, registerStartup } from '../registry.js';
 import { durationMs } from '../../core/duration.js';
 import {
   announcementSchedule,
@@ -98,6 +98,9 @@ export async function unscheduleWindow(deps: Deps, w: PatchWindow): Promise<void
 }
 
 /** The periodic catch-up scan; upserting the same scheduler id from many processes is a no-op. */
+/** The catch-up scan must exist even before the first window is recorded on a fresh deployment. */
+registerStartup((deps) => ensureScan(deps));
+
 export async function ensureScan(deps: Deps): Promise<void> {
   const every = Math.max(5000, durationMs(deps.rt.config.patchWindows.scanInterval));
   await deps.queues.timers.upsertJobScheduler('patch-scan', { every }, { name: 'patch-scan', data: {}, opts: { removeOnComplete: 50, removeOnFail: 50 } });
