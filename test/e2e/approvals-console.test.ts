@@ -149,6 +149,19 @@ describe('done means, console path', () => {
     const req = await latestRequest(h);
     expect(req.plan.map((p) => p.wwpn)).toEqual([w]);
   });
+  it('an unreachable host is left out of the plan and named; a WWPN a VM uses is refused with its owner', async () => {
+    const h = await harness();
+    await setLabFault(h.rt.redis, h.rt.prefix, 'hyp03', 'unreachable');
+    await h.run('remove stale ports hyp02,hyp03', 'alice');
+    await h.waitFor(async () => /Not reached, so not in the plan: hyp03 \(hyp03 did not answer \(connection timed out\)\)\./.test(h.transcript()), 'unreachable host named');
+    const req = await latestRequest(h);
+    expect(new Set(req.plan.map((p) => p.host))).toEqual(new Set(['hyp02']));
+    const inv = await h.rt.adapters.forHost('hyp02').npivInventory('hyp02');
+    const used = Object.entries(inv.endpointOwners ?? {})[0]!;
+    expect(await refusal(h, 'alice', () => h.run(`remove stale ports hyp02 ${used[0]}`, 'alice'))).toBe(
+      `Not stale, so not removable: ${used[0]} is in use on hyp02 by VM ${used[1]}. Nothing was planned.`,
+    );
+  });
 });
 
 describe('abuse cases', () => {
