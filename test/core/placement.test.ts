@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { HostFacts, PowerState, VmFacts } from '../../src/adapters/types.js';
 import { planPlacement, planReturnHome, type PlacementInput, type PlacementPlan } from '../../src/core/placement.js';
 import { checkVmOnTarget, isBlocking } from '../../src/core/prechecks.js';
+import { mulberry32 } from '../../src/adapters/lab/fleet.js';
 
 const GiB = 1024;
 
@@ -163,16 +164,6 @@ describe('planPlacement', () => {
 // ---------------------------------------------------------------------------------------
 // Property tests: random fleets from a seeded PRNG (no fast-check; mulberry32 is enough).
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Gen {
   rand: () => number;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { HostFacts, VmFacts } from '../../src/adapters/types.js';
+import { mulberry32 } from '../../src/adapters/lab/fleet.js';
 import {
   checkVmOnTarget,
   formatMiB,
@@ -657,16 +658,6 @@ describe('small helpers', () => {
 // ---------------------------------------------------------------------------------------
 // Drain properties over seeded random clusters (mulberry32; no fast-check).
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomDrain(seed: number): DrainInput {
   const rand = mulberry32(seed);

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../support/net.js';
 
 export interface SshdPeer {
   host: string;
@@ -62,16 +63,6 @@ export function sshdAvailable(): boolean {
   return findProgram('sshd') !== null && findProgram('ssh-keygen') !== null;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 function keygen(file: string, comment: string): void {
   const res = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { encoding: 'utf8' });
@@ -176,3 +167,5 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
   }
   throw new Error('sshd: no free port after 3 attempts');
 }
+
+export { freePort };

@@ -3,8 +3,8 @@
  * and signed requests go to Ferry's real HTTP receiver.
  */
 import crypto from 'node:crypto';
-import net from 'node:net';
 import nock from 'nock';
+import { freePort } from './net.js';
 
 export const SLACK_API_URL = 'http://slack.test/api/';
 export const SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
@@ -58,16 +58,6 @@ export function sign(body: string, ts = Math.floor(Date.now() / 1000), secret = 
   return { 'x-slack-signature': sig, 'x-slack-request-timestamp': String(ts) };
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 export function slashBody(text: string, opts: { user?: string; channel?: string; triggerId?: string } = {}): string {
   return new URLSearchParams({
@@ -110,3 +100,5 @@ export function callText(c: SlackCall): string {
   const blocks = (c.body.blocks as { text?: { text?: string }; elements?: { text?: string }[]; fields?: { text: string }[] }[] | undefined) ?? [];
   return [String(c.body.text ?? ''), ...blocks.flatMap((b) => [b.text?.text ?? '', ...(b.elements ?? []).map((e) => e.text ?? ''), ...(b.fields ?? []).map((f) => f.text)])].join('\n');
 }
+
+export { freePort };
