@@ -36,6 +36,8 @@ export class FerryConsole {
   private readonly out: NodeJS.WritableStream;
   private sub: Redis | undefined;
   private readonly lastUpdate = new Map<string, string>();
+  private rl: readline.Interface | undefined;
+  private interactive = false;
 
   constructor(
     private readonly deps: AppDeps,
@@ -46,7 +48,14 @@ export class FerryConsole {
   }
 
   private print(text: string): void {
-    this.out.write(text.endsWith('\n') ? text : `${text}\n`);
+    const line = text.endsWith('\n') ? text : `${text}\n`;
+    if (this.interactive && this.rl) {
+      // Messages arrive while the user may be typing: print above the prompt, then redraw it.
+      readline.clearLine(this.out, 0);
+      readline.cursorTo(this.out, 0);
+      this.out.write(line);
+      this.rl.prompt(true);
+    } else this.out.write(line);
   }
 
   private indent(text: string, mark: string): string {
@@ -90,7 +99,8 @@ export class FerryConsole {
       user = as[1]!;
       text = as[2];
     }
-    this.print(`@${user} › ${text}`);
+    // A terminal already shows what was typed; scripts and `as` lines say who spoke.
+    if (!this.interactive || user !== this.user) this.print(`@${user} › ${text}`);
     const conv: Conversation = { surface: 'console', session: this.session, user };
     await handleLine(this.deps, {
       text,
@@ -122,6 +132,8 @@ export class FerryConsole {
     const input = this.opts.input ?? process.stdin;
     const interactive = this.opts.interactive ?? Boolean((input as NodeJS.ReadStream).isTTY);
     const rl = readline.createInterface({ input, output: interactive ? this.out : undefined, terminal: interactive });
+    this.rl = rl;
+    this.interactive = interactive;
     if (interactive) {
       this.print(`Ferry console · ${this.deps.rt.configSource} · ${this.deps.rt.inventory.hosts.length} hosts · you are @${this.user} ("as <name>" to switch, "help", "exit")`);
       rl.setPrompt(`@${this.user} › `);

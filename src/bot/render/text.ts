@@ -4,8 +4,22 @@ import { progressBar } from '../messages.js';
 import { tableLines } from './table.js';
 
 /** Slack mrkdwn to plain text: keep it readable in a terminal. */
+const EMOJI: Record<string, string> = {
+  warning: '⚠',
+  white_check_mark: '✔',
+  heavy_check_mark: '✔',
+  x: '✖',
+  no_entry: '⛔',
+  hourglass_flowing_sand: '⏳',
+  arrows_counterclockwise: '↻',
+  rotating_light: '🚨',
+  information_source: 'ℹ',
+};
+
 export function plainText(text: string): string {
   return text
+    .replace(/:([a-z_]+):/g, (m, name: string) => EMOJI[name] ?? m)
+    .replace(/<!subteam\^([A-Z0-9]+)(\|([^>]+))?>/g, (_, id: string, _p, name?: string) => `@${name ?? id}`)
     .replace(/<@([A-Z0-9]+)>/g, '@$1')
     .replace(/<#([A-Z0-9]+)(\|([^>]+))?>/g, (_, id: string, _p, name?: string) => `#${name ?? id}`)
     .replace(/<(https?:[^|>]+)\|([^>]+)>/g, '$2 ($1)')
