@@ -17,7 +17,6 @@ import { message } from '../messages.js';
 import { renderText } from '../render/text.js';
 import { consoleChannel, type ConsoleEvent } from './surface.js';
 import { inThread, type Conversation } from '../surface.js';
-import { FINISHED } from '../../jobs/operations.js';
 
 export interface ConsoleOptions {
   input?: NodeJS.ReadableStream;
@@ -112,17 +111,20 @@ export class FerryConsole {
     });
   }
 
-  /** Operations of this session that are neither finished nor waiting for a person. */
-  private async busy(since: number): Promise<boolean> {
-    const recent = await this.deps.ops.recent(50);
-    return recent.some((op) => op.conv.surface === 'console' && op.conv.session === this.session && op.createdAt >= since && !FINISHED.includes(op.status) && op.status !== 'waiting');
+  /**
+   * Operations of this session that are neither finished nor waiting for a person. Any of
+   * them counts, not only those the last line created: `start 41` sets an older one going.
+   */
+  private async busy(): Promise<boolean> {
+    const active = await this.deps.ops.active();
+    return active.some((op) => op.conv.surface === 'console' && op.conv.session === this.session && op.status !== 'waiting');
   }
 
-  private async settle(since: number): Promise<void> {
+  private async settle(): Promise<void> {
     const deadline = Date.now() + (this.opts.lineTimeoutMs ?? 15 * 60_000);
     // Give the worker a moment to pick the job up, then wait for it.
     await new Promise((r) => setTimeout(r, 150));
-    while ((await this.busy(since)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((await this.busy()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     // Let the last pub/sub messages arrive before the next prompt.
     await new Promise((r) => setTimeout(r, 300));
   }
@@ -140,14 +142,13 @@ export class FerryConsole {
       rl.prompt();
     }
     for await (const raw of rl) {
-      const since = Date.now();
       if (raw.trim() === 'exit' || raw.trim() === 'quit') break;
       try {
         await this.runLine(raw);
       } catch (e) {
         this.print(`error: ${e instanceof Error ? e.message : String(e)}`);
       }
-      if (!interactive) await this.settle(since);
+      if (!interactive) await this.settle();
       else {
         rl.setPrompt(`@${this.user} › `);
         rl.prompt();
