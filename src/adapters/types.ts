@@ -215,6 +215,16 @@ export interface Capabilities {
   /** The platform can check a migration itself (Compare-VM, QueryVMotionCompatibility, CheckMigrate). */
   nativeChecks: boolean;
   migrationCancel: boolean;
+  /** The adapter can run a shell command on a host (runCommand): the command patch hook needs it. */
+  hostCommands: boolean;
+}
+
+/** What a command run on a host did. A non-zero exit is a result, not an exception. */
+export interface CommandResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  durationMs: number;
 }
 
 export interface HypervisorAdapter {
@@ -247,6 +257,18 @@ export interface HypervisorAdapter {
 
   /** Platform-native migration checks; [] when the platform has none (capabilities.nativeChecks false). */
   checkMigration(vm: string, target: string, opts?: CallOptions): Promise<CheckFinding[]>;
+
+  /**
+   * Mutates (whatever the command does). Runs one command on the host itself (a POSIX shell on
+   * libvirt hosts, PowerShell on Hyper-V hosts). The command comes ONLY from configuration
+   * (patchWindows.hook.command, written by whoever deploys Ferry), never from a user's message:
+   * it is run as given, with no quoting or checking by the adapter.
+   * A non-zero exit is returned in exitCode, not thrown, so the caller can report it with the
+   * output; connection faults, a timeout (opts.timeoutMs) or a cancel (opts.signal) throw
+   * AdapterError. Adapters whose platform cannot (capabilities.hostCommands false) throw
+   * UnsupportedError with a plain reason.
+   */
+  runCommand(host: string, command: string, opts?: CallOptions & { timeoutMs?: number }): Promise<CommandResult>;
 
   close(): Promise<void>;
 }

@@ -157,9 +157,17 @@ export const configSchema = z
         scanInterval: duration.default('1m'),
         /** Lateness still counted as on time (queue latency, clock skew). */
         grace: duration.default('60s'),
-        /** Patch hook: a command run on the host via its adapter, or manual (Ferry asks for Done). */
+        /**
+         * Patch hook: manual (Ferry asks for Done), or a command run on the drained host through
+         * its adapter (runCommand: sh -c on libvirt, PowerShell on Hyper-V; not on vSphere).
+         * "{host}" in the command becomes the Ferry host name; a non-zero exit, an error or
+         * running past `timeout` fails the host.
+         */
         hook: z
-          .union([z.object({ manual: z.literal(true) }).strict(), z.object({ command: z.string() }).strict()])
+          .union([
+            z.object({ manual: z.literal(true) }).strict(),
+            z.object({ command: z.string().trim().min(1, 'the hook command is empty'), timeout: duration.default('2h') }).strict(),
+          ])
           .default({ manual: true }),
       })
       .strict()

@@ -257,6 +257,26 @@ describe('libvirt adapter on recorded virsh outputs (fake RemoteShell: the test 
     expect(err.message).toContain('no "key: value" lines');
   });
 
+  it('runs the patch hook as sh -c <command>, one argument, with the timeout; a non-zero exit is returned, a signal death throws', async () => {
+    const fake = new FakeVirsh();
+    const exec = fake.exec.bind(fake);
+    const answers: ExecResult[] = [{ stdout: 'Upgraded 12 packages\n', stderr: 'W: reboot required\n', code: 2 }, { stdout: '', stderr: '', code: null }];
+    fake.exec = async (host, argv, opts) => (argv[0] === 'sh' && argv.length === 3 ? (fake.calls.push({ host, argv: [...argv] }), answers.shift()!) : exec(host, argv, opts));
+    const a = make(fake);
+    expect(a.capabilities.hostCommands).toBe(true);
+    const command = `apt-get -y upgrade && echo "done on $(hostname)" # it's kvm01`;
+    const r = await a.runCommand('kvm01', command, { timeoutMs: 3_600_000 });
+    expect(r).toMatchObject({ stdout: 'Upgraded 12 packages\n', stderr: 'W: reboot required\n', exitCode: 2 });
+    expect(fake.calls.at(-1)).toEqual({ host: 'kvm01', argv: ['sh', '-c', command] });
+    await expect(a.runCommand('kvm01', 'sleep 1')).rejects.toMatchObject({ host: 'kvm01', op: 'runCommand', code: 'killed' });
+    await expect(a.runCommand('kvm09', 'true')).rejects.toMatchObject({ code: 'unknown-host' });
+    // The timeout reaches the shell.
+    const seen: (number | undefined)[] = [];
+    fake.exec = async (_h, _argv, opts) => (seen.push(opts?.timeoutMs), ok());
+    await a.runCommand('kvm02', 'true', { timeoutMs: 1234 });
+    expect(seen).toEqual([1234]);
+  });
+
   it('parses domjobinfo with no job', () => {
     expect(parseDomjobinfo(rec('domjobinfo-none.txt'))).toEqual({ type: 'None' });
   });

@@ -7,7 +7,12 @@ const base = Date.UTC(2030, 5, 10, 12, 0); // Mon 10 Jun 2030 12:00 UTC
 let h: Harness;
 
 beforeAll(async () => {
-  h = await makeHarness({ yaml: fastLabYaml('patchWindows:\n  maxDuration: 8h\n  hook: {command: "install-updates"}\n'), clock: { now: () => base }, workers: false });
+  // A vSphere cluster beside the lab: its hosts cannot run the command hook (never contacted here).
+  const yaml = fastLabYaml('patchWindows:\n  maxDuration: 8h\n  hook: {command: "install-updates"}\n').replace(
+    'clusters:\n',
+    'clusters:\n  esx:\n    adapter: vsphere\n    hosts: ["esx[01-02]"]\n    vsphere: {url: "https://vcenter.invalid/sdk", user: svc, password: secret}\n',
+  );
+  h = await makeHarness({ yaml, clock: { now: () => base }, workers: false });
   // One window for the overlap case.
   await h.run('patch window hyp01..hyp04 at 2030-06-12 22:00 UTC for 4h');
   await new Promise((r) => setTimeout(r, 100));
@@ -23,7 +28,11 @@ const cases: [string, string, RegExp][] = [
   ['a zero duration', 'patch window hyp10 at 2030-06-12 10:00 UTC for 0m', /^A patch window needs a duration longer than zero, e\.g\. "for 4h"\. Nothing was scheduled\.$/],
   ['a duration over the maximum', 'patch window hyp10 at 2030-06-12 10:00 UTC for 9h', /^A 9h window is longer than the maximum of 8h \(patchWindows\.maxDuration\); split it into shorter windows\. Nothing was scheduled\.$/],
   ['a selector with unknown hosts', 'patch window hyp10,hyp777 at 2030-06-12 10:00 UTC for 2h', /hyp777 is not in the inventory.*Nothing was (started|scheduled)\.$/],
-  ['a rolling window with a command hook (no adapter exec yet)', 'patch window hyp10 at 2030-06-12 10:00 UTC for 2h rolling', /^Rolling runs with a command hook are not supported yet: .* Nothing was scheduled\.$/],
+  [
+    'a rolling window with a command hook over hosts whose adapter cannot run it (vSphere)',
+    'patch window hyp10,esx01..esx02 at 2030-06-12 10:00 UTC for 2h rolling',
+    /^The patch hook is a command, which the vsphere adapter of esx01, esx02 cannot run \(ESXi hosts are patched through vSphere Lifecycle Manager\); use a manual hook \(patchWindows\.hook: \{manual: true\}\) or leave these hosts out of the rolling window\. Nothing was scheduled\.$/,
+  ],
 ];
 
 describe('patch window: bad input', () => {

@@ -12,7 +12,7 @@
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import type { Logger } from '../../log.js';
-import type { RemoteShell } from '../ssh/types.js';
+import type { ExecResult, RemoteShell } from '../ssh/types.js';
 import {
   AdapterError,
   UnsupportedError,
@@ -20,6 +20,7 @@ import {
   type CallOptions,
   type Capabilities,
   type CheckFinding,
+  type CommandResult,
   type HostFacts,
   type HypervisorAdapter,
   type MigrateProgress,
@@ -45,6 +46,7 @@ import {
   npivSchema,
   progressSchema,
   removeSchema,
+  runCommandSchema,
   startSchema,
   toNpivInventory,
   toVmFacts,
@@ -61,6 +63,7 @@ import {
   migrationProgressScript,
   npivInventoryScript,
   removeVirtualPortScript,
+  runCommandScript,
   startVmScript,
   vmFactsScript,
 } from './scripts.js';
@@ -128,6 +131,7 @@ export class HypervAdapter implements HypervisorAdapter {
       removeVirtualPort: true,
       nativeChecks: true,
       migrationCancel: true,
+      hostCommands: true,
     };
   }
 
@@ -507,6 +511,52 @@ export class HypervAdapter implements HypervisorAdapter {
       if (ports.length === 0) break;
     }
     return ports;
+  }
+
+  // ------------------------------------------------------------------ host commands
+
+  /**
+   * The patch hook as PowerShell (runCommandScript). Output is the command's own, the envelope
+   * (last line) carries its exit code; without an envelope the command ended the script with
+   * `exit N` and powershell.exe's exit code is the command's. Timeouts and SSH faults throw.
+   */
+  async runCommand(host: string, command: string, opts: RunOptions = {}): Promise<CommandResult> {
+    const op = 'runCommand';
+    this.checkHost(host, op);
+    let argv: string[];
+    try {
+      argv = powershellArgv(this.powershell, runCommandScript(command));
+    } catch (err) {
+      throw new AdapterError(host, op, `${op} on ${host}: the command cannot be sent (${(err as Error).message}); put it in a script on the host and make the hook call that script`, { code: 'too-long' });
+    }
+    const started = Date.now();
+    let res: ExecResult;
+    try {
+      res = await this.shell.exec(host, argv, {
+        timeoutMs: opts.timeoutMs ?? this.opts.commandTimeoutMs,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    } catch (err) {
+      const prev = err instanceof AdapterError ? err : undefined;
+      throw new AdapterError(host, op, `${op} on ${host}: ${err instanceof Error ? err.message : String(err)}`, { retryable: prev ? prev.retryable : true, code: prev?.code ?? 'ssh', cause: err });
+    }
+    if (res.code === null) throw new AdapterError(host, op, `${op} on ${host}: PowerShell did not finish (timed out or killed)${res.stderr ? `: ${excerpt(res.stderr)}` : ''}`, { code: 'timeout' });
+    const lines = res.stdout.split(/\r?\n/);
+    let at = -1;
+    for (let i = lines.length - 1; i >= 0 && at < 0; i--) if (/^\{"ok":(true|false),/.test(lines[i]!.trim())) at = i;
+    const durationMs = Date.now() - started;
+    if (at < 0) return { stdout: res.stdout, stderr: res.stderr, exitCode: res.code, durationMs };
+    let env;
+    try {
+      env = envelopeSchema.parse(JSON.parse(lines[at]!.trim()));
+    } catch (err) {
+      throw new AdapterError(host, op, `${op} on ${host}: malformed envelope from PowerShell: ${excerpt(lines[at]!, 200)}`, { code: 'malformed', cause: err });
+    }
+    if (!env.ok) throw new AdapterError(host, op, `${op} on ${host} failed: ${env.error.message ?? 'PowerShell error'}`, { code: env.error.code ?? 'powershell' });
+    const data = runCommandSchema.safeParse(unwrapPsArrays(env.data));
+    if (!data.success) throw new AdapterError(host, op, `${op} on ${host}: PowerShell output of run-command has an unexpected shape`, { code: 'malformed' });
+    const stdout = lines.filter((_, i) => i !== at).join('\n');
+    return { stdout, stderr: res.stderr, exitCode: data.data.ExitCode, durationMs };
   }
 
   async close(): Promise<void> {

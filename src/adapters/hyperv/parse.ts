@@ -376,3 +376,7 @@ export function findingCode(message: string): string {
   if (/version|configuration version/i.test(message)) return 'version';
   return 'hyperv';
 }
+
+// ---------------------------------------------------------------- run-command
+
+export const runCommandSchema = z.object({ ExitCode: z.number().int(), Seconds: num });

@@ -272,3 +272,28 @@ $out=[pscustomobject]@{Incompatibilities=@(foreach($i in $r.Incompatibilities){[
     4,
   );
 }
+
+/**
+ * The patch hook (runCommand). The command is configuration and travels as single-quoted
+ * literals, one per line, joined with newlines and turned into a script block: wrapScript's
+ * minify trims lines and drops '#' lines, so no line of the command may be a line of the script.
+ * A syntax error in it is the command's failure (exit 1), not the script's.
+ * Inside, errors must not stop the script: with 'Stop', Windows PowerShell 5.1 throws on the
+ * first stderr line of a native program under 2>&1. Output streams straight to stdout/stderr as
+ * it comes (*>&1 also catches Write-Host), so an `exit N` in the command, which ends this whole
+ * script, still leaves its output and its exit code; otherwise the envelope carries ExitCode
+ * ($LASTEXITCODE of the last native program, 1 if the command threw) as the last line.
+ */
+export function runCommandScript(command: string): string {
+  return wrapScript(
+    'run-command',
+    `
+$s=Get-Date;$global:LASTEXITCODE=0;$x=0
+$ErrorActionPreference='Continue'
+try{$c=[scriptblock]::Create((@(${command.split(/\r?\n/).map(psQuote).join(',')}) -join "\`n"));& $c *>&1|ForEach-Object{if($_ -is [Management.Automation.ErrorRecord]){[Console]::Error.WriteLine([string]$_)}elseif($_ -is [Management.Automation.WarningRecord]){[Console]::Error.WriteLine('WARNING: '+$_.Message)}else{[Console]::Out.WriteLine(($_|Out-String -Width 4096).TrimEnd())}};$x=[int]$global:LASTEXITCODE}catch{[Console]::Error.WriteLine([string]$_.Exception.Message);$x=1}
+$ErrorActionPreference='Stop'
+$out=[pscustomobject]@{ExitCode=$x;Seconds=((Get-Date)-$s).TotalSeconds}
+`,
+    2,
+  );
+}

@@ -4,6 +4,8 @@
  *   slow:<ms>              calls take <ms> instead of the lab latency
  *   fail:<op>              calls of <op> fail (describe|vms|npiv|migrate|maintenance|remove|*)
  *   fail-once:<op>         the next call of <op> fails, then the fault clears
+ *   fail:hook              runCommand (the patch hook) exits 1 with an error on stderr instead
+ *                          of succeeding (fail-once:hook: only the next one; fail:* too)
  *   migrate-fail           (on vm:<name>) its migrations fail at 60%
  *   migrate-fail-once      (on vm:<name>) the next migration fails at 60%
  *   linger                 migrations from this host leave the VM's NPIV ports behind (seed 000)

@@ -11,6 +11,7 @@ import {
   type Capabilities,
   type CallOptions,
   type CheckFinding,
+  type CommandResult,
   type HostFacts,
   type HypervisorAdapter,
   type MigrateProgress,
@@ -33,6 +34,7 @@ const CAPABILITIES: Capabilities = {
   removeVirtualPort: true,
   nativeChecks: false,
   migrationCancel: true,
+  hostCommands: true,
 };
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -349,6 +351,34 @@ export class LabAdapter implements HypervisorAdapter {
 
   async checkMigration(_vm: string, _target: string): Promise<CheckFinding[]> {
     return [];
+  }
+
+  /**
+   * Simulated: nothing runs. Takes three lab latencies; `fail:hook` (or `fail-once:hook`) on the
+   * host makes the command exit 1 with a message on stderr, `unreachable` throws like any call.
+   */
+  async runCommand(host: string, command: string, opts?: CallOptions & { timeoutMs?: number }): Promise<CommandResult> {
+    await this.ensureSeeded();
+    if (!this.ctx.hosts.includes(host)) throw new AdapterError(host, 'runCommand', `${host} is not a host of lab cluster ${this.ctx.cluster}`);
+    const started = Date.now();
+    const faults = await this.faults(host);
+    const slow = faults.find((f): f is Extract<LabFault, { kind: 'slow' }> => f.kind === 'slow');
+    const takes = 3 * (slow ? slow.ms : this.ctx.config.lab.latencyMs);
+    if (opts?.timeoutMs !== undefined && takes > opts.timeoutMs) {
+      await sleep(opts.timeoutMs, opts.signal).catch(() => undefined);
+      throw new AdapterError(host, 'runCommand', `the command on ${host} did not finish within ${opts.timeoutMs} ms`, { code: 'command-timeout' });
+    }
+    await sleep(takes, opts?.signal).catch(() => {
+      throw new AdapterError(host, 'runCommand', `the command on ${host} was cancelled`, { code: 'aborted' });
+    });
+    if (faults.some((f) => f.kind === 'unreachable')) throw new AdapterError(host, 'runCommand', `${host} did not answer (connection timed out)`, { retryable: true, code: 'unreachable' });
+    const out = `[lab ${host}] $ ${command}\n[lab ${host}] nothing to do: the lab only pretends\n`;
+    const fail = faults.find((f) => f.kind === 'fail' && (f.op === 'hook' || f.op === '*'));
+    if (fail?.kind === 'fail') {
+      if (fail.once) await this.consumeFault(host, fail.raw);
+      return { stdout: out, stderr: `[lab ${host}] error: the patch failed (injected fault ${fail.raw})\n`, exitCode: 1, durationMs: Date.now() - started };
+    }
+    return { stdout: out, stderr: '', exitCode: 0, durationMs: Date.now() - started };
   }
 
   async close(): Promise<void> {}

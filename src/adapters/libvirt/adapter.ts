@@ -26,6 +26,7 @@ import {
   type CallOptions,
   type Capabilities,
   type CheckFinding,
+  type CommandResult,
   type Datastore,
   type HostFacts,
   type HypervisorAdapter,
@@ -112,6 +113,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     removeVirtualPort: true,
     nativeChecks: false,
     migrationCancel: true,
+    hostCommands: true,
   };
 
   constructor(
@@ -586,6 +588,24 @@ export class LibvirtAdapter implements HypervisorAdapter {
       throw new AdapterError(target, 'migrate', `${dom} reached ${target} but is "${state}", not running`, { code: 'not-running' });
     }
     onProgress?.({ percent: 100, phase: 'done' });
+  }
+
+  // ---- host commands --------------------------------------------------------------------
+
+  /**
+   * The patch hook: `sh -c <command>` on the host. The command is configuration, run as given;
+   * the RemoteShell quotes it as one argument. A timeout or cancel kills it (SshRemoteShell's
+   * posixKill) and throws; a non-zero exit is returned.
+   */
+  async runCommand(host: string, command: string, opts: CallOptions & { timeoutMs?: number } = {}): Promise<CommandResult> {
+    this.checkHost(host, 'runCommand');
+    const started = Date.now();
+    const res = await this.deps.shell.exec(host, ['sh', '-c', command], {
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    if (res.code === null) throw new AdapterError(host, 'runCommand', `the command on ${host} was killed by a signal before it exited`, { code: 'killed' });
+    return { stdout: res.stdout, stderr: res.stderr, exitCode: res.code, durationMs: Date.now() - started };
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,7 @@ import {
   type CallOptions,
   type Capabilities,
   type CheckFinding,
+  type CommandResult,
   type HostFacts,
   type HypervisorAdapter,
   type MigrateProgress,
@@ -109,6 +110,7 @@ export class VsphereAdapter implements HypervisorAdapter {
       // CheckMigrate exists on real vCenter; flips to false once the server proves it lacks it.
       nativeChecks: this.hasNativeChecks,
       migrationCancel: true,
+      hostCommands: false,
     };
   }
 
@@ -270,6 +272,10 @@ export class VsphereAdapter implements HypervisorAdapter {
     }
     const info = await this.waitTask(task, target, op, undefined, opts?.signal);
     return checkFindings(info.result);
+  }
+
+  async runCommand(host: string): Promise<CommandResult> {
+    throw new UnsupportedError(host, 'runCommand', 'vsphere', 'ESXi hosts are patched through vSphere Lifecycle Manager; use a manual hook for vSphere clusters');
   }
 
   async close(): Promise<void> {

@@ -27,7 +27,11 @@ registerCommand('patch-window', async (ctx, cmd) => {
   if (made.defaultZoneUsed) notes.push(`no zone given: ${w.zone} (config timezone)`);
   if (made.defaultDurationUsed) notes.push(`no duration given: ${formatDuration(w.durationMs)} (patchWindows.defaultDuration)`);
   if (made.notApplicable.length) notes.push(`too close to announce: ${made.notApplicable.map((a) => a.label).join(', ')}`);
-  if (w.rolling) notes.push('rolling: at the start Ferry asks for approval, then drains, patches and restores one host at a time');
+  if (w.rolling) {
+    const hook = ctx.deps.rt.config.patchWindows.hook;
+    const patches = 'command' in hook ? `patches (hook \`${hook.command}\`)` : 'patches (you click Done)';
+    notes.push(`rolling: at the start Ferry asks for approval, then drains, ${patches} and restores one host at a time`);
+  }
   await ctx.answer(
     message(
       head,

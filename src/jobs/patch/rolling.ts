@@ -19,6 +19,16 @@
  * operations (with their ledger, locks and approvals) and the run watches those operations.
  * The cycle is registered by the drain/restore workflows (setHostCycle); with none registered
  * a host fails with a sentence that says so.
+ *
+ * The patch hook is configuration (patchWindows.hook). Manual: Ferry posts "hyp02 is drained,
+ * patch it and click Done" and waits. Command: a 'patch-hook' job runs it on the drained host
+ * through the host's adapter (runCommand; "{host}" becomes the host name), posts exit code,
+ * last lines of output and duration in the thread, and audits it. A non-zero exit or an error
+ * fails the host the way a failed drain does: its VMs come home (the restore runs, so the next
+ * host still starts only with every VM of this one back) and it counts toward maxFailedHosts.
+ * The hook job is its own job, not a step: a step holds the run's lock for a moment, a patch
+ * can take hours. It never runs twice for one attempt (a re-delivery after a crash reports
+ * "outcome unknown" instead of patching again).
  */
 import type { Job } from 'bullmq';
 import type { Deps } from '../context.js';
@@ -26,18 +36,21 @@ import { registerJob } from '../registry.js';
 import { ensureCard, refreshCard, registerCard } from '../cards.js';
 import { FINISHED, type Operation, type OpStatus } from '../operations.js';
 import { rollingRunDecision, windowEnd, formatInstant, type RollingHost } from '../../core/windows.js';
-import { formatDuration } from '../../core/duration.js';
+import { durationMs, formatDuration } from '../../core/duration.js';
 import { resolvePolicy, createRequest, decide, approvedBy, statusLine, type ApprovalRequest } from '../../approvals/policy.js';
 import { membership, type GroupMembers } from '../../core/permissions.js';
 import { context, message, plural, section, who, type Block, type Button, type Message } from '../../bot/messages.js';
 import type { Conversation } from '../../bot/surface.js';
 import { audit } from '../../audit/audit.js';
-import { errorText } from '../retry.js';
+import { errorText, withDeadline } from '../retry.js';
 import { WindowStore, type PatchWindow } from './store.js';
 import { onScan, registerRollingStart, windowLine, windowsChanged } from './scheduler.js';
 
 export const RUN_KIND = 'rolling-run';
 const POLL_MS = 500;
+/** While a command hook runs: its job kicks the run when done, this is only the safety net. */
+const WATCH_MS = 15_000;
+const HOOK_TTL_S = 7 * 86_400;
 
 // ---------------------------------------------------------------------------------------
 // The seam to the drain/restore workflows
@@ -78,10 +91,31 @@ export interface RunHost extends RollingHost {
   /** VMs on the host when its turn came: all must be back on it before the next host. */
   homeVms?: string[];
   patchDone?: { by: string; atMs: number };
+  /** The command patch hook of this attempt (absent with the manual hook). */
+  hook?: HookState;
+  /** The hook failed: the host is restored (its VMs come home), then counts as failed with this. */
+  hookFailed?: string;
   startedAtMs?: number;
   finishedAtMs?: number;
   /** Per-attempt history for the report. */
   log: string[];
+}
+
+export interface HookOutcome {
+  /** Absent when the command could not be run or finished (connection fault, timeout). */
+  exitCode?: number;
+  error?: string;
+  durationMs: number;
+  /** Last lines of its output, stdout then stderr. */
+  tail: string[];
+}
+
+export interface HookState {
+  /** As run: "{host}" already replaced. */
+  command: string;
+  timeoutMs: number;
+  jobId?: string;
+  outcome?: HookOutcome;
 }
 
 export interface RunState {
@@ -134,6 +168,12 @@ export async function kick(deps: Deps, opId: number, delayMs = 0): Promise<void>
 // ---------------------------------------------------------------------------------------
 // Start
 
+/** What approvers are asked to let run on every host. */
+function hookNote(deps: Deps): string {
+  const hook = deps.rt.config.patchWindows.hook;
+  return 'command' in hook ? `, patch hook \`${hook.command}\` on each host` : ', patched by hand (Done)';
+}
+
 export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Operation> {
   const policy = resolvePolicy(deps.rt.config, 'rolling-run');
   const requester = w.createdBy ?? 'ferry';
@@ -155,7 +195,7 @@ export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Opera
   };
   if (policy.approvals > 0) {
     state.approval = createRequest(
-      { id: `run-${op.id}`, action: 'rolling-run', requester, plan: { windowId: w.id, hosts: w.hosts }, summary: `rolling run of patch window ${w.id}: ${plural(w.hosts.length, 'host')}, one at a time` },
+      { id: `run-${op.id}`, action: 'rolling-run', requester, plan: { windowId: w.id, hosts: w.hosts }, summary: `rolling run of patch window ${w.id}: ${plural(w.hosts.length, 'host')}, one at a time${hookNote(deps)}` },
       policy,
       now,
     );
@@ -192,6 +232,11 @@ async function finishRun(deps: Deps, op: Operation, state: RunState, status: OpS
   windowsChanged(deps);
 }
 
+/** A later failure of a host whose hook had already failed names both. */
+function withHookFailure(h: RunHost, error: string): string {
+  return h.hookFailed ? `${h.hookFailed}; then ${error}` : error;
+}
+
 function failHost(deps: Deps, h: RunHost, error: string): void {
   h.status = 'failed';
   h.error = error;
@@ -223,13 +268,139 @@ async function subOp(deps: Deps, id: number): Promise<Operation | undefined> {
   return FINISHED.includes(op.status) ? op : undefined;
 }
 
-type HostProgress = 'again' | 'poll' | 'wait';
+// ---------------------------------------------------------------------------------------
+// The command patch hook
+
+interface HookJobData {
+  runOpId: number;
+  host: string;
+  attempt: number;
+  command: string;
+  timeoutMs: number;
+  approvedBy: string[];
+}
+
+const hookKey = (deps: Deps, opId: number, host: string, attempt: number) => deps.rt.key('rr', opId, 'hook', host, attempt);
+
+/** The configured command for one host: "{host}" is the Ferry host name (inventory-validated). */
+export function expandHook(command: string, host: string): string {
+  return command.replaceAll('{host}', host);
+}
+
+/** Last lines of stdout then stderr; mention syntax and code fences defused for the thread. */
+export function outputTail(stdout: string, stderr: string, lines = 6): string[] {
+  const pick = (t: string) =>
+    t
+      .split(/\r?\n/)
+      .map((l) => l.trimEnd())
+      .filter(Boolean)
+      .slice(-lines)
+      .map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l).replace(/```/g, "'''").replace(/<([!@#])/g, '‹$1'));
+  return [...pick(stdout), ...pick(stderr)];
+}
+
+const hookOk = (o: HookOutcome): boolean => o.error === undefined && o.exitCode === 0;
+
+/** "exited 1 after 12s: E: Unable to fetch …" / "failed after 2h: command timeout …" */
+export function hookSummary(o: HookOutcome): string {
+  const took = formatDuration(o.durationMs);
+  if (o.error !== undefined) return `failed after ${took}: ${o.error}`;
+  const last = o.exitCode === 0 ? undefined : o.tail.at(-1);
+  return `exited ${o.exitCode} after ${took}${last ? `: ${last}` : ''}`;
+}
+
+/** The 'patch-hook' job: run the hook once, keep its outcome, audit it, wake the run. */
+async function runHookJob(deps: Deps, d: HookJobData): Promise<void> {
+  const key = hookKey(deps, d.runOpId, d.host, d.attempt);
+  const target = { actor: 'ferry', kind: 'adapter' as const, action: 'patch hook', targets: [d.host], opId: d.runOpId, approvedBy: d.approvedBy };
+  let outcome: HookOutcome;
+  if (!(await deps.rt.redis.set(`${key}:started`, String(Date.now()), 'EX', HOOK_TTL_S, 'NX'))) {
+    if (await deps.rt.redis.exists(key)) return;
+    // Delivered again after a crash: patching twice is worse than asking a person to look.
+    outcome = { error: `Ferry was interrupted while the hook ran on ${d.host}; it is not run a second time and whether it finished is unknown`, durationMs: 0, tail: [] };
+  } else {
+    await audit(deps.rt, { ...target, outcome: 'started', detail: d.command }).catch(() => undefined);
+    const started = Date.now();
+    try {
+      const adapter = deps.rt.adapters.forHost(d.host);
+      // The adapter honours timeoutMs itself; the deadline only guards against one that hangs.
+      const r = await withDeadline(d.timeoutMs + 30_000, `the patch hook on ${d.host}`, (signal) => adapter.runCommand(d.host, d.command, { timeoutMs: d.timeoutMs, signal }));
+      outcome = { exitCode: r.exitCode, durationMs: r.durationMs, tail: outputTail(r.stdout, r.stderr) };
+    } catch (e) {
+      outcome = { error: errorText(e), durationMs: Date.now() - started, tail: [] };
+    }
+  }
+  await deps.rt.redis.set(key, JSON.stringify(outcome), 'EX', HOOK_TTL_S);
+  await audit(deps.rt, { ...target, outcome: hookOk(outcome) ? 'ok' : 'failed', detail: `${d.command}: ${hookSummary(outcome)}` }).catch(() => undefined);
+  await kick(deps, d.runOpId);
+}
+
+// runOpId, not opId: a failed hook job must not make the give-up path end the whole run.
+registerJob('patch-hook', 'ops', async (deps, job: Job) => runHookJob(deps, job.data as HookJobData));
+
+function hookMessage(h: RunHost, o: HookOutcome, command: string): Message {
+  const head = hookOk(o)
+    ? `${h.host}: the patch hook exited 0 after ${formatDuration(o.durationMs)}; restoring it now.`
+    : `${h.host}: the patch hook ${hookSummary(o)}; its VMs are brought home and the host counts as failed.`;
+  const blocks: Block[] = [section(`${hookOk(o) ? ':white_check_mark:' : ':x:'} *${head}*`)];
+  if (o.tail.length) blocks.push(section(`\`\`\`${o.tail.join('\n')}\`\`\``));
+  blocks.push(context(`patch hook \`${command.length > 200 ? `${command.slice(0, 200)}…` : command}\`${o.exitCode !== undefined ? ` · exit code ${o.exitCode}` : ''} · ${formatDuration(o.durationMs)}`));
+  return message(head, ...blocks);
+}
+
+/** The patching phase with a command hook: start its job once, then wait for its outcome. */
+async function patchWithHook(deps: Deps, op: Operation, state: RunState, h: RunHost, hook: HookState): Promise<HostProgress> {
+  const key = hookKey(deps, op.id, h.host, h.attempts);
+  if (!hook.jobId) {
+    const jobId = `rr-hook-${op.id}-${h.host}-${h.attempts}`;
+    const data: HookJobData = { runOpId: op.id, host: h.host, attempt: h.attempts, command: hook.command, timeoutMs: hook.timeoutMs, approvedBy: state.approvedBy };
+    // One attempt: a patch command is not blindly run again.
+    await deps.queues.ops.add('patch-hook', data, { jobId, attempts: 1, removeOnComplete: true, removeOnFail: 100 });
+    hook.jobId = jobId;
+    await deps.outbox.post(op.conv, message(`${h.host} is drained; running the patch hook (timeout ${formatDuration(hook.timeoutMs)}): \`${hook.command}\``));
+    return 'watch';
+  }
+  if (!hook.outcome) {
+    let raw = await deps.rt.redis.get(key);
+    if (!raw) {
+      const job = await deps.queues.ops.getJob(hook.jobId);
+      const jobState = job ? await job.getState() : 'missing';
+      if (!['missing', 'unknown', 'completed', 'failed'].includes(jobState)) return 'watch';
+      // The outcome is written before the job completes: look once more before calling it lost.
+      raw = await deps.rt.redis.get(key);
+      if (!raw) {
+        const why = jobState === 'failed' ? `failed (${job?.failedReason ?? 'no reason given'})` : 'was lost';
+        raw = JSON.stringify({ error: `the patch hook job ${why}; whether the command ran is unknown`, durationMs: 0, tail: [] } satisfies HookOutcome);
+      }
+    }
+    hook.outcome = JSON.parse(raw) as HookOutcome;
+  }
+  const o = hook.outcome;
+  await deps.outbox.post(op.conv, hookMessage(h, o, hook.command));
+  if (hookOk(o)) {
+    h.log.push(`attempt ${h.attempts}: patched (hook exited 0 after ${formatDuration(o.durationMs)})`);
+  } else {
+    h.hookFailed = `patch hook ${hookSummary(o)}`;
+    h.log.push(`attempt ${h.attempts}: ${h.hookFailed}`);
+  }
+  // Either way the host is restored: the next host starts only with every VM of this one home.
+  h.phase = 'restoring';
+  return 'again';
+}
+
+type HostProgress = 'again' | 'poll' | 'watch' | 'wait';
 
 /** One bounded step for the host in progress. */
 async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHost): Promise<HostProgress> {
   const req: CycleRequest = { host: h.host, conv: op.conv, requester: op.requester, runOpId: op.id, approvedBy: state.approvedBy };
   switch (h.phase ?? 'snapshot') {
     case 'snapshot': {
+      const hook = deps.rt.config.patchWindows.hook;
+      const adapter = deps.rt.adapters.forHost(h.host);
+      if ('command' in hook && !adapter.capabilities.hostCommands) {
+        failHost(deps, h, `its ${adapter.kind} adapter cannot run the command patch hook; nothing was done to it`);
+        return 'again';
+      }
       try {
         const vms = await deps.rt.adapters.forHost(h.host).listVms(h.host);
         h.homeVms = vms.map((v) => v.name);
@@ -266,6 +437,10 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
       }
       h.phase = 'patching';
       const hook = deps.rt.config.patchWindows.hook;
+      if ('command' in hook) {
+        h.hook = { command: expandHook(hook.command, h.host), timeoutMs: durationMs(hook.timeout) };
+        return 'again';
+      }
       if ('manual' in hook) {
         await deps.outbox.post(
           op.conv,
@@ -278,6 +453,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
       return 'wait';
     }
     case 'patching': {
+      if (h.hook) return patchWithHook(deps, op, state, h, h.hook);
       if (!h.patchDone) return 'wait';
       h.phase = 'restoring';
       h.log.push(`attempt ${h.attempts}: patched (Done by ${h.patchDone.by})`);
@@ -292,7 +468,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
         try {
           h.restoreOp = await cycle.restore(deps, req);
         } catch (e) {
-          failHost(deps, h, errorText(e));
+          failHost(deps, h, withHookFailure(h, errorText(e)));
           state.halt = `${h.host} could not be restored (${errorText(e)}); it stays in maintenance and the run stops here`;
           return 'again';
         }
@@ -302,7 +478,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
       const r = await subOp(deps, h.restoreOp);
       if (!r) return 'poll';
       if (r.status !== 'succeeded') {
-        failHost(deps, h, `restore job ${r.id} ${r.status}${r.summary ? `: ${r.summary}` : ''}`);
+        failHost(deps, h, withHookFailure(h, `restore job ${r.id} ${r.status}${r.summary ? `: ${r.summary}` : ''}`));
         const away = await notHome(deps, h);
         if (away.length) state.halt = `${h.host}'s VMs are not all home: ${away.join(', ')}; the run stops here`;
         return 'again';
@@ -313,8 +489,14 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
     case 'verifying': {
       const away = await notHome(deps, h);
       if (away.length) {
-        failHost(deps, h, `not every VM is home: ${away.join(', ')}`);
+        failHost(deps, h, withHookFailure(h, `not every VM is home: ${away.join(', ')}`));
         state.halt = `${h.host}'s VMs are not all home (${away.join(', ')}); the next host does not start`;
+        return 'again';
+      }
+      if (h.hookFailed) {
+        const vms = plural(h.homeVms?.length ?? 0, 'VM');
+        failHost(deps, h, h.hookFailed);
+        await deps.outbox.post(op.conv, message(`${h.host}'s ${vms} are home again; the host counts as failed: its ${h.hookFailed}.`));
         return 'again';
       }
       h.status = 'succeeded';
@@ -355,6 +537,7 @@ export async function rollingStep(deps: Deps, opId: number): Promise<void> {
         await refreshCard(deps, opId);
         if (p === 'again') continue;
         if (p === 'poll') await kick(deps, opId, POLL_MS);
+        if (p === 'watch') await kick(deps, opId, WATCH_MS);
         return;
       }
       if (state.halt) return finishRun(deps, op, state, 'failed', `Stopped: ${state.halt}.`);
@@ -378,6 +561,8 @@ export async function rollingStep(deps: Deps, opId: number): Promise<void> {
         h.drainOp = undefined;
         h.restoreOp = undefined;
         h.patchDone = undefined;
+        h.hook = undefined;
+        h.hookFailed = undefined;
         h.error = undefined;
         h.startedAtMs = now;
         const index = state.hosts.indexOf(h) + 1;
@@ -483,6 +668,7 @@ export async function patchDone(deps: Deps, input: ControlInput): Promise<Contro
   return control(deps, input.opId, async (op, s) => {
     const h = s.hosts.find((x) => x.status === 'running' && x.phase === 'patching' && (!input.host || x.host === input.host));
     if (!h) return { ok: false, refusal: `No host of rolling run ${op.id} is waiting to be patched${input.host ? ` (${input.host} is not)` : ''}.` };
+    if (h.hook) return { ok: false, refusal: `${h.host} is patched by the command hook (patchWindows.hook), not by hand; the run goes on when the hook ends.` };
     if (h.patchDone) return { ok: false, refusal: `${h.host} was already marked patched by ${who(h.patchDone.by)}.` };
     h.patchDone = { by: input.user, atMs: deps.rt.clock.now() };
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: `${h.host} patched (run ${op.id})`, targets: [h.host], opId: op.id, outcome: 'ok' }).catch(() => undefined);
@@ -495,7 +681,8 @@ export async function patchDone(deps: Deps, input: ControlInput): Promise<Contro
 
 function hostRow(h: RunHost): string[] {
   const took = h.startedAtMs && h.finishedAtMs ? formatDuration(h.finishedAtMs - h.startedAtMs) : '';
-  const state = h.status === 'running' ? (h.phase ?? 'starting') : h.status === 'succeeded' ? 'patched' : h.status === 'failed' ? 'failed' : 'not started';
+  const phase = h.phase === 'patching' && h.hook ? 'patching (hook running)' : h.phase;
+  const state = h.status === 'running' ? (phase ?? 'starting') : h.status === 'succeeded' ? 'patched' : h.status === 'failed' ? 'failed' : 'not started';
   return [h.host, state, String(h.attempts), took, (h.error ?? (h.homeVms ? `${h.homeVms.length} VMs` : '')).slice(0, 200)];
 }
 
@@ -532,7 +719,7 @@ registerCard(RUN_KIND, async (deps, op) => {
   if (!s.finished) {
     const buttons: Button[] = [];
     if (!s.approved) buttons.push({ action: 'ferry:rr-approve', label: 'Approve', value: String(op.id), style: 'primary', command: `approve run ${op.id}` });
-    if (current?.phase === 'patching' && !current.patchDone) {
+    if (current?.phase === 'patching' && !current.patchDone && !current.hook) {
       buttons.push({ action: 'ferry:rr-done', label: `Done: ${current.host} is patched`, value: `${op.id}:${current.host}`, style: 'primary', command: `done ${op.id}` });
     }
     if (s.approved) {

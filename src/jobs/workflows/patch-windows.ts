@@ -7,6 +7,7 @@
 import type { Deps } from '../context.js';
 import type { Conversation } from '../../bot/surface.js';
 import { durationMs, parseDuration } from '../../core/duration.js';
+import { compressNames } from '../../core/selectors.js';
 import { announcementSchedule, parseWindowTime, validateWindow, type Announcement } from '../../core/windows.js';
 import { audit } from '../../audit/audit.js';
 import { WindowStore, type PatchWindow } from '../patch/store.js';
@@ -36,13 +37,23 @@ export type CreateWindowResult =
   | { ok: true; window: PatchWindow; announcements: Announcement[]; notApplicable: Announcement[]; defaultZoneUsed: boolean; defaultDurationUsed: boolean }
   | { ok: false; error: string };
 
-/** Why a rolling run cannot be offered with this configuration, or null. */
-export function rollingUnsupported(deps: Deps): string | null {
+/**
+ * Why a rolling run over these hosts cannot be offered with this configuration, or null: a
+ * command patch hook needs every host's adapter to run commands (capabilities.hostCommands).
+ */
+export function rollingUnsupported(deps: Deps, hosts: readonly string[]): string | null {
   const hook = deps.rt.config.patchWindows.hook;
-  if ('command' in hook) {
-    return 'Rolling runs with a command hook are not supported yet: the adapter contract has no way to run a command on a host, so set patchWindows.hook to {manual: true} (Ferry then asks for Done after each drain).';
+  if (!('command' in hook)) return null;
+  const cannot = new Map<string, string[]>();
+  for (const host of hosts) {
+    const adapter = deps.rt.adapters.forHost(host);
+    if (!adapter.capabilities.hostCommands) cannot.set(adapter.kind, [...(cannot.get(adapter.kind) ?? []), host]);
   }
-  return null;
+  if (!cannot.size) return null;
+  const names = [...cannot.values()].flat();
+  const kinds = [...cannot.keys()];
+  const why = kinds.includes('vsphere') ? ' (ESXi hosts are patched through vSphere Lifecycle Manager)' : '';
+  return `The patch hook is a command, which the ${kinds.join(' and ')} adapter${kinds.length > 1 ? 's' : ''} of ${compressNames(names)} cannot run${why}; use a manual hook (patchWindows.hook: {manual: true}) or leave ${names.length > 1 ? 'these hosts' : 'this host'} out of the rolling window.`;
 }
 
 /** Validate and record a window, then schedule its wake-ups. Nothing is recorded on refusal. */
@@ -51,7 +62,7 @@ export async function createWindow(deps: Deps, input: CreateWindowInput): Promis
   const pw = rt.config.patchWindows;
   const now = rt.clock.now();
   if (input.rolling) {
-    const why = rollingUnsupported(deps);
+    const why = rollingUnsupported(deps, input.hosts);
     if (why) return { ok: false, error: why };
   }
   const time = parseWindowTime(input.at, { now, defaultZone: rt.config.timezone, maxAheadMs: MAX_AHEAD_MS });
