@@ -30,11 +30,14 @@ function streamKey(rt: Runtime): string {
 }
 
 export async function audit(rt: Runtime, entry: AuditEntry): Promise<void> {
-  const now = rt.clock.now();
+  // Entry ids come from the Redis server's clock, so retention is measured on it too (a test
+  // clock far from real time must not trim every entry).
+  const [sec, usec] = await rt.redis.time();
+  const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
   const minId = now - rt.config.audit.retentionDays * 86_400_000;
   const fields = ['json', JSON.stringify(entry), 'targets', ` ${entry.targets.join(' ')} `, 'op', String(entry.opId ?? '')];
   try {
-    await rt.redis.xadd(streamKey(rt), 'MINID', '~', String(minId), '*', ...fields);
+    await rt.redis.xadd(streamKey(rt), 'MINID', String(minId), '*', ...fields);
   } catch (e) {
     // The audit must not silently vanish: log loudly with the entry itself.
     rt.log.error({ audit: entry, err: e instanceof Error ? e.message : String(e) }, 'could not append to the audit trail');
