@@ -137,3 +137,51 @@ export function approvalButtons(request: ApprovalRequest<PlannedPort[]>): Button
     { action: REJECT_ACTION, label: 'Reject…', value, style: 'danger', command: `reject ${request.id} [reason]` },
   ];
 }
+
+// ---------------------------------------------------------------------------------------
+// Any other action (drain, migrate, override, rolling run): the same card around its plan
+
+export interface RequestCardParts {
+  /** "Drain hyp03" (bold, followed by "· request 12"). */
+  title: string;
+  /** The plan as its action draws it (tables, lines). */
+  plan: Block[];
+  /** Said before approval, next to the approvals needed (e.g. what rollback does). */
+  note?: string;
+  /** Approve's confirm dialog. */
+  confirm: { title: string; text: string; confirm: string };
+}
+
+/**
+ * Who asked, the frozen plan, approvals needed, who may approve, expiry, decisions so far and
+ * the status line; Approve/Reject only while pending, so a finished card cannot be clicked into
+ * doing anything.
+ */
+export function renderRequestCard(request: ApprovalRequest<unknown>, parts: RequestCardParts): Message {
+  const blocks: Block[] = [
+    section(`*${parts.title}* · request ${request.id}`),
+    section(`Asked by ${mention(request.requester)} at ${formatUtcTime(request.createdAt)}: ${request.summary}`),
+    ...parts.plan,
+  ];
+  if (request.status === 'pending') {
+    if (parts.note) blocks.push(section(parts.note));
+    blocks.push({
+      type: 'fields',
+      fields: [`*Approvals needed*\n${request.required}`, `*Who may approve*\n${whoMayApprove(request)}`, `*Expires*\n${formatUtcTime(request.expiresAt)}`],
+    });
+  }
+  const decisions = request.decisions.map((d) => `${d.decision === 'approve' ? '✓ approved' : '✗ rejected'} by ${mention(d.user)} at ${formatUtcTime(d.at)}${d.reason ? `: ${d.reason}` : ''}`);
+  if (decisions.length) blocks.push(context(decisions.join(' · ')));
+  blocks.push(context(statusLine(request)));
+  if (request.status === 'pending') {
+    const value = buttonValue(request);
+    blocks.push({
+      type: 'actions',
+      buttons: [
+        { action: APPROVE_ACTION, label: 'Approve…', value, style: 'primary', confirm: { ...parts.confirm, deny: 'Back' }, command: `approve ${request.id}` },
+        { action: REJECT_ACTION, label: 'Reject…', value, style: 'danger', command: `reject ${request.id} [reason]` },
+      ],
+    });
+  }
+  return message(`Approval request ${request.id}: ${request.summary} · ${statusLine(request)}`, ...blocks);
+}

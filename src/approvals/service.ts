@@ -3,19 +3,37 @@
  * a modal or a typed command (all three reach decideApproval, so Slack and the console follow
  * one policy), expire what nobody decided in time, and hand an approved plan to its job.
  *
+ * One mechanism for every action: each action registers an ApprovalHandler (how its plan is
+ * drawn, what runs when it is approved, what stops when it is rejected, expires or is void).
+ * Stale-port removal registers here; drain/migrate/override (src/jobs/drain/control.ts) and
+ * rolling runs (src/jobs/patch/rolling.ts) register in their own modules.
+ *
  * Every decision, refused or not, is audited. Refusals are one ephemeral sentence and change
  * nothing, except that a click which finds the request expired or its plan changed stamps
  * that terminal state (the sweep or the job would do the same) so the card loses its buttons.
  */
 import type { Deps } from '../jobs/context.js';
 import type { Conversation } from '../bot/surface.js';
-import { message } from '../bot/messages.js';
+import { message, type Message } from '../bot/messages.js';
 import { audit } from '../audit/audit.js';
 import { membership, type GroupMembers } from '../core/permissions.js';
 import { refreshCard, registerCard } from '../jobs/cards.js';
 import { registerJob } from '../jobs/registry.js';
 import { ApprovalStore, type ApprovalRecord } from './store.js';
-import { approvedBy, decide, expire, finishedSentence, formatUtcTime, resolvePolicy, type DecideResult } from './policy.js';
+import {
+  approvedBy,
+  decide,
+  expire,
+  finishedSentence,
+  formatUtcTime,
+  markExecuted,
+  resolvePolicy,
+  voidRequest,
+  type ApprovalAction,
+  type ApprovalRequest,
+  type DecideResult,
+  type ResolvedPolicy,
+} from './policy.js';
 import { planHash } from './plan-hash.js';
 import { removalHeadline, renderApprovalCard, type PlannedPort, type PortOutcome } from './cards.js';
 import { pauseState, pausedRefusal } from './kill-switch.js';
@@ -30,13 +48,106 @@ export function approvalStore(deps: Deps): ApprovalStore {
   return new ApprovalStore(deps.rt);
 }
 
-function hostsOf(ports: readonly PlannedPort[]): string[] {
-  return [...new Set(ports.map((p) => p.host))];
+// ---------------------------------------------------------------------------------------
+// Hand-off registry: what each action does with its requests
+
+export type ClosedHow = 'rejected' | 'expired' | 'void';
+
+export interface ApprovalHandler<P = unknown> {
+  /** The card while the request is decided (and after, without buttons). */
+  render(request: ApprovalRequest<P>): Message;
+  /** Hosts (and other names) the plan touches, for the audit trail. */
+  targets(plan: P): string[];
+  /** "nothing was removed": said when a request ends without running. */
+  nothingDone: string;
+  /**
+   * Called once, by the caller whose decision approved the request, before the thread is told:
+   * create what carries it out (an operation) and say what happens next (appended to "Approved by").
+   */
+  prepare?(deps: Deps, record: ApprovalRecord<P>): Promise<{ record: ApprovalRecord<P>; note?: string }>;
+  /** Then carry it out (queue the job, resume the waiting operation). Claims execution itself. */
+  onApproved(deps: Deps, record: ApprovalRecord<P>): Promise<void>;
+  /** The request ended without running: stop whatever waited on it. */
+  onClosed?(deps: Deps, record: ApprovalRecord<P>, how: ClosedHow): Promise<void>;
+  /** Redraw in place; default: update the approval card with render(). */
+  redraw?(deps: Deps, record: ApprovalRecord<P>): Promise<void>;
+}
+
+const handlers = new Map<ApprovalAction, ApprovalHandler<never>>();
+
+export function registerApprovalHandler<P>(action: ApprovalAction, handler: ApprovalHandler<P>): void {
+  handlers.set(action, handler as ApprovalHandler<never>);
+}
+
+export function approvalHandler<P = unknown>(action: ApprovalAction): ApprovalHandler<P> {
+  const h = handlers.get(action);
+  if (!h) throw new Error(`no approval handler is registered for ${action}`);
+  return h as unknown as ApprovalHandler<P>;
+}
+
+function targetsOf(request: ApprovalRequest<unknown>): string[] {
+  const h = handlers.get(request.action) as ApprovalHandler<unknown> | undefined;
+  try {
+    return h ? h.targets(request.plan) : [];
+  } catch {
+    return [];
+  }
 }
 
 /** The repeatable sweep on the timers queue; upserting is idempotent, so every request may call it. */
 export async function ensureExpirySweep(deps: Deps): Promise<void> {
   await deps.queues.timers.upsertJobScheduler(EXPIRY_JOB, { every: EXPIRY_SWEEP_MS }, { name: EXPIRY_JOB, data: {}, opts: { removeOnComplete: 50, removeOnFail: 50 } });
+}
+
+export interface NewApproval<P> {
+  action: ApprovalAction;
+  conv: Conversation;
+  requester: string;
+  plan: P;
+  summary: string;
+  title?: string;
+  /** Defaults to resolvePolicy(config, action); drain/migrate combine theirs with override. */
+  policy?: ResolvedPolicy;
+  /** The operation waiting on the request (drain, migrate, rolling run). */
+  opId?: number;
+  /** For the audit entry. */
+  detail?: string;
+}
+
+/**
+ * Create a request for any action, post its card in `conv` (a thread), audit it and make sure
+ * it expires on time. Everything is in Redis: a restart loses no pending request or button.
+ */
+export async function requestApproval<P>(deps: Deps, req: NewApproval<P>): Promise<ApprovalRecord<P>> {
+  const handler = approvalHandler<P>(req.action);
+  const store = approvalStore(deps);
+  const policy = req.policy ?? resolvePolicy(deps.rt.config, req.action);
+  const record = await store.create<P>(
+    { action: req.action, requester: req.requester, plan: req.plan, summary: req.summary },
+    policy,
+    { conv: req.conv, ...(req.title ? { title: req.title } : {}), ...(req.opId !== undefined ? { opId: req.opId } : {}) },
+  );
+  const id = record.request.id;
+  const cardRef = (await deps.outbox.post(req.conv, handler.render(record.request))) ?? undefined;
+  if (cardRef) await store.patchMeta(id, { cardRef });
+  await audit(deps.rt, {
+    actor: req.requester,
+    kind: 'decision',
+    action: `request approval ${id}: ${record.request.summary}`,
+    targets: handler.targets(req.plan),
+    ...(req.opId !== undefined ? { opId: req.opId } : {}),
+    outcome: 'started',
+    ...(req.detail ? { detail: req.detail.slice(0, 2000) } : {}),
+  });
+  await ensureExpirySweep(deps).catch((e: unknown) => deps.rt.log.error({ err: String(e) }, 'could not schedule the approval expiry sweep'));
+  // The exact moment too, so a card does not wait up to a sweep interval to say it expired.
+  const delay = Math.max(0, record.request.expiresAt - deps.rt.clock.now()) + 1000;
+  await deps.queues.timers.add(EXPIRY_JOB, { id }, { delay, jobId: `approval-expire-${id}`, removeOnComplete: true, removeOnFail: 50 }).catch(() => undefined);
+  return { ...record, meta: { ...record.meta, cardRef } };
+}
+
+function hostsOf(ports: readonly PlannedPort[]): string[] {
+  return [...new Set(ports.map((p) => p.host))];
 }
 
 /**
@@ -48,36 +159,22 @@ export async function requestRemoval(
   deps: Deps,
   req: { conv: Conversation; requester: string; ports: PlannedPort[]; title: string },
 ): Promise<ApprovalRecord<PlannedPort[]>> {
-  const store = approvalStore(deps);
-  const policy = resolvePolicy(deps.rt.config, 'remove-ports');
-  const hosts = hostsOf(req.ports);
-  const record = await store.create<PlannedPort[]>(
-    { action: 'remove-ports', requester: req.requester, plan: req.ports, summary: removalHeadline(req.ports) },
-    policy,
-    { conv: req.conv, title: req.title },
-  );
-  const id = record.request.id;
-  const cardRef = (await deps.outbox.post(req.conv, renderApprovalCard(record.request))) ?? undefined;
-  if (cardRef) await store.patchMeta(id, { cardRef });
-  await audit(deps.rt, {
-    actor: req.requester,
-    kind: 'decision',
-    action: `request approval ${id}: ${record.request.summary}`,
-    targets: hosts,
-    outcome: 'started',
-    detail: req.ports.map((p) => `${p.host} ${p.wwpn}`).join(', ').slice(0, 2000),
+  return requestApproval<PlannedPort[]>(deps, {
+    action: 'remove-ports',
+    conv: req.conv,
+    requester: req.requester,
+    plan: req.ports,
+    summary: removalHeadline(req.ports),
+    title: req.title,
+    detail: req.ports.map((p) => `${p.host} ${p.wwpn}`).join(', '),
   });
-  await ensureExpirySweep(deps).catch((e: unknown) => deps.rt.log.error({ err: String(e) }, 'could not schedule the approval expiry sweep'));
-  // The exact moment too, so a card does not wait up to a sweep interval to say it expired.
-  const delay = Math.max(0, record.request.expiresAt - deps.rt.clock.now()) + 1000;
-  await deps.queues.timers.add(EXPIRY_JOB, { id }, { delay, jobId: `approval-expire-${id}`, removeOnComplete: true, removeOnFail: 50 }).catch(() => undefined);
-  return { ...record, meta: { ...record.meta, cardRef } };
 }
 
 /** Redraw a request's card in place (decisions are rare: no throttle needed). */
-export async function redrawCard(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<void> {
-  if (record.meta.opId) return refreshCard(deps, record.meta.opId, { force: true });
-  if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, renderApprovalCard(record.request));
+export async function redrawCard<P>(deps: Deps, record: ApprovalRecord<P>): Promise<void> {
+  const handler = approvalHandler<P>(record.request.action);
+  if (handler.redraw) return handler.redraw(deps, record);
+  if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, handler.render(record.request));
 }
 
 export interface DecisionRequest {
@@ -104,17 +201,18 @@ export function unknownRequestSentence(id: string): string {
   return `There is no approval request ${id}; nothing was done.`;
 }
 
-/** The one path for Approve/Reject: button, modal and typed command. Returns the outcome for tests. */
-export async function decideApproval(deps: Deps, input: DecisionRequest): Promise<DecideResult<PlannedPort[]> | null> {
+/** The one path for Approve/Reject of every action: button, modal and typed command. Returns the outcome for tests. */
+export async function decideApproval(deps: Deps, input: DecisionRequest): Promise<DecideResult<unknown> | null> {
   const store = approvalStore(deps);
-  const first = await store.get<PlannedPort[]>(input.id);
+  const first = await store.get(input.id);
   const label = `${input.decision} request ${input.id}`;
   if (!first) {
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: [], outcome: 'refused', detail: 'no such request' });
     await input.refuse(unknownRequestSentence(input.id));
     return null;
   }
-  const hosts = hostsOf(first.request.plan);
+  const handler = approvalHandler(first.request.action);
+  const hosts = targetsOf(first.request);
   if (input.decision === 'approve' && first.request.status === 'pending') {
     // The kill switch holds new work; rejecting stays possible (it only stops things).
     const paused = await pauseState(deps.rt);
@@ -125,7 +223,7 @@ export async function decideApproval(deps: Deps, input: DecisionRequest): Promis
     }
   }
   const members = membership(deps.rt.config, input.groupMembers);
-  const out = await store.transition<PlannedPort[], DecideResult<PlannedPort[]>>(input.id, (request) => {
+  const out = await store.transition<unknown, DecideResult<unknown>>(input.id, (request) => {
     // A typed decision binds to the plan as stored now: a plan altered without its hash voids.
     const bound = input.planHash ?? planHash(request.plan);
     const r = decide(request, { user: input.user, decision: input.decision, reason: input.reason, planHash: bound, now: deps.rt.clock.now() }, members);
@@ -139,12 +237,21 @@ export async function decideApproval(deps: Deps, input: DecisionRequest): Promis
   const request = out.record.request;
   if (!r.ok) {
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, opId: out.record.meta.opId, outcome: 'refused', detail: `${r.code}: ${r.refusal}` });
-    if (out.written) await closeUnexecuted(deps, out.record, r.code === 'expired' ? finishedSentence(request) : `Request ${request.id} is void: ${request.voidReason}; nothing was removed. Ask again.`);
+    if (out.written) {
+      const how: ClosedHow = r.code === 'expired' ? 'expired' : 'void';
+      await closeUnexecuted(deps, out.record, how, how === 'expired' ? finishedSentence(request) : `Request ${request.id} is void: ${request.voidReason}; ${handler.nothingDone}. Ask again.`);
+    }
     await input.refuse(r.refusal);
     return r;
   }
-  // The winner of pending -> approved (exactly one caller) creates the operation and queues it.
-  const record = r.effect === 'approved' ? await createRemovalOp(deps, out.record) : out.record;
+  // The winner of pending -> approved (exactly one caller) prepares what carries it out.
+  let record = out.record;
+  let note = '';
+  if (r.effect === 'approved' && handler.prepare) {
+    const prepared = await handler.prepare(deps, out.record);
+    record = prepared.record;
+    note = prepared.note ?? '';
+  }
   await audit(deps.rt, {
     actor: input.user,
     kind: 'decision',
@@ -155,14 +262,93 @@ export async function decideApproval(deps: Deps, input: DecisionRequest): Promis
     outcome: 'ok',
     detail: `${r.effect}${input.reason ? `: ${input.reason}` : ''} (via ${input.via})`,
   });
-  await deps.outbox.post(record.meta.conv, message(`${r.sentence}${r.effect === 'approved' ? ` Removing the ports now, one by one (job ${record.meta.opId}).` : ''}`));
+  await deps.outbox.post(record.meta.conv, message(`${r.sentence}${note ? ` ${note}` : ''}`));
   if (input.from && !sameConversation(input.from, record.meta.conv)) {
     await deps.outbox.post(input.from, message(`Request ${request.id} (${request.summary}): ${r.sentence}`));
   }
-  if (r.effect === 'approved') await startRemoval(deps, record);
+  if (r.effect === 'approved') await handler.onApproved(deps, record);
+  else if (r.effect === 'rejected') await closeUnexecuted(deps, record, 'rejected', null);
   else await redrawCard(deps, record);
   return r;
 }
+
+/**
+ * The execution claim for handlers that carry the plan out themselves: approved -> executed
+ * with a compare-and-set, so only one caller (a click, a retried job, a recovery scan) goes on.
+ * `currentPlanHash`: the plan about to run; a different one voids the request instead.
+ */
+export async function claimExecution<P>(deps: Deps, id: string, currentPlanHash?: string): Promise<{ claimed: boolean; record: ApprovalRecord<P> | null }> {
+  const now = deps.rt.clock.now();
+  const out = await approvalStore(deps).transition<P, boolean>(id, (request) => {
+    if (currentPlanHash !== undefined && request.status === 'approved' && currentPlanHash !== request.planHash) return { next: null, result: false };
+    const next = markExecuted(request, now);
+    return { next, result: next !== null };
+  });
+  return { claimed: out?.written === true && out.result, record: out?.record ?? null };
+}
+
+/**
+ * End a pending or approved request that can no longer run (its plan changed, or what waited
+ * on it was cancelled): the card says why and loses its buttons. `notify`: call the handler's
+ * onClosed (not when the caller is the thing that waited).
+ */
+export async function voidApproval(deps: Deps, id: string, reason: string, opts: { actor?: string; say?: boolean; notify?: boolean } = {}): Promise<boolean> {
+  const now = deps.rt.clock.now();
+  const out = await approvalStore(deps).transition<unknown, boolean>(id, (request) => {
+    const v = voidRequest(request, reason, now);
+    return { next: v.changed ? v.request : null, result: v.changed };
+  });
+  if (!out?.written) return false;
+  const request = out.record.request;
+  const handler = approvalHandler(request.action);
+  await audit(deps.rt, { actor: opts.actor ?? 'ferry', kind: 'decision', action: `void request ${id}`, targets: targetsOf(request), opId: out.record.meta.opId, outcome: 'skipped', detail: reason });
+  await redrawCard(deps, out.record);
+  if (opts.say !== false) await deps.outbox.post(out.record.meta.conv, message(`Request ${id} is void: ${reason}; ${handler.nothingDone}.`));
+  if (opts.notify) await handler.onClosed?.(deps, out.record, 'void');
+  return true;
+}
+
+/** A request that ends without running (rejected, expired, void): the card says so and loses its buttons. */
+async function closeUnexecuted(deps: Deps, record: ApprovalRecord<unknown>, how: ClosedHow, say: string | null): Promise<void> {
+  await redrawCard(deps, record);
+  if (say) await deps.outbox.post(record.meta.conv, message(say));
+  await approvalHandler(record.request.action).onClosed?.(deps, record, how);
+}
+
+/** Expire one request if it is due (the sweep, and owners that look at their request before the sweep does). */
+export async function expireRequest(deps: Deps, id: string): Promise<boolean> {
+  const now = deps.rt.clock.now();
+  const out = await approvalStore(deps).transition<unknown, boolean>(id, (request) => {
+    const e = expire(request, now);
+    return { next: e.changed ? e.request : null, result: e.changed };
+  });
+  if (!out?.written) return false;
+  const req = out.record.request;
+  const handler = approvalHandler(req.action);
+  await audit(deps.rt, { actor: 'ferry', kind: 'decision', action: `expire request ${id}`, targets: targetsOf(req), opId: out.record.meta.opId, outcome: 'skipped', detail: `expired at ${formatUtcTime(req.expiresAt)}` });
+  await closeUnexecuted(
+    deps,
+    out.record,
+    'expired',
+    `Request ${id} expired at ${formatUtcTime(req.expiresAt)} without ${req.required === 1 ? 'an approval' : 'enough approvals'}; ${handler.nothingDone}. Ask again if it is still needed.`,
+  );
+  return true;
+}
+
+/** The scheduled sweep: every pending request past its expiry becomes expired and its card loses its buttons. */
+export async function expireDue(deps: Deps): Promise<string[]> {
+  const store = approvalStore(deps);
+  const expired: string[] = [];
+  for (const id of await store.due(deps.rt.clock.now())) {
+    if (await expireRequest(deps, id)) expired.push(id);
+  }
+  return expired;
+}
+
+registerJob(EXPIRY_JOB, 'timers', async (deps) => expireDue(deps));
+
+// ---------------------------------------------------------------------------------------
+// Stale-port removal: the first action on the registry
 
 /** The removal's operation, carrying the approval card as its status card. */
 async function createRemovalOp(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {
@@ -186,32 +372,21 @@ export async function startRemoval(deps: Deps, record: ApprovalRecord<PlannedPor
   await redrawCard(deps, record);
 }
 
-/** A request that ends without running (rejected, expired, void): the card says so and loses its buttons. */
-async function closeUnexecuted(deps: Deps, record: ApprovalRecord<PlannedPort[]>, say: string | null): Promise<void> {
-  await redrawCard(deps, record);
-  if (say) await deps.outbox.post(record.meta.conv, message(say));
-}
-
-/** The scheduled sweep: every pending request past its expiry becomes expired and its card loses its buttons. */
-export async function expireDue(deps: Deps): Promise<string[]> {
-  const store = approvalStore(deps);
-  const now = deps.rt.clock.now();
-  const expired: string[] = [];
-  for (const id of await store.due(now)) {
-    const out = await store.transition<PlannedPort[], boolean>(id, (request) => {
-      const e = expire(request, now);
-      return { next: e.changed ? e.request : null, result: e.changed };
-    });
-    if (!out?.written) continue;
-    expired.push(id);
-    const req = out.record.request;
-    await audit(deps.rt, { actor: 'ferry', kind: 'decision', action: `expire request ${id}`, targets: hostsOf(req.plan), opId: out.record.meta.opId, outcome: 'skipped', detail: `expired at ${formatUtcTime(req.expiresAt)}` });
-    await closeUnexecuted(deps, out.record, `Request ${id} expired at ${formatUtcTime(req.expiresAt)} without ${req.required === 1 ? 'an approval' : 'enough approvals'}; nothing was removed. Ask again if it is still needed.`);
-  }
-  return expired;
-}
-
-registerJob(EXPIRY_JOB, 'timers', async (deps) => expireDue(deps));
+registerApprovalHandler<PlannedPort[]>('remove-ports', {
+  render: (request) => renderApprovalCard(request),
+  targets: hostsOf,
+  nothingDone: 'nothing was removed',
+  async prepare(deps, record) {
+    const next = await createRemovalOp(deps, record);
+    return { record: next, note: `Removing the ports now, one by one (job ${next.meta.opId}).` };
+  },
+  onApproved: startRemoval,
+  async redraw(deps, record) {
+    // Once approved, the removal's operation owns the card (it adds per-port results).
+    if (record.meta.opId) return refreshCard(deps, record.meta.opId, { force: true });
+    if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, renderApprovalCard(record.request));
+  },
+});
 
 registerCard(REMOVAL_KIND, async (deps, op) => {
   const id = String(op.params.approvalId ?? '');

@@ -48,7 +48,8 @@ describe('drain on the lab', () => {
     h = await makeHarness({ yaml: drainLabYaml() });
     const names = await setHostVms(h.deps, 'hyp03', 20);
     const op = await planned(h, 'drain hyp03');
-    expect(h.transcript()).toContain(`type: start ${op.id}`);
+    // The card is redrawn over pub/sub: wait for it rather than race it.
+    await h.waitFor(async () => h!.transcript().includes(`type: start ${op.id}`), 'the plan card with Start');
     expect(h.transcript()).toContain('hyp03 can be drained: 20 VMs move live');
     // The lock names the drain.
     await h.run('drain hyp03', 'bob');
@@ -191,7 +192,7 @@ describe('drain on the lab', () => {
     await said(h, 'hyp04 has no drain ledger to restore');
   }, 60_000);
 
-  it('a running non-HA VM refuses the drain; save-non-ha is an override that needs an approver', async () => {
+  it('a running non-HA VM refuses the drain; save-non-ha is an override that needs an approver (an approval request)', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
     const names = await setHostVms(h.deps, 'hyp03', 3);
     const st = await hostState(h.rt, 'hyp03');
@@ -204,11 +205,18 @@ describe('drain on the lab', () => {
     expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
 
     const op = await planned(h, 'drain hyp03 save-non-ha');
+    // The override is a request in the approvals store, bound to the drain plan.
+    const id = op.params.approvalId as string;
+    expect(id).toMatch(/^\d+$/);
+    await h.waitFor(async () => h!.transcript().includes(`drain hyp03 save-non-ha (job ${op.id}), overriding a refused precheck`), 'the approval card');
+    expect(h.transcript()).toContain(`type: approve ${id}`);
+    // The requester's own Start or approve is a refused self-approval; a non-approver is refused.
     await h.run(`start ${op.id}`);
-    await said(h, 'needs an approver other than you');
-    await h.run(`start ${op.id}`, 'dave');
-    await said(h, 'needs the approvers group', 'dave');
-    await h.run(`start ${op.id}`, 'bob');
+    await said(h, 'You asked for this; someone else has to approve it.');
+    await h.run(`approve ${id}`, 'dave');
+    await said(h, 'Only the approvers group may approve or reject this request.', 'dave');
+    expect((await h.deps.ops.get(op.id))!.status).toBe('waiting');
+    await h.run(`approve ${id}`, 'bob');
     const done = await h.waitForOp(op.id, 30_000);
     expect(done.status).toBe('succeeded');
     const where = await whereIs(h.rt, CLUSTER);

@@ -1,5 +1,6 @@
 /**
  * A rolling run on the lab, end to end through the console grammar: window → start → approval
+ * (a request in the approvals store, like every other action)
  * → one host at a time: drain (the drain workflow) → manual patch hook (typed "done") → restore
  * (the restore workflow) → every VM home → next host. One injected failure with
  * maxFailedHosts 1: the others are still patched, in order, and the run ends with a per-host
@@ -10,6 +11,7 @@ import { makeHarness, fastLabYaml, type Harness } from '../support/harness.js';
 import { setLabFault } from '../../src/adapters/lab/control.js';
 import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows.js';
 import { readRun } from '../../src/jobs/patch/rolling.js';
+import { ApprovalStore } from '../../src/approvals/store.js';
 
 /** Four hosts of prod-a whose drain the prechecks allow (no running non-HA VM), found at start. */
 const HOSTS: string[] = [];
@@ -60,11 +62,21 @@ describe('rolling run on the lab', () => {
     const runId = w.runOpId!;
     await h.waitFor(async () => new RegExp(`needs 1 approval.*"approve run ${runId}"`).test(h.transcript()), 'the approval request');
 
-    // The requester cannot approve their own run; an approver can.
+    // The run's approval is a request in the approvals store (its card, expiry sweep, claim);
+    // `approve run <job>` is an alias of `approve <request>`.
+    const reqId = (await readRun(h.deps, runId))!.approvalId!;
+    expect(reqId).toMatch(/^\d+$/);
+    expect(h.transcript()).toContain(`"approve ${reqId}"`);
+    // The requester cannot approve their own run (either spelling); an approver can.
     await h.run(`approve run ${runId}`, 'alice');
     const refusal = await h.waitFor(async () => h.ephemerals('alice').at(-1), 'the self-approval refusal');
     expect(refusal).toMatch(/someone else has to approve it/);
-    await h.run(`approve run ${runId}`, 'bob');
+    await h.run(`approve ${reqId}`, 'alice');
+    await h.waitFor(async () => h.ephemerals('alice').length >= 2, 'the second self-approval refusal');
+    expect(h.ephemerals('alice').at(-1)).toMatch(/someone else has to approve it/);
+    expect((await readRun(h.deps, runId))!.approved).toBe(false);
+    await h.run(`approve ${reqId}`, 'bob');
+    await h.waitFor(async () => (await new ApprovalStore(h.rt).get(reqId))?.request.status === 'executed', 'the run to claim its approval');
 
     // Manual hook: answer "done" whenever a drained host waits for its patch.
     const order: string[] = [];

@@ -2,7 +2,8 @@
  * Approve and Reject: the card's buttons (Approve behind a confirm dialog; Reject opens a
  * modal for an optional reason where Slack is available) and the typed commands `approve <id>`
  * and `reject <id> [reason]` all reach decideApproval, so the console and Slack follow one
- * policy and a refusal is the same sentence everywhere.
+ * policy and a refusal is the same sentence everywhere. Every action's request (stale-port
+ * removal, drain, migrate, override, rolling run) is decided here.
  */
 import { registerCommand } from '../commands.js';
 import { registerAction, registerView, type ActionContext } from '../actions.js';
@@ -54,7 +55,7 @@ registerAction(REJECT_ACTION, async (ctx) => {
     close: { type: 'plain_text', text: 'Back' },
     private_metadata: JSON.stringify({ channel: ctx.conv.channel, threadTs: ctx.conv.threadTs, value: ctx.value }),
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `*${rec.request.summary}*\nNothing is removed if you reject; the requester can ask again.` } },
+      { type: 'section', text: { type: 'mrkdwn', text: `*${rec.request.summary}*\n${rec.request.action === 'remove-ports' ? 'Nothing is removed' : 'Nothing happens'} if you reject; the requester can ask again.` } },
       {
         type: 'input',
         block_id: 'reason',

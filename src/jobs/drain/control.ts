@@ -3,19 +3,37 @@
  * held after a failure, Roll back / Retry / Skip VM. Buttons and typed commands (`start 41`,
  * `rollback 41`, `retry 41`, `skip 41 web07`, `cancel 41`) reach the same functions here.
  *
- * Approvals seam: policy (src/approvals/policy.ts) says how many approvers a drain or migrate
- * needs; the default is 0, and the requester's own Start runs it. An override (saving a
- * running non-HA VM, seed 001 rule 1) needs an approver other than the requester. Until the
- * approvals store lands, approver Starts are counted here in a Redis set (distinct users).
+ * Approvals: policy (src/approvals/policy.ts) says how many approvers a drain or migrate
+ * needs; the default is 0, and the requester's own Start runs it (Start / Cancel on the plan
+ * card). When policy asks for approvers (a configured drain/migrate approval, or an override
+ * such as saving a running non-HA VM, seed 001 rule 1) the plan becomes a request in the
+ * approvals store (src/approvals/service.ts), like every other action: its own card, bound to
+ * the plan's hash, decided by `approve <request>` or its buttons (a typed `start <job>` is the
+ * same approve), expiring on the store's sweep, surviving restarts. When it is approved the real
+ * state is read again; a plan that no longer holds (a VM moved) voids the approval and the
+ * drain is planned again, with a new request.
  *
  * While an operation waits for a decision no worker is busy: a small timer job ('op-watch')
  * looks once a second for a typed `cancel <id>` and for the plan's expiry.
  */
 import type { Job } from 'bullmq';
-import { resolvePolicy, type ApprovalAction } from '../../approvals/policy.js';
-import { describePrincipals, isMemberOfAny, membership, mention, type GroupMembers } from '../../core/permissions.js';
+import { approvedBy as approvedByOf, resolvePolicy, statusLine, type ApprovalAction, type ApprovalRequest, type ResolvedPolicy } from '../../approvals/policy.js';
+import { planHash } from '../../approvals/plan-hash.js';
+import { renderRequestCard } from '../../approvals/cards.js';
+import {
+  approvalStore,
+  claimExecution,
+  decideApproval,
+  expireRequest,
+  registerApprovalHandler,
+  requestApproval,
+  voidApproval,
+  type ApprovalHandler,
+} from '../../approvals/service.js';
+import type { ApprovalRecord } from '../../approvals/store.js';
+import { describePrincipals, mention, type GroupMembers } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
-import { message } from '../../bot/messages.js';
+import { context, message, type Block } from '../../bot/messages.js';
 import { registerJob } from '../registry.js';
 import { refreshCard } from '../cards.js';
 import { FINISHED, type Operation } from '../operations.js';
@@ -28,6 +46,14 @@ export interface Controlled {
   resume(deps: Deps, op: Operation, decision: Decision, arg?: string): Promise<void>;
   /** Finish an operation cancelled (or expired) while it waited. */
   stopWaiting(deps: Deps, op: Operation, why: string): Promise<void>;
+  /** The plan an approval binds to, as stored now (a re-plan changes its hash). */
+  currentPlan?(deps: Deps, op: Operation): Promise<unknown>;
+  /** Read the real state again at approval: why the plan no longer holds, or null. */
+  check?(deps: Deps, op: Operation, plan: unknown): Promise<string | null>;
+  /** Plan again after a stale plan (a new request follows); without it the operation ends. */
+  replan?(deps: Deps, op: Operation): Promise<void>;
+  /** The plan as the approval card shows it. */
+  planBlocks?(plan: unknown): Block[];
 }
 
 const kinds = new Map<string, Controlled>();
@@ -48,11 +74,13 @@ export interface StartNeeds {
 }
 
 /** Who must click Start: the requester (0 approvals) or N approvers other than the requester. */
-export function startNeeds(deps: Deps, op: Operation): StartNeeds {
+export function startNeeds(deps: Deps, op: Pick<Operation, 'kind' | 'params'>): StartNeeds {
   const action: ApprovalAction = op.params.override ? 'override' : op.kind === 'migrate' ? 'migrate' : 'drain';
   const base = resolvePolicy(deps.rt.config, op.kind === 'migrate' ? 'migrate' : 'drain');
   const p = op.params.override ? resolvePolicy(deps.rt.config, 'override') : base;
-  return { action, approvals: Math.max(p.approvals, action === 'override' ? 1 : 0), approvers: p.approvers, expiryMs: base.expiryMs };
+  // An override never needs fewer approvals than the plain drain would.
+  const approvals = action === 'override' ? Math.max(p.approvals, base.approvals, 1) : p.approvals;
+  return { action, approvals, approvers: p.approvers, expiryMs: base.expiryMs };
 }
 
 function label(op: Operation): string {
@@ -70,11 +98,11 @@ export async function decide(deps: Deps, opId: string | number, user: string, de
   if (!ctl) return `job ${op.id} is a ${op.kind}; it has no ${decision} step.`;
   if (FINISHED.includes(op.status)) return `${label(op)} already ended (${op.status}).`;
   const stage = stageOf(op);
-  const members = membership(deps.rt.config, groupMembers);
 
   if (decision === 'cancel') {
     if (op.status !== 'waiting') return null; // a running job sees the cancel flag itself
     await deps.rt.redis.set(deps.rt.key('op', op.id, 'cancel'), user, 'EX', 86_400);
+    await closeApprovalOf(deps, op, `job ${op.id} was cancelled by ${mention(user)}`, user);
     await ctl.stopWaiting(deps, op, `cancelled by ${mention(user)}`);
     return null;
   }
@@ -82,26 +110,20 @@ export async function decide(deps: Deps, opId: string | number, user: string, de
   if (decision === 'start') {
     if (stage !== 'awaiting-start' || op.status !== 'waiting') return `${label(op)} is not waiting for Start (it is ${stage || op.status}).`;
     if (await deps.ops.cancelRequested(op.id)) return `${label(op)} was cancelled; run the command again for a fresh plan.`;
-    const needs = startNeeds(deps, op);
-    if (needs.approvals === 0) {
-      if (user !== op.requester) return `Only ${mention(op.requester)}, who asked for ${label(op)}, can start it.`;
-    } else {
-      if (user === op.requester) return `${label(op)} needs ${needs.approvals === 1 ? 'an approver' : `${needs.approvals} approvers`} other than you (${needs.action === 'override' ? 'it overrides a refused precheck' : 'policy'}): ${describePrincipals(needs.approvers)}.`;
-      if (!isMemberOfAny(members, user, needs.approvers)) return `Starting ${label(op)} needs ${describePrincipals(needs.approvers)}.`;
-      const setKey = deps.rt.key('op', op.id, 'approvers');
-      await deps.rt.redis.sadd(setKey, user);
-      const n = await deps.rt.redis.scard(setKey);
-      await audit(deps.rt, { actor: user, kind: 'decision', action: `approve start of job ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' });
-      if (n < needs.approvals) {
-        await deps.outbox.post(op.conv, message(`${mention(user)} approved ${label(op)} (${n} of ${needs.approvals}).`));
-        return null;
-      }
+    const approvalId = typeof op.params.approvalId === 'string' ? op.params.approvalId : undefined;
+    if (approvalId) {
+      // Policy asked for approvers: a typed Start is an approve of the operation's request.
+      let refusal: string | null = null;
+      await decideApproval(deps, { id: approvalId, user, decision: 'approve', groupMembers, refuse: async (s) => void (refusal = s), via: 'command' });
+      return refusal;
     }
+    const needs = startNeeds(deps, op);
+    if (needs.approvals > 0) return `${label(op)} is waiting for its approval request; it appears in this thread in a moment.`;
+    if (user !== op.requester) return `Only ${mention(op.requester)}, who asked for ${label(op)}, can start it.`;
     // Exactly once, however many clicks or retried deliveries arrive.
     const first = await deps.rt.redis.set(deps.rt.key('op', op.id, 'started'), user, 'EX', 7 * 86_400, 'NX');
     if (!first) return `${label(op)} is already started.`;
-    const approvedBy = await deps.rt.redis.smembers(deps.rt.key('op', op.id, 'approvers'));
-    await audit(deps.rt, { actor: user, kind: 'decision', action: `start job ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok', ...(approvedBy.length ? { approvedBy } : {}) });
+    await audit(deps.rt, { actor: user, kind: 'decision', action: `start job ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' });
     await deps.outbox.post(op.conv, message(`${mention(user)} started ${label(op)}.`));
     await ctl.resume(deps, op, 'start');
     return null;
@@ -131,18 +153,200 @@ async function watchJob(deps: Deps, job: Job): Promise<void> {
   if (!ctl) return;
   const who = await deps.ops.cancelRequested(opId);
   if (who) {
+    await closeApprovalOf(deps, op, `job ${op.id} was cancelled by ${mention(who)}`, who);
     await ctl.stopWaiting(deps, op, `cancelled by ${mention(who)}`);
     return;
   }
-  const since = Number(op.params.waitingSince ?? op.createdAt);
-  if (stageOf(op) === 'awaiting-start' && deps.rt.clock.now() - since > startNeeds(deps, op).expiryMs) {
-    await ctl.stopWaiting(deps, op, 'the plan expired before anyone started it');
-    return;
+  if (stageOf(op) === 'awaiting-start' && typeof op.params.approvalId === 'string') {
+    // The request decides; this only catches what a crash or a late sweep left undone.
+    if (await followApproval(deps, op, ctl, op.params.approvalId)) return;
+  } else {
+    const since = Number(op.params.waitingSince ?? op.createdAt);
+    if (stageOf(op) === 'awaiting-start' && deps.rt.clock.now() - since > startNeeds(deps, op).expiryMs) {
+      await ctl.stopWaiting(deps, op, 'the plan expired before anyone started it');
+      return;
+    }
   }
   await watchWaiting(deps, opId);
 }
 
 registerJob('op-watch', 'timers', watchJob);
+
+// ---------------------------------------------------------------------------------------
+// Approval requests for a planned move (drain, migrate, override)
+
+/** What a drain/migrate request freezes: the operation and its plan as stored when asked. */
+export interface OpApprovalPlan {
+  opId: number;
+  kind: string;
+  /** Card title: "drain hyp03 save-non-ha". */
+  title: string;
+  hosts: string[];
+  plan: unknown;
+}
+
+function startedKey(deps: Deps, opId: number): string {
+  return deps.rt.key('op', opId, 'started');
+}
+
+/**
+ * When policy asks for approvers, put the plan to the approvals store (its card is posted in
+ * the operation's thread) and return the request id to keep in op.params.approvalId; with 0
+ * approvals, undefined (the plan card's Start is enough). Call it before the operation shows
+ * itself waiting, so nobody can start it in between.
+ */
+export async function requestStartApproval(deps: Deps, op: Operation, plan: unknown): Promise<string | undefined> {
+  const needs = startNeeds(deps, op);
+  if (needs.approvals === 0) return undefined;
+  const policy: ResolvedPolicy = { action: needs.action, approvals: needs.approvals, approvers: needs.approvers, expiryMs: needs.expiryMs, configured: true };
+  const rec = await requestApproval<OpApprovalPlan>(deps, {
+    action: needs.action,
+    conv: op.conv,
+    requester: op.requester,
+    plan: { opId: op.id, kind: op.kind, title: op.title, hosts: op.hosts, plan },
+    summary: `${op.title} (job ${op.id})${needs.action === 'override' ? ', overriding a refused precheck' : ''}`,
+    title: op.title,
+    policy,
+    opId: op.id,
+  });
+  return rec.request.id;
+}
+
+/** The operation stops waiting: its pending request is void, so its card loses its buttons. */
+async function closeApprovalOf(deps: Deps, op: Operation, reason: string, actor?: string): Promise<void> {
+  if (typeof op.params.approvalId !== 'string') return;
+  await voidApproval(deps, op.params.approvalId, reason, { say: false, ...(actor ? { actor } : {}) }).catch((e: unknown) => deps.rt.log.warn({ err: String(e), opId: op.id }, 'could not void the approval request'));
+}
+
+/** Returns true when the operation stopped waiting. */
+async function followApproval(deps: Deps, op: Operation, ctl: Controlled, id: string): Promise<boolean> {
+  const rec = await approvalStore(deps).get<OpApprovalPlan>(id);
+  if (!rec) {
+    await ctl.stopWaiting(deps, op, `its approval request ${id} is gone`);
+    return true;
+  }
+  const r = rec.request;
+  if (r.status === 'pending') {
+    if (deps.rt.clock.now() < r.expiresAt) return false;
+    await expireRequest(deps, id); // onClosed stops the operation
+  } else if (r.status === 'approved') {
+    await startApproved(deps, rec); // a crash between the approval and the start
+  } else if (r.status === 'executed') {
+    if (await deps.rt.redis.exists(startedKey(deps, op.id))) await ctl.resume(deps, op, 'start'); // resume is idempotent (job ids)
+  } else {
+    await stopFor(deps, rec, r.status);
+  }
+  const now = await deps.ops.get(op.id);
+  return !now || now.status !== 'waiting';
+}
+
+async function stopFor(deps: Deps, record: ApprovalRecord<OpApprovalPlan>, how: 'rejected' | 'expired' | 'void'): Promise<void> {
+  const r = record.request;
+  const op = await deps.ops.get(r.plan.opId);
+  // Only the request the operation waits on stops it (a re-plan has a newer one).
+  if (!op || op.status !== 'waiting' || op.params.approvalId !== r.id) return;
+  const ctl = kinds.get(op.kind);
+  if (!ctl) return;
+  const reject = r.decisions.find((d) => d.decision === 'reject');
+  const why =
+    how === 'rejected'
+      ? `${reject?.user === r.requester ? 'withdrawn' : 'rejected'} by ${mention(reject?.user ?? '?')}${reject?.reason ? ` (${reject.reason})` : ''}`
+      : how === 'expired'
+        ? `its approval request ${r.id} expired before enough approvers approved it`
+        : `its approval request ${r.id} is void (${r.voidReason ?? 'the plan changed'})`;
+  await ctl.stopWaiting(deps, op, why);
+}
+
+/**
+ * An approved request: the operation must still wait on exactly this request, its stored plan
+ * must hash as the approved one, and the real state must still match the plan; then the claim
+ * (approved -> executed, once) and the operation resumes as if its requester pressed Start.
+ */
+async function startApproved(deps: Deps, record: ApprovalRecord<OpApprovalPlan>): Promise<void> {
+  const { request } = record;
+  const op = await deps.ops.get(request.plan.opId);
+  const ctl = op ? kinds.get(op.kind) : undefined;
+  if (!op || !ctl || op.status !== 'waiting' || stageOf(op) !== 'awaiting-start' || op.params.approvalId !== request.id) {
+    await voidApproval(deps, request.id, `job ${request.plan.opId} no longer waits for it`);
+    return;
+  }
+  const current = ctl.currentPlan ? await ctl.currentPlan(deps, op) : request.plan.plan;
+  if (planHash(current) !== planHash(request.plan.plan)) {
+    if (await voidApproval(deps, request.id, 'the plan changed after the card was shown')) await ctl.stopWaiting(deps, op, 'its plan changed after it was approved');
+    return;
+  }
+  let stale: string | null = null;
+  try {
+    stale = ctl.check ? await ctl.check(deps, op, current) : null;
+  } catch (e) {
+    stale = `Ferry could not read the hosts again (${e instanceof Error ? e.message : String(e)})`;
+  }
+  if (stale) {
+    if (!(await voidApproval(deps, request.id, `the plan no longer holds: ${stale}`))) return;
+    if (ctl.replan) {
+      await deps.outbox.post(op.conv, message(`Planning job ${op.id} again from the hosts' real state; the new plan needs a new approval.`));
+      await ctl.replan(deps, op);
+    } else {
+      await ctl.stopWaiting(deps, op, `its plan no longer holds (${stale}); run the command again for a fresh plan`);
+    }
+    return;
+  }
+  const claim = await claimExecution<OpApprovalPlan>(deps, request.id);
+  if (!claim.claimed) return;
+  await deps.rt.redis.set(startedKey(deps, op.id), request.requester, 'EX', 7 * 86_400, 'NX');
+  await audit(deps.rt, { actor: request.requester, kind: 'decision', action: `start job ${op.id}`, targets: op.hosts, opId: op.id, approvedBy: approvedByOf(request), outcome: 'ok', detail: `approval request ${request.id}` });
+  await ctl.resume(deps, op, 'start');
+  await opHandler.redraw?.(deps, claim.record ?? record);
+}
+
+function opApprovalCard(request: ApprovalRequest<OpApprovalPlan>): ReturnType<typeof renderRequestCard> {
+  const ctl = kinds.get(request.plan.kind);
+  const override = request.action === 'override';
+  return renderRequestCard(request, {
+    title: request.plan.title,
+    plan: ctl?.planBlocks?.(request.plan.plan) ?? [],
+    note: override
+      ? 'This overrides a refused precheck: running non-HA VMs are saved in place (their service stops until they resume). A failed migration rolls back per the drain\'s rollback policy.'
+      : 'A failed migration rolls back per the operation\'s rollback policy. Before it starts, Ferry reads the hosts again: if the plan no longer holds, this approval is void and a new plan is asked for.',
+    confirm: { title: 'Approve and start?', text: `${request.summary}: Ferry starts it at once.`, confirm: 'Approve and start' },
+  });
+}
+
+const opHandler: ApprovalHandler<OpApprovalPlan> = {
+  render: opApprovalCard,
+  targets: (plan) => plan.hosts,
+  nothingDone: 'nothing was moved',
+  async prepare(deps, record) {
+    return { record, note: `Checking that the plan still holds, then starting job ${record.request.plan.opId}.` };
+  },
+  onApproved: startApproved,
+  onClosed: stopFor,
+  async redraw(deps, record) {
+    if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, opApprovalCard(record.request));
+    await refreshCard(deps, record.request.plan.opId, { force: true });
+  },
+};
+
+for (const action of ['drain', 'migrate', 'override'] as const) registerApprovalHandler(action, opHandler);
+
+/** The plan card's footer while it waits: Start/Cancel (0 approvals) or the request it waits on, and Cancel. */
+export async function startBlocks(deps: Deps, op: Operation, startLabel: string, extra = ''): Promise<Block[]> {
+  const cancel = { action: 'ferry:drain-cancel', label: 'Cancel', value: String(op.id), command: `cancel ${op.id}` };
+  const id = typeof op.params.approvalId === 'string' ? op.params.approvalId : undefined;
+  if (!id) {
+    return [
+      context(`${mention(op.requester)} starts it${extra}`),
+      { type: 'actions', buttons: [{ action: 'ferry:drain-start', label: startLabel, value: String(op.id), style: 'primary', command: `start ${op.id}` }, cancel] },
+    ];
+  }
+  const rec = await approvalStore(deps).get(id);
+  const needs = startNeeds(deps, op);
+  const line = rec ? statusLine(rec.request) : `needs ${describePrincipals(needs.approvers)}`;
+  return [
+    context(`waiting for approval request ${id}${needs.action === 'override' ? ' (it saves running non-HA VMs in place)' : ''}: ${line} · "approve ${id}" or the card's Approve${extra}`),
+    { type: 'actions', buttons: [cancel] },
+  ];
+}
 
 export async function finishOp(deps: Deps, op: Operation, status: Operation['status'], summary: string, params: Record<string, unknown> = {}): Promise<Operation> {
   const fresh = (await deps.ops.get(op.id)) ?? op;

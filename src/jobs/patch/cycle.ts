@@ -45,7 +45,8 @@ export const workflowCycle: HostCycle = {
   },
   async nudge(deps, opId, req) {
     const op = await deps.ops.get(opId);
-    if (op?.kind === 'drain' && op.status === 'waiting' && stageOf(op) === 'awaiting-start') {
+    // A drain with its own approval request (policy or override) waits for its approvers.
+    if (op?.kind === 'drain' && op.status === 'waiting' && stageOf(op) === 'awaiting-start' && op.params.approvalId === undefined) {
       const refusal = await decide(deps, opId, req.requester, 'start', undefined);
       if (refusal) deps.rt.log.info({ opId, refusal }, 'rolling run could not start its drain itself; it waits on the drain card');
     }

@@ -37,8 +37,11 @@ import { ensureCard, refreshCard, registerCard } from '../cards.js';
 import { FINISHED, type Operation, type OpStatus } from '../operations.js';
 import { rollingRunDecision, windowEnd, formatInstant, type RollingHost } from '../../core/windows.js';
 import { durationMs, formatDuration } from '../../core/duration.js';
-import { resolvePolicy, createRequest, decide, approvedBy, statusLine, type ApprovalRequest } from '../../approvals/policy.js';
-import { membership, type GroupMembers } from '../../core/permissions.js';
+import { resolvePolicy, approvedBy, statusLine, type ApprovalRequest } from '../../approvals/policy.js';
+import { planHash } from '../../approvals/plan-hash.js';
+import { renderRequestCard } from '../../approvals/cards.js';
+import { approvalStore, claimExecution, decideApproval, expireRequest, registerApprovalHandler, requestApproval, voidApproval } from '../../approvals/service.js';
+import { describePrincipals, type GroupMembers } from '../../core/permissions.js';
 import { context, message, plural, section, who, type Block, type Button, type Message } from '../../bot/messages.js';
 import type { Conversation } from '../../bot/surface.js';
 import { audit } from '../../audit/audit.js';
@@ -121,6 +124,9 @@ export interface HookState {
 export interface RunState {
   windowId: string;
   hosts: RunHost[];
+  /** The run's start approval in the approvals store (`approve <id>`, alias `approve run <job>`). */
+  approvalId?: string;
+  /** Legacy: runs created before the approvals store served rolling runs kept their request here. */
   approval?: ApprovalRequest<{ windowId: string; hosts: string[] }>;
   approved: boolean;
   approvedBy: string[];
@@ -194,11 +200,18 @@ export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Opera
     paused: false,
   };
   if (policy.approvals > 0) {
-    state.approval = createRequest(
-      { id: `run-${op.id}`, action: 'rolling-run', requester, plan: { windowId: w.id, hosts: w.hosts }, summary: `rolling run of patch window ${w.id}: ${plural(w.hosts.length, 'host')}, one at a time${hookNote(deps)}` },
+    // The approvals store: its card, expiry sweep, plan-hash binding and execution claim.
+    const rec = await requestApproval<RunPlan>(deps, {
+      action: 'rolling-run',
+      conv: w.conv,
+      requester,
+      plan: { runOpId: op.id, windowId: w.id, hosts: w.hosts },
+      summary: `rolling run of patch window ${w.id}: ${plural(w.hosts.length, 'host')}, one at a time${hookNote(deps)}`,
+      title: op.title,
       policy,
-      now,
-    );
+      opId: op.id,
+    });
+    state.approvalId = rec.request.id;
   }
   await writeRun(deps, op.id, state);
   const store = new WindowStore(deps.rt);
@@ -207,7 +220,10 @@ export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Opera
   await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `rolling run of patch window ${w.id}`, targets: w.hosts, opId: op.id, outcome: 'started' }).catch(() => undefined);
   await ensureCard(deps, op.id);
   if (!state.approved) {
-    await deps.outbox.post(w.conv, message(`Patch window ${w.id} has started; its rolling run (job ${op.id}) needs ${plural(policy.approvals, 'approval')} from ${policy.approvers.join(', ')}: "approve run ${op.id}" or the Approve button.`));
+    await deps.outbox.post(
+      w.conv,
+      message(`Patch window ${w.id} has started; its rolling run (job ${op.id}) needs ${plural(policy.approvals, 'approval')} from ${describePrincipals(policy.approvers)}: "approve ${state.approvalId}" (or "approve run ${op.id}") or the Approve button.`),
+    );
   }
   windowsChanged(deps);
   await kick(deps, op.id);
@@ -522,7 +538,17 @@ export async function rollingStep(deps: Deps, opId: number): Promise<void> {
       const aborted = (await deps.ops.cancelRequested(opId)) !== null || !w || w.status === 'cancelled';
 
       if (!state.approved) {
-        if (aborted) return finishRun(deps, op, state, 'cancelled', 'The run was cancelled before it was approved; no host was touched.');
+        if (aborted) {
+          if (state.approvalId) await voidApproval(deps, state.approvalId, `rolling run ${opId} was cancelled`, { say: false });
+          return finishRun(deps, op, state, 'cancelled', 'The run was cancelled before it was approved; no host was touched.');
+        }
+        if (state.approvalId) {
+          const gate = await approvalGate(deps, op, state, w);
+          if (gate === 'approved') continue;
+          if (typeof gate === 'string') return finishRun(deps, op, state, 'cancelled', gate);
+          await kick(deps, opId, gate.waitMs);
+          return;
+        }
         if (state.approval && now >= state.approval.expiresAt) {
           return finishRun(deps, op, state, 'cancelled', `The run's approval expired at ${formatInstant(state.approval.expiresAt, w?.zone ?? 'UTC')}; no host was touched.`);
         }
@@ -619,24 +645,101 @@ async function control(deps: Deps, opId: number, fn: (op: Operation, s: RunState
   return got.value;
 }
 
-export async function approveRun(deps: Deps, input: ControlInput): Promise<ControlResult> {
-  return control(deps, input.opId, async (op, s) => {
-    if (s.approved || !s.approval) return { ok: false, refusal: `Rolling run ${op.id} is already approved.` };
-    const r = decide(s.approval, { user: input.user, decision: 'approve', planHash: s.approval.planHash, now: deps.rt.clock.now() }, membership(deps.rt.config, input.groupMembers));
-    if (!r.ok) {
-      if (r.request) s.approval = r.request;
-      await audit(deps.rt, { actor: input.user, kind: 'decision', action: `approve run ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'refused', detail: r.refusal }).catch(() => undefined);
-      return { ok: false, refusal: r.refusal };
+interface RunPlan {
+  runOpId: number;
+  windowId: string;
+  hosts: string[];
+}
+
+/**
+ * Under the run's lock: what the run's approval request says. Approved: claim it (approved ->
+ * executed, once; a window whose hosts changed since the card voids it) and mark the run
+ * approved. Pending: how long to wait. Ended without approval: the sentence the run ends with.
+ */
+async function approvalGate(deps: Deps, op: Operation, state: RunState, w: PatchWindow | null): Promise<'approved' | string | { waitMs: number }> {
+  const id = state.approvalId!;
+  const store = approvalStore(deps);
+  let rec = await store.get<RunPlan>(id);
+  if (!rec) return `The run's approval request ${id} is gone; no host was touched.`;
+  const now = deps.rt.clock.now();
+  if (rec.request.status === 'pending' && now >= rec.request.expiresAt) {
+    await expireRequest(deps, id);
+    rec = (await store.get<RunPlan>(id)) ?? rec;
+  }
+  if (rec.request.status === 'approved') {
+    const current: RunPlan = { ...rec.request.plan, hosts: w?.hosts ?? rec.request.plan.hosts };
+    if (planHash(current) !== rec.request.planHash) {
+      await voidApproval(deps, id, `the hosts of patch window ${state.windowId} changed after the card was shown`);
+    } else {
+      await claimExecution(deps, id);
     }
-    s.approval = r.request;
-    if (r.effect === 'approved') {
-      s.approved = true;
-      s.approvedBy = approvedBy(r.request);
-      await deps.ops.patch(op.id, { status: 'running', startedAt: deps.rt.clock.now(), summary: 'approved' });
+    rec = (await store.get<RunPlan>(id)) ?? rec;
+  }
+  const r = rec.request;
+  switch (r.status) {
+    case 'pending':
+      return { waitMs: Math.min(60_000, Math.max(POLL_MS, r.expiresAt - now)) };
+    case 'approved': // claimed by another caller a moment ago: look again
+      return { waitMs: POLL_MS };
+    case 'executed':
+      state.approved = true;
+      state.approvedBy = approvedBy(r);
+      await writeRun(deps, op.id, state);
+      await deps.ops.patch(op.id, { status: 'running', startedAt: now, summary: 'approved' });
+      await refreshCard(deps, op.id, { force: true });
+      return 'approved';
+    case 'rejected': {
+      const d = r.decisions.find((x) => x.decision === 'reject');
+      return `The run's approval request ${id} was ${d?.user === r.requester ? 'withdrawn' : 'rejected'} by ${who(d?.user ?? '?')}${d?.reason ? ` (${d.reason})` : ''}; no host was touched.`;
     }
-    await audit(deps.rt, { actor: input.user, kind: 'decision', action: `approve run ${op.id}`, targets: op.hosts, opId: op.id, approvedBy: s.approvedBy, outcome: 'ok', detail: r.effect }).catch(() => undefined);
-    return { ok: true, sentence: r.sentence };
+    case 'expired':
+      return `The run's approval expired at ${formatInstant(r.expiresAt, w?.zone ?? 'UTC')}; no host was touched.`;
+    case 'void':
+      return `The run's approval request ${id} is void (${r.voidReason ?? 'the plan changed'}); no host was touched.`;
+  }
+}
+
+/** The run's request on the approvals store's card; decisions only wake the run (its step decides under the lock). */
+function runRequestCard(request: ApprovalRequest<RunPlan>): Message {
+  return renderRequestCard(request, {
+    title: `Rolling run of patch window ${request.plan.windowId}`,
+    plan: [{ type: 'table', title: '*Hosts, in this order, one at a time*', columns: ['#', 'Host'], rows: request.plan.hosts.map((h, i) => [String(i + 1), h]) }],
+    note: 'Each host is drained, patched and restored; the next host starts only when every VM of the previous one is home. More failed hosts than patchWindows.maxFailedHosts stop the run.',
+    confirm: { title: 'Approve the rolling run?', text: `${request.summary}. Hosts are drained, patched and restored one at a time.`, confirm: 'Approve the run' },
   });
+}
+
+registerApprovalHandler<RunPlan>('rolling-run', {
+  render: runRequestCard,
+  targets: (plan) => plan.hosts,
+  nothingDone: 'no host was touched',
+  async prepare(_deps, record) {
+    return { record, note: `Rolling run ${record.request.plan.runOpId} goes ahead, one host at a time.` };
+  },
+  async onApproved(deps, record) {
+    await kick(deps, record.request.plan.runOpId);
+  },
+  async onClosed(deps, record) {
+    await kick(deps, record.request.plan.runOpId);
+  },
+  async redraw(deps, record) {
+    if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, runRequestCard(record.request));
+    await refreshCard(deps, record.request.plan.runOpId, { force: true });
+  },
+});
+
+/** `approve run <job>`: an alias of `approve <request>` for the run's request, one policy for both. */
+export async function approveRun(deps: Deps, input: ControlInput): Promise<ControlResult> {
+  const op = await deps.ops.get(input.opId);
+  const s = op?.kind === RUN_KIND ? await readRun(deps, input.opId) : null;
+  if (!op || !s) return { ok: false, refusal: `There is no rolling run ${input.opId}; "patch windows" shows the windows and their runs.` };
+  if (s.finished) return { ok: false, refusal: `Rolling run ${op.id} has already ended (${s.finished.status}).` };
+  if (s.approved) return { ok: false, refusal: `Rolling run ${op.id} is already approved.` };
+  if (!s.approvalId) return { ok: false, refusal: `Rolling run ${op.id} has no approval request Ferry can decide; abort it and start the window's run again.` };
+  let refusal: string | undefined;
+  const r = await decideApproval(deps, { id: s.approvalId, user: input.user, decision: 'approve', groupMembers: input.groupMembers, refuse: async (x) => void (refusal = x), via: 'command' });
+  if (refusal !== undefined || !r?.ok) return { ok: false, refusal: refusal ?? 'Nothing was done.' };
+  return { ok: true, sentence: r.sentence };
 }
 
 export async function pauseRun(deps: Deps, input: ControlInput, paused: boolean): Promise<ControlResult> {
@@ -702,10 +805,11 @@ registerCard(RUN_KIND, async (deps, op) => {
   if (!s) return message(`${op.title}: ${op.status}`);
   const done = s.hosts.filter((h) => h.status === 'succeeded' || (h.status === 'failed' && !s.hosts.some((x) => x.status === 'running' && x.host === h.host))).length;
   const current = s.hosts.find((h) => h.status === 'running');
+  const approval = s.approvalId && !s.approved ? (await approvalStore(deps).get(s.approvalId))?.request : undefined;
   const state = s.finished
     ? s.finished.status
     : !s.approved
-      ? `waiting for approval (${s.approval ? statusLine(s.approval) : ''})`
+      ? `waiting for approval (${approval ? `request ${approval.id}: ${statusLine(approval)}` : s.approval ? statusLine(s.approval) : ''})`
       : s.paused
         ? `paused by ${who(s.pausedBy ?? '?')}`
         : current

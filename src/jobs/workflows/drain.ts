@@ -29,7 +29,7 @@ import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock } from '../drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
-import { decide, finishOp, registerControlled, stageOf, startNeeds, watchWaiting, type Decision } from '../drain/control.js';
+import { decide, finishOp, registerControlled, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Decision } from '../drain/control.js';
 import {
   clusterFacts,
   ensureMaintenance,
@@ -44,7 +44,6 @@ import {
   vmStates,
   type VmState,
 } from '../drain/steps.js';
-import { describePrincipals } from '../../core/permissions.js';
 
 export const KIND = 'drain';
 /** A held drain keeps its host this long without a running job. */
@@ -179,7 +178,9 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     return;
   }
   const override = pre.counts.save > 0;
-  await deps.ops.patch(opId, { status: 'waiting', params: { ...op.params, stage: 'awaiting-start', waitingSince: deps.rt.clock.now(), override } });
+  // Policy asking for approvers: the plan goes to an approval request bound to its hash.
+  const approvalId = await requestStartApproval(deps, { ...op, params: { ...op.params, override } }, plan);
+  await deps.ops.patch(opId, { status: 'waiting', params: { ...op.params, stage: 'awaiting-start', waitingSince: deps.rt.clock.now(), override, approvalId } });
   // The host stays ours while the plan waits for Start.
   await refreshLock(deps.rt, p.host, opId, startNeeds(deps, { ...op, params: { ...op.params, override } }).expiryMs + 60_000);
   await refreshCard(deps, opId, { force: true });
@@ -444,6 +445,37 @@ registerControlled(KIND, {
     await refreshCard(deps, op.id, { force: true });
     await enqueueExec(deps, op.id, round);
   },
+  // Approval binding: the stored plan is what the request froze; at approval the host's VMs are
+  // read again, and a drain whose VMs changed is planned again (its approval is void).
+  async currentPlan(deps, op) {
+    return readPlan(deps, op.id);
+  },
+  async check(deps, op, plan) {
+    const p = params(op);
+    const ledger = (plan as DrainPlan).ledger;
+    const now = new Map((await deps.rt.adapters.forHost(p.host).listVms(p.host)).map((v) => [v.id, v]));
+    const gone = ledger.filter((v) => !now.has(v.id)).map((v) => v.name);
+    const added = [...now.values()].filter((v) => !ledger.some((x) => x.id === v.id)).map((v) => v.name);
+    const changed = ledger.filter((v) => now.has(v.id) && (now.get(v.id)!.power !== v.power || now.get(v.id)!.ha !== v.ha)).map((v) => v.name);
+    const why = [
+      gone.length ? `${namesLine(gone)} ${gone.length === 1 ? 'is' : 'are'} no longer on ${p.host}` : '',
+      added.length ? `${namesLine(added)} ${added.length === 1 ? 'is' : 'are'} new on ${p.host}` : '',
+      changed.length ? `${namesLine(changed)} changed power or HA state` : '',
+    ].filter(Boolean);
+    return why.length ? why.join('; ') : null;
+  },
+  async replan(deps, op) {
+    const n = Number(op.params.plans ?? 1) + 1;
+    await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'planning', plans: n, approvalId: undefined } });
+    await refreshCard(deps, op.id, { force: true });
+    await deps.queues.ops.add('drain-plan', { opId: op.id }, { jobId: `op-${op.id}-plan-${n}`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  },
+  planBlocks(plan) {
+    const d = plan as DrainPlan;
+    const blocks: Block[] = [section(d.lines.map(esc).join('\n').slice(0, 2900))];
+    if (d.moves.length) blocks.push({ type: 'table', title: '*Plan* (frozen: these moves, nothing else)', columns: ['VM', 'To', 'How', 'Memory'], rows: d.moves.map((m) => [m.vm, m.target, m.mode, `${Math.round(m.memoryMiB / 1024)} GiB`]) });
+    return blocks;
+  },
   async stopWaiting(deps, op, why) {
     const p = params(op);
     await releaseLock(deps.rt, p.host, op.id);
@@ -502,21 +534,7 @@ registerCard(KIND, async (deps, op) => {
     blocks.push(section(plan.lines.map(esc).join('\n').slice(0, 2900)));
     if (plan.moves.length) blocks.push({ type: 'table', title: '*Plan*', columns: ['VM', 'To', 'How', 'Memory'], rows: plan.moves.map((m) => [m.vm, m.target, m.mode, `${Math.round(m.memoryMiB / 1024)} GiB`]) });
     if (stage === 'awaiting-start' && op.status === 'waiting') {
-      const needs = startNeeds(deps, op);
-      blocks.push(
-        context(
-          needs.approvals === 0
-            ? `${mention(op.requester)} starts it · rollback ${p.rollback} · ${concurrencyFor(deps, p)} at a time`
-            : `needs ${needs.approvals === 1 ? 'an approver' : `${needs.approvals} approvers`} (${describePrincipals(needs.approvers)}) to start${needs.action === 'override' ? ': it saves running non-HA VMs in place' : ''}`,
-        ),
-      );
-      blocks.push({
-        type: 'actions',
-        buttons: [
-          { action: 'ferry:drain-start', label: `Start: drain ${p.host}`, value: String(op.id), style: 'primary', command: `start ${op.id}` },
-          { action: 'ferry:drain-cancel', label: 'Cancel', value: String(op.id), command: `cancel ${op.id}` },
-        ],
-      });
+      blocks.push(...(await startBlocks(deps, op, `Start: drain ${p.host}`, ` · rollback ${p.rollback} · ${concurrencyFor(deps, p)} at a time`)));
     }
     return message(`${op.title}: ${plan.lines[0]}`, ...blocks);
   }

@@ -11,7 +11,6 @@ import type { Job } from 'bullmq';
 import type { VmFacts } from '../../adapters/types.js';
 import { precheckMigrate, renderMigratePrecheck } from '../../core/prechecks.js';
 import { formatDuration } from '../../core/duration.js';
-import { mention, describePrincipals } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, section, type Block } from '../../bot/messages.js';
 import type { Conversation } from '../../bot/surface.js';
@@ -21,7 +20,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
 import { acquireLocks, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
-import { finishOp, registerControlled, stageOf, startNeeds, watchWaiting } from '../drain/control.js';
+import { finishOp, registerControlled, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting } from '../drain/control.js';
 import { moveVm, percents, progressReporter, reportLingering, setPercent } from '../drain/steps.js';
 
 export const KIND = 'migrate';
@@ -121,7 +120,9 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     await end('failed', [`${lockedSentence(held)} Nothing was changed.`], lockedSentence(held));
     return;
   }
-  await deps.ops.patch(opId, { status: 'waiting', params: { ...op.params, stage: 'awaiting-start', waitingSince: deps.rt.clock.now() } });
+  // Policy asking for approvers (approvals.migrate): the plan goes to an approval request.
+  const approvalId = await requestStartApproval(deps, op, migratePlan(params(op)));
+  await deps.ops.patch(opId, { status: 'waiting', params: { ...op.params, stage: 'awaiting-start', waitingSince: deps.rt.clock.now(), approvalId } });
   await refreshCard(deps, opId, { force: true });
   await watchWaiting(deps, opId);
 }
@@ -173,7 +174,25 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
 registerJob('migrate-plan', 'ops', planStep);
 registerJob('migrate-exec', 'ops', execStep);
 
+/** What an approval of a migration binds to. */
+function migratePlan(p: Params): Record<string, unknown> {
+  return { vm: p.vm, vmId: p.vmId, source: p.source, target: p.target, datastore: p.datastore, mode: p.mode, lines: p.lines };
+}
+
 registerControlled(KIND, {
+  async currentPlan(_deps, op) {
+    return migratePlan(params(op));
+  },
+  async check(deps, op) {
+    const p = params(op);
+    const vm = await deps.rt.adapters.forHost(p.source!).findVm(p.vm);
+    if (!vm) return `${p.vm} is no longer found`;
+    return vm.host === p.source ? null : `${p.vm} is now on ${vm.host}, not ${p.source}`;
+  },
+  planBlocks(plan) {
+    const lines = (plan as { lines?: string[] }).lines ?? [];
+    return [section(lines.join('\n').slice(0, 2900))];
+  },
   async resume(deps, op) {
     await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing' } });
     await refreshCard(deps, op.id, { force: true });
@@ -195,16 +214,8 @@ function card(deps: Deps, op: Operation): Promise<ReturnType<typeof message>> {
     const blocks: Block[] = [];
     if (stage === 'planning') return message(`${op.title}: checking`, section(`${head} · checking…`));
     if (stage === 'awaiting-start' && op.status === 'waiting') {
-      const needs = startNeeds(deps, op);
       blocks.push(section(`${head} · plan ready`), section((p.lines ?? []).join('\n').slice(0, 2900)));
-      blocks.push(context(needs.approvals === 0 ? `${mention(op.requester)} starts it` : `needs ${describePrincipals(needs.approvers)} to start`));
-      blocks.push({
-        type: 'actions',
-        buttons: [
-          { action: 'ferry:drain-start', label: `Start: migrate ${p.vm}`, value: String(op.id), style: 'primary', command: `start ${op.id}` },
-          { action: 'ferry:drain-cancel', label: 'Cancel', value: String(op.id), command: `cancel ${op.id}` },
-        ],
-      });
+      blocks.push(...(await startBlocks(deps, op, `Start: migrate ${p.vm}`)));
       return message(`${op.title}: plan ready`, ...blocks);
     }
     if (op.status === 'running' && stage === 'executing') {
