@@ -73,7 +73,8 @@ describe.skipIf(!ok)('libvirt adapter over real sshd + virsh test driver', () =>
 
     const web = by[f.vms.web]!;
     expect(web).toMatchObject({ host: 'kvm01', power: 'running', ha: true, memoryMiB: 4096, cpus: 2, antiAffinityGroup: 'web', id: '00000000-0000-4000-8000-000001000001' });
-    expect(web.networks).toEqual([{ portGroup: 'prod', vlan: 120 }]);
+    // The interface's own <vlan> tag moves with the domain; only the network name is a need on the target.
+    expect(web.networks).toEqual([{ portGroup: 'prod' }]);
     expect(web.disks).toEqual([{ path: `/san/${f.vms.web}.qcow2`, datastore: 'san', sizeGiB: expect.any(Number) }]);
     expect(web.vfc).toEqual([{ name: 'vfc0', fabric: '100000C0DD00AA01', wwnn: 'C003FF0000000010', wwpns: [f.usedVhbaWwpn, f.secondaryWwpn] }]);
 
@@ -87,7 +88,7 @@ describe.skipIf(!ok)('libvirt adapter over real sshd + virsh test driver', () =>
 
   it('describes a host: CPU, memory, pools as datastores, networks, HBAs', async () => {
     const facts = await adapter().describeHost('kvm02');
-    expect(facts).toMatchObject({ name: 'kvm02', cluster: 'kvm', adapter: 'libvirt', memoryMiB: 262144, memoryUsedMiB: 4096 + 8192 + 2048 + 1024, maintenance: false, migrationNetwork: true });
+    expect(facts).toMatchObject({ name: 'kvm02', cluster: 'kvm', adapter: 'libvirt', memoryMiB: 262144, memoryUsedMiB: 4096 + 8192 + 2048 + 1024, maintenance: false, migrationNetwork: true, isoLibraries: ['/san'] });
     expect(facts.cpu.cores).toBe(32);
     expect(facts.datastores.sort((a, b) => a.name.localeCompare(b.name))).toEqual([
       { name: 'local', shared: false, capacityGiB: 100, freeGiB: expect.any(Number) },

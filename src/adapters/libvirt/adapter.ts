@@ -96,6 +96,13 @@ function safeName(host: string, op: string, name: string): string {
   return name;
 }
 
+/**
+ * virsh's answer when a domain from `list` is gone by the time it is asked about: migrated away
+ * (--undefinesource) or undefined in between. During a drain this is the normal case, not an
+ * error: the other migrations running at the same time move domains off this very host.
+ */
+const VANISHED = /failed to get domain|Domain not found|no domain with matching (name|uuid)/i;
+
 interface HostNpiv {
   devs: NodedevXml[];
   hbas: NodedevXml[];
@@ -152,6 +159,16 @@ export class LibvirtAdapter implements HypervisorAdapter {
     }
   }
 
+  /** A per-domain call after a listing: null when the domain left the host in between (see VANISHED). */
+  private async ifStillThere<T>(fn: () => Promise<T>): Promise<T | null> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof AdapterError && err.code === 'exit' && VANISHED.test(err.message)) return null;
+      throw err;
+    }
+  }
+
   private cordonKey(host: string): string {
     return `${this.deps.prefix}:libvirt:cordon:${host}`;
   }
@@ -182,13 +199,17 @@ export class LibvirtAdapter implements HypervisorAdapter {
       this.virsh(host, 'capabilities', ['capabilities'], opts),
       this.pools(host, opts),
       this.networks(host, opts),
-      this.domainNames(host, opts).then((names) =>
-        Promise.all(
-          names.map(async (n) => {
-            const out = await this.virsh(host, 'dominfo', ['dominfo', '--domain', n], opts);
-            return this.parse(host, 'dominfo', () => parseDominfo(out));
-          }),
-        ),
+      this.domainNames(host, opts).then(async (names) =>
+        (
+          await Promise.all(
+            names.map((n) =>
+              this.ifStillThere(async () => {
+                const out = await this.virsh(host, 'dominfo', ['dominfo', '--domain', n], opts);
+                return this.parse(host, 'dominfo', () => parseDominfo(out));
+              }),
+            ),
+          )
+        ).filter((d): d is DomInfo => d !== null),
       ),
       this.hostNpiv(host, opts),
       this.deps.redis.get(this.cordonKey(host)),
@@ -210,6 +231,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
       datastores: pools.map((p): Datastore => ({ name: p.name, shared: p.shared, capacityGiB: p.capacityGiB, freeGiB: p.freeGiB })),
       migrationNetwork: this.settings.migrateUri.length > 0,
       hbas: npiv.hbas.map((d) => this.hba(d)),
+      // ISO images under a shared pool's directory are visible to every host that mounts it.
+      isoLibraries: pools.filter((p) => p.shared && p.targetPath).map((p) => p.targetPath!),
       version: undefined,
     };
   }
@@ -229,7 +252,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
     this.checkHost(host, 'listVms');
     const [names, pools] = await Promise.all([this.domainNames(host, opts), this.pools(host, opts)]);
     let npiv: HostNpiv | null = null;
-    const facts = await Promise.all(names.map((n) => this.vmFacts(host, n, opts)));
+    const facts = (await Promise.all(names.map((n) => this.ifStillThere(() => this.vmFacts(host, n, opts))))).filter((f) => f !== null);
     // Only hosts with passed-through vHBAs need the nodedev picture.
     if (facts.some((f) => f.dom.scsiHostAdapters.length > 0)) npiv = await this.hostNpiv(host, opts);
     return facts.map((f) => this.toVm(host, f.dom, f.info, f.sizes, pools, npiv));
@@ -278,7 +301,10 @@ export class LibvirtAdapter implements HypervisorAdapter {
       memoryMiB: dom.memoryMiB,
       cpus: dom.vcpus,
       disks,
-      networks: dom.networks,
+      // A <vlan> tag on the domain's own <interface> is part of the domain XML and moves with it:
+      // the target only has to offer the same network. Reporting it as the VLAN the network must
+      // carry made Ferry's prechecks refuse every tagged domain on every untagged network.
+      networks: dom.networks.map((n) => ({ portGroup: n.portGroup })),
       devices: dom.devices,
       affinity: dom.affinity,
       ...(dom.meta?.antiAffinity ? { antiAffinityGroup: dom.meta.antiAffinity } : {}),
@@ -382,10 +408,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const poolFc = new Map(pools.filter((p) => p.fcAdapter).map((p) => [p.name, p]));
     await Promise.all(
       names.map(async (name) => {
-        const state = (await this.virsh(host, 'domstate', ['domstate', '--domain', name], opts)).trim();
-        if (powerState(state, false) === 'off') return;
-        const xml = await this.virsh(host, 'dumpxml', ['dumpxml', '--domain', name], opts);
-        const d = this.parse(host, 'dumpxml', () => parseDomainXml(xml));
+        const got = await this.ifStillThere(async () => {
+          const state = (await this.virsh(host, 'domstate', ['domstate', '--domain', name], opts)).trim();
+          return powerState(state, false) === 'off' ? 'off' : this.virsh(host, 'dumpxml', ['dumpxml', '--domain', name], opts);
+        });
+        if (got === null || got === 'off') return;
+        const d = this.parse(host, 'dumpxml', () => parseDomainXml(got));
         for (const a of d.scsiHostAdapters) {
           const v = npiv.vports.find((p) => p.name === a);
           if (v?.fc) owners[v.fc.wwpn] = d.name;
