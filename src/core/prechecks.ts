@@ -223,9 +223,11 @@ export function checkVmOnTarget(vm: VmFacts, source: HostFacts, target: HostFact
     seen.add(net.portGroup);
     const spg = source.portGroups.find((p) => p.name === net.portGroup);
     const tpg = target.portGroups.find((p) => p.name === net.portGroup);
-    // VLAN known from the VM, or from the source's port group (absent there = untagged).
-    const vlanKnown = net.vlan !== undefined || spg !== undefined;
-    const want = net.vlan ?? spg?.vlan;
+    // VLANs are compared only where port groups carry them (vSphere, the lab). On Hyper-V and
+    // libvirt the VM's adapter carries its own tag and the switch defines none: the tag moves
+    // with the VM, so an untagged switch of the same name on both ends is a match.
+    const vlanKnown = tpg?.vlan !== undefined || spg?.vlan !== undefined;
+    const want = spg ? spg.vlan : net.vlan;
     const vlanText = (v: number | undefined): string => (v === undefined ? 'untagged' : `VLAN ${v}`);
     if (!tpg) {
       block('network', `${target.name} has no port group '${net.portGroup}'${want !== undefined ? ` (VLAN ${want})` : ''}`);

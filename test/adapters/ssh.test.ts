@@ -101,8 +101,8 @@ describe.skipIf(!haveSshd)('SshRemoteShell over a real sshd', () => {
     await Promise.all(Array.from({ length: 6 }, () => s.exec('kvm02', ['sleep', '0.4'])));
     const elapsed = Date.now() - started;
     // 6 commands, 2 at a time, 0.4 s each: at least 3 rounds.
+    // Only the lower bound is a property; an upper bound would be a timing claim on a loaded machine.
     expect(elapsed).toBeGreaterThanOrEqual(1150);
-    expect(elapsed).toBeLessThan(4000);
   });
 
   it('refuses an unknown host key, naming the host and the key fingerprint', async () => {

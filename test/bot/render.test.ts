@@ -54,7 +54,7 @@ describe('Slack rendering stays inside Block Kit limits', () => {
     const { o, results } = sweep(3, 2, 1);
     const msg = summaryMessage(o, results, 1000);
     const text = renderText(msg);
-    expect(text).toContain('4 stale ports on 2 hosts (of 2 swept); 1 host could not be reached.');
+    expect(text).toContain('4 stale ports on 2 hosts (of 2 swept); 1 host could not be swept.');
     expect(text).toContain('C003FF0000010000');
     expect(text).toContain('hyp01');
     expect(text).toContain('[Remove 4 stale ports…]  → type: remove stale ports hyp02,hyp03');

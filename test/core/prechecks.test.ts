@@ -205,6 +205,13 @@ const rows: Row[] = [
     contains: "port group 'mgmt' is VLAN 10 on hyp05 but untagged on hyp03",
   },
   {
+    name: 'Hyper-V/libvirt style: the VM carries its own VLAN tag, switches define none (no finding)',
+    source: (h) => (h.portGroups = [{ name: 'vSwitch-Prod' }]),
+    target: (h) => (h.portGroups = [{ name: 'vSwitch-Prod' }]),
+    vm: (v) => (v.networks = [{ portGroup: 'vSwitch-Prod', vlan: 120 }]),
+    block: [],
+  },
+  {
     name: 'internal-only switch on the source',
     source: (h) => h.portGroups.push({ name: 'isolated', vlan: 0, internalOnly: true }),
     target: (h) => h.portGroups.push({ name: 'isolated', vlan: 0, internalOnly: true }),

@@ -63,7 +63,7 @@ describe('sweep with the worker in a separate process', () => {
     expect(Object.keys(results)).toHaveLength(8);
     expect(results.hyp05).toEqual({ ok: false, error: 'hyp05 did not answer (connection timed out)' });
     expect(Object.values(results).filter((r) => r.ok)).toHaveLength(7);
-    expect(h.transcript()).toMatch(/Not reached[\s\S]*hyp05\s+hyp05 did not answer/);
+    expect(h.transcript()).toMatch(/Could not be swept[\s\S]*hyp05\s+hyp05 did not answer/);
   });
 
   it('bad input: one sentence, nothing enqueued', async () => {

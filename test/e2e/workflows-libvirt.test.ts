@@ -173,7 +173,7 @@ console: { user: alice }
     expect(err('kvm-garbage')).toMatch(/^unexpected output from virsh on kvm-garbage: /);
 
     const text = h.transcript();
-    expect(text).toContain('3 stale ports on 3 hosts (of 3 swept); 6 hosts could not be reached.');
+    expect(text).toContain('3 stale ports on 3 hosts (of 3 swept); 6 hosts could not be swept.');
     for (const [i, host] of GOOD.entries()) expect(text).toMatch(new RegExp(`${host}\\s+${fleet[i]!.staleVhbaWwpn}\\s+100000C0DD00AA01\\s+${fleet[i]!.hbaWwpn}`));
     for (const host of FAULTY) expect(text).toMatch(new RegExp(`\\n\\s+${host}\\s+${host === 'kvm-exit' ? '`' : '[a-zS]'}`));
     expect(text).toContain('type: remove stale ports');

@@ -122,7 +122,7 @@ console: { user: alice }
     };
     expect(err('esx11')).toMatch(/^npivInventory on esx11: vCenter 127\.0\.0\.1:\d+ refused the login for ferry: /);
     const text = h.transcript();
-    expect(text).toContain('No stale ports on 3 hosts; 1 host could not be reached.');
+    expect(text).toContain('No stale ports on 3 hosts; 1 host could not be swept.');
     expect(text).toMatch(/\n\s+esx11\s+npivInventory on esx11: vCenter \S+ refused the login/);
     expect(text).not.toContain('Remove 0');
   }, 45_000);

@@ -87,8 +87,8 @@ export function summaryMessage(op: Operation, results: Record<string, HostSweepR
   const swept = op.hosts.length - failed.length - missing.length;
   const headline =
     stale.length === 0
-      ? `No stale ports on ${plural(swept, 'host')}${failed.length ? `; ${plural(failed.length, 'host')} could not be reached` : ''}.`
-      : `${plural(stale.length, 'stale port')} on ${plural(staleHosts.length, 'host')} (of ${swept} swept)${failed.length ? `; ${plural(failed.length, 'host')} could not be reached` : ''}.`;
+      ? `No stale ports on ${plural(swept, 'host')}${failed.length ? `; ${plural(failed.length, 'host')} could not be swept` : ''}.`
+      : `${plural(stale.length, 'stale port')} on ${plural(staleHosts.length, 'host')} (of ${swept} swept)${failed.length ? `; ${plural(failed.length, 'host')} could not be swept` : ''}.`;
   const blocks: Block[] = [section(`*${headline}*`)];
   if (stale.length) {
     blocks.push({
@@ -99,7 +99,7 @@ export function summaryMessage(op: Operation, results: Record<string, HostSweepR
     });
   }
   if (failed.length) {
-    blocks.push({ type: 'table', title: '*Not reached* (their ports are unknown, not clean)', columns: ['Host', 'Error'], rows: failed.map((f) => [f.host, f.error]) });
+    blocks.push({ type: 'table', title: '*Could not be swept* (their ports are unknown, not clean)', columns: ['Host', 'Error'], rows: failed.map((f) => [f.host, f.error]) });
   }
   if (missing.length) blocks.push(section(`*Not swept* (worker error, see logs): ${compressNames(missing)}`));
   blocks.push(context(`job ${op.id} · ${op.hosts.length} hosts in ${formatDuration(durationMs)} · read-only: nothing was changed`));
