@@ -9,6 +9,7 @@ import { handlerFor, startupTasks } from './registry.js';
 import { QUEUE_NAMES, type QueueName } from './queues.js';
 import { cardJob } from './cards.js';
 import { giveUp, isLastAttempt } from './give-up.js';
+import { withLogContext } from '../log-context.js';
 import { registerJob } from './registry.js';
 import './workflows/index.js';
 
@@ -44,7 +45,8 @@ export async function startWorkers(
         const log = rt.log.child({ job: job.name, jobId: job.id });
         const started = Date.now();
         try {
-          const out = await reg.handler(deps, job);
+          const opId = (job.data as { opId?: unknown }).opId;
+          const out = await withLogContext({ jobId: job.id, job: job.name, opId: typeof opId === 'number' ? opId : undefined }, () => reg.handler(deps, job));
           log.info({ ms: Date.now() - started }, 'job done');
           return out;
         } catch (e) {

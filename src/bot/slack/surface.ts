@@ -9,6 +9,7 @@ import type { Message } from '../messages.js';
 import { renderSlack, renderSlackSingle } from '../render/slack.js';
 import type { Conversation, MessageRef, Surface } from '../surface.js';
 import type { SlackBudget } from './budget.js';
+import { logContext } from '../../log-context.js';
 
 export function createWebClient(token: string, slackApiUrl?: string): WebClient {
   return new WebClient(token, {
@@ -36,7 +37,9 @@ export class SlackSurface implements Surface {
     private readonly log: Logger,
   ) {}
 
-  private async call<T>(method: string, channel: string | undefined, fn: () => Promise<T>, context: Record<string, unknown>): Promise<T | null> {
+  private async call<T>(method: string, channel: string | undefined, fn: () => Promise<T>, extra: Record<string, unknown>): Promise<T | null> {
+    // The job and operation this call serves, when it runs inside a job.
+    const context = { ...logContext(), ...extra };
     for (let attempt = 0; attempt < 4; attempt++) {
       await this.budget.acquire(method, channel);
       this.calls.set(method, (this.calls.get(method) ?? 0) + 1);
