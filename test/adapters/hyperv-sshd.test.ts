@@ -197,7 +197,8 @@ describe.skipIf(!haveSshd)('Hyper-V adapter over a real sshd with a stand-in pow
     const cancelledRecord = JSON.stringify({ ok: false, error: { code: 'powershell', message: 'The operation was cancelled by the user.' } });
     scenario({
       'vm-facts': { fixture: 'vm-facts.json' },
-      'migrate-vm': { fixture: 'migrate-vm.json', delayMs: 1500, ifFile: { name: 'cancelled', then: { stdout: cancelledRecord, exit: 1 } } },
+      // Long enough that a loaded machine still reads progress before it ends; the cancel ends it early.
+      'migrate-vm': { fixture: 'migrate-vm.json', delayMs: 20_000, ifFile: { name: 'cancelled', then: { stdout: cancelledRecord, exit: 1 } } },
       'migration-progress': { fixture: 'migration-progress.json' },
       'cancel-migration': { fixture: 'cancel-migration.json', touch: 'cancelled' },
     });

@@ -62,4 +62,16 @@ const answer = (r) => {
   if (r.stdout) process.stdout.write(r.stdout);
   process.exitCode = r.exit ?? 0;
 };
-setTimeout(() => answer(response), response.delayMs ?? 0);
+// A long-running answer (a live migration) ends early when its ifFile appears, as a real
+// Move-VM does once Msvm_MigrationJob is cancelled.
+const done = setTimeout(() => {
+  clearInterval(watch);
+  answer(response);
+}, response.delayMs ?? 0);
+const watch = setInterval(() => {
+  if (response.ifFile && fs.existsSync(path.join(stateDir, response.ifFile.name))) {
+    clearTimeout(done);
+    clearInterval(watch);
+    answer(response);
+  }
+}, 50);
