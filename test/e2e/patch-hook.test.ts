@@ -13,6 +13,7 @@ import { readRun } from '../../src/jobs/patch/rolling.js';
 import { queryAudit } from '../../src/audit/audit.js';
 import { handlerFor } from '../../src/jobs/registry.js';
 import type { Job } from 'bullmq';
+import { drainableHosts, vmHomes } from './patch-support.js';
 
 const HOSTS: string[] = [];
 // Near real time: the audit stream's ids are Redis server time and it trims by the clock's retention.
@@ -26,29 +27,16 @@ beforeAll(async () => {
     yaml: fastLabYaml('patchWindows:\n  maxFailedHosts: 1\n  hook: {command: "/usr/local/sbin/patch-host --reboot {host}", timeout: 10m}\n  scanInterval: 1h\n', { latencyMs: 2, migrationMs: 40 }),
     clock: { now: () => now },
   });
-  // Hosts whose drain the prechecks allow (a dry run of the drain workflow says so).
-  for (let i = 1; i <= 24 && HOSTS.length < 3; i++) {
-    const host = `hyp${String(i).padStart(2, '0')}`;
-    const vms = await h.rt.adapters.forHost(host).listVms(host);
-    if (!vms.some((v) => v.power === 'running')) continue;
-    await h.run(`drain ${host} dry-run`);
-    const op = await h.waitForOp();
-    if (op.status === 'succeeded') HOSTS.push(host);
-  }
+  HOSTS.push(...(await drainableHosts(h, 3)));
 });
 afterAll(async () => h.close());
 
-async function vmHomes(): Promise<Record<string, string[]>> {
-  const out: Record<string, string[]> = {};
-  for (const host of HOSTS) out[host] = (await h.rt.adapters.forHost(host).listVms(host)).map((v) => v.name).sort();
-  return out;
-}
 
 describe('rolling run with a command patch hook', () => {
   it('runs the hook on each drained host; a failed hook fails its host, the others are patched', { timeout: 120_000 }, async () => {
     expect(HOSTS).toHaveLength(3);
     const [first, second, third] = HOSTS as [string, string, string];
-    const before = await vmHomes();
+    const before = await vmHomes(h, HOSTS);
     await setLabFault(h.rt.redis, h.rt.prefix, second, 'fail:hook');
     // The first host's calls are slow, so its hook runs long enough (3 × 250 ms) to be seen running.
     await setLabFault(h.rt.redis, h.rt.prefix, first, 'slow:250');
@@ -90,7 +78,7 @@ describe('rolling run with a command patch hook', () => {
     expect(final.finished?.message).toMatch(/finished with failures: 2 patched, 1 failed/);
 
     // Every VM home, nobody left in maintenance (the failed host was restored).
-    expect(await vmHomes()).toEqual(before);
+    expect(await vmHomes(h, HOSTS)).toEqual(before);
     for (const host of HOSTS) expect((await h.rt.adapters.forHost(host).describeHost(host)).maintenance).toBe(false);
     await setLabFault(h.rt.redis, h.rt.prefix, second, null);
     await setLabFault(h.rt.redis, h.rt.prefix, first, null);

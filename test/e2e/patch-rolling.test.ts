@@ -12,6 +12,7 @@ import { setLabFault } from '../../src/adapters/lab/control.js';
 import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows.js';
 import { readRun } from '../../src/jobs/patch/rolling.js';
 import { ApprovalStore } from '../../src/approvals/store.js';
+import { drainableHosts, vmHomes } from './patch-support.js';
 
 /** Four hosts of prod-a whose drain the prechecks allow (no running non-HA VM), found at start. */
 const HOSTS: string[] = [];
@@ -24,27 +25,14 @@ beforeAll(async () => {
     yaml: fastLabYaml('patchWindows:\n  maxFailedHosts: 1\n  hook: {manual: true}\n  scanInterval: 1h\n', { latencyMs: 2, migrationMs: 40 }),
     clock: { now: () => now },
   });
-  // Ask the drain workflow itself (dry run): a host whose plan is refused is not a useful subject.
-  for (let i = 1; i <= 24 && HOSTS.length < 4; i++) {
-    const host = `hyp${String(i).padStart(2, '0')}`;
-    const vms = await h.rt.adapters.forHost(host).listVms(host);
-    if (!vms.some((v) => v.power === 'running')) continue;
-    await h.run(`drain ${host} dry-run`);
-    const op = await h.waitForOp();
-    if (op.status === 'succeeded') HOSTS.push(host);
-  }
+  HOSTS.push(...(await drainableHosts(h, 4)));
 });
 afterAll(async () => h.close());
 
-async function vmHomes(): Promise<Record<string, string[]>> {
-  const out: Record<string, string[]> = {};
-  for (const host of HOSTS) out[host] = (await h.rt.adapters.forHost(host).listVms(host)).map((v) => v.name).sort();
-  return out;
-}
 
 describe('rolling run on the lab', () => {
   it('patches the hosts in order around one injected failure and ends with every VM home', { timeout: 120_000 }, async () => {
-    const before = await vmHomes();
+    const before = await vmHomes(h, HOSTS);
     // The injected failure: one running VM of hyp02 cannot migrate, so hyp02's drain fails
     // and rolls back (rollback auto): what moved comes back and hyp02 leaves maintenance.
     const [first, second, third, fourth] = HOSTS as [string, string, string, string];
@@ -109,7 +97,7 @@ describe('rolling run on the lab', () => {
     expect(final.finished?.message).toMatch(/finished with failures: 3 patched, 1 failed/);
 
     // Every VM is back on its home host, and nobody is left in maintenance.
-    expect(await vmHomes()).toEqual(before);
+    expect(await vmHomes(h, HOSTS)).toEqual(before);
     await setLabFault(h.rt.redis, h.rt.prefix, `vm:${victim.name}`, null);
     for (const host of HOSTS) expect((await h.rt.adapters.forHost(host).describeHost(host)).maintenance).toBe(false);
 

@@ -66,6 +66,8 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
     for (let i = 1; i < updates.length - 1; i++) expect(updates[i]!.at - updates[i - 1]!.at).toBeGreaterThanOrEqual(900);
     // Constant Slack calls per sweep: root + card + summary posts and a few updates.
     expect(posts.length).toBe(3);
+    // Ferry learns its own identity once per process, not once per request.
+    expect(slack.calls.filter((c) => c.method === 'auth.test').length).toBeLessThanOrEqual(1);
     expect(updates.length).toBeLessThanOrEqual(4);
   });
 
@@ -99,6 +101,7 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
     const ops = (await h.deps.ops.recent(100)).slice(0, (await h.deps.ops.recent(100)).length - before);
     expect(ops).toHaveLength(1);
     expect(ops[0]!.title).toBe('find stale ports hyp01..hyp02');
+    expect(slack.calls.filter((c) => c.method === 'auth.test')).toHaveLength(1);
   });
 
   it('bad input gets one ephemeral sentence and nothing is enqueued', async () => {

@@ -5,7 +5,7 @@
  * and duplicate events are recognised by their ids in Redis and run once.
  */
 import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
-import type { AppOptions, Middleware, AnyMiddlewareArgs } from '@slack/bolt';
+import type { AppOptions, AuthorizeResult, Middleware, AnyMiddlewareArgs } from '@slack/bolt';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppDeps } from '../../app.js';
 import { handleLine } from '../commands.js';
@@ -14,6 +14,7 @@ import { message } from '../messages.js';
 import type { Conversation } from '../surface.js';
 import { inThread } from '../surface.js';
 import { resolveUserGroups } from './groups.js';
+import { createWebClient } from './surface.js';
 import { metricsText } from '../../health.js';
 import { registerHome } from './home.js';
 
@@ -57,12 +58,24 @@ export function createSlackApp(deps: AppDeps, opts: SlackAppOptions): InstanceTy
       },
     },
   ];
+  // One auth.test per process, on first use, retried after a failure. Bolt's own single-token
+  // mode with lazy verification calls auth.test on every incoming request.
+  const authClient = createWebClient(opts.botToken, opts.slackApiUrl);
+  let identity: Promise<AuthorizeResult> | undefined;
+  const authorize = (): Promise<AuthorizeResult> => {
+    identity ??= authClient.auth
+      .test()
+      .then((r) => ({ botToken: opts.botToken, botId: r.bot_id, botUserId: r.user_id, teamId: r.team_id }))
+      .catch((e: unknown) => {
+        identity = undefined;
+        throw e;
+      });
+    return identity;
+  };
   const common: Partial<AppOptions> = {
-    token: opts.botToken,
+    authorize,
     logLevel: LogLevel.WARN,
     clientOptions: opts.slackApiUrl ? { slackApiUrl: opts.slackApiUrl.replace(/\/?$/, '/') } : undefined,
-    // auth.test at start-up would fail without network; the bot user id is read lazily.
-    tokenVerificationEnabled: false,
   };
   const app = opts.appToken
     ? new App({ ...common, appToken: opts.appToken, socketMode: true, customRoutes: health, port: opts.port })
