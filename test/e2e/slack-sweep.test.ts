@@ -71,6 +71,15 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
     expect(updates.length).toBeLessThanOrEqual(4);
   });
 
+  it('serves /healthz and /metrics beside /slack/events', async () => {
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ ok: true, redis: 'up' });
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^ferry_queue_jobs\{queue="hosts",state="waiting"\} \d+$/m);
+    expect(metrics).toMatch(/^ferry_operations_active \d+$/m);
+  });
+
   it('an unsigned or wrongly signed request gets 401 and runs nothing', async () => {
     const before = (await h.deps.ops.recent(100)).length;
     const body = slashBody('find stale ports hyp01..hyp03');
