@@ -6,6 +6,7 @@ import { tableLines } from './table.js';
 /** Slack mrkdwn to plain text: keep it readable in a terminal. */
 const EMOJI: Record<string, string> = {
   warning: '⚠',
+  wrench: '🔧',
   white_check_mark: '✔',
   heavy_check_mark: '✔',
   x: '✖',

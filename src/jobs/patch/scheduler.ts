@@ -97,10 +97,10 @@ export async function unscheduleWindow(deps: Deps, w: PatchWindow): Promise<void
   await Promise.allSettled(ids.map((id) => deps.queues.timers.remove(id)));
 }
 
-/** The periodic catch-up scan; upserting the same scheduler id from many processes is a no-op. */
 /** The catch-up scan must exist even before the first window is recorded on a fresh deployment. */
 registerStartup((deps) => ensureScan(deps));
 
+/** The periodic catch-up scan; upserting the same scheduler id from many processes is a no-op. */
 export async function ensureScan(deps: Deps): Promise<void> {
   const every = Math.max(5000, durationMs(deps.rt.config.patchWindows.scanInterval));
   await deps.queues.timers.upsertJobScheduler('patch-scan', { every }, { name: 'patch-scan', data: {}, opts: { removeOnComplete: 50, removeOnFail: 50 } });
