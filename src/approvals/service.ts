@@ -368,7 +368,8 @@ async function createRemovalOp(deps: Deps, record: ApprovalRecord<PlannedPort[]>
 
 /** Queue the removal. The job id makes a second enqueue a no-op; markExecuted makes a second run one too. */
 export async function startRemoval(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<void> {
-  await deps.queues.ops.add(REMOVAL_JOB, { approvalId: record.request.id }, { jobId: `remove-${record.request.id}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
+  // opId: a job that runs out of attempts is ended as failed by giveUp (src/jobs/give-up.ts), which finds the operation by it.
+  await deps.queues.ops.add(REMOVAL_JOB, { approvalId: record.request.id, opId: record.meta.opId }, { jobId: `remove-${record.request.id}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
   await redrawCard(deps, record);
 }
 
