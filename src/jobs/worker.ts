@@ -3,7 +3,7 @@
  * number of machines share one Redis; the per-host fan-out is bounded globally. Shutdown
  * waits for running steps to finish (BullMQ's close), so no step is abandoned half-done.
  */
-import { Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Deps } from './context.js';
 import { handlerFor, startupTasks } from './registry.js';
 import { QUEUE_NAMES, type QueueName } from './queues.js';
@@ -50,6 +50,8 @@ export async function startWorkers(
           log.info({ ms: Date.now() - started }, 'job done');
           return out;
         } catch (e) {
+          // A job that moved itself to delayed (the removal held by pause all) has not failed.
+          if (e instanceof DelayedError) throw e;
           log.error({ err: e instanceof Error ? e.message : String(e), ms: Date.now() - started, attempt: job.attemptsMade + 1 }, 'job failed');
           if (isLastAttempt(job)) await giveUp(deps, job, e).catch((g: unknown) => log.error({ err: String(g) }, 'could not report a job that gave up'));
           throw e;
