@@ -239,17 +239,36 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       return;
     }
 
-    // Ledger: before anything moves.
-    const ledger = await writeLedger(deps.rt, { host: p.host, cluster: p.cluster, opId, requester: op.requester, createdAt: deps.rt.clock.now(), status: 'draining', vms: plan.ledger });
-    if (ledger.opId !== opId) {
-      await deps.outbox.post(op.conv, message(`${p.host} still has the ledger of job ${ledger.opId}, which was never restored; restore ${p.host} first. Nothing was changed.`));
-      await releaseLock(deps.rt, p.host, opId);
-      await finishOp(deps, op, 'failed', `open ledger of job ${ledger.opId}`);
+    // Another drain of the cluster may have entered maintenance since this plan was made (both
+    // plans passed the precheck side by side): check again, one drain of the cluster at a time,
+    // before this host enters maintenance.
+    const gate = await maintenanceGate(deps, op, plan);
+    if (gate.refused) {
+      try {
+        await deps.outbox.post(op.conv, message(`${gate.refused} job ${opId} stops here; nothing was moved and ${p.host} stays out of maintenance.`));
+        const mine = await readLedger(deps.rt, p.host);
+        if (mine?.opId === opId && isOpen(mine)) await setLedgerStatus(deps.rt, p.host, 'rolled-back');
+        await releaseLock(deps.rt, p.host, opId);
+        await finishOp(deps, op, 'failed', gate.refused);
+      } finally {
+        await gate.release();
+      }
       return;
     }
-
-    if (await ensureMaintenance(deps, op, p.host, true)) {
-      await deps.outbox.post(op.conv, message(`${p.host} is in maintenance: no new VMs land on it. Moving ${plural(plan.moves.length, 'VM')}, ${concurrencyFor(deps, p)} at a time.`));
+    try {
+      // Ledger: before anything moves.
+      const ledger = await writeLedger(deps.rt, { host: p.host, cluster: p.cluster, opId, requester: op.requester, createdAt: deps.rt.clock.now(), status: 'draining', vms: plan.ledger });
+      if (ledger.opId !== opId) {
+        await deps.outbox.post(op.conv, message(`${p.host} still has the ledger of job ${ledger.opId}, which was never restored; restore ${p.host} first. Nothing was changed.`));
+        await releaseLock(deps.rt, p.host, opId);
+        await finishOp(deps, op, 'failed', `open ledger of job ${ledger.opId}`);
+        return;
+      }
+      if (await ensureMaintenance(deps, op, p.host, true)) {
+        await deps.outbox.post(op.conv, message(`${p.host} is in maintenance: no new VMs land on it. Moving ${plural(plan.moves.length, 'VM')}, ${concurrencyFor(deps, p)} at a time.`));
+      }
+    } finally {
+      await gate.release();
     }
     await refreshCard(deps, opId);
 
@@ -281,6 +300,49 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     await releaseLock(deps.rt, p.host, opId);
   } finally {
     keeper.stop();
+  }
+}
+
+const GATE_WAIT_MS = 30_000;
+
+/**
+ * Before a drain's host enters maintenance for the first time: under a short per-cluster mutex
+ * (held until the host is in maintenance), read the cluster again; refuse when the cluster's
+ * maintenance limit would be passed or a planned target is in maintenance now. A drain that
+ * already ran (its host in maintenance, or VMs with a state) is not gated again.
+ */
+async function maintenanceGate(deps: Deps, op: Operation, plan: DrainPlan): Promise<{ refused: string | null; release(): Promise<void> }> {
+  const p = params(op);
+  const none = { refused: null, release: async () => undefined };
+  if (Object.keys(await vmStates(deps, op.id)).length) return none;
+  const adapter = deps.rt.adapters.forHost(p.host);
+  if ((await adapter.describeHost(p.host)).maintenance) return none;
+  const key = deps.rt.key('lock', 'cluster-maintenance', p.cluster);
+  const token = `${op.id}-${Math.random().toString(36).slice(2)}`;
+  const deadline = Date.now() + GATE_WAIT_MS;
+  while (!(await deps.rt.redis.set(key, token, 'PX', GATE_WAIT_MS, 'NX'))) {
+    if (Date.now() > deadline) throw new Error(`another drain of ${p.cluster} is entering maintenance; try again`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const release = async (): Promise<void> => {
+    await deps.rt.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, token);
+  };
+  try {
+    const { facts } = await clusterFacts(deps, p.cluster);
+    const others = facts.filter((f) => f.name !== p.host);
+    const down = others.filter((f) => f.maintenance || f.cordoned === true).map((f) => f.name);
+    const limit = deps.rt.config.clusters[p.cluster]?.maxInMaintenance ?? 1;
+    let refused: string | null = null;
+    if (down.length + 1 > limit) {
+      refused = `${down.length} of ${facts.length} hosts of ${p.cluster} ${down.length === 1 ? 'is' : 'are'} already in maintenance (${down.join(', ')}; limit ${limit}) since this plan was made.`;
+    } else {
+      const gone = [...new Set(plan.moves.map((m) => m.target))].filter((t) => down.includes(t) || !facts.some((f) => f.name === t));
+      if (gone.length) refused = `The plan sends VMs to ${gone.join(', ')}, which ${gone.length === 1 ? 'is' : 'are'} in maintenance or not answering now; run drain ${p.host} again for a fresh plan.`;
+    }
+    return { refused, release };
+  } catch (e) {
+    await release();
+    throw e;
   }
 }
 

@@ -1,0 +1,59 @@
+/**
+ * Review findings on the drain workflow, end to end on the lab (real Redis, in-process workers).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeHarness, type Harness } from '../support/harness.js';
+import { readLedger } from '../../src/jobs/drain/ledger.js';
+import type { Operation } from '../../src/jobs/operations.js';
+import { drainLabYaml, hostState, migrationsPerVm, setHostVms } from './drain-support.js';
+
+let h: Harness | undefined;
+
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function newest(h: Harness): Promise<Operation> {
+  return h.waitFor(async () => (await h.deps.ops.recent(1))[0], 'an operation');
+}
+
+async function planned(h: Harness, line: string): Promise<Operation> {
+  const before = (await h.deps.ops.recent(1))[0]?.id ?? 0;
+  await h.run(line);
+  const op = await h.waitFor(async () => {
+    const o = await newest(h);
+    return o.id > before ? o : undefined;
+  }, `a new operation for ${line}`);
+  return h.waitFor(async () => {
+    const o = await h.deps.ops.get(op.id);
+    return o && o.params.stage === 'awaiting-start' && o.status === 'waiting' ? o : undefined;
+  }, `job ${op.id} to wait for Start`);
+}
+
+describe('drain review', () => {
+  it('two drains planned side by side in one cluster: the second Start is refused (maxInMaintenance 1), never two hosts in maintenance', async () => {
+    h = await makeHarness({ yaml: drainLabYaml({ migrationMs: 200 }) });
+    const a = await setHostVms(h.deps, 'hyp01', 4);
+    const b = await setHostVms(h.deps, 'hyp02', 4);
+    // Both plans are made while no host is in maintenance: both pass the precheck.
+    const opA = await planned(h, 'drain hyp01');
+    const opB = await planned(h, 'drain hyp02');
+    await h.run(`start ${opA.id}`);
+    await h.waitFor(async () => (await hostState(h!.rt, 'hyp01')).facts.maintenance, 'hyp01 in maintenance');
+    await h.run(`start ${opB.id}`);
+    const doneB = await h.waitForOp(opB.id, 30_000);
+    const doneA = await h.waitForOp(opA.id, 30_000);
+    const t = h.transcript();
+    expect(doneA.status, t).toBe('succeeded');
+    expect(doneB.status, t).toBe('failed');
+    expect(t).toMatch(/already in maintenance \(hyp01; limit 1\)/);
+    expect((await hostState(h.rt, 'hyp02')).facts.maintenance).toBe(false);
+    const per = await migrationsPerVm(h.rt.redis, h.rt.prefix);
+    for (const n of b) expect(per.get(n) ?? 0).toBe(0);
+    for (const n of a) expect(per.get(n)).toBe(1);
+    // The refused drain leaves no open ledger behind.
+    const lb = await readLedger(h.rt, 'hyp02');
+    expect(lb === null || !['draining', 'drained', 'restoring'].includes(lb.status)).toBe(true);
+  }, 60_000);
+});
