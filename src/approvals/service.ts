@@ -16,7 +16,7 @@ import type { Deps } from '../jobs/context.js';
 import type { Conversation } from '../bot/surface.js';
 import { message, type Message } from '../bot/messages.js';
 import { audit } from '../audit/audit.js';
-import { membership, type GroupMembers } from '../core/permissions.js';
+import { membership, mention, type GroupMembers } from '../core/permissions.js';
 import { refreshCard, registerCard } from '../jobs/cards.js';
 import { registerJob } from '../jobs/registry.js';
 import { ApprovalStore, type ApprovalRecord } from './store.js';
@@ -69,6 +69,12 @@ export interface ApprovalHandler<P = unknown> {
   onApproved(deps: Deps, record: ApprovalRecord<P>): Promise<void>;
   /** The request ended without running: stop whatever waited on it. */
   onClosed?(deps: Deps, record: ApprovalRecord<P>, how: ClosedHow): Promise<void>;
+  /**
+   * A decision found the request approved but never carried out (the process that approved it
+   * failed or died before handing it on): hand it on now, once. Returns what to say in the
+   * thread, or null when another caller is already doing it.
+   */
+  recover?(deps: Deps, record: ApprovalRecord<P>): Promise<string | null>;
   /** Redraw in place; default: update the approval card with render(). */
   redraw?(deps: Deps, record: ApprovalRecord<P>): Promise<void>;
 }
@@ -235,6 +241,14 @@ export async function decideApproval(deps: Deps, input: DecisionRequest): Promis
   }
   const r = out.result;
   const request = out.record.request;
+  if (!r.ok && r.code === 'finished' && request.status === 'approved' && handler.recover) {
+    const said = await handler.recover(deps, out.record);
+    if (said) {
+      await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, opId: (await store.get(input.id))?.meta.opId, approvedBy: approvedBy(request), outcome: 'ok', detail: `resumed an approved request that was never started (via ${input.via})` });
+      await deps.outbox.post(out.record.meta.conv, message(said));
+      return r;
+    }
+  }
   if (!r.ok) {
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, opId: out.record.meta.opId, outcome: 'refused', detail: `${r.code}: ${r.refusal}` });
     if (out.written) {
@@ -352,6 +366,27 @@ registerJob(EXPIRY_JOB, 'timers', async (deps) => expireDue(deps));
 
 /** The removal's operation, carrying the approval card as its status card. */
 async function createRemovalOp(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {
+  const { request } = record;
+  // One operation per request: the approving caller and a later recovery (recover below) both
+  // come here. Whoever loses waits for the winner's operation.
+  const claim = deps.rt.key('approval', request.id, 'op-claim');
+  if (!(await deps.rt.redis.set(claim, '1', 'PX', 60_000, 'NX'))) {
+    for (let i = 0; i < 100; i++) {
+      const cur = await approvalStore(deps).get<PlannedPort[]>(request.id);
+      if (cur?.meta.opId !== undefined) return { request, meta: cur.meta };
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`the operation for approval request ${request.id} is being created elsewhere`);
+  }
+  try {
+    return await createRemovalOpClaimed(deps, record);
+  } catch (e) {
+    await deps.rt.redis.del(claim);
+    throw e;
+  }
+}
+
+async function createRemovalOpClaimed(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {
   const { request, meta } = record;
   const op = await deps.ops.create({
     kind: REMOVAL_KIND,
@@ -366,10 +401,14 @@ async function createRemovalOp(deps: Deps, record: ApprovalRecord<PlannedPort[]>
   return { request, meta: next };
 }
 
+function removalJobId(approvalId: string): string {
+  return `remove-${approvalId}`;
+}
+
 /** Queue the removal. The job id makes a second enqueue a no-op; markExecuted makes a second run one too. */
 export async function startRemoval(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<void> {
   // opId: a job that runs out of attempts is ended as failed by giveUp (src/jobs/give-up.ts), which finds the operation by it.
-  await deps.queues.ops.add(REMOVAL_JOB, { approvalId: record.request.id, opId: record.meta.opId }, { jobId: `remove-${record.request.id}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
+  await deps.queues.ops.add(REMOVAL_JOB, { approvalId: record.request.id, opId: record.meta.opId }, { jobId: removalJobId(record.request.id), attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
   await redrawCard(deps, record);
 }
 
@@ -382,6 +421,18 @@ registerApprovalHandler<PlannedPort[]>('remove-ports', {
     return { record: next, note: `Removing the ports now, one by one (job ${next.meta.opId}).` };
   },
   onApproved: startRemoval,
+  async recover(deps, record) {
+    let rec = record;
+    if (rec.meta.opId === undefined) {
+      // The approver's own call may still be creating it: only take over when nobody is.
+      if (await deps.rt.redis.exists(deps.rt.key('approval', rec.request.id, 'op-claim'))) return null;
+      rec = await createRemovalOp(deps, rec);
+    } else if (await deps.queues.ops.getJob(removalJobId(rec.request.id))) {
+      return null; // queued and waiting for a worker: nothing was interrupted
+    }
+    await startRemoval(deps, rec);
+    return `Request ${rec.request.id} was approved by ${approvedBy(rec.request).map(mention).join(', ')} but its removal never started (Ferry was interrupted); removing the ports now, one by one (job ${rec.meta.opId}).`;
+  },
   async redraw(deps, record) {
     // Once approved, the removal's operation owns the card (it adds per-port results).
     if (record.meta.opId) return refreshCard(deps, record.meta.opId, { force: true });

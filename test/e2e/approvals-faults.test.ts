@@ -67,4 +67,50 @@ describe('removal job faults', () => {
     for (const p of plan) expect((await queryAudit(h.rt, p.wwpn)).filter((e) => e.kind === 'adapter' && e.outcome === 'ok')).toHaveLength(1);
     expect(h.transcript()).not.toContain('stopped after');
   }, 40_000);
+  it('an approval interrupted before its removal was queued: a later Approve carries it out instead of saying "nothing to do"', async () => {
+    const h = await harness();
+    await h.run('remove stale ports hyp02', 'alice');
+    const { id, store } = await latest(h);
+    const plan = (await store.get<PlannedPort[]>(id))!.request.plan;
+    const queues = h.deps.queues.ops;
+    const realAdd = queues.add.bind(queues);
+    let failed = false;
+    queues.add = (async (...args: Parameters<typeof realAdd>) => {
+      if (!failed) {
+        failed = true;
+        throw new Error('connection reset');
+      }
+      return realAdd(...args);
+    }) as typeof queues.add;
+    await h.run(`approve ${id}`, 'bob');
+    expect((await store.get(id))!.request.status).toBe('approved');
+    await h.run(`approve ${id}`, 'carol');
+    const opId = (await store.get(id))!.meta.opId!;
+    await h.waitFor(async () => h.transcript().includes(`Request ${id} was approved by @bob but its removal never started (Ferry was interrupted); removing the ports now, one by one (job ${opId}).`), 'the recovery notice');
+    const op = await h.waitForOp(opId, 20_000);
+    expect(op.status).toBe('succeeded');
+    for (const p of plan) expect((await queryAudit(h.rt, p.wwpn)).filter((e) => e.kind === 'adapter' && e.outcome === 'ok')).toHaveLength(1);
+  }, 30_000);
+
+  it('an approval interrupted before its operation was created: a later Approve creates one operation and runs it once', async () => {
+    const h = await harness();
+    await h.run('remove stale ports hyp02', 'alice');
+    const { id, store } = await latest(h);
+    const ops = h.deps.ops;
+    const realCreate = ops.create.bind(ops);
+    let failed = false;
+    ops.create = async (op) => {
+      if (!failed) {
+        failed = true;
+        throw new Error('connection reset');
+      }
+      return realCreate(op);
+    };
+    await h.run(`approve ${id}`, 'bob');
+    expect((await store.get(id))!.meta.opId).toBeUndefined();
+    await Promise.all([h.run(`approve ${id}`, 'carol'), h.run(`approve ${id}`, 'bob')]);
+    const opId = await h.waitFor(async () => (await store.get(id))!.meta.opId, 'an operation');
+    expect((await h.waitForOp(opId, 20_000)).status).toBe('succeeded');
+    expect((await h.deps.ops.recent(10)).filter((o) => o.kind === 'remove-stale-ports')).toHaveLength(1);
+  }, 30_000);
 });
