@@ -3,7 +3,7 @@
  * number of machines share one Redis; the per-host fan-out is bounded globally. Shutdown
  * waits for running steps to finish (BullMQ's close), so no step is abandoned half-done.
  */
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, QueueEvents, Worker, type Job, type Queue } from 'bullmq';
 import type { Deps } from './context.js';
 import { handlerFor, startupTasks } from './registry.js';
 import { QUEUE_NAMES, type QueueName } from './queues.js';
@@ -15,6 +15,17 @@ import './workflows/index.js';
 
 registerJob('card', 'cards', (deps, job) => cardJob(deps, (job.data as { opId: number }).opId));
 
+const MAX_STALLED = 2;
+
+/** A job BullMQ failed because its workers kept dying: one process reports it (giveUp). */
+async function stalledOut(deps: Deps, queue: Queue, jobId: string): Promise<void> {
+  const job = await queue.getJob(jobId);
+  if (!job) return;
+  const first = await deps.rt.redis.set(deps.rt.key('job', queue.name, jobId, 'stalled-out'), '1', 'EX', 7 * 86_400, 'NX');
+  if (!first) return;
+  await giveUp(deps, job, new Error(`its worker stopped (killed or crashed) while running it, more than ${MAX_STALLED} times`));
+}
+
 export interface WorkerSet {
   workers: Worker[];
   close(): Promise<void>;
@@ -23,7 +34,7 @@ export interface WorkerSet {
 export async function startWorkers(
   deps: Deps,
   // lockDurationMs / stalledIntervalMs: how soon a job of a dead worker is re-run (tests shorten them).
-  opts: { queues?: readonly QueueName[]; lockDurationMs?: number; stalledIntervalMs?: number } = {},
+  opts: { queues?: readonly QueueName[]; lockDurationMs?: number; stalledIntervalMs?: number; maxStalledCount?: number } = {},
 ): Promise<WorkerSet> {
   const { rt } = deps;
   const concurrency: Record<QueueName, number> = {
@@ -57,17 +68,37 @@ export async function startWorkers(
           throw e;
         }
       },
-      { connection: rt.newConnection(), prefix: `${rt.prefix}:bull`, concurrency: concurrency[name], lockDuration: opts.lockDurationMs ?? 60_000, stalledInterval: opts.stalledIntervalMs ?? 15_000 },
+      {
+        connection: rt.newConnection(),
+        prefix: `${rt.prefix}:bull`,
+        concurrency: concurrency[name],
+        lockDuration: opts.lockDurationMs ?? 60_000,
+        stalledInterval: opts.stalledIntervalMs ?? 15_000,
+        // A job whose worker died is re-run this many times (each drain step is resumable).
+        maxStalledCount: opts.maxStalledCount ?? MAX_STALLED,
+      },
     );
     worker.on('error', (err) => rt.log.error({ queue: name, err: err.message }, 'worker error'));
     workers.push(worker);
   }
-  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  // Past the stall limit BullMQ fails the job itself: the processor above never sees it, so
+  // its operation would stay "running" with nobody told. Listen for those and give up cleanly.
+  const events: QueueEvents[] = [];
+  for (const name of opts.queues ?? QUEUE_NAMES) {
+    const qe = new QueueEvents(name, { connection: rt.newConnection(), prefix: `${rt.prefix}:bull` });
+    qe.on('failed', ({ jobId, failedReason }) => {
+      if (!/stalled more than allowable limit/.test(failedReason)) return;
+      void stalledOut(deps, deps.queues.byName(name), jobId).catch((e: unknown) => rt.log.error({ queue: name, jobId, err: String(e) }, 'could not report a job that stalled out'));
+    });
+    qe.on('error', (err) => rt.log.error({ queue: name, err: err.message }, 'queue events error'));
+    events.push(qe);
+  }
+  await Promise.all([...workers.map((w) => w.waitUntilReady()), ...events.map((e) => e.waitUntilReady())]);
   for (const task of startupTasks()) await task(deps);
   return {
     workers,
     async close() {
-      await Promise.allSettled(workers.map((w) => w.close()));
+      await Promise.allSettled([...workers.map((w) => w.close()), ...events.map((e) => e.close())]);
     },
   };
 }

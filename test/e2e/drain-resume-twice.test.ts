@@ -1,0 +1,96 @@
+/**
+ * A drain whose worker is killed twice (two deploys, an OOM and a deploy): BullMQ's stalled-job
+ * recovery must re-run it both times, and the drain finishes with no VM moved twice. Past the
+ * stall limit the operation must still end reported, not stay "running" with nobody told.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterEach, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
+import { readLedger } from '../../src/jobs/drain/ledger.js';
+import { vmStates } from '../../src/jobs/drain/steps.js';
+import { drainLabYaml, migrationsPerVm, setHostVms } from './drain-support.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+let h: Harness | undefined;
+const children: ChildProcess[] = [];
+
+afterEach(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await h?.close();
+});
+
+function worker(yaml: string, prefix: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/e2e/drain-worker.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, FERRY_TEST_YAML: yaml, REDIS_URL: inject('redisUrl'), FERRY_PREFIX: prefix },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (b: Buffer) => {
+      if (b.toString().includes('ready')) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`worker exited early (${code})`)));
+  });
+}
+
+async function kill(c: ChildProcess): Promise<void> {
+  c.kill('SIGKILL');
+  await new Promise((r) => c.once('exit', r));
+}
+
+const moved = async (h: Harness, id: number) => Object.values(await vmStates(h.deps, id)).filter((s) => s.state === 'moved').length;
+
+it('a drain killed twice still finishes, moving no VM twice', async () => {
+  const yaml = drainLabYaml({ migrationMs: 300 });
+  const prefix = uniquePrefix('resume2');
+  h = await makeHarness({ yaml, prefix, workers: false });
+  const names = await setHostVms(h.deps, 'hyp03', 20);
+  const first = await worker(yaml, prefix);
+  await h.run('drain hyp03');
+  const op = await h.waitFor(async () => {
+    const o = (await h!.deps.ops.recent(1))[0];
+    return o && o.params.stage === 'awaiting-start' ? o : undefined;
+  }, 'the plan');
+  await h.run(`start ${op.id}`);
+  await h.waitFor(async () => (await moved(h!, op.id)) >= 3, 'three VMs moved', 30_000);
+  await kill(first);
+  const second = await worker(yaml, prefix);
+  const before = await moved(h, op.id);
+  await h.waitFor(async () => (await moved(h!, op.id)) >= before + 3, 'three more VMs moved', 30_000);
+  await kill(second);
+  expect(await moved(h, op.id)).toBeLessThan(20);
+  await worker(yaml, prefix);
+  const done = await h.waitForOp(op.id, 60_000);
+  expect(done.status, h.transcript()).toBe('succeeded');
+  expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('drained');
+  const per = await migrationsPerVm(h.rt.redis, prefix);
+  for (const n of names) expect(per.get(n), n).toBe(1);
+}, 120_000);
+
+it('a drain whose worker dies more often than the stall limit ends failed and reported, its host unlocked and its ledger kept', async () => {
+  const yaml = drainLabYaml({ migrationMs: 300 });
+  const prefix = uniquePrefix('resume3');
+  h = await makeHarness({ yaml, prefix, workers: false });
+  await setHostVms(h.deps, 'hyp03', 20);
+  let w = await worker(yaml, prefix);
+  await h.run('drain hyp03');
+  const op = await h.waitFor(async () => {
+    const o = (await h!.deps.ops.recent(1))[0];
+    return o && o.params.stage === 'awaiting-start' ? o : undefined;
+  }, 'the plan');
+  await h.run(`start ${op.id}`);
+  for (let i = 0; i < 3; i++) {
+    const before = await moved(h, op.id);
+    await h.waitFor(async () => (await moved(h!, op.id)) >= before + 2, 'two more VMs moved', 30_000);
+    await kill(w);
+    w = await worker(yaml, prefix);
+  }
+  const done = await h.waitForOp(op.id, 30_000);
+  expect(done.status).toBe('failed');
+  await h.waitFor(async () => h!.transcript().includes(`job ${op.id} stopped after`), 'the give-up sentence');
+  expect(h.transcript()).toMatch(/the ledger of hyp03 is kept: \W?restore hyp03\W? brings its VMs home/);
+  expect((await readLedger(h.rt, 'hyp03'))?.opId).toBe(op.id);
+}, 120_000);
