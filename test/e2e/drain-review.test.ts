@@ -4,8 +4,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
+import { LOCK_TTL_MS, readLock } from '../../src/jobs/drain/locks.js';
+import { setLabFault } from '../../src/adapters/lab/control.js';
 import type { Operation } from '../../src/jobs/operations.js';
-import { drainLabYaml, hostState, migrationsPerVm, setHostVms } from './drain-support.js';
+import { drainLabYaml, hostState, migrationsPerVm, setHostVms, vmName } from './drain-support.js';
 
 let h: Harness | undefined;
 
@@ -55,5 +57,29 @@ describe('drain review', () => {
     // The refused drain leaves no open ledger behind.
     const lb = await readLedger(h.rt, 'hyp02');
     expect(lb === null || !['draining', 'drained', 'restoring'].includes(lb.status)).toBe(true);
+  }, 60_000);
+});
+
+describe('drain review: a held drain keeps its host', () => {
+  it('the running step\'s lock keeper does not shorten the hold lock back to a minute while the hold is posted', async () => {
+    h = await makeHarness({ yaml: drainLabYaml() });
+    await setHostVms(h.deps, 'hyp03', 4);
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${vmName('hyp03', 2)}`, 'migrate-fail');
+    const op = await planned(h, 'drain hyp03 rollback hold');
+    // Slack can be slow (rate limits): the hold's own message takes longer than a keeper tick.
+    const outbox = h.deps.outbox;
+    const post = outbox.post.bind(outbox);
+    outbox.post = async (conv, msg) => {
+      if (msg.text.includes('is on hold')) await new Promise((r) => setTimeout(r, LOCK_TTL_MS / 4 + 1500));
+      return post(conv, msg);
+    };
+    await h.run(`start ${op.id}`);
+    await h.waitFor(async () => {
+      const o = await h!.deps.ops.get(op.id);
+      return o?.params.stage === 'held' && o.status === 'waiting' && h!.transcript().includes('is on hold') ? o : undefined;
+    }, 'the hold', 40_000);
+    // Held for days, not a minute: nobody else may drain or restore the half-drained host meanwhile.
+    expect(await h.rt.redis.pttl(h.rt.key('lock', 'host', 'hyp03'))).toBeGreaterThan(86_400_000);
+    expect((await readLock(h.rt, 'hyp03'))?.opId).toBe(op.id);
   }, 60_000);
 });

@@ -291,6 +291,8 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
         op = await deps.ops.patch(opId, { params: { ...op.params, stage: 'rolling-back', failed: outcome.failed } });
         await rollback(deps, op, plan);
       } else {
+        // The hold keeps the host for days: the step's keeper must not cut that back to a minute.
+        keeper.stop();
         await hold(deps, op, plan, outcome.failed);
       }
       return;
