@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
-import { SIGNING_SECRET, SLACK_API_URL, callText, freePort, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
+import { SIGNING_SECRET, SLACK_API_URL, callText, freePort, interactionBody, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
+import { registerAction } from '../../src/bot/actions.js';
 import { createSlackApp } from '../../src/bot/slack/app.js';
 
 describe('Slack: /ferry find stale ports through the real HTTP receiver', () => {
@@ -111,6 +112,31 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
     expect(ops).toHaveLength(1);
     expect(ops[0]!.title).toBe('find stale ports hyp01..hyp02');
     expect(slack.calls.filter((c) => c.method === 'auth.test')).toHaveLength(1);
+  });
+
+  it('a button whose handler fails tells the clicker instead of failing silently', async () => {
+    registerAction('ferry:test-explode', async () => {
+      throw new Error('the lab is on fire');
+    });
+    const t0 = Date.now();
+    const res = await postSigned(
+      port,
+      interactionBody({
+        type: 'block_actions',
+        token: 'legacy',
+        api_app_id: 'A1',
+        team: { id: 'T1' },
+        user: { id: 'U0ALICE' },
+        channel: { id: 'C0OPS' },
+        message: { ts: '1700000001.000100' },
+        trigger_id: 'trig-explode',
+        actions: [{ type: 'button', action_id: 'ferry:test-explode', value: 'x', action_ts: `${Date.now() / 1000}` }],
+      }),
+    );
+    expect(res.status).toBe(200);
+    const eph = await h.waitFor(async () => since(t0).find((c) => c.method === 'chat.postEphemeral'), 'the ephemeral explanation');
+    expect(eph.body.user).toBe('U0ALICE');
+    expect(eph.body.text).toBe('Ferry could not finish that click: the lab is on fire. The thread shows what did happen; try again or type the command.');
   });
 
   it('bad input gets one ephemeral sentence and nothing is enqueued', async () => {

@@ -151,20 +151,26 @@ export function createSlackApp(deps: AppDeps, opts: SlackAppOptions): InstanceTy
       await deps.outbox.ephemeral(conv, message('That button belongs to something Ferry no longer knows; nothing was done.'));
       return;
     }
-    await handler({
-      deps,
-      user: b.user.id,
-      conv,
-      message: b.message ? { channel, ts: b.message.ts } : undefined,
-      value: a.value ?? '',
-      groupMembers: await resolveUserGroups(rt, deps.slack?.client),
-      refuse: (sentence) => deps.outbox.ephemeral(conv, message(sentence)),
-      openModal: b.trigger_id
-        ? async (view) => {
-            await client.views.open({ trigger_id: b.trigger_id!, view: view as never });
-          }
-        : undefined,
-    });
+    try {
+      await handler({
+        deps,
+        user: b.user.id,
+        conv,
+        message: b.message ? { channel, ts: b.message.ts } : undefined,
+        value: a.value ?? '',
+        groupMembers: await resolveUserGroups(rt, deps.slack?.client),
+        refuse: (sentence) => deps.outbox.ephemeral(conv, message(sentence)),
+        openModal: b.trigger_id
+          ? async (view) => {
+              await client.views.open({ trigger_id: b.trigger_id!, view: view as never });
+            }
+          : undefined,
+      });
+    } catch (e) {
+      // A click that fails must not fail silently: the clicker hears it, the log has the detail.
+      log.error({ action: a.action_id, user: b.user.id, err: e instanceof Error ? e.stack : String(e) }, 'button handler failed');
+      await deps.outbox.ephemeral(conv, message(`Ferry could not finish that click: ${e instanceof Error ? e.message : String(e)}. The thread shows what did happen; try again or type the command.`));
+    }
   });
 
   app.view(/^ferry:/, async ({ ack, body, view }) => {
