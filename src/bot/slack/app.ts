@@ -183,10 +183,15 @@ export function createSlackApp(deps: AppDeps, opts: SlackAppOptions): InstanceTy
       for (const [k, v] of Object.entries(block)) values[k] = (v as { value?: string }).value ?? '';
     }
     const conv: Conversation = { surface: 'slack', channel: meta.channel, threadTs: meta.threadTs, user: body.user.id };
-    await handler(
-      { deps, user: body.user.id, conv, value: meta.value ?? '', groupMembers: await resolveUserGroups(rt, deps.slack?.client), refuse: (s) => deps.outbox.ephemeral(conv, message(s)) },
-      values,
-    );
+    try {
+      await handler(
+        { deps, user: body.user.id, conv, value: meta.value ?? '', groupMembers: await resolveUserGroups(rt, deps.slack?.client), refuse: (s) => deps.outbox.ephemeral(conv, message(s)) },
+        values,
+      );
+    } catch (e) {
+      log.error({ view: view.callback_id, user: body.user.id, err: e instanceof Error ? e.stack : String(e) }, 'form handler failed');
+      await deps.outbox.ephemeral(conv, message(`Ferry could not finish that form: ${e instanceof Error ? e.message : String(e)}. The thread shows what did happen; try again or type the command.`));
+    }
   });
 
   // App Home: publish on app_home_opened; refresh open tabs when operations or windows change.
