@@ -7,13 +7,26 @@
  */
 import type { Job } from 'bullmq';
 import type { Deps } from './context.js';
-import { FINISHED } from './operations.js';
+import { FINISHED, type Operation } from './operations.js';
 import { refreshCard } from './cards.js';
 import { errorText } from './retry.js';
 import { releaseLock } from './drain/locks.js';
 import { readLedger, isOpen } from './drain/ledger.js';
 import { audit } from '../audit/audit.js';
 import { message } from '../bot/messages.js';
+
+/**
+ * What a kind of operation must settle itself when its job gives up (state of its own beyond
+ * the operation record, e.g. a rolling run's run state). Called after the operation is marked
+ * failed, so no step of it goes on; returns sentences for the thread about what it left.
+ */
+export type GiveUpHook = (deps: Deps, op: Operation, why: string) => Promise<string[] | void>;
+
+const hooks = new Map<string, GiveUpHook>();
+
+export function registerGiveUp(kind: string, fn: GiveUpHook): void {
+  hooks.set(kind, fn);
+}
 
 export function isLastAttempt(job: Job): boolean {
   return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -31,7 +44,20 @@ export async function giveUp(deps: Deps, job: Job, err: unknown): Promise<void> 
     const ledger = await readLedger(deps.rt, host);
     if (ledger && ledger.opId === opId && isOpen(ledger)) notes.push(`the ledger of ${host} is kept: \`restore ${host}\` brings its VMs home`);
   }
-  await deps.ops.patch(opId, { status: 'failed', finishedAt: deps.rt.clock.now(), summary: `stopped: ${why}` });
+  // Ended like finishOp ends it: a staged operation (drain, restore, migrate) is at stage
+  // 'done', so its card shows the failure and a re-delivered step of it does nothing.
+  const fresh = (await deps.ops.get(opId)) ?? op;
+  const stage = typeof fresh.params.stage === 'string' ? { params: { ...fresh.params, stage: 'done' } } : {};
+  await deps.ops.patch(opId, { status: 'failed', finishedAt: deps.rt.clock.now(), summary: `stopped: ${why}`, ...stage });
+  const hook = hooks.get(op.kind);
+  if (hook) {
+    try {
+      notes.push(...((await hook(deps, fresh, why)) ?? []));
+    } catch (e) {
+      deps.rt.log.error({ opId, err: errorText(e) }, 'give-up hook failed');
+      notes.push(`Ferry could not settle its own state (${errorText(e)}); look at its hosts before anything else`);
+    }
+  }
   await deps.outbox.post(
     op.conv,
     message(`job ${opId} stopped after ${job.attemptsMade + 1} attempts at "${job.name}": ${why}. Nothing more will run for it; what had already happened stays as the card shows${notes.length ? `, and ${notes.join('; ')}` : ''}.`),

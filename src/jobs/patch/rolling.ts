@@ -46,6 +46,7 @@ import { context, message, plural, section, who, type Block, type Button, type M
 import type { Conversation } from '../../bot/surface.js';
 import { audit } from '../../audit/audit.js';
 import { errorText, withDeadline } from '../retry.js';
+import { registerGiveUp } from '../give-up.js';
 import { WindowStore, type PatchWindow } from './store.js';
 import { onScan, registerRollingStart, windowLine, windowsChanged } from './scheduler.js';
 
@@ -531,7 +532,8 @@ export async function rollingStep(deps: Deps, opId: number): Promise<void> {
     for (let guard = 0; guard < 50; guard++) {
       const op = await deps.ops.get(opId);
       const state = await readRun(deps, opId);
-      if (!op || !state || state.finished) return;
+      // A run that ended (its own step gave up included) never advances again.
+      if (!op || !state || state.finished || FINISHED.includes(op.status)) return;
       const store = new WindowStore(deps.rt);
       const w = await store.get(state.windowId);
       const now = deps.rt.clock.now();
@@ -632,6 +634,8 @@ async function control(deps: Deps, opId: number, fn: (op: Operation, s: RunState
     const s = await readRun(deps, opId);
     if (!s) return { ok: false as const, refusal: `Rolling run ${opId} has no state; nothing was done.` };
     if (s.finished) return { ok: false as const, refusal: `Rolling run ${opId} has already ended (${s.finished.status}).` };
+    const now = await deps.ops.get(opId);
+    if (!now || FINISHED.includes(now.status)) return { ok: false as const, refusal: `Rolling run ${opId} has already ended (${now?.status ?? 'gone'}).` };
     const r = await fn(op, s);
     if (r.ok) await writeRun(deps, opId, s);
     return r;
@@ -734,6 +738,7 @@ export async function approveRun(deps: Deps, input: ControlInput): Promise<Contr
   const s = op?.kind === RUN_KIND ? await readRun(deps, input.opId) : null;
   if (!op || !s) return { ok: false, refusal: `There is no rolling run ${input.opId}; "patch windows" shows the windows and their runs.` };
   if (s.finished) return { ok: false, refusal: `Rolling run ${op.id} has already ended (${s.finished.status}).` };
+  if (FINISHED.includes(op.status)) return { ok: false, refusal: `Rolling run ${op.id} has already ended (${op.status}).` };
   if (s.approved) return { ok: false, refusal: `Rolling run ${op.id} is already approved.` };
   if (!s.approvalId) return { ok: false, refusal: `Rolling run ${op.id} has no approval request Ferry can decide; abort it and start the window's run again.` };
   let refusal: string | undefined;
@@ -820,7 +825,7 @@ registerCard(RUN_KIND, async (deps, op) => {
     { type: 'progress', done, total: s.hosts.length, label: `${done}/${s.hosts.length} hosts` },
     { type: 'table', columns: ['Host', 'State', 'Attempts', 'Took', 'Detail'], rows: s.hosts.map(hostRow) },
   ];
-  if (!s.finished) {
+  if (!s.finished && !FINISHED.includes(op.status)) {
     const buttons: Button[] = [];
     if (!s.approved) buttons.push({ action: 'ferry:rr-approve', label: 'Approve', value: String(op.id), style: 'primary', command: `approve run ${op.id}` });
     if (current?.phase === 'patching' && !current.patchDone && !current.hook) {
@@ -845,6 +850,60 @@ registerCard(RUN_KIND, async (deps, op) => {
   }
   blocks.push(context(`requested by ${who(op.requester)}${s.approvedBy.length ? ` · approved by ${s.approvedBy.map(who).join(', ')}` : ''}`));
   return message(`${op.title}: ${state}`, ...blocks);
+});
+
+// ---------------------------------------------------------------------------------------
+// Give-up: the run's own step job used up its attempts
+
+/** What the host that was mid-cycle is left like, in one sentence. */
+async function leftBehind(deps: Deps, h: RunHost): Promise<string> {
+  const sub = h.phase === 'restoring' ? h.restoreOp : h.phase === 'draining' ? h.drainOp : undefined;
+  if (sub !== undefined) {
+    const o = await deps.ops.get(sub);
+    if (o && !FINISHED.includes(o.status)) {
+      return h.phase === 'restoring'
+        ? `${h.host}'s restore (job ${sub}) is still running on its own and reports in this thread`
+        : `${h.host}'s drain (job ${sub}) is still running on its own; when it ends, restore ${h.host} brings its VMs home`;
+    }
+  }
+  let maintenance: boolean;
+  try {
+    maintenance = (await deps.rt.adapters.forHost(h.host).describeHost(h.host)).maintenance;
+  } catch (e) {
+    return `${h.host} could not be read (${errorText(e)}); look at it before anything else: restore ${h.host} brings its VMs home if it is drained`;
+  }
+  const away = await notHome(deps, h);
+  const hook = h.phase === 'patching' && h.hook && !h.hook.outcome ? ` (its patch hook may still be running)` : '';
+  if (maintenance) return `${h.host} is still drained${hook}; restore ${h.host} brings its VMs home`;
+  if (away.length) return `${h.host} is out of maintenance but not every VM is home (${away.join(', ')}); restore ${h.host} brings them home`;
+  return `${h.host} is out of maintenance with every VM home${h.status === 'running' && h.phase !== 'verifying' ? '; it may not be patched' : ''}`;
+}
+
+registerGiveUp(RUN_KIND, async (deps, op, why) => {
+  const settle = async (): Promise<string[]> => {
+    const state = await readRun(deps, op.id);
+    if (!state || state.finished) return [];
+    const notes: string[] = [];
+    const h = state.hosts.find((x) => x.status === 'running');
+    if (h) {
+      notes.push(await leftBehind(deps, h));
+      failHost(deps, h, `the run stopped during ${h.phase ?? 'its start'}: ${why}`);
+    }
+    state.finished = { status: 'failed', message: `Stopped: the run's step failed (${why})${h ? ` while ${h.host} was mid-cycle` : ''}.`, atMs: deps.rt.clock.now() };
+    await writeRun(deps, op.id, state);
+    return notes;
+  };
+  // The operation is already failed, so a step in flight stops at its next look: wait for its lock.
+  for (let i = 0; i < 5; i++) {
+    const got = await withRunLock(deps, op.id, settle);
+    if (got.ok) {
+      windowsChanged(deps);
+      return got.value;
+    }
+  }
+  const notes = await settle();
+  windowsChanged(deps);
+  return notes;
 });
 
 /** Runs whose step job may be gone (a restart during a poll): the catch-up scan kicks them. */
