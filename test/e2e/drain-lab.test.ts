@@ -112,6 +112,26 @@ describe('drain on the lab', () => {
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
   }, 60_000);
 
+  it('rollback auto: a VM whose migration reported failure after it reached the target is moved back too', async () => {
+    h = await makeHarness({ yaml: drainLabYaml() });
+    const names = await setHostVms(h.deps, 'hyp03', 4);
+    const bad = vmName('hyp03', 2);
+    // Every migration of it completes and then reports a failure (the way back too).
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, 'migrate-fail-after');
+    const op = await planned(h, 'drain hyp03 rollback auto');
+    await h.run(`start ${op.id}`);
+    const done = await h.waitForOp(op.id, 30_000);
+    expect(done.status).toBe('failed');
+    expect(h.transcript()).toContain(`${bad} could not move to`);
+    const where = await whereIs(h.rt, CLUSTER);
+    for (const n of names) expect(where.get(n)).toBe('hyp03');
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
+    expect(h.transcript()).toMatch(/Rolled back job \d+: \d+ VMs? (is|are) back on hyp03 and hyp03 is out of maintenance\. Every VM is where it started/);
+    expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('rolled-back');
+    expect(await readLock(h.rt, 'hyp03')).toBeNull();
+    await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, null);
+  }, 60_000);
+
   it('rollback hold: the thread offers Roll back / Retry / Skip, and each works', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
     const names = await setHostVms(h.deps, 'hyp03', 20);

@@ -8,6 +8,9 @@
  *                          of succeeding (fail-once:hook: only the next one; fail:* too)
  *   migrate-fail           (on vm:<name>) its migrations fail at 60%
  *   migrate-fail-once      (on vm:<name>) the next migration fails at 60%
+ *   migrate-fail-after     (on vm:<name>) its migrations complete (the VM runs on the target)
+ *                          and then report a failure, not retryable: a timeout or a platform
+ *                          error after switch-over (migrate-fail-after-once: only the next one)
  *   linger                 migrations from this host leave the VM's NPIV ports behind (seed 000)
  * Several faults: comma-separated.
  */
@@ -18,6 +21,7 @@ export type LabFault =
   | { kind: 'slow'; ms: number; raw: string }
   | { kind: 'fail'; op: string; once: boolean; raw: string }
   | { kind: 'migrate-fail'; once: boolean; raw: string }
+  | { kind: 'migrate-fail-after'; once: boolean; raw: string }
   | { kind: 'linger'; raw: string };
 
 export function labKeys(prefix: string) {
@@ -37,6 +41,7 @@ export function parseFaults(spec: string): LabFault[] {
     else if (name === 'slow') out.push({ kind: 'slow', ms: Number(arg ?? 5000), raw });
     else if (name === 'fail' || name === 'fail-once') out.push({ kind: 'fail', op: arg ?? '*', once: name === 'fail-once', raw });
     else if (name === 'migrate-fail' || name === 'migrate-fail-once') out.push({ kind: 'migrate-fail', once: name === 'migrate-fail-once', raw });
+    else if (name === 'migrate-fail-after' || name === 'migrate-fail-after-once') out.push({ kind: 'migrate-fail-after', once: name === 'migrate-fail-after-once', raw });
     else if (name === 'linger') out.push({ kind: 'linger', raw });
     else throw new Error(`unknown lab fault "${raw}"`);
   }

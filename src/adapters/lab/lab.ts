@@ -258,7 +258,13 @@ export class LabAdapter implements HypervisorAdapter {
       await dropSecondaries();
       throw e;
     }
-    return this.switchOver(req, started);
+    const result = await this.switchOver(req, started);
+    const after = vmFaults.find((f) => f.kind === 'migrate-fail-after');
+    if (after) {
+      if (after.once) await this.consumeFault(`vm:${req.vm}`, after.raw);
+      throw new AdapterError(req.source, 'migrate', `migration of ${req.vm} to ${req.target} did not report completion: the operation timed out (injected fault)`, { code: 'injected' });
+    }
+    return result;
   }
 
   /** The memory copy: progress in steps, injected failure at 60%, cancel via the signal. */

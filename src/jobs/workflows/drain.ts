@@ -381,8 +381,12 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan): Promise<{
 async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<void> {
   const p = params(op);
   if (op.status !== 'running') op = await deps.ops.patch(op.id, { status: 'running' });
-  const states = await vmStates(deps, op.id);
-  const back = plan.moves.filter((m) => ['moved', 'moving', 'returning', 'return-failed'].includes(states[m.vm]?.state ?? ''));
+  // Where every VM of the ledger really is, whatever its recorded state: a migration that
+  // reported failure may still have moved it (a timeout, a platform error after switch-over).
+  const locate = (lv: LedgerVm) => locateVm(deps, p.cluster, lv.name, lv.id);
+  const located = await pMap(plan.ledger, 8, async (lv) => ({ lv, where: await locate(lv) }));
+  const errors = new Map<string, string>();
+  const back = located.flatMap(({ lv, where }) => (where && where.vm.host !== p.host ? [{ lv, vm: where.vm }] : []));
   await deps.outbox.post(op.conv, message(`Rolling back job ${op.id}: ${p.host} leaves maintenance and ${plural(back.length, 'VM')} ${back.length === 1 ? 'moves' : 'move'} back to it.`));
   try {
     await ensureMaintenance(deps, op, p.host, false);
@@ -392,32 +396,35 @@ async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<voi
     await finishOp(deps, op, 'failed', `rollback failed: ${errorText(e)}`);
     return;
   }
-  const problems: string[] = [];
-  await pMap(back, concurrencyFor(deps, p), async (m) => {
-    await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'returning', target: p.host, from: m.target });
+  for (const { lv, where } of located) {
+    if (where) continue;
+    errors.set(lv.name, `${lv.name} is no longer in ${p.cluster}`);
+    await setVmState(deps, op.id, { name: lv.name, id: lv.id, state: 'return-failed', target: p.host, error: 'gone' });
+  }
+  await pMap(back, concurrencyFor(deps, p), async ({ lv, vm }) => {
+    const mode = plan.moves.find((m) => m.vmId === lv.id)?.mode ?? (vm.power === 'running' ? 'live' : 'cold');
+    await setVmState(deps, op.id, { name: lv.name, id: lv.id, state: 'returning', target: p.host, from: vm.host });
     await refreshCard(deps, op.id);
-    const where = await locateVm(deps, p.cluster, m.vm, m.vmId);
-    if (!where) {
-      problems.push(`${m.vm} is no longer in ${p.cluster}`);
-      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'return-failed', target: p.host, error: 'gone' });
-      return;
-    }
-    if (where.vm.host === p.host) {
-      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'returned', target: p.host, from: m.target });
-      return;
-    }
-    const out = await moveVm(deps, op, { vm: where.vm.name, vmId: m.vmId, source: where.vm.host, target: p.host, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm) });
-    await setPercent(deps, op.id, m.vm, null);
-    if (out.ok) {
-      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'returned', target: p.host, from: where.vm.host, durationMs: out.durationMs });
-      await reportLingering(deps, op, m.vm, where.vm.host, out.lingering);
+    // moveVm looks the VM up again before each attempt: one already home is not moved.
+    const out = await moveVm(deps, op, { vm: vm.name, vmId: lv.id, source: vm.host, target: p.host, mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, lv.name) });
+    await setPercent(deps, op.id, lv.name, null);
+    // A failure report is checked against the hosts too: the VM may be home all the same.
+    const home = out.ok || (await locate(lv).catch(() => null))?.vm.host === p.host;
+    if (home) {
+      await setVmState(deps, op.id, { name: lv.name, id: lv.id, state: 'returned', target: p.host, from: vm.host, ...(out.ok ? { durationMs: out.durationMs } : { reason: `back on ${p.host} although its migration reported: ${out.error}` }) });
+      if (out.ok) await reportLingering(deps, op, lv.name, vm.host, out.lingering);
     } else {
-      problems.push(`${m.vm} stays on ${where.vm.host} (${out.error})`);
-      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'return-failed', target: p.host, from: where.vm.host, error: out.error });
+      errors.set(lv.name, `${lv.name} stays on ${vm.host} (${out.error})`);
+      await setVmState(deps, op.id, { name: lv.name, id: lv.id, state: 'return-failed', target: p.host, from: vm.host, error: out.error });
     }
     await refreshCard(deps, op.id);
   });
-  const returned = back.length - problems.length;
+  // The last word is the hosts': every VM of the ledger is on the drained host, or it is named.
+  const after = await pMap(plan.ledger, 8, async (lv) => ({ lv, where: await locate(lv).catch(() => null) }));
+  const problems = after
+    .filter(({ where }) => !where || where.vm.host !== p.host)
+    .map(({ lv, where }) => errors.get(lv.name) ?? (where ? `${lv.name} is on ${where.vm.host}` : `${lv.name} could not be found in ${p.cluster}`));
+  const returned = back.filter(({ lv }) => after.find((x) => x.lv.id === lv.id)?.where?.vm.host === p.host).length;
   const failedVms = (params((await deps.ops.get(op.id))!).failed ?? []).join(', ');
   if (problems.length) {
     await setLedgerStatus(deps.rt, p.host, 'drained');
