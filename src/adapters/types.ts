@@ -74,6 +74,17 @@ export interface HostFacts {
   /** Memory already committed to VMs placed on the host (running or not). */
   memoryUsedMiB: number;
   maintenance: boolean;
+  /**
+   * The platform is still taking the host into maintenance (vSphere: EnterMaintenanceMode_Task
+   * runs until the last powered-on VM has left the host). `maintenance` is already true then:
+   * the host takes no new VMs, so placement, limits and the drain treat it as in maintenance.
+   */
+  enteringMaintenance?: boolean;
+  /**
+   * Plain sentences about the host worth showing to the operator: an enter-maintenance task
+   * that failed (the host is then NOT in maintenance), vCenter DRS that would move VMs itself.
+   */
+  notes?: string[];
   /** Ferry's own cordon where the platform has no maintenance mode (libvirt). */
   cordoned?: boolean;
   portGroups: PortGroup[];
@@ -238,9 +249,14 @@ export interface HypervisorAdapter {
   /** Find a VM by name anywhere this adapter reaches; null if absent. */
   findVm(name: string, opts?: CallOptions): Promise<VmFacts | null>;
 
-  /** Mutates. Puts the host in maintenance WITHOUT evacuating: Ferry moves VMs itself. Idempotent. */
+  /**
+   * Mutates. Puts the host in maintenance WITHOUT evacuating: Ferry moves VMs itself. Idempotent.
+   * Where the platform only finishes entering once the host is empty (vSphere), this returns as
+   * soon as the host refuses new VMs; describeHost then reports maintenance true with
+   * enteringMaintenance until the last VM has left, and a later failure in its notes.
+   */
   enterMaintenance(host: string, opts?: CallOptions): Promise<void>;
-  /** Mutates. Idempotent. Never fails VMs back: Ferry's ledger restores (seed 001 rule 3). */
+  /** Mutates. Idempotent; stops an unfinished enter. Never fails VMs back: Ferry's ledger restores (seed 001 rule 3). */
   exitMaintenance(host: string, opts?: CallOptions): Promise<void>;
 
   /**

@@ -88,7 +88,12 @@ const clusterSchema = z
         keepAlive: duration.default('10m'),
         /** How often a running vCenter task is polled for progress. */
         taskPollInterval: duration.default('1s'),
-        /** EnterMaintenanceMode_Task timeout; 0 lets vCenter wait indefinitely. */
+        /**
+         * EnterMaintenanceMode_Task timeout. The task runs while the drain moves the VMs off and
+         * completes once no powered-on VM is left; with a timeout vCenter fails it if the host is
+         * not empty by then (the host leaves "entering maintenance" and the failure is reported).
+         * 0 (recommended) lets vCenter wait indefinitely.
+         */
         maintenanceTimeout: duration.default('0s'),
       })
       .strict()

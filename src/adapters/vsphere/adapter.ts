@@ -6,7 +6,19 @@
  * plain vMotion is MigrateVM_Task where the server has it. A server without MigrateVM_Task
  * (govmomi's simulator) answers MethodNotFound before any task exists, so falling back to
  * RelocateVM_Task with the host only is safe and remembered.
+ *
+ * Maintenance (contract: enter WITHOUT evacuating, Ferry moves the VMs). A real vCenter only
+ * completes EnterMaintenanceMode_Task once no powered-on VM is left on the host, so waiting for
+ * it before the drain moves anything would hang. enterMaintenance starts the task
+ * (evacuatePoweredOffVms false) and, while powered-on VMs remain, returns once vCenter runs it
+ * (the host then refuses new placements and power-ons), keeping the task in Redis
+ * (maintenance.ts) so other processes see it and start no second one. describeHost reports such
+ * a host as maintenance true with enteringMaintenance; the task completes by itself when the last
+ * VM has left, a failure shows in describeHost's notes and is thrown by the next enterMaintenance.
+ * exitMaintenance cancels a task still running (CancelTask) before leaving maintenance.
+ * With DRS fully automated vCenter would evacuate the host itself: logged, and noted on the host.
  */
+import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 import {
   AdapterError,
@@ -25,7 +37,8 @@ import {
   type VmFacts,
   type Wwn,
 } from '../types.js';
-import { arrayItems, buildSnapshot, hostFacts, hostHbas, SNAPSHOT_SPECS, SNAPSHOT_TYPES, vmFacts, type MapContext, type RawHost, type RawVm, type Snapshot } from './inventory.js';
+import { arrayItems, buildSnapshot, drsFullyAutomated, hostFacts, hostHbas, SNAPSHOT_SPECS, SNAPSHOT_TYPES, vmFacts, type MapContext, type RawHost, type RawVm, type Snapshot } from './inventory.js';
+import { EnterTasks, type EnterRecord } from './maintenance.js';
 import { TransportError } from './transport.js';
 import { SoapFault, VimClient, type TaskInfo } from './vim.js';
 import { child, children, moref, ref, refKey, sameRef, text, xsiType, type MoRef, type XmlInputObject, type XmlValue } from './xml.js';
@@ -47,6 +60,8 @@ export interface VsphereSettings {
   taskPollMs?: number;
   /** EnterMaintenanceMode_Task timeout in seconds (0: vCenter's default, no timeout). */
   maintenanceTimeoutS?: number;
+  /** How often this process looks at an enter-maintenance task it left running (0: only when asked). */
+  maintenanceWatchMs?: number;
   /** Concurrent reads within this window share one inventory snapshot. */
   snapshotTtlMs?: number;
 }
@@ -56,7 +71,17 @@ export interface VsphereAdapterOptions {
   hosts: string[];
   settings: VsphereSettings;
   log?: Logger;
+  /** Where unfinished enter-maintenance tasks are kept for every process (else in memory). */
+  redis?: Redis;
+  prefix?: string;
 }
+
+/** What Ferry knows of an enter-maintenance task it started. */
+type EnterTaskState =
+  | { kind: 'none' }
+  | { kind: 'entering'; rec: EnterRecord }
+  | { kind: 'entered'; rec: EnterRecord }
+  | { kind: 'failed'; rec: EnterRecord };
 
 /** Faults that mean "this server does not have that method/object", not "the call failed". */
 const SERVICE_INSTANCE: MoRef = { type: 'ServiceInstance', value: 'ServiceInstance' };
@@ -72,6 +97,9 @@ export class VsphereAdapter implements HypervisorAdapter {
   private hasMigrateVm = true;
   private hasNativeChecks = true;
   private readonly mapCtx: MapContext;
+  private readonly enterTasks: EnterTasks;
+  private readonly watchers = new Map<string, { task: string; timer: NodeJS.Timeout }>();
+  private closing = false;
 
   constructor(private readonly opts: VsphereAdapterOptions) {
     this.settings = {
@@ -81,6 +109,7 @@ export class VsphereAdapter implements HypervisorAdapter {
       keepAliveMs: 10 * 60_000,
       taskPollMs: 1000,
       maintenanceTimeoutS: 0,
+      maintenanceWatchMs: 15_000,
       snapshotTtlMs: 2000,
       ...opts.settings,
     };
@@ -97,6 +126,7 @@ export class VsphereAdapter implements HypervisorAdapter {
     });
     const names = this.settings.hostNames;
     this.mapCtx = { ferryName: (vc) => names[vc] ?? vc, cluster: opts.cluster };
+    this.enterTasks = new EnterTasks(opts.cluster, opts.redis, opts.prefix);
   }
 
   get capabilities(): Capabilities {
@@ -119,8 +149,30 @@ export class VsphereAdapter implements HypervisorAdapter {
   }
 
   async describeHost(host: string, opts?: CallOptions): Promise<HostFacts> {
-    const snap = await this.snapshot(host, 'describeHost', opts?.signal);
-    return hostFacts(this.rawHost(snap, host, 'describeHost'), snap, this.mapCtx);
+    const op = 'describeHost';
+    const snap = await this.snapshot(host, op, opts?.signal);
+    const h = this.rawHost(snap, host, op);
+    const facts = hostFacts(h, snap, this.mapCtx);
+    const notes: string[] = [];
+    const drs = this.drsNote(h, snap, host);
+    if (drs) notes.push(drs);
+    const st = await this.enterTaskState(host, op);
+    if (!facts.maintenance) {
+      if (st.kind === 'entering') {
+        facts.maintenance = true;
+        facts.enteringMaintenance = true;
+        notes.push(
+          `${host} is entering maintenance: it takes no new VMs, and vCenter's task ${st.rec.task} completes by itself once no powered-on VM is left on it.`,
+        );
+      } else if (st.kind === 'entered') {
+        // The task has just succeeded; the (cached) inventory read predates it.
+        facts.maintenance = true;
+      } else if (st.kind === 'failed') {
+        notes.push(enterFailedText(host, st.rec));
+      }
+    }
+    if (notes.length) facts.notes = notes;
+    return facts;
   }
 
   async listVms(host: string, opts?: CallOptions): Promise<VmFacts[]> {
@@ -136,27 +188,195 @@ export class VsphereAdapter implements HypervisorAdapter {
   }
 
   async enterMaintenance(host: string, opts?: CallOptions): Promise<void> {
-    await this.setMaintenance(host, true, opts?.signal);
+    const op = 'enterMaintenance';
+    const signal = opts?.signal;
+    const snap = await this.snapshot(host, op, signal, true);
+    const h = this.rawHost(snap, host, op);
+    const drs = this.drsNote(h, snap, host);
+    if (drs) this.opts.log?.warn({ host, cluster: this.opts.cluster }, drs);
+    const st = await this.enterTaskState(host, op);
+    if (hostFacts(h, snap, this.mapCtx).maintenance) {
+      if (st.kind !== 'none') await this.guard(host, op, () => this.enterTasks.delete(host));
+      return;
+    }
+    if (st.kind === 'entering' || st.kind === 'entered') return;
+    if (st.kind === 'failed') {
+      // Said once, plainly; the next call starts a new task.
+      await this.guard(host, op, () => this.enterTasks.swap(host, st.rec.task, 'failed', null));
+      throw new AdapterError(host, op, `${op} on ${host}: ${enterFailedText(host, st.rec)} Enter maintenance again to retry.`, { code: 'maintenance-failed' });
+    }
+
+    const poweredOn = snap.vms.filter((vm) => sameRef(vm.host, h.ref) && text(vm.props.get('runtime.powerState')) === 'poweredOn').map((vm) => vm.name);
+    // Ferry moves VMs itself (seed 001): never let vCenter evacuate powered-off VMs.
+    const params: XmlInputObject = { timeout: this.settings.maintenanceTimeoutS, evacuatePoweredOffVms: false };
+    const task = await this.startTask(host, op, 'EnterMaintenanceMode_Task', h.ref, params, signal);
+    const rec: EnterRecord = { task: task.value, state: 'running', startedAt: new Date().toISOString() };
+    await this.guard(host, op, () => this.enterTasks.set(host, rec));
+
+    // vCenter completes the task only once no powered-on VM is left: with VMs on the host, return
+    // as soon as it runs (the host refuses new placements from then on) and let Ferry move them.
+    for (;;) {
+      const info = await this.guard(host, op, () => this.client.taskInfo(task));
+      if (info.state === 'running' && poweredOn.length > 0) {
+        this.opts.log?.info(
+          { host, task: task.value, poweredOn: poweredOn.length },
+          `${host} is entering maintenance; vCenter completes it once the ${poweredOn.length} powered-on VM(s) have left`,
+        );
+        this.watch(host, task.value);
+        return;
+      }
+      if (info.state !== 'queued' || signal?.aborted) break;
+      await sleep(this.settings.taskPollMs, signal);
+    }
+    try {
+      await this.waitTask(task, host, op, undefined, signal);
+    } catch (err) {
+      // The task ended (failed or cancelled): nothing to remember. A transport fault leaves the
+      // record for the next call to look at.
+      if (!(err instanceof AdapterError && err.retryable)) await this.enterTasks.swap(host, rec.task, 'running', null).catch(() => false);
+      throw err;
+    }
+    await this.guard(host, op, () => this.enterTasks.swap(host, rec.task, 'running', null));
+    await this.checkMaintenance(host, op, true);
   }
 
   async exitMaintenance(host: string, opts?: CallOptions): Promise<void> {
-    await this.setMaintenance(host, false, opts?.signal);
-  }
+    const op = 'exitMaintenance';
+    const signal = opts?.signal;
+    this.unwatch(host);
+    const rec = await this.guard(host, op, () => this.enterTasks.get(host));
+    if (rec && rec.state !== 'failed') await this.cancelEnter(host, rec, signal);
+    else if (rec) await this.guard(host, op, () => this.enterTasks.swap(host, rec.task, 'failed', null));
 
-  private async setMaintenance(host: string, on: boolean, signal?: AbortSignal): Promise<void> {
-    const op = on ? 'enterMaintenance' : 'exitMaintenance';
     const snap = await this.snapshot(host, op, signal, true);
     const h = this.rawHost(snap, host, op);
-    if (hostFacts(h, snap, this.mapCtx).maintenance === on) return;
-    // Ferry moves VMs itself (seed 001): never let vCenter evacuate powered-off VMs.
-    const params: XmlInputObject = on
-      ? { timeout: this.settings.maintenanceTimeoutS, evacuatePoweredOffVms: false }
-      : { timeout: this.settings.maintenanceTimeoutS };
-    const task = await this.startTask(host, op, on ? 'EnterMaintenanceMode_Task' : 'ExitMaintenanceMode_Task', h.ref, params, signal);
+    if (!hostFacts(h, snap, this.mapCtx).maintenance) return;
+    const task = await this.startTask(host, op, 'ExitMaintenanceMode_Task', h.ref, { timeout: this.settings.maintenanceTimeoutS }, signal);
     await this.waitTask(task, host, op, undefined, signal);
+    await this.checkMaintenance(host, op, false);
+  }
+
+  /** After a maintenance task succeeded: vCenter must agree. */
+  private async checkMaintenance(host: string, op: string, on: boolean): Promise<void> {
     const snapAfter = await this.snapshot(host, op, undefined, true);
     const state = hostFacts(this.rawHost(snapAfter, host, op), snapAfter, this.mapCtx).maintenance;
     if (state !== on) throw new AdapterError(host, op, `${op} on ${host}: the task succeeded but vCenter still reports maintenance=${state}`);
+  }
+
+  /**
+   * Stops an enter-maintenance task Ferry left running (CancelTask) and waits for it to end. If
+   * it completed first the host is in maintenance and exitMaintenance takes it out as usual.
+   */
+  private async cancelEnter(host: string, rec: EnterRecord, signal?: AbortSignal): Promise<void> {
+    const op = 'exitMaintenance';
+    const task: MoRef = { type: 'Task', value: rec.task };
+    // 'cancelling' first: whoever sees the task end in RequestCanceled does not call it a failure.
+    await this.guard(host, op, () => this.enterTasks.set(host, { ...rec, state: 'cancelling' }));
+    let info = await this.taskInfoOrGone(task, host, op);
+    if (info && (info.state === 'queued' || info.state === 'running')) {
+      try {
+        await this.client.call('CancelTask', task, {}, signal);
+      } catch (err) {
+        // InvalidState: the task ended meanwhile (completed or already cancelled).
+        if (!(err instanceof SoapFault && err.faultType === 'InvalidState')) throw this.wrap(host, op, err);
+      }
+      this.opts.log?.info({ host, task: rec.task }, `cancelled the unfinished enter-maintenance task of ${host}`);
+      for (;;) {
+        info = await this.taskInfoOrGone(task, host, op);
+        if (!info || info.state === 'success' || info.state === 'error') break;
+        if (signal?.aborted) throw new AdapterError(host, op, `${op} on ${host} cancelled while vCenter was cancelling task ${rec.task}`, { code: 'cancelled' });
+        await sleep(this.settings.taskPollMs, signal);
+      }
+    }
+    await this.guard(host, op, () => this.enterTasks.swap(host, rec.task, 'cancelling', null));
+  }
+
+  /**
+   * Where the enter-maintenance task Ferry left running stands now (one TaskInfo read, only
+   * while one is recorded). Success and a vanished task forget the record; an error is kept as
+   * 'failed' unless exitMaintenance was cancelling it.
+   */
+  private async enterTaskState(host: string, op: string): Promise<EnterTaskState> {
+    const rec = await this.guard(host, op, () => this.enterTasks.get(host));
+    if (!rec) return { kind: 'none' };
+    if (rec.state === 'failed') return { kind: 'failed', rec };
+    const info = await this.taskInfoOrGone({ type: 'Task', value: rec.task }, host, op);
+    if (info && (info.state === 'queued' || info.state === 'running')) return { kind: 'entering', rec };
+    let next: EnterRecord | null = null;
+    let result: EnterTaskState = { kind: 'none' };
+    if (info?.state === 'success') result = { kind: 'entered', rec };
+    else if (info?.state === 'error' && rec.state === 'running') {
+      next = { ...rec, state: 'failed', fault: info.error?.fault, error: info.error?.message || info.error?.fault || 'unknown fault' };
+      result = { kind: 'failed', rec: next };
+    }
+    if (await this.guard(host, op, () => this.enterTasks.swap(host, rec.task, rec.state, next))) return result;
+    // Someone else changed the record meanwhile: take theirs, without asking vCenter again.
+    const now = await this.guard(host, op, () => this.enterTasks.get(host));
+    if (!now) return result.kind === 'entered' ? result : { kind: 'none' };
+    return now.state === 'failed' ? { kind: 'failed', rec: now } : { kind: 'entering', rec: now };
+  }
+
+  /** TaskInfo, or undefined when vCenter no longer knows the task (old tasks expire). */
+  private async taskInfoOrGone(task: MoRef, host: string, op: string): Promise<TaskInfo | undefined> {
+    try {
+      return await this.client.taskInfo(task);
+    } catch (err) {
+      if (err instanceof SoapFault && err.faultType === 'ManagedObjectNotFound') return undefined;
+      throw this.wrap(host, op, err);
+    }
+  }
+
+  /** This process looks at an enter task it left running now and then, to log its end promptly. */
+  private watch(host: string, task: string): void {
+    const every = this.settings.maintenanceWatchMs;
+    if (every <= 0 || this.closing) return;
+    this.unwatch(host);
+    const schedule = (): void => {
+      const timer = setTimeout(() => void tick(), every);
+      timer.unref();
+      this.watchers.set(host, { task, timer });
+    };
+    const current = (): boolean => !this.closing && this.watchers.get(host)?.task === task;
+    const tick = async (): Promise<void> => {
+      if (!current()) return;
+      try {
+        const st = await this.enterTaskState(host, 'watchMaintenance');
+        if (!current()) return;
+        if (st.kind === 'entering' && st.rec.task === task) return schedule();
+        this.watchers.delete(host);
+        if (st.kind === 'entered') this.opts.log?.info({ host, task }, `${host} is in maintenance: vCenter completed task ${task} once the last powered-on VM had left`);
+        else if (st.kind === 'failed') this.opts.log?.warn({ host, task, fault: st.rec.fault }, enterFailedText(host, st.rec));
+      } catch (err) {
+        this.opts.log?.warn({ host, task, err: String(err) }, 'could not read the enter-maintenance task; trying again');
+        if (current()) schedule();
+      }
+    };
+    schedule();
+  }
+
+  private unwatch(host: string): void {
+    const w = this.watchers.get(host);
+    if (w) clearTimeout(w.timer);
+    this.watchers.delete(host);
+  }
+
+  /** Set when vCenter would move VMs itself: DRS enabled and fully automated on the host's cluster. */
+  private drsNote(h: RawHost, snap: Snapshot, host: string): string | undefined {
+    const cluster = h.parent ? snap.clusters.get(refKey(h.parent)) : undefined;
+    if (!cluster || !drsFullyAutomated(cluster)) return undefined;
+    return (
+      `DRS of vCenter cluster ${cluster.name} is fully automated: when ${host} enters maintenance vCenter moves its powered-on VMs itself, ` +
+      `to hosts it picks, outside Ferry's plan and ledger. Set DRS to manual or partially automated before a drain.`
+    );
+  }
+
+  /** Runs a Redis/vCenter step of the maintenance bookkeeping; faults become this host's AdapterError. */
+  private async guard<T>(host: string, op: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.wrap(host, op, err);
+    }
   }
 
   async migrateVm(req: MigrateRequest, onProgress?: (p: MigrateProgress) => void, opts?: CallOptions): Promise<MigrateResult> {
@@ -279,6 +499,8 @@ export class VsphereAdapter implements HypervisorAdapter {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    for (const host of [...this.watchers.keys()]) this.unwatch(host);
     await this.client.close();
   }
 
@@ -421,6 +643,11 @@ export class VsphereAdapter implements HypervisorAdapter {
     const msg = err instanceof Error ? err.message : String(err);
     return new AdapterError(host, op, `${op} on ${host}: ${msg}`, { cause: err });
   }
+}
+
+function enterFailedText(host: string, rec: EnterRecord): string {
+  const why = (rec.error ?? 'unknown fault').replace(/\.+$/, '');
+  return `entering maintenance failed in vCenter (task ${rec.task}, started ${rec.startedAt}): ${why}. ${host} is not in maintenance and takes new VMs again.`;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

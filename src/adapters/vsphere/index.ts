@@ -13,6 +13,8 @@ registerAdapter('vsphere', (ctx) => {
     cluster: ctx.cluster,
     hosts: ctx.hosts,
     log: ctx.log,
+    redis: ctx.redis,
+    prefix: ctx.prefix,
     settings: {
       url: v.url,
       user: v.user,

@@ -13,6 +13,8 @@
  *  - PortGroup.internalOnly: a standard vSwitch with no physical NIC (seed 004).
  *  - VmFacts.ha: runtime.dasVmProtection.dasProtected when vCenter reports it (HA enabled),
  *    else the cluster's configuration.dasConfig.enabled.
+ *  - RawCluster.drs: the cluster's configuration.drsConfig (enabled, defaultVmBehavior), read
+ *    in the same inventory call. Per-VM DRS overrides (configurationEx.drsVmConfig) are not read.
  *  - HBAs: config.storageDevice.hostBusAdapter of xsi:type HostFibreChannelHba. vSphere does
  *    not report the fabric name or NPIV capability of an HBA: fabric is all zeros, npivCapable
  *    false.
@@ -58,7 +60,7 @@ export const VM_PATHS = [
 ];
 
 export const SNAPSHOT_SPECS: PropSpec[] = [
-  { type: 'ClusterComputeResource', paths: ['name', 'summary', 'configuration.dasConfig.enabled', 'resourcePool'] },
+  { type: 'ClusterComputeResource', paths: ['name', 'summary', 'configuration.dasConfig.enabled', 'configuration.drsConfig', 'resourcePool'] },
   { type: 'HostSystem', paths: HOST_PATHS },
   { type: 'VirtualMachine', paths: VM_PATHS },
   { type: 'Datastore', paths: ['name', 'summary', 'host'] },
@@ -73,6 +75,8 @@ export interface RawCluster {
   evcMode?: string;
   haEnabled: boolean;
   pool?: MoRef;
+  /** DRS: enabled, and defaultVmBehavior ("manual" | "partiallyAutomated" | "fullyAutomated"). */
+  drs?: { enabled: boolean; behavior?: string };
 }
 
 export interface RawDatastore {
@@ -135,6 +139,7 @@ export function buildSnapshot(objects: ObjectContent[]): Snapshot {
           evcMode: optText(child(p.get('summary'), 'currentEVCModeKey')),
           haEnabled: bool(p.get('configuration.dasConfig.enabled')) ?? false,
           pool: moref(p.get('resourcePool')),
+          drs: drsConfig(p.get('configuration.drsConfig')),
         });
         break;
       case 'HostSystem':
@@ -171,6 +176,16 @@ export function buildSnapshot(objects: ObjectContent[]): Snapshot {
     if (ds) ds.shared = Math.max(mounts, listed) > 1;
   }
   return snap;
+}
+
+function drsConfig(v: XmlValue | undefined): RawCluster['drs'] {
+  if (!isObject(v)) return undefined;
+  return { enabled: bool(child(v, 'enabled')) ?? false, behavior: optText(child(v, 'defaultVmBehavior')) };
+}
+
+/** True when vCenter moves VMs by itself (DRS on and fully automated): it would evacuate a host entering maintenance. */
+export function drsFullyAutomated(cluster: RawCluster | undefined): boolean {
+  return !!cluster?.drs?.enabled && cluster.drs.behavior === 'fullyAutomated';
 }
 
 /** A signed xsd:long WWN ("-4610560744054194172") as 16 hex digits. */

@@ -239,7 +239,9 @@ export class VimClient {
   /** Reads a task's info once. */
   async taskInfo(task: MoRef, signal?: AbortSignal): Promise<TaskInfo> {
     const [o] = await this.withSession(() => this.retrieve(task, [{ type: 'Task', paths: ['info'] }], { traverseView: false, signal }), signal);
-    const info = o?.props.get('info');
+    // Some servers leave an object they no longer know out of the result instead of a fault.
+    if (!o) throw new SoapFault('RetrievePropertiesEx', 'ManagedObjectNotFound', `vCenter no longer knows task ${task.value}`);
+    const info = o.props.get('info');
     if (!info) throw new TransportError(`task ${task.value} has no info`, 'http');
     const state = text(child(info, 'state')) as TaskState;
     const err = child(info, 'error');
