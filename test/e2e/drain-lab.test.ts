@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
-import { setLabFault } from '../../src/adapters/lab/control.js';
+import { labKeys, setLabFault } from '../../src/adapters/lab/control.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { readLock } from '../../src/jobs/drain/locks.js';
 import type { Operation } from '../../src/jobs/operations.js';
@@ -130,6 +130,31 @@ describe('drain on the lab', () => {
     expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('rolled-back');
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
     await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, null);
+  }, 60_000);
+
+  it('restore with VMs a precheck now blocks from going home ends partial and names them', async () => {
+    h = await makeHarness({ yaml: drainLabYaml() });
+    const names = await setHostVms(h.deps, 'hyp03', 4);
+    const op = await planned(h, 'drain hyp03');
+    await h.run(`start ${op.id}`);
+    expect((await h.waitForOp(op.id, 30_000)).status).toBe('succeeded');
+    // hyp03 shrank while drained: room for two of its four 2 GiB VMs.
+    const st = await hostState(h.rt, 'hyp03');
+    st.facts.memoryMiB = 5000;
+    await h.rt.redis.set(labKeys(h.rt.prefix).host('hyp03'), JSON.stringify(st));
+    await h.run('restore hyp03');
+    const r = await h.waitForOp((await newest(h)).id, 30_000);
+    expect(r.status).toBe('partial');
+    const where = await whereIs(h.rt, CLUSTER);
+    const away = names.filter((n) => where.get(n) !== 'hyp03');
+    expect(away.length).toBe(2);
+    const t = h.transcript();
+    for (const n of away) expect(t).toMatch(new RegExp(`${n} cannot come home now: .*hyp03 has .* of memory free`));
+    expect(t).toMatch(new RegExp(`2 VMs could not come home: ${away.join(', ')}`));
+    expect(t).toMatch(new RegExp(`migrate ${away[0]} to hyp03`));
+    // The ledger is closed: hyp03 is out of maintenance and can be drained again.
+    expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('restored');
+    expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
   }, 60_000);
 
   it('rollback hold: the thread offers Roll back / Retry / Skip, and each works', async () => {

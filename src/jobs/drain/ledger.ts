@@ -32,6 +32,8 @@ export interface Ledger {
   vms: LedgerVm[];
   /** The op that restored it, when restored. */
   restoredBy?: number;
+  /** VMs that restore closed the ledger without (a precheck blocked their way home). */
+  leftOut?: string[];
 }
 
 function key(rt: Runtime, host: string): string {

@@ -121,19 +121,32 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     const back = plan.moves.filter((m) => states[m.vm]?.state === 'returned');
     const cancelledBy = await deps.ops.cancelRequested(opId);
     const failed = drift.filter((d) => d.kind === 'failed');
-    // Gone and blocked VMs are drift to report; failed moves leave the ledger open for another restore.
+    const blocked = plan.blocked.map((b) => b.vm);
+    // Failed moves leave the ledger open: another restore tries them again. A VM a precheck
+    // blocks (a hard limit of its home host) would be blocked again by every restore, and an
+    // open ledger refuses the host's next drain: the ledger closes, naming what it left out,
+    // and the operation says plainly that those VMs are not home (partial).
     if (failed.length || cancelledBy) await setLedgerStatus(deps.rt, host, 'drained');
-    else await setLedgerStatus(deps.rt, host, 'restored', { restoredBy: opId });
+    else await setLedgerStatus(deps.rt, host, 'restored', { restoredBy: opId, ...(blocked.length ? { leftOut: blocked } : {}) });
     const durationMs = deps.rt.clock.now() - (op.startedAt ?? op.createdAt);
-    const headline = `${host} restored in ${formatDuration(durationMs)}: ${plural(back.length, 'VM')} back home, ${plan.alreadyHome.length} already there${drift.length ? `, ${plural(drift.length, 'drift')} to look at` : ''}`;
+    const headline = `${host} ${blocked.length || failed.length ? 'partly restored' : 'restored'} in ${formatDuration(durationMs)}: ${plural(back.length, 'VM')} back home, ${plan.alreadyHome.length} already there${drift.length ? `, ${plural(drift.length, 'drift')} to look at` : ''}`;
     const blocks: Block[] = [section(`*${headline}.*`)];
     if (back.length) blocks.push({ type: 'table', title: '*Back home*', columns: ['VM', 'From', 'Took'], rows: back.map((m) => [m.vm, m.from, formatDuration(states[m.vm]?.durationMs ?? 0)]) });
     if (drift.length) blocks.push({ type: 'table', title: '*Drift*', columns: ['VM', 'What'], rows: drift.map((d) => [d.vm, d.sentence]) });
+    const blockedText = blocked.length
+      ? `${plural(blocked.length, 'VM')} could not come home: ${blocked.join(', ')}. ${blocked.length === 1 ? 'It stays where it is and keeps' : 'They stay where they are and keep'} running; fix what blocks ${blocked.length === 1 ? 'it' : 'them'} (see Drift), then \`migrate ${blocked[0]} to ${host}\`${blocked.length > 1 ? ' (and the same for the others)' : ''} brings ${blocked.length === 1 ? 'it' : 'them'} home.${failed.length || cancelledBy ? '' : ` The ledger is closed so ${host} can be drained again; restore ${host} no longer covers ${blocked.length === 1 ? 'it' : 'them'}.`}`
+      : '';
+    if (blockedText) blocks.push(section(`:warning: ${blockedText}`));
     blocks.push(context(`job ${opId} · ledger of job ${ledger.opId}${cancelledBy ? ` · cancelled by ${mention(cancelledBy)}` : ''}`));
-    await deps.outbox.post(op.conv, message(`${headline}.`, ...blocks));
-    await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `restore ${host}`, targets: [host, ...back.map((m) => m.vm)], opId, outcome: failed.length ? 'failed' : 'ok', detail: headline });
+    await deps.outbox.post(op.conv, message(`${headline}.${blockedText ? ` ${blockedText}` : ''}`, ...blocks));
+    await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `restore ${host}`, targets: [host, ...back.map((m) => m.vm)], opId, outcome: failed.length || blocked.length ? 'failed' : 'ok', detail: `${headline}${blocked.length ? `; not home: ${blocked.join(', ')}` : ''}` });
     await releaseLock(deps.rt, host, opId);
-    await finishOp(deps, op, cancelledBy ? 'cancelled' : failed.length ? 'partial' : 'succeeded', `${back.length} back home, ${plan.alreadyHome.length} already there, ${drift.length} drift`);
+    await finishOp(
+      deps,
+      op,
+      cancelledBy ? 'cancelled' : failed.length || blocked.length ? 'partial' : 'succeeded',
+      `${back.length} back home, ${plan.alreadyHome.length} already there, ${drift.length} drift${blocked.length ? `, not home: ${blocked.join(', ')}` : ''}`,
+    );
   } catch (e) {
     deps.rt.log.error({ opId, err: errorText(e) }, 'restore failed');
     if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
