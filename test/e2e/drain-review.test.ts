@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
-import { LOCK_TTL_MS, readLock } from '../../src/jobs/drain/locks.js';
+import { acquireLock, LOCK_TTL_MS, readLock } from '../../src/jobs/drain/locks.js';
 import { setLabFault } from '../../src/adapters/lab/control.js';
 import type { Operation } from '../../src/jobs/operations.js';
 import { drainLabYaml, hostState, migrationsPerVm, setHostVms, vmName } from './drain-support.js';
@@ -81,5 +81,34 @@ describe('drain review: a held drain keeps its host', () => {
     // Held for days, not a minute: nobody else may drain or restore the half-drained host meanwhile.
     expect(await h.rt.redis.pttl(h.rt.key('lock', 'host', 'hyp03'))).toBeGreaterThan(86_400_000);
     expect((await readLock(h.rt, 'hyp03'))?.opId).toBe(op.id);
+  }, 60_000);
+  it('a host lock that expired mid-drain (a Redis outage over a minute) is taken back by the drain', async () => {
+    h = await makeHarness({ yaml: drainLabYaml({ migrationMs: 300 }) });
+    await setHostVms(h.deps, 'hyp03', 4);
+    const op = await planned(h, 'drain hyp03 parallel 1');
+    await h.run(`start ${op.id}`);
+    await h.waitFor(async () => Object.keys(await h!.rt.redis.hgetall(h!.rt.key('op', op.id, 'vms'))).length > 0, 'the first migration');
+    await h.rt.redis.del(h.rt.key('lock', 'host', 'hyp03'));
+    await h.waitFor(async () => (await readLock(h!.rt, 'hyp03'))?.opId === op.id, 'the drain to take its lock back', 10_000);
+    const done = await h.waitForOp(op.id, 30_000);
+    expect(done.status).toBe('succeeded');
+    expect(await readLock(h.rt, 'hyp03')).toBeNull();
+  }, 60_000);
+
+  it('a host lock another operation took while it was expired: the drain stops after its current migration and says so', async () => {
+    h = await makeHarness({ yaml: drainLabYaml({ migrationMs: 300 }) });
+    await setHostVms(h.deps, 'hyp03', 4);
+    const op = await planned(h, 'drain hyp03 parallel 1');
+    await h.run(`start ${op.id}`);
+    await h.waitFor(async () => Object.keys(await h!.rt.redis.hgetall(h!.rt.key('op', op.id, 'vms'))).length > 0, 'the first migration');
+    await h.rt.redis.del(h.rt.key('lock', 'host', 'hyp03'));
+    expect(await acquireLock(h.rt, { host: 'hyp03', opId: 9999, owner: 'bob', op: 'restore' })).toBeNull();
+    const done = await h.waitForOp(op.id, 30_000);
+    expect(done.status).toBe('failed');
+    const moved = [...(await migrationsPerVm(h.rt.redis, h.rt.prefix)).values()].reduce((a, b) => a + b, 0);
+    expect(moved).toBeLessThan(4);
+    expect(h.transcript()).toMatch(new RegExp(`job ${op.id} lost its lock on hyp03: hyp03 is being restored by @bob \\(job 9999\\)\\. It stopped after its current migration: ${moved} of 4 VMs moved`));
+    expect((await readLock(h.rt, 'hyp03'))?.opId).toBe(9999);
+    expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('drained');
   }, 60_000);
 });

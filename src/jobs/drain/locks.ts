@@ -78,15 +78,66 @@ export async function refreshLock(rt: Runtime, host: string, opId: number, ttlMs
   return (await rt.redis.eval(REFRESH, 1, lockKey(rt, host), String(opId), String(ttlMs))) === 1;
 }
 
+/** Releases asked for in this process: a keeper must not take back a lock its step let go. */
+const released = new Set<string>();
+const relKey = (rt: Runtime, host: string, opId: number) => `${rt.prefix}:${host}:${opId}`;
+
 export async function releaseLock(rt: Runtime, host: string, opId: number): Promise<void> {
+  if (released.size > 10_000) released.delete(released.values().next().value!);
+  released.add(relKey(rt, host, opId));
   await rt.redis.eval(REFRESH, 1, lockKey(rt, host), String(opId), 'release');
 }
 
-/** Keep the locks alive while a job runs; stop() when the step ends (or the process dies). */
-export function keepLocks(rt: Runtime, hosts: string[], opId: number, ttlMs = LOCK_TTL_MS): { stop(): void } {
-  const timer = setInterval(() => {
-    for (const h of hosts) void refreshLock(rt, h, opId, ttlMs).catch(() => undefined);
-  }, Math.max(1000, Math.floor(ttlMs / 4)));
+export interface LockKeeper {
+  stop(): void;
+  /** The holder of a lock this keeper lost to another operation, if it did. */
+  lost(): HostLock | null;
+  /** Refresh (or take back) now; the holder when another operation has a host. */
+  check(): Promise<HostLock | null>;
+}
+
+/**
+ * Keep the locks alive while a job runs; stop() when the step ends (or the process dies).
+ * A lock that is gone (it expired, e.g. Redis was unreachable for longer than its TTL) is
+ * taken back when `as` says who holds it; one another operation took meanwhile is lost:
+ * lost()/check() say so, and the step stops at its next safe point.
+ */
+export function keepLocks(rt: Runtime, hosts: string[], opId: number, ttlMs = LOCK_TTL_MS, as?: { owner: string; op: string }): LockKeeper {
+  let stopped = false;
+  let lostTo: HostLock | null = null;
+  for (const h of hosts) released.delete(relKey(rt, h, opId));
+  const keep = async (host: string): Promise<HostLock | null> => {
+    if (await refreshLock(rt, host, opId, ttlMs)) return null;
+    if (stopped || released.has(relKey(rt, host, opId))) return null;
+    if (!as) {
+      const cur = await readLock(rt, host);
+      return cur && cur.opId !== opId ? cur : null;
+    }
+    const held = await acquireLock(rt, { host, opId, owner: as.owner, op: as.op }, ttlMs);
+    if (held) return held;
+    // Let go in the meantime (the step finished): do not keep what was just released.
+    if (stopped || released.has(relKey(rt, host, opId))) await rt.redis.eval(REFRESH, 1, lockKey(rt, host), String(opId), 'release');
+    return null;
+  };
+  const check = async (): Promise<HostLock | null> => {
+    for (const h of hosts) {
+      try {
+        const held = await keep(h);
+        if (held) lostTo ??= held;
+      } catch {
+        // Redis unreachable: nothing to decide until it answers again.
+      }
+    }
+    return lostTo;
+  };
+  const timer = setInterval(() => void check(), Math.max(1000, Math.floor(ttlMs / 4)));
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return {
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
+    lost: () => lostTo,
+    check,
+  };
 }

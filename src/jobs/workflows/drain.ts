@@ -27,7 +27,7 @@ import { ensureCard, refreshCard, registerCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
-import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock } from '../drain/locks.js';
+import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
 import { decide, finishOp, registerControlled, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Decision } from '../drain/control.js';
 import {
@@ -221,7 +221,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     await finishOp(deps, op, 'failed', lockedSentence(held));
     return;
   }
-  const keeper = keepLocks(deps.rt, [p.host], opId);
+  const keeper = keepLocks(deps.rt, [p.host], opId, undefined, { owner: op.requester, op: 'drain' });
   try {
     const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs', round));
     await deps.rt.redis.expire(deps.rt.key('op', opId, 'runs', round), 30 * 86_400);
@@ -272,8 +272,24 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     }
     await refreshCard(deps, opId);
 
-    const outcome = await migrateAll(deps, op, plan);
+    const outcome = await migrateAll(deps, op, plan, keeper);
     op = (await deps.ops.get(opId))!;
+    if (outcome.lost) {
+      // Another operation has the host now: stop here, without touching what is its to do.
+      keeper.stop();
+      const states = await vmStates(deps, opId);
+      const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
+      await setLedgerStatus(deps.rt, p.host, 'drained');
+      await deps.outbox.post(
+        op.conv,
+        message(
+          `job ${opId} lost its lock on ${p.host}: ${lockedSentence(outcome.lost)} It stopped after its current migration: ${moved} of ${plan.moves.length} VMs moved and ${p.host} stays in maintenance. Once job ${outcome.lost.opId} is done, restore ${p.host} brings them home.`,
+        ),
+      );
+      await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `drain ${p.host}: lost the host lock`, targets: [p.host], opId, outcome: 'failed', detail: lockedSentence(outcome.lost) });
+      await finishOp(deps, op, 'failed', `stopped after ${moved} of ${plan.moves.length} VMs moved: job ${outcome.lost.opId} has ${p.host} now`);
+      return;
+    }
     if (outcome.cancelled) {
       const states = await vmStates(deps, opId);
       const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
@@ -348,17 +364,21 @@ async function maintenanceGate(deps: Deps, op: Operation, plan: DrainPlan): Prom
   }
 }
 
-async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan): Promise<{ failed: string[]; cancelled: string | null }> {
+async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan, keeper: LockKeeper): Promise<{ failed: string[]; cancelled: string | null; lost: HostLock | null }> {
   const p = params(op);
   const states = await vmStates(deps, op.id);
   const todo = plan.moves.filter((m) => !['moved', 'skipped', 'failed'].includes(states[m.vm]?.state ?? 'pending'));
   const failed: string[] = plan.moves.filter((m) => states[m.vm]?.state === 'failed').map((m) => m.vm);
   let cancelled: string | null = null;
+  let lost: HostLock | null = null;
   await pMap(todo, concurrencyFor(deps, p), async (m) => {
     // After a failure no new migration starts: rollback/hold decide what happens next.
-    if (failed.length || cancelled) return;
+    if (failed.length || cancelled || lost) return;
     cancelled = await deps.ops.cancelRequested(op.id);
     if (cancelled) return;
+    // The host must still be this drain's (its lock may have expired while Redis was away).
+    lost = await keeper.check();
+    if (lost) return;
     await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'moving', target: m.target, from: p.host });
     await refreshCard(deps, op.id);
     const out = await moveVm(deps, op, { vm: m.vm, vmId: m.vmId, source: p.host, target: m.target, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm) });
@@ -375,7 +395,7 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan): Promise<{
     }
     await refreshCard(deps, op.id);
   });
-  return { failed, cancelled };
+  return { failed, cancelled, lost: lost ?? keeper.lost() };
 }
 
 async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<void> {

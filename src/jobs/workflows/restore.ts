@@ -56,7 +56,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     await finishOp(deps, op, 'failed', lockedSentence(held));
     return;
   }
-  const keeper = keepLocks(deps.rt, [host], opId);
+  const keeper = keepLocks(deps.rt, [host], opId, undefined, { owner: op.requester, op: 'restore' });
   try {
     const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs'));
     if (runs > 1) await deps.outbox.post(op.conv, message(`Resumed job ${opId} after its worker stopped; carrying on from the hosts' real state.`));
