@@ -265,7 +265,14 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
         return;
       }
       if (await ensureMaintenance(deps, op, p.host, true)) {
-        await deps.outbox.post(op.conv, message(`${p.host} is in maintenance: no new VMs land on it. Moving ${plural(plan.moves.length, 'VM')}, ${concurrencyFor(deps, p)} at a time.`));
+        // vSphere enters maintenance only once the host is empty; until then it refuses new VMs.
+        // Its notes (a fully automated DRS moving VMs on its own) belong in the thread too.
+        const after = await deps.rt.adapters.forHost(p.host).describeHost(p.host).catch(() => undefined);
+        const state = after?.enteringMaintenance
+          ? `${p.host} is entering maintenance: no new VMs land on it, and the platform completes it once the last running VM has left.`
+          : `${p.host} is in maintenance: no new VMs land on it.`;
+        const notes = after?.notes?.length ? ` Note: ${after.notes.join(' ')}` : '';
+        await deps.outbox.post(op.conv, message(`${state} Moving ${plural(plan.moves.length, 'VM')}, ${concurrencyFor(deps, p)} at a time.${notes}`));
       }
     } finally {
       await gate.release();
