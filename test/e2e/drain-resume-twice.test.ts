@@ -3,43 +3,25 @@
  * recovery must re-run it both times, and the drain finishes with no VM moved twice. Past the
  * stall limit the operation must still end reported, not stay "running" with nobody told.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
+import { DrainWorkers } from './drain-worker-process.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
 import { drainLabYaml, migrationsPerVm, setHostVms } from './drain-support.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 let h: Harness | undefined;
-const children: ChildProcess[] = [];
+const workers = new DrainWorkers(inject('redisUrl'));
 
 afterEach(async () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  workers.killAll();
   await h?.close();
 });
 
-function worker(yaml: string, prefix: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/e2e/drain-worker.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, FERRY_TEST_YAML: yaml, REDIS_URL: inject('redisUrl'), FERRY_PREFIX: prefix },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (b: Buffer) => {
-      if (b.toString().includes('ready')) resolve(child);
-    });
-    child.once('exit', (code) => reject(new Error(`worker exited early (${code})`)));
-  });
-}
+const worker = (yaml: string, prefix: string) => workers.start(yaml, prefix);
 
-async function kill(c: ChildProcess): Promise<void> {
-  c.kill('SIGKILL');
-  await new Promise((r) => c.once('exit', r));
-}
+const kill = (c: Parameters<DrainWorkers['kill']>[0]) => workers.kill(c);
 
 const moved = async (h: Harness, id: number) => Object.values(await vmStates(h.deps, id)).filter((s) => s.state === 'moved').length;
 

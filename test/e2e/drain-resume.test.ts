@@ -3,39 +3,24 @@
  * new worker started later finishes it through BullMQ's stalled-job recovery. No VM migrates
  * twice, every VM ends on its planned target, the ledger is intact, the thread says it resumed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
+import { DrainWorkers } from './drain-worker-process.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
 import { drainLabYaml, migrationsPerVm, setHostVms, whereIs } from './drain-support.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
 let h: Harness | undefined;
-const children: ChildProcess[] = [];
+const workers = new DrainWorkers(inject('redisUrl'));
 
 afterEach(async () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  workers.killAll();
   await h?.close();
 });
 
-function worker(yaml: string, prefix: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/e2e/drain-worker.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, FERRY_TEST_YAML: yaml, REDIS_URL: inject('redisUrl'), FERRY_PREFIX: prefix },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (b: Buffer) => {
-      if (b.toString().includes('ready')) resolve(child);
-    });
-    child.once('exit', (code) => reject(new Error(`worker exited early (${code})`)));
-  });
-}
+const worker = (yaml: string, prefix: string) => workers.start(yaml, prefix);
 
 it('a drain survives SIGKILL of its worker and finishes on a new one, moving no VM twice', async () => {
   const yaml = drainLabYaml({ migrationMs: 300 });

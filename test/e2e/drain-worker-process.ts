@@ -1,0 +1,38 @@
+/** Drain workers in child processes (test/e2e/drain-worker.ts), for the kill-and-resume tests. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export class DrainWorkers {
+  private readonly children: ChildProcess[] = [];
+
+  constructor(private readonly redisUrl: string) {}
+
+  /** Start one; resolves when it says it is ready. */
+  start(yaml: string, prefix: string): Promise<ChildProcess> {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/e2e/drain-worker.ts')], {
+      cwd: ROOT,
+      env: { ...process.env, FERRY_TEST_YAML: yaml, REDIS_URL: this.redisUrl, FERRY_PREFIX: prefix },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    this.children.push(child);
+    return new Promise((resolve, reject) => {
+      child.stdout!.on('data', (b: Buffer) => {
+        if (b.toString().includes('ready')) resolve(child);
+      });
+      child.once('exit', (code) => reject(new Error(`worker exited early (${code})`)));
+    });
+  }
+
+  /** SIGKILL one and wait until it is gone. */
+  async kill(c: ChildProcess): Promise<void> {
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    c.kill('SIGKILL');
+    await new Promise((r) => c.once('exit', r));
+  }
+
+  killAll(): void {
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }
+}
