@@ -358,6 +358,31 @@ describe('abuse cases', () => {
     expect((await queryAudit(h.rt, req.plan[2]!.wwpn)).find((e) => e.kind === 'adapter')?.outcome).toBe('failed');
   });
 
+  it('a removal that errors after the port is gone is reported removed, not failed', async () => {
+    const h = await harness();
+    await h.run('remove stale ports hyp02', 'alice');
+    const req = await latestRequest(h);
+    expect(req.plan).toHaveLength(2);
+    // The platform removes the first port, then the call errors (a timeout after the fact).
+    const adapter = h.rt.adapters.forHost('hyp02');
+    const original = adapter.removeVirtualPort.bind(adapter);
+    let calls = 0;
+    adapter.removeVirtualPort = async (port, opts) => {
+      await original(port, opts);
+      if (++calls === 1) throw new Error('the call timed out after the port was removed');
+    };
+    await h.run(`approve ${req.id}`, 'carol');
+    const op = await removalOp(h, req.id);
+    adapter.removeVirtualPort = original;
+    expect(op.status).toBe('succeeded');
+    expect(op.summary).toBe('2 of 2 removed.');
+    expect(h.transcript()).toContain(`Port 1 of 2: removed ${req.plan[0]!.wwpn} on hyp02`);
+    expect((await staleOn(h, 'hyp02')).length).toBe(0);
+    const entry = (await queryAudit(h.rt, req.plan[0]!.wwpn)).find((e) => e.kind === 'adapter');
+    expect(entry?.outcome).toBe('ok');
+    expect(entry?.detail).toMatch(/the port is gone on re-check/);
+  });
+
   it('reject with a reason: card updated, nothing removed, the job never runs', async () => {
     const h = await harness();
     await h.run('remove stale ports hyp02', 'alice');

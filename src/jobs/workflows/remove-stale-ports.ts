@@ -53,6 +53,12 @@ async function checkAndRemove(deps: Deps, request: ApprovalRequest<PlannedPort[]
     return { ...base, outcome: 'failed', reason };
   }
   const present = inv.virtualPorts.find((p) => p.wwpn === port.wwpn);
+  // Set just before the adapter call: a port gone after a crash mid-call was removed by us.
+  const attemptedKey = deps.rt.key('op', opId, 'attempted');
+  if (!present && (await deps.rt.redis.hexists(attemptedKey, String(n)))) {
+    await auditPort('ok', `confirmed gone on re-check after Ferry was interrupted mid-removal; fabric ${port.fabric}, HBA ${port.hba}`);
+    return { ...base, outcome: 'removed', reason: 'confirmed gone after Ferry was interrupted during its removal' };
+  }
   let skip: string | undefined;
   if (!present) skip = `${port.wwpn} is no longer on ${port.host} (already removed)`;
   else if (!findStalePorts(inv).some((p) => p.wwpn === port.wwpn)) {
@@ -65,9 +71,20 @@ async function checkAndRemove(deps: Deps, request: ApprovalRequest<PlannedPort[]
     await auditPort('skipped', skip);
     return { ...base, outcome: 'skipped', reason: skip };
   }
+  await deps.rt.redis.multi().hset(attemptedKey, String(n), String(Date.now())).expire(attemptedKey, 30 * 86_400).exec();
   try {
     await withDeadline(PORT_DEADLINE_MS, `removal of ${port.wwpn} on ${port.host}`, (signal) => deps.rt.adapters.forHost(port.host).removeVirtualPort(present!, { signal }));
   } catch (e) {
+    // A removal that errored or outlived its deadline may still have happened: look before saying it failed.
+    const gone = await deps.rt.adapters
+      .forHost(port.host)
+      .npivInventory(port.host)
+      .then((again) => !again.virtualPorts.some((p) => p.wwpn === port.wwpn))
+      .catch(() => false);
+    if (gone) {
+      await auditPort('ok', `the adapter reported "${errorText(e)}" but the port is gone on re-check; fabric ${port.fabric}, HBA ${port.hba}`);
+      return { ...base, outcome: 'removed', reason: `gone on re-check although the call reported: ${errorText(e)}` };
+    }
     const reason = `${port.host} ${port.wwpn}: ${errorText(e)}`;
     await auditPort('failed', reason);
     return { ...base, outcome: 'failed', reason };
