@@ -31,11 +31,7 @@ it('a drain killed twice still finishes, moving no VM twice', async () => {
   h = await makeHarness({ yaml, prefix, workers: false });
   const names = await setHostVms(h.deps, 'hyp03', 20);
   const first = await worker(yaml, prefix);
-  await h.run('drain hyp03');
-  const op = await h.waitFor(async () => {
-    const o = (await h!.deps.ops.recent(1))[0];
-    return o && o.params.stage === 'awaiting-start' ? o : undefined;
-  }, 'the plan');
+  const op = await h.planned('drain hyp03');
   await h.run(`start ${op.id}`);
   await h.waitFor(async () => (await moved(h!, op.id)) >= 3, 'three VMs moved', 30_000);
   await kill(first);
@@ -58,11 +54,7 @@ it('a drain whose worker dies more often than the stall limit ends failed and re
   h = await makeHarness({ yaml, prefix, workers: false });
   await setHostVms(h.deps, 'hyp03', 20);
   let w = await worker(yaml, prefix);
-  await h.run('drain hyp03');
-  const op = await h.waitFor(async () => {
-    const o = (await h!.deps.ops.recent(1))[0];
-    return o && o.params.stage === 'awaiting-start' ? o : undefined;
-  }, 'the plan');
+  const op = await h.planned('drain hyp03');
   await h.run(`start ${op.id}`);
   for (let i = 0; i < 3; i++) {
     const before = await moved(h, op.id);

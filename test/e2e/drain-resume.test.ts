@@ -29,11 +29,7 @@ it('a drain survives SIGKILL of its worker and finishes on a new one, moving no 
   const names = await setHostVms(h.deps, 'hyp03', 20);
   const first = await worker(yaml, prefix);
 
-  await h.run('drain hyp03');
-  const op = await h.waitFor(async () => {
-    const o = (await h!.deps.ops.recent(1))[0];
-    return o && o.params.stage === 'awaiting-start' ? o : undefined;
-  }, 'the plan');
+  const op = await h.planned('drain hyp03');
   await h.run(`start ${op.id}`);
   // Kill it with some VMs moved and others in flight.
   await h.waitFor(async () => Object.values(await vmStates(h!.deps, op.id)).filter((s) => s.state === 'moved').length >= 5, 'five VMs moved', 30_000);

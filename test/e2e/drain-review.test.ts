@@ -16,22 +16,7 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function newest(h: Harness): Promise<Operation> {
-  return h.waitFor(async () => (await h.deps.ops.recent(1))[0], 'an operation');
-}
-
-async function planned(h: Harness, line: string): Promise<Operation> {
-  const before = (await h.deps.ops.recent(1))[0]?.id ?? 0;
-  await h.run(line);
-  const op = await h.waitFor(async () => {
-    const o = await newest(h);
-    return o.id > before ? o : undefined;
-  }, `a new operation for ${line}`);
-  return h.waitFor(async () => {
-    const o = await h.deps.ops.get(op.id);
-    return o && o.params.stage === 'awaiting-start' && o.status === 'waiting' ? o : undefined;
-  }, `job ${op.id} to wait for Start`);
-}
+const planned = (h: Harness, line: string): Promise<Operation> => h.planned(line);
 
 describe('drain review', () => {
   it('two drains planned side by side in one cluster: the second Start is refused (maxInMaintenance 1), never two hosts in maintenance', async () => {

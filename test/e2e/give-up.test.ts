@@ -23,11 +23,7 @@ describe('give up cleanly', () => {
   it('a drain whose host refuses maintenance ends failed, reported, and unlocked', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
     await setHostVms(h.deps, 'hyp04', 4);
-    await h.run('drain hyp04');
-    const op = await h.waitFor(async () => {
-      const [o] = await h.deps.ops.recent(1);
-      return o?.params.stage === 'awaiting-start' ? o : undefined;
-    }, 'the drain plan');
+    const op = await h.planned('drain hyp04');
     await setLabFault(h.rt.redis, h.rt.prefix, 'hyp04', 'fail:maintenance');
     await h.run(`start ${op.id}`);
     const done = await h.waitForOp(op.id, 30_000);
@@ -43,11 +39,7 @@ describe('give up cleanly', () => {
     await setHostVms(h.deps, 'hyp03', 4);
     const bad = vmName('hyp03', 2);
     await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, 'migrate-fail');
-    await h.run('drain hyp03 rollback hold');
-    const op = await h.waitFor(async () => {
-      const [o] = await h.deps.ops.recent(1);
-      return o?.params.stage === 'awaiting-start' ? o : undefined;
-    }, 'the drain plan');
+    const op = await h.planned('drain hyp03 rollback hold');
     await h.run(`start ${op.id}`);
     await h.waitFor(async () => (await h.deps.ops.get(op.id))?.params.stage === 'held', 'the hold');
     // The retry's step cannot read the host any more: it throws until its attempts are used up.

@@ -133,15 +133,7 @@ console: { user: alice }
   });
 
   const newest = (): Promise<Operation> => h.waitFor(async () => (await h.deps.ops.recent(1))[0], 'an operation');
-  async function planned(line: string): Promise<Operation> {
-    await h.run(line);
-    const op = await newest();
-    return h.waitFor(async () => {
-      const o = await h.deps.ops.get(op.id);
-      if (o && ['failed', 'succeeded', 'cancelled'].includes(o.status)) throw new Error(`${line}: ended ${o.status}: ${o.summary}\n${h.transcript()}`);
-      return o?.params.stage === 'awaiting-start' && o.status === 'waiting' ? o : undefined;
-    }, `${line} to be planned`, 60_000);
-  }
+  const planned = (line: string): Promise<Operation> => h.planned(line, { timeoutMs: 60_000 });
   /**
    * What an operator does after the precheck's sentences: clear the CPU pinning and copy the
    * mounted ISO to the shared pool. The test driver's state lives in its file, so that is an edit there.

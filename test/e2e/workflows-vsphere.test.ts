@@ -80,15 +80,7 @@ console: { user: alice }
   });
 
   const newest = (): Promise<Operation> => h.waitFor(async () => (await h.deps.ops.recent(1))[0], 'an operation');
-  async function planned(line: string): Promise<Operation> {
-    await h.run(line);
-    const op = await newest();
-    return h.waitFor(async () => {
-      const o = await h.deps.ops.get(op.id);
-      if (o && ['failed', 'succeeded', 'cancelled'].includes(o.status)) throw new Error(`${line}: ended ${o.status}: ${o.summary}\n${h.transcript()}`);
-      return o?.params.stage === 'awaiting-start' && o.status === 'waiting' ? o : undefined;
-    }, `${line} to be planned`, 30_000);
-  }
+  const planned = (line: string): Promise<Operation> => h.planned(line, { timeoutMs: 30_000 });
   const where = async (vm: string): Promise<string | undefined> => (await probe.findVm(vm))?.host;
   const inMaintenance = async (host: string): Promise<boolean> => (await probe.describeHost(host)).maintenance;
 

@@ -42,6 +42,11 @@ export interface Harness {
   waitFor<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs?: number): Promise<T>;
   /** Wait until the newest operation of this session (or a given id) has finished. */
   waitForOp(id?: number, timeoutMs?: number): Promise<Operation>;
+  /**
+   * Run a planning command (drain, migrate) and wait for its plan card to wait for Start. The
+   * operation it waits for is newer than any before the line; one that ends instead fails fast.
+   */
+  planned(line: string, opts?: { user?: string; timeoutMs?: number }): Promise<Operation>;
   close(): Promise<void>;
 }
 
@@ -98,6 +103,23 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
         },
         `operation ${id ?? '(latest)'} to finish`,
         timeoutMs,
+      );
+    },
+    async planned(line, opts = {}) {
+      const before = (await deps.ops.recent(1))[0]?.id ?? 0;
+      await h.run(line, opts.user);
+      const op = await h.waitFor(async () => {
+        const o = (await deps.ops.recent(1))[0];
+        return o && o.id > before ? o : undefined;
+      }, `a new operation for ${line}`);
+      return h.waitFor(
+        async () => {
+          const o = await deps.ops.get(op.id);
+          if (o && FINISHED.includes(o.status)) throw new Error(`${line}: ended ${o.status}: ${o.summary}\n${h.transcript()}`);
+          return o?.params.stage === 'awaiting-start' && o.status === 'waiting' ? o : undefined;
+        },
+        `${line} to be planned`,
+        opts.timeoutMs,
       );
     },
     async close() {
