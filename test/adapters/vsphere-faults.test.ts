@@ -4,31 +4,15 @@
  * that ends in error, a cancelled task, a request that times out, paged PropertyCollector
  * results, and MigrateVM_Task on a server that has it.
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import nock from 'nock';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { VsphereAdapter, type VsphereSettings } from '../../src/adapters/vsphere/index.js';
 import { AdapterError, type MigrateProgress } from '../../src/adapters/types.js';
 import { checkFindings } from '../../src/adapters/vsphere/adapter.js';
 import { parseXml, path as xpath } from '../../src/adapters/vsphere/xml.js';
+import { COOKIE, fault, fixture, soap } from '../fixtures/vsphere/soap.js';
 
-const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'vsphere');
-const fixture = (name: string): string => fs.readFileSync(path.join(FIX, name), 'utf8');
 const VC = 'http://vcenter.test';
-
-function soap(body: string): string {
-  return (
-    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" ' +
-    'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" ' +
-    `xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>${body}</soapenv:Body></soapenv:Envelope>`
-  );
-}
-
-function fault(type: string, message: string): string {
-  return soap(`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>${message}</faultstring><detail><${type}Fault xmlns="urn:vim25" xsi:type="${type}"></${type}Fault></detail></soapenv:Fault>`);
-}
 
 function taskInfo(state: string, extra = ''): string {
   return soap(
@@ -38,7 +22,6 @@ function taskInfo(state: string, extra = ''): string {
 }
 
 const has = (s: string) => (body: unknown) => typeof body === 'string' && body.includes(s);
-const COOKIE = { 'Set-Cookie': 'vmware_soap_session="52a0f1c0-aaaa-bbbb-cccc-0123456789ab"; Path=/; HttpOnly; Secure;' };
 
 /** RetrieveServiceContent + Login + view + the paged snapshot. */
 function loginAndSnapshot(times = 1): void {

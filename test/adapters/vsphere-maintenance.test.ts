@@ -6,35 +6,18 @@
  * record of unfinished tasks in the test Redis, shared by two adapter instances as by two
  * Ferry processes.
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import nock from 'nock';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { VsphereAdapter, type VsphereSettings } from '../../src/adapters/vsphere/index.js';
 import { AdapterError } from '../../src/adapters/types.js';
 import { parseXml, path as xpath } from '../../src/adapters/vsphere/xml.js';
+import { COOKIE, fault, fixture, soap } from '../fixtures/vsphere/soap.js';
 
-const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'vsphere');
-const fixture = (name: string): string => fs.readFileSync(path.join(FIX, name), 'utf8');
 const VC = 'http://vcenter-maint.test';
 const PREFIX = `ferry-test-vsmaint-${process.pid}`;
 const KEY = `${PREFIX}:vsphere:enter-maintenance:prod:esxa`;
 
-function soap(body: string): string {
-  return (
-    '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" ' +
-    'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" ' +
-    `xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>${body}</soapenv:Body></soapenv:Envelope>`
-  );
-}
-
-function fault(type: string, message: string): string {
-  return soap(`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>${message}</faultstring><detail><${type}Fault xmlns="urn:vim25" xsi:type="${type}"></${type}Fault></detail></soapenv:Fault>`);
-}
-
-const COOKIE = { 'Set-Cookie': 'vmware_soap_session="52a0f1c0-aaaa-bbbb-cccc-0123456789ab"; Path=/; HttpOnly; Secure;' };
 
 interface Task {
   id: string;
