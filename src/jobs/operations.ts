@@ -4,6 +4,7 @@
  * Redis so web and worker processes share it and it survives restarts.
  */
 import type { Runtime } from '../runtime.js';
+import { OptimisticTx } from '../redis-tx.js';
 import type { Conversation, MessageRef } from '../bot/surface.js';
 
 export type OpStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'partial' | 'failed' | 'cancelled';
@@ -29,7 +30,12 @@ export interface Operation {
 }
 
 export class Operations {
-  constructor(private readonly rt: Runtime) {}
+  /** rt.newConnection(): closed with the runtime. */
+  private readonly tx: OptimisticTx;
+
+  constructor(private readonly rt: Runtime) {
+    this.tx = new OptimisticTx(() => rt.newConnection());
+  }
 
   private key(id: number): string {
     return this.rt.key('op', id);
@@ -54,26 +60,18 @@ export class Operations {
 
   /** Read-modify-write of the JSON part; counters use incr() instead. */
   async patch(id: number, change: Partial<Operation>): Promise<Operation> {
-    const conn = this.rt.redis;
-    for (;;) {
-      const key = this.key(id);
-      const watcher = conn.duplicate();
-      try {
-        await watcher.watch(key);
-        const raw = await watcher.hget(key, 'json');
-        if (!raw) throw new Error(`operation ${id} does not exist`);
-        const next = { ...(JSON.parse(raw) as Operation), ...change };
-        const multi = watcher.multi().hset(key, 'json', JSON.stringify(next));
-        if (change.status && FINISHED.includes(change.status)) multi.srem(this.rt.key('ops', 'active'), String(id));
-        const ok = await multi.exec();
-        if (ok) {
-          if (change.status) await conn.publish(this.rt.key('op-events'), JSON.stringify({ id, status: next.status }));
-          return next;
-        }
-      } finally {
-        watcher.disconnect();
-      }
-    }
+    const key = this.key(id);
+    const next = await this.tx.run(async (conn) => {
+      await conn.watch(key);
+      const raw = await conn.hget(key, 'json');
+      if (!raw) throw new Error(`operation ${id} does not exist`);
+      const merged = { ...(JSON.parse(raw) as Operation), ...change };
+      const multi = conn.multi().hset(key, 'json', JSON.stringify(merged));
+      if (change.status && FINISHED.includes(change.status)) multi.srem(this.rt.key('ops', 'active'), String(id));
+      return { multi, result: merged };
+    });
+    if (change.status) await this.rt.redis.publish(this.rt.key('op-events'), JSON.stringify({ id, status: next.status }));
+    return next;
   }
 
   /** `cancel <id>` sets this; workflows check it between steps. */

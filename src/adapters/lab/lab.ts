@@ -22,6 +22,7 @@ import {
   type VmFacts,
 } from '../types.js';
 import { buildInventory } from '../../config/load.js';
+import { OptimisticTx, TxConflictError } from '../../redis-tx.js';
 import { generateFleet, type LabHostState } from './fleet.js';
 import { labKeys, parseFaults, type LabFault } from './control.js';
 
@@ -58,6 +59,8 @@ export class LabAdapter implements HypervisorAdapter {
   private readonly redis: Redis;
   private readonly keys: ReturnType<typeof labKeys>;
   private ready: Promise<void> | undefined;
+  /** One dedicated connection for the lab's optimistic transactions (closed in close()). */
+  private readonly tx = new OptimisticTx(() => this.redis.duplicate());
 
   constructor(private readonly ctx: AdapterContext) {
     this.redis = ctx.redis;
@@ -134,10 +137,9 @@ export class LabAdapter implements HypervisorAdapter {
 
   /** Optimistic transaction over several host documents. */
   private async mutate<T>(hosts: string[], fn: (states: Map<string, LabHostState>) => T): Promise<T> {
-    const conn = this.redis.duplicate();
+    const keys = hosts.map((h) => this.keys.host(h));
     try {
-      for (let attempt = 0; attempt < 50; attempt++) {
-        const keys = hosts.map((h) => this.keys.host(h));
+      return await this.tx.run(async (conn) => {
         await conn.watch(...keys);
         const raws = await conn.mget(...keys);
         const states = new Map<string, LabHostState>();
@@ -146,21 +148,14 @@ export class LabAdapter implements HypervisorAdapter {
           if (!raw) throw new AdapterError(h, 'mutate', `${h} has no lab state`);
           states.set(h, JSON.parse(raw) as LabHostState);
         });
-        let result: T;
-        try {
-          result = fn(states);
-        } catch (e) {
-          await conn.unwatch();
-          throw e;
-        }
+        const result = fn(states);
         const multi = conn.multi();
         for (const [h, s] of states) multi.set(this.keys.host(h), JSON.stringify(s));
-        const ok = await multi.exec();
-        if (ok) return result;
-      }
-      throw new AdapterError(hosts.join(','), 'mutate', 'lab state kept changing under us; gave up after 50 attempts', { retryable: true });
-    } finally {
-      conn.disconnect();
+        return { multi, result };
+      });
+    } catch (e) {
+      if (e instanceof TxConflictError) throw new AdapterError(hosts.join(','), 'mutate', `lab state kept changing under us; gave up after ${e.attempts} attempts`, { retryable: true });
+      throw e;
     }
   }
 
@@ -387,5 +382,7 @@ export class LabAdapter implements HypervisorAdapter {
     return { stdout: out, stderr: '', exitCode: 0, durationMs: Date.now() - started };
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.tx.close();
+  }
 }
