@@ -185,7 +185,8 @@ const ID = /^#?[A-Za-z0-9-]{1,40}$/;
 
 function nameArg(value: string | undefined, what: string, doc: CommandDoc): string | Parsed {
   if (!value) return fail(`${doc.words.join(' ')} needs ${what}: ${doc.syntax}, e.g. "${doc.example}".`);
-  if (!NAME.test(value)) return fail(`"${value}" is not a valid ${what}; names are letters, digits, ".", "_" and "-".`);
+  // `what` carries its article for "needs a host"; here it is "not a valid host name".
+  if (!NAME.test(value)) return fail(`"${value}" is not a valid ${what.replace(/^an? /, '')} name; names are letters, digits, ".", "_" and "-".`);
   return value;
 }
 

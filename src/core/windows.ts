@@ -688,6 +688,10 @@ export function rollingRunDecision(input: RollingInput): RollingDecision {
 /** Milliseconds as the announcement text says them: "in 1h", "in 30m". */
 export function untilText(fromMs: number, toMs: number): string {
   const ms = Math.max(0, toMs - fromMs);
-  return ms < MINUTE ? 'now' : `in ${formatDuration(Math.round(ms / MINUTE) * MINUTE)}`;
+  // Announcements fire a little after their offset: 59.8s before the start is "in 1m", and
+  // only a start less than a second away is "now".
+  if (ms < 1000) return 'now';
+  if (ms < MINUTE - 5000) return `in ${Math.round(ms / 1000)}s`;
+  return `in ${formatDuration(Math.round(ms / MINUTE) * MINUTE)}`;
 }
 

@@ -78,6 +78,8 @@ describe('grammar: bad and hostile input gets one clear sentence', () => {
     ['patch window hyp01 at 22:00 for soon', '"for" takes a duration such as 4h, 90m or 1h30m.'],
     ['patch window hyp01 at 22:00 note "$(x)"', 'Notes cannot hold backticks, "$" or backslashes.'],
     ['jobs now', 'I don\'t understand "now" after jobs; the form is: jobs.'],
+    ['drain -hyp03', '"-hyp03" is not a valid host name; names are letters, digits, ".", "_" and "-".'],
+    ['migrate 9web to hyp05', '"9web" is not a valid VM name; names are letters, digits, ".", "_" and "-".'],
   ])('%j', (line, sentence) => {
     expect(parseCommand(line)).toEqual({ ok: false, error: sentence });
   });

@@ -192,7 +192,12 @@ describe('formatWindowTimes / formatInstant', () => {
   it('untilText', () => {
     expect(untilText(0, H)).toBe('in 1h');
     expect(untilText(0, 90 * MIN + 10_000)).toBe('in 1h 30m');
-    expect(untilText(0, 30_000)).toBe('now');
+    // The 1-minute announcement runs a little late: a minute, not "now", remains.
+    expect(untilText(0, 59_800)).toBe('in 1m');
+    expect(untilText(0, 30_000)).toBe('in 30s');
+    expect(untilText(0, 1_400)).toBe('in 1s');
+    expect(untilText(0, 400)).toBe('now');
+    expect(untilText(5_000, 0)).toBe('now');
   });
 });
 
