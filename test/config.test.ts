@@ -17,6 +17,32 @@ describe('configuration', () => {
     expect(Object.keys(loaded.inventory.clusters)).toHaveLength(4);
   });
 
+  it('a file without clusters: runs on the built-in lab, with its own channels, groups and patch windows', () => {
+    const yaml = 'groups:\n  operators: [erin]\n  approvers: [frank]\nchannels:\n  announcements: C0ANN\nlab:\n  latencyMs: 5\n';
+    const loaded = parseConfig(yaml, 'ferry.yml', {});
+    expect(loaded.inventory.hosts).toHaveLength(99);
+    expect(loaded.inventory.clusters).toMatchObject({ 'prod-a': expect.arrayContaining(['hyp01', 'hyp24']), 'prod-b': expect.arrayContaining(['hyp25', 'hyp48']), 'prod-c': expect.arrayContaining(['hyp49', 'hyp72']), dev: expect.arrayContaining(['hyp73', 'hyp99']) });
+    expect(loaded.inventory.clusters['dev']).toHaveLength(27);
+    expect(loaded.config.groups.operators).toEqual(['erin']);
+    expect(loaded.config.lab.latencyMs).toBe(5);
+  });
+
+  it.each([
+    ['lab:\n  faults: { hyp03: migrate }\n', /^t\.yml: lab\.faults\.hyp03: unknown lab fault "migrate"/],
+    ['lab:\n  faults: { hyp03: "slow:soon" }\n', /^t\.yml: lab\.faults\.hyp03: "slow:soon"/],
+    ['lab:\n  faults: { hyp300: unreachable }\n', /^t\.yml: lab\.faults\.hyp300: hyp300 is not a lab host/],
+    ['lab:\n  faults: { "vm:web01": unreachable }\n', /^t\.yml: lab\.faults\.vm:web01: "unreachable" is a host fault/],
+    ['lab:\n  faults: { hyp03: migrate-fail }\n', /^t\.yml: lab\.faults\.hyp03: "migrate-fail" is a VM fault/],
+    ['lab:\n  faults: { hyp03: "fail:migrate@0" }\n', /^t\.yml: lab\.faults\.hyp03: "fail:migrate@0"/],
+  ])('lab fault %j is refused at start', (yaml, re) => {
+    expect(() => parseConfig(yaml, 't.yml', {})).toThrow(re);
+  });
+
+  it('lab faults that are valid load: per host, per VM, once, on the n-th call, after switch-over', () => {
+    const yaml = 'lab:\n  faults:\n    hyp03: "fail:migrate@2, slow:200"\n    "vm:web01": "migrate-fail-after-once"\n    "vm:db02": "migrate-fail@3"\n';
+    expect(Object.keys(parseConfig(yaml, 't.yml', {}).config.lab.faults)).toHaveLength(3);
+  });
+
   it.each([
     ['clusters:\n  a:\n    adapter: xen\n    hosts: [h1]\n', /^t\.yml: clusters\.a\.adapter: Invalid enum value/],
     ['clusters:\n  a:\n    adapter: lab\n    hosts: [h1]\n    colour: red\n', /^t\.yml: clusters\.a: unknown key "colour"/],
@@ -26,7 +52,7 @@ describe('configuration', () => {
     ['clusters:\n  a:\n    adapter: libvirt\n    hosts: [k1]\n', /^t\.yml: clusters\.a\.ssh: required for adapter libvirt/],
     ['clusters:\n  a:\n    adapter: vsphere\n    hosts: [e1]\n    vsphere: { url: "https://vc/sdk", user: u, password: "${NOPE}" }\n', /^t\.yml: clusters\.a\.vsphere\.password: environment variable NOPE is not set\./],
     ['limits: { selectorMax: -1 }\nclusters:\n  a: { adapter: lab, hosts: [h1] }\n', /^t\.yml: limits\.selectorMax: Number must be greater than 0/],
-    ['clusters: {}\n', /^t\.yml: clusters: at least one cluster is required\./],
+    ['clusters: {}\n', /^t\.yml: clusters: at least one cluster is required \(leave clusters out to use the built-in lab\)\./],
     ['clusters: [oops\n', /^t\.yml: not valid YAML/],
   ])('%j is refused naming the key', (yaml, re) => {
     expect(() => parseConfig(yaml, 't.yml', {})).toThrow(ConfigError);

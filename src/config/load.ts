@@ -9,6 +9,7 @@ import { ZodError } from 'zod';
 import { configSchema, type FerryConfig } from './schema.js';
 import { LAB_DEFAULT_YAML } from './lab-default.js';
 import { expandNames } from '../core/selectors.js';
+import { validateFaults } from '../adapters/lab/control.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -87,7 +88,12 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
     throw new ConfigError(`${source}: not valid YAML: ${(e as Error).message.split('\n')[0]}`);
   }
   const substituted = substituteEnv(raw, env, [], source);
-  const parsed = configSchema.safeParse(substituted);
+  // No clusters: the built-in lab's, so channels, groups and patch windows can be set on it.
+  const withClusters =
+    substituted && typeof substituted === 'object' && !Array.isArray(substituted) && !('clusters' in substituted)
+      ? { ...substituted, clusters: (YAML.parse(LAB_DEFAULT_YAML) as { clusters: unknown }).clusters }
+      : substituted;
+  const parsed = configSchema.safeParse(withClusters);
   if (!parsed.success) throw new ConfigError(describeZodError(parsed.error, source));
   const config = parsed.data;
   for (const [name, c] of Object.entries(config.clusters)) {
@@ -96,8 +102,18 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
       throw new ConfigError(`${source}: clusters.${name}.ssh: required for adapter ${c.adapter} (user, privateKeyPath, knownHosts).`);
     }
   }
-  if (Object.keys(config.clusters).length === 0) throw new ConfigError(`${source}: clusters: at least one cluster is required.`);
-  return { config, inventory: buildInventory(config, source), source };
+  if (Object.keys(config.clusters).length === 0) throw new ConfigError(`${source}: clusters: at least one cluster is required (leave clusters out to use the built-in lab).`);
+  const inventory = buildInventory(config, source);
+  // A fault the lab cannot apply is refused now, not found later as an unreachable host.
+  const labHosts = inventory.hosts.filter((h) => config.clusters[inventory.clusterOf[h]!]?.adapter === 'lab');
+  for (const [target, spec] of Object.entries(config.lab.faults)) {
+    try {
+      validateFaults(target, spec, labHosts);
+    } catch (e) {
+      throw new ConfigError(`${source}: lab.faults.${target}: ${(e as Error).message}.`);
+    }
+  }
+  return { config, inventory, source };
 }
 
 /** FERRY_CONFIG, else ./ferry.yml, else the built-in lab. */

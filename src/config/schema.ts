@@ -32,7 +32,7 @@ const labSettings = z
     latencyMs: z.number().int().nonnegative().default(150),
     /** Time one simulated live migration takes. */
     migrationMs: z.number().int().nonnegative().default(3000),
-    /** Injected faults: host -> unreachable | slow | fail:<op>. Also settable at run time (ferry lab fault). */
+    /** Injected faults: lab host or vm:<name> -> faults (src/adapters/lab/control.ts), validated at load. Also settable at run time (ferry lab fault). */
     faults: z.record(z.string()).default({}),
   })
   .strict();

@@ -93,6 +93,33 @@ describe('lab adapter over Redis', () => {
     }
   });
 
+  it('faults per VM on the n-th call, once, and after switch-over; per host on the n-th call', async () => {
+    const a = rt.adapters.forHost('hyp09');
+    const [v1, v2] = (await a.listVms('hyp09')).filter((v) => v.power === 'running' && v.vfc.length === 0);
+    // The second migration of v1 fails at 60%; the first and the third go through.
+    await setLabFault(rt.redis, rt.prefix, `vm:${v1!.name}`, 'migrate-fail@2');
+    await a.migrateVm({ vm: v1!.name, source: 'hyp09', target: 'hyp10', mode: 'live' });
+    await expect(a.migrateVm({ vm: v1!.name, source: 'hyp10', target: 'hyp09', mode: 'live' })).rejects.toThrow(/failed at 60%/);
+    expect((await a.findVm(v1!.name))?.host).toBe('hyp10');
+    await a.migrateVm({ vm: v1!.name, source: 'hyp10', target: 'hyp09', mode: 'live' });
+    expect(await rt.redis.hget(`${rt.prefix}:lab:faults`, `vm:${v1!.name}`)).toBeNull();
+    // After switch-over, once: the VM is on the target and the call failed; the next is clean.
+    await setLabFault(rt.redis, rt.prefix, `vm:${v2!.name}`, 'migrate-fail-after-once');
+    await expect(a.migrateVm({ vm: v2!.name, source: 'hyp09', target: 'hyp10', mode: 'live' })).rejects.toThrow(/did not report completion/);
+    expect((await a.findVm(v2!.name))?.host).toBe('hyp10');
+    await a.migrateVm({ vm: v2!.name, source: 'hyp10', target: 'hyp09', mode: 'live' });
+    // On a host, the n-th call of an operation: the 2nd describe of hyp11 fails, then it clears.
+    await setLabFault(rt.redis, rt.prefix, 'hyp11', 'fail:describe@2');
+    const b = rt.adapters.forHost('hyp11');
+    await b.describeHost('hyp11');
+    await expect(b.describeHost('hyp11')).rejects.toThrow(/describe failed/);
+    await b.describeHost('hyp11');
+    // Bad specs are refused when set, with nothing changed.
+    await expect(setLabFault(rt.redis, rt.prefix, 'hyp11', 'migrate')).rejects.toThrow(/unknown lab fault "migrate"/);
+    await expect(setLabFault(rt.redis, rt.prefix, 'hyp11', 'migrate-fail')).rejects.toThrow(/is a VM fault/);
+    await b.describeHost('hyp11');
+  });
+
   it('refuses to migrate into maintenance or across CPU vendors', async () => {
     const a = rt.adapters.forHost('hyp07');
     const vm = (await a.listVms('hyp07')).find((v) => v.power === 'running')!;

@@ -111,11 +111,27 @@ export class LabAdapter implements HypervisorAdapter {
     await sleep(latency, opts?.signal);
     for (const f of faults) {
       if (f.kind === 'unreachable') throw new AdapterError(host, op, `${host} did not answer (connection timed out)`, { retryable: true, code: 'unreachable' });
-      if (f.kind === 'fail' && (f.op === op || f.op === '*')) {
-        if (f.once) await this.consumeFault(host, f.raw);
+      if (f.kind === 'fail' && (f.op === op || f.op === '*') && (await this.fires(host, f))) {
         throw new AdapterError(host, op, `${host}: ${op} failed (injected fault)`, { retryable: false, code: 'injected' });
       }
     }
+  }
+
+  /**
+   * Whether a fault acts on this call: always; once (then it clears); or only on its n-th
+   * call, counted in Redis so every process counts the same calls (then it clears).
+   */
+  private async fires(target: string, f: { once: boolean; nth?: number; raw: string }): Promise<boolean> {
+    if (f.nth !== undefined) {
+      const field = `${target}|${f.raw}`;
+      const n = await this.redis.hincrby(this.keys.calls, field, 1);
+      if (n < f.nth) return false;
+      await this.redis.hdel(this.keys.calls, field);
+      await this.consumeFault(target, f.raw);
+      return n === f.nth;
+    }
+    if (f.once) await this.consumeFault(target, f.raw);
+    return true;
   }
 
   private async consumeFault(target: string, raw: string): Promise<void> {
@@ -255,8 +271,7 @@ export class LabAdapter implements HypervisorAdapter {
     }
     const result = await this.switchOver(req, started);
     const after = vmFaults.find((f) => f.kind === 'migrate-fail-after');
-    if (after) {
-      if (after.once) await this.consumeFault(`vm:${req.vm}`, after.raw);
+    if (after && (await this.fires(`vm:${req.vm}`, after))) {
       throw new AdapterError(req.source, 'migrate', `migration of ${req.vm} to ${req.target} did not report completion: the operation timed out (injected fault)`, { code: 'injected' });
     }
     return result;
@@ -276,8 +291,7 @@ export class LabAdapter implements HypervisorAdapter {
         throw new AdapterError(req.source, 'migrate', `migration of ${req.vm} was cancelled`, { code: 'cancelled' });
       });
       const failAt = vmFaults.find((f) => f.kind === 'migrate-fail');
-      if (failAt && i === 3) {
-        if (failAt.once) await this.consumeFault(`vm:${req.vm}`, failAt.raw);
+      if (failAt && i === 3 && (await this.fires(`vm:${req.vm}`, failAt))) {
         throw new AdapterError(req.source, 'migrate', `migration of ${req.vm} to ${req.target} failed at 60%: insufficient system resources exist to complete the requested service (0x800705AA) (injected fault)`, {
           retryable: true,
           code: 'injected',
@@ -375,8 +389,7 @@ export class LabAdapter implements HypervisorAdapter {
     if (faults.some((f) => f.kind === 'unreachable')) throw new AdapterError(host, 'runCommand', `${host} did not answer (connection timed out)`, { retryable: true, code: 'unreachable' });
     const out = `[lab ${host}] $ ${command}\n[lab ${host}] nothing to do: the lab only pretends\n`;
     const fail = faults.find((f) => f.kind === 'fail' && (f.op === 'hook' || f.op === '*'));
-    if (fail?.kind === 'fail') {
-      if (fail.once) await this.consumeFault(host, fail.raw);
+    if (fail?.kind === 'fail' && (await this.fires(host, fail))) {
       return { stdout: out, stderr: `[lab ${host}] error: the patch failed (injected fault ${fail.raw})\n`, exitCode: 1, durationMs: Date.now() - started };
     }
     return { stdout: out, stderr: '', exitCode: 0, durationMs: Date.now() - started };
