@@ -4,6 +4,7 @@ import type { Deps } from './jobs/context.js';
 import { Queues } from './jobs/queues.js';
 import { Operations } from './jobs/operations.js';
 import { Outbox } from './bot/outbox.js';
+import { assertFence } from './jobs/fence.js';
 import { ConsoleSurface } from './bot/console/surface.js';
 import { SlackSurface, createWebClient } from './bot/slack/surface.js';
 import { SlackBudget } from './bot/slack/budget.js';
@@ -24,7 +25,7 @@ export function createDeps(rt: Runtime, env: NodeJS.ProcessEnv = process.env): A
   const outbox = new Outbox({ slack, console: new ConsoleSurface(rt.redis, rt.prefix) }, () => {
     if (!warned) rt.log.error('an operation belongs to a Slack conversation but this process has no SLACK_BOT_TOKEN; its messages are dropped (results stay in Redis)');
     warned = true;
-  });
+  }, () => assertFence(rt.redis));
   return {
     rt,
     queues,

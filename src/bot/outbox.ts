@@ -6,6 +6,8 @@ export class Outbox implements Surface {
   constructor(
     private readonly surfaces: { slack?: Surface; console: Surface },
     private readonly onMissingSlack: (conv: Conversation) => void = () => {},
+    /** Before a post or an update: a job run that lost its job (jobs/fence.ts) says nothing more. */
+    private readonly before: () => Promise<void> = async () => {},
   ) {}
 
   private route(conv: Conversation): Surface | undefined {
@@ -15,10 +17,12 @@ export class Outbox implements Surface {
   }
 
   async post(conv: Conversation, msg: Message): Promise<MessageRef | null> {
+    await this.before();
     return (await this.route(conv)?.post(conv, msg)) ?? null;
   }
 
   async update(conv: Conversation, ref: MessageRef, msg: Message): Promise<void> {
+    await this.before();
     await this.route(conv)?.update(conv, ref, msg);
   }
 

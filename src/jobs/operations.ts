@@ -5,6 +5,7 @@
  */
 import type { Runtime } from '../runtime.js';
 import { OptimisticTx } from '../redis-tx.js';
+import { currentFence, FencedOut } from './fence.js';
 import type { Conversation, MessageRef } from '../bot/surface.js';
 
 export type OpStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'partial' | 'failed' | 'cancelled';
@@ -61,8 +62,13 @@ export class Operations {
   /** Read-modify-write of the JSON part; counters use incr() instead. */
   async patch(id: number, change: Partial<Operation>): Promise<Operation> {
     const key = this.key(id);
+    const fence = currentFence();
     const next = await this.tx.run(async (conn) => {
-      await conn.watch(key);
+      // A run that lost its job (fence.ts) must not write its state over the run that has it.
+      if (fence) {
+        await conn.watch(key, fence.lockKey);
+        if ((await conn.get(fence.lockKey)) !== fence.token) throw new FencedOut(fence);
+      } else await conn.watch(key);
       const raw = await conn.hget(key, 'json');
       if (!raw) throw new Error(`operation ${id} does not exist`);
       const merged = { ...(JSON.parse(raw) as Operation), ...change };

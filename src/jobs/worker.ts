@@ -10,6 +10,7 @@ import { QUEUE_NAMES, type QueueName } from './queues.js';
 import { cardJob } from './cards.js';
 import { giveUp, isLastAttempt } from './give-up.js';
 import { withLogContext } from '../log-context.js';
+import { isFencedOut, withFence } from './fence.js';
 import { registerJob } from './registry.js';
 import './workflows/index.js';
 
@@ -50,19 +51,26 @@ export async function startWorkers(
   for (const name of opts.queues ?? QUEUE_NAMES) {
     const worker = new Worker(
       name,
-      async (job: Job) => {
+      async (job: Job, token?: string) => {
         const reg = handlerFor(job.name);
         if (!reg) throw new Error(`no handler for job ${job.name}`);
         const log = rt.log.child({ job: job.name, jobId: job.id });
         const started = Date.now();
         try {
           const opId = (job.data as { opId?: unknown }).opId;
-          const out = await withLogContext({ jobId: job.id, job: job.name, opId: typeof opId === 'number' ? opId : undefined }, () => reg.handler(deps, job));
+          const run = () => withLogContext({ jobId: job.id, job: job.name, opId: typeof opId === 'number' ? opId : undefined }, () => reg.handler(deps, job));
+          // Operation steps act only while this run holds the job's lock (see fence.ts).
+          const out = name === 'ops' && token && job.id ? await withFence({ lockKey: `${rt.prefix}:bull:${name}:${job.id}:lock`, token, jobId: job.id }, run) : await run();
           log.info({ ms: Date.now() - started }, 'job done');
           return out;
         } catch (e) {
           // A job that moved itself to delayed (the removal held by pause all) has not failed.
           if (e instanceof DelayedError) throw e;
+          // Another run has this job now (its lock expired while Redis was away): it carries on; this one says nothing.
+          if (isFencedOut(e)) {
+            log.warn({ ms: Date.now() - started }, 'this run lost the job to another run and stopped before acting');
+            throw e;
+          }
           log.error({ err: e instanceof Error ? e.message : String(e), ms: Date.now() - started, attempt: job.attemptsMade + 1 }, 'job failed');
           if (isLastAttempt(job)) await giveUp(deps, job, e).catch((g: unknown) => log.error({ err: String(g) }, 'could not report a job that gave up'));
           throw e;

@@ -10,10 +10,10 @@ export class DrainWorkers {
   constructor(private readonly redisUrl: string) {}
 
   /** Start one; resolves when it says it is ready. */
-  start(yaml: string, prefix: string): Promise<ChildProcess> {
+  start(yaml: string, prefix: string, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/e2e/drain-worker.ts')], {
       cwd: ROOT,
-      env: { ...process.env, FERRY_TEST_YAML: yaml, REDIS_URL: this.redisUrl, FERRY_PREFIX: prefix },
+      env: { ...process.env, FERRY_TEST_YAML: yaml, REDIS_URL: this.redisUrl, FERRY_PREFIX: prefix, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     this.children.push(child);

@@ -12,5 +12,5 @@ import { silentLogger } from '../../src/log.js';
 const loaded = parseConfig(process.env.FERRY_TEST_YAML ?? '', 'test', {});
 const rt = createRuntime({ loaded, redisUrl: process.env.REDIS_URL!, log: silentLogger(), prefix: process.env.FERRY_PREFIX! });
 const deps = createDeps(rt, {});
-await startWorkers(deps, { lockDurationMs: 1500, stalledIntervalMs: 500 });
+await startWorkers(deps, { lockDurationMs: Number(process.env.FERRY_TEST_LOCK_MS ?? 1500), stalledIntervalMs: Number(process.env.FERRY_TEST_STALLED_MS ?? 500) });
 process.stdout.write('ready\n');

@@ -7,6 +7,7 @@
 import { AdapterError, type HostFacts, type MigrateProgress, type MigrationMode, type VirtualPort, type VmFacts } from '../../adapters/types.js';
 import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
+import { assertFence, currentFence, fencedEval, fencedScript, isFencedOut } from '../fence.js';
 import { refreshCard } from '../cards.js';
 import { context, message, plural, section, type Message } from '../../bot/messages.js';
 import { compressNames } from '../../core/selectors.js';
@@ -38,8 +39,76 @@ export async function vmStates(deps: Deps, opId: number): Promise<Record<string,
   return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as VmState]));
 }
 
+const HSET = fencedScript(`return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])`);
+
+/** Fenced: a run that lost its job (fence.ts) does not write a VM's state. */
 export async function setVmState(deps: Deps, opId: number, s: VmState): Promise<void> {
-  await deps.rt.redis.hset(deps.rt.key('op', opId, 'vms'), s.name, JSON.stringify({ ...s, at: deps.rt.clock.now() }));
+  await fencedEval(deps.rt.redis, HSET, [deps.rt.key('op', opId, 'vms')], [s.name, JSON.stringify({ ...s, at: deps.rt.clock.now() })]);
+}
+
+// ---------------------------------------------------------------------------------------
+// In-flight migrations (hash op:<id>:inflight, VM -> "<run token>|<beat>"). A run that lost its
+// job may still have a migration in flight on the platform; the run that took over must not
+// start the same VM again meanwhile. The owner's beat advances while its call runs; a marker
+// whose beat stops advancing belongs to a run that died (a killed worker's call died with it).
+
+export const INFLIGHT_BEAT_MS = Number(process.env.FERRY_INFLIGHT_BEAT_MS ?? 1000);
+const INFLIGHT_STALE_BEATS = 5;
+
+/** Claim (fenced): 'ok', or the current marker when another run holds the VM. ARGV[3]: a stale marker to take over. */
+const CLAIM = fencedScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and string.sub(cur, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' and cur ~= ARGV[3] then return cur end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|0')
+return 'ok'`);
+/** Beat or let go, only while the marker is still this run's. */
+const BEAT = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur or string.sub(cur, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then return 0 end
+if ARGV[3] == 'release' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. ARGV[3]) end
+return 1`;
+
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Hold `vm` for this run while `fn` runs. When another run holds it, wait until that run lets
+ * go (its call ended) or its beat stops advancing (it died), then claim it.
+ */
+export async function inFlight<T>(deps: Deps, opId: number, vm: string, fn: () => Promise<T>): Promise<T> {
+  const key = deps.rt.key('op', opId, 'inflight');
+  const token = currentFence()?.token ?? `local-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  let stale = '';
+  for (;;) {
+    const got = (await fencedEval(deps.rt.redis, CLAIM, [key], [vm, token, stale])) as string;
+    if (got === 'ok') break;
+    // Another run has it: watch its beat.
+    let seen = got;
+    let since = Date.now();
+    for (;;) {
+      await sleepMs(INFLIGHT_BEAT_MS);
+      const now = await deps.rt.redis.hget(key, vm);
+      if (now !== seen) {
+        if (!now) break;
+        seen = now;
+        since = Date.now();
+        continue;
+      }
+      if (Date.now() - since >= INFLIGHT_BEAT_MS * INFLIGHT_STALE_BEATS) {
+        stale = seen;
+        break;
+      }
+    }
+    await assertFence(deps.rt.redis);
+  }
+  let beat = 0;
+  const timer = setInterval(() => void deps.rt.redis.eval(BEAT, 1, key, vm, token, String(++beat)).catch(() => undefined), INFLIGHT_BEAT_MS);
+  timer.unref();
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+    await deps.rt.redis.eval(BEAT, 1, key, vm, token, 'release').catch(() => undefined);
+  }
 }
 
 /** Migration progress per VM (percent), for the card. */
@@ -99,6 +168,8 @@ export async function locateVm(deps: Deps, cluster: string, name: string, id: st
 // Mutations, audited
 
 export async function auditedCall<T>(deps: Deps, op: Operation, action: string, targets: string[], fn: () => Promise<T>, detail?: string): Promise<T> {
+  // A run that lost its job stops before it acts (fence.ts).
+  await assertFence(deps.rt.redis);
   try {
     const out = await fn();
     await audit(deps.rt, { actor: op.requester, kind: 'adapter', action, targets, opId: op.id, outcome: 'ok', detail }).catch(() => undefined);
@@ -143,10 +214,19 @@ export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: 
   let last: unknown;
   let attempts = 0;
   for (let i = 0; i <= retries; i++) {
+    const step = await inFlight(deps, op.id, req.vmId, () => moveOnce(i));
+    if (step.done) return step.done;
+    if (step.stop) break;
+    await sleep(Math.min(2000, 200 * 2 ** i));
+  }
+  return { ok: false, error: errorText(last), attempts, ...(last instanceof AdapterError && last.code ? { code: last.code } : {}) };
+
+  /** One attempt, with the VM held for this run: looked up again, then moved. */
+  async function moveOnce(i: number): Promise<{ done?: MoveOutcome; stop?: boolean }> {
     const where = await locateVm(deps, opts.cluster, req.vm, req.vmId);
-    if (!where) return { ok: false, error: `${req.vm} is no longer in ${opts.cluster}`, attempts, code: 'gone' };
-    if (where.vm.host === req.target && (!req.datastore || where.vm.disks.every((d) => d.datastore === req.datastore))) return { ok: true, already: true, durationMs: 0, attempts, lingering: [] };
-    if (where.vm.host !== req.source) return { ok: false, error: `${req.vm} is on ${where.vm.host} now, not ${req.source}`, attempts, code: 'moved-elsewhere' };
+    if (!where) return { done: { ok: false, error: `${req.vm} is no longer in ${opts.cluster}`, attempts, code: 'gone' } };
+    if (where.vm.host === req.target && (!req.datastore || where.vm.disks.every((d) => d.datastore === req.datastore))) return { done: { ok: true, already: true, durationMs: 0, attempts, lingering: [] } };
+    if (where.vm.host !== req.source) return { done: { ok: false, error: `${req.vm} is on ${where.vm.host} now, not ${req.source}`, attempts, code: 'moved-elsewhere' } };
     attempts++;
     if (i > 0) await deps.outbox.post(op.conv, message(`Retrying ${req.vm} → ${req.target} (attempt ${i + 1} of ${retries + 1}).`));
     try {
@@ -160,15 +240,14 @@ export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: 
         `${req.vm} ${req.source} -> ${req.target}${req.datastore ? ` datastore ${req.datastore}` : ''} (${req.mode})`,
       );
       const lingering = where.vm.vfc.length ? await lingeringPorts(deps, req.source, where.vm) : [];
-      return { ok: true, already: false, durationMs: res.durationMs || Date.now() - t0, attempts, lingering };
+      return { done: { ok: true, already: false, durationMs: res.durationMs || Date.now() - t0, attempts, lingering } };
     } catch (e) {
+      if (isFencedOut(e)) throw e;
       last = e;
       const retryable = e instanceof AdapterError ? e.retryable : false;
-      if (!retryable || i === retries) break;
-      await sleep(Math.min(2000, 200 * 2 ** i));
+      return { stop: !retryable || i === retries };
     }
   }
-  return { ok: false, error: errorText(last), attempts, ...(last instanceof AdapterError && last.code ? { code: last.code } : {}) };
 }
 
 /** The source's virtual ports that carry one of this VM's WWPNs after it left. */
