@@ -53,6 +53,26 @@ describe('SlackSurface', () => {
     expect(seen[1]! - seen[0]!).toBeGreaterThanOrEqual(950);
   });
 
+  // Issue 13 item 5: chat.update (burst 5) honoured Retry-After 1 s and 2 s as 0 ms and 5 s as 200 ms.
+  it.each([1, 2, 5])('Retry-After %i s is a floor for a method with a burst (chat.update)', async (seconds) => {
+    const surface = new SlackSurface(createWebClient('xoxb-t', API), new SlackBudget(redis, uniquePrefix('budget')), log);
+    const seen: number[] = [];
+    nock('http://slack.test')
+      .post('/api/chat.update')
+      .reply(() => {
+        seen.push(Date.now());
+        return [429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(seconds) }];
+      })
+      .post('/api/chat.update')
+      .reply(() => {
+        seen.push(Date.now());
+        return [200, { ok: true, channel: 'C0OPS', ts: '1.000100' }];
+      });
+    await surface.update(conv, { channel: 'C0OPS', ts: '1.000100' }, message('hello'));
+    expect(seen).toHaveLength(2);
+    expect(seen[1]! - seen[0]!).toBeGreaterThanOrEqual(seconds * 1000 - 50);
+  }, 15_000);
+
   it('a Web API error is logged with the job and operation, and the caller gets null', async () => {
     const surface = new SlackSurface(createWebClient('xoxb-t', API), new SlackBudget(redis, uniquePrefix('budget')), log);
     nock('http://slack.test').post('/api/chat.postMessage').reply(200, { ok: false, error: 'not_in_channel' });

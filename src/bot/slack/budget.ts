@@ -18,10 +18,18 @@ if tat < now then tat = now end
 if tat < until_ then tat = until_ end
 local allowed_at = tat - interval * (burst - 1)
 if allowed_at < now then allowed_at = now end
+-- Retry-After is a floor: the burst allowance never lets a call go before it has passed.
+if allowed_at < until_ then allowed_at = until_ end
 local new_tat = tat + interval
 redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now + interval * burst + 1000))
 return allowed_at - now
 `;
+
+const BLOCK = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
 
 export interface RatePlan {
   intervalMs: number;
@@ -68,6 +76,7 @@ export class SlackBudget {
   /** Slack answered 429: nobody calls this method before Retry-After has passed. */
   async blockFor(method: string, seconds: number): Promise<void> {
     const until = this.now() + seconds * 1000;
-    await this.redis.set(`${this.prefix}:slack:blocked:${method}`, String(until), 'PX', seconds * 1000 + 1000);
+    // Never shortens a longer block another process recorded.
+    await this.redis.eval(BLOCK, 1, `${this.prefix}:slack:blocked:${method}`, String(until), String(seconds * 1000 + 1000));
   }
 }
