@@ -7,7 +7,7 @@
 import { startPrivateRedis } from '../test/support/redis-server.js';
 import { parseConfig } from '../src/config/load.js';
 import { createRuntime } from '../src/runtime.js';
-import { createDeps } from '../src/app.js';
+import { createFerry } from '../src/ferry.js';
 import { startWorkers } from '../src/jobs/worker.js';
 import { handleLine } from '../src/bot/commands.js';
 import type { Message } from '../src/bot/messages.js';
@@ -24,7 +24,7 @@ export async function main(): Promise<Record<string, number>> {
   const redis = await startPrivateRedis();
   const loaded = parseConfig(drainLabYaml({ latencyMs: 5, migrationMs: MIGRATION_MS, concurrency: CONCURRENCY }), 'bench', {});
   const rt = createRuntime({ loaded, redisUrl: redis.url, log: silentLogger(), prefix: 'bench-drain' });
-  const deps = createDeps(rt, {});
+  const deps = createFerry(rt, 'all', { env: {} });
   const workers = await startWorkers(deps);
   const conv: Conversation = { surface: 'console', session: 'bench', user: 'alice' };
   const run = (text: string) =>

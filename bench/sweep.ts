@@ -8,7 +8,7 @@ import { startPrivateRedis } from '../test/support/redis-server.js';
 import { parseConfig } from '../src/config/load.js';
 import { LAB_DEFAULT_YAML } from '../src/config/lab-default.js';
 import { createRuntime } from '../src/runtime.js';
-import { createDeps } from '../src/app.js';
+import { createFerry } from '../src/ferry.js';
 import { startWorkers } from '../src/jobs/worker.js';
 import { createSlackApp } from '../src/bot/slack/app.js';
 import { silentLogger } from '../src/log.js';
@@ -19,7 +19,7 @@ export async function main(): Promise<Record<string, number>> {
   const slack = mockSlackApi();
   const loaded = parseConfig(LAB_DEFAULT_YAML, 'bench');
   const rt = createRuntime({ loaded, redisUrl: redis.url, log: silentLogger(), prefix: 'bench-sweep' });
-  const deps = createDeps(rt, { SLACK_BOT_TOKEN: 'xoxb-bench', SLACK_API_URL });
+  const deps = createFerry(rt, 'all', { env: { SLACK_BOT_TOKEN: 'xoxb-bench', SLACK_API_URL } });
   const workers = await startWorkers(deps);
   const port = await freePort();
   const app = createSlackApp(deps, { botToken: 'xoxb-bench', signingSecret: SIGNING_SECRET, port, slackApiUrl: SLACK_API_URL });

@@ -10,11 +10,9 @@ import { loadConfig, ConfigError } from './config/load.js';
 import { createLogger } from './log.js';
 import { resolveRedisUrl } from './redis.js';
 import { createRuntime } from './runtime.js';
-import { createDeps } from './app.js';
+import { createFerry, type Mode } from './ferry.js';
 import { startWorkers, type WorkerSet } from './jobs/worker.js';
 import { metricsText } from './health.js';
-
-type Mode = 'console' | 'web' | 'worker' | 'all';
 
 function pickMode(arg: string | undefined, env: NodeJS.ProcessEnv): Mode {
   if (arg === 'console' || arg === 'web' || arg === 'worker' || arg === 'all') return arg;
@@ -32,7 +30,7 @@ async function main(): Promise<void> {
   const { url } = await resolveRedisUrl(env, { launch: mode !== 'web' && mode !== 'worker' });
   const rt = createRuntime({ loaded, redisUrl: url, log });
   await rt.redis.ping();
-  const deps = createDeps(rt, env);
+  const deps = createFerry(rt, mode, { env });
   log.info({ mode, config: loaded.source, hosts: loaded.inventory.hosts.length }, 'Ferry starting');
 
   let workers: WorkerSet | undefined;

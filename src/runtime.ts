@@ -5,8 +5,9 @@
 import type { Redis } from 'ioredis';
 import type { FerryConfig } from './config/schema.js';
 import type { Inventory, LoadedConfig } from './config/load.js';
-import { AdapterRegistry } from './adapters/registry.js';
-import './adapters/index.js';
+import { AdapterRegistry, type AdapterFactory } from './adapters/registry.js';
+import { ADAPTER_FACTORIES } from './adapters/index.js';
+import type { AdapterKind } from './adapters/types.js';
 import { connectUrl } from './redis.js';
 import type { Logger } from './log.js';
 
@@ -41,11 +42,13 @@ export function createRuntime(opts: {
   log: Logger;
   prefix?: string;
   clock?: Clock;
+  /** Replace an adapter kind's factory (tests wrap libvirt's shell). */
+  adapters?: Partial<Record<AdapterKind, AdapterFactory>>;
 }): Runtime {
   const prefix = opts.prefix ?? process.env.FERRY_PREFIX ?? 'ferry';
   const redis = connectUrl(opts.redisUrl);
   const extra: Redis[] = [];
-  const adapters = new AdapterRegistry(opts.loaded.config, opts.loaded.inventory, { log: opts.log, redis, prefix });
+  const adapters = new AdapterRegistry(opts.loaded.config, opts.loaded.inventory, { log: opts.log, redis, prefix }, { ...ADAPTER_FACTORIES, ...opts.adapters });
   return {
     config: opts.loaded.config,
     inventory: opts.loaded.inventory,

@@ -22,13 +22,6 @@ export interface AdapterContext {
 
 export type AdapterFactory = (ctx: AdapterContext) => HypervisorAdapter;
 
-const factories = new Map<AdapterKind, AdapterFactory>();
-
-/** Each adapter module registers itself (src/adapters/index.ts imports them all). */
-export function registerAdapter(kind: AdapterKind, factory: AdapterFactory): void {
-  factories.set(kind, factory);
-}
-
 export class AdapterRegistry {
   private readonly byCluster = new Map<string, HypervisorAdapter>();
 
@@ -36,6 +29,8 @@ export class AdapterRegistry {
     private readonly config: FerryConfig,
     private readonly inventory: Inventory,
     private readonly deps: { log: Logger; redis: Redis; prefix: string },
+    /** Every kind's factory (src/adapters/index.ts lists them; tests may replace one). */
+    private readonly factories: Readonly<Record<AdapterKind, AdapterFactory>>,
   ) {}
 
   forCluster(cluster: string): HypervisorAdapter {
@@ -43,7 +38,7 @@ export class AdapterRegistry {
     if (!adapter) {
       const clusterConfig = this.config.clusters[cluster];
       if (!clusterConfig) throw new Error(`unknown cluster ${cluster}`);
-      const factory = factories.get(clusterConfig.adapter);
+      const factory = this.factories[clusterConfig.adapter];
       if (!factory) throw new Error(`no adapter registered for kind ${clusterConfig.adapter}`);
       adapter = factory({
         cluster,

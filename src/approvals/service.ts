@@ -17,8 +17,8 @@ import type { Conversation } from '../bot/surface.js';
 import { message, type Message } from '../bot/messages.js';
 import { audit } from '../audit/audit.js';
 import { membership, mention, type GroupMembers } from '../core/permissions.js';
-import { refreshCard, registerCard } from '../jobs/cards.js';
-import { registerJob } from '../jobs/registry.js';
+import { refreshCard } from '../jobs/cards.js';
+import type { CardRenderer, Workflow } from '../jobs/wiring.js';
 import { ApprovalStore, type ApprovalRecord } from './store.js';
 import {
   approvedBy,
@@ -55,7 +55,7 @@ export type ClosedHow = 'rejected' | 'expired' | 'void';
 
 export interface ApprovalHandler<P = unknown> {
   /** The card while the request is decided (and after, without buttons). */
-  render(request: ApprovalRequest<P>): Message;
+  render(request: ApprovalRequest<P>, deps: Deps): Message;
   /** Hosts (and other names) the plan touches, for the audit trail. */
   targets(plan: P): string[];
   /** "nothing was removed": said when a request ends without running. */
@@ -79,20 +79,14 @@ export interface ApprovalHandler<P = unknown> {
   redraw?(deps: Deps, record: ApprovalRecord<P>): Promise<void>;
 }
 
-const handlers = new Map<ApprovalAction, ApprovalHandler<never>>();
-
-export function registerApprovalHandler<P>(action: ApprovalAction, handler: ApprovalHandler<P>): void {
-  handlers.set(action, handler as ApprovalHandler<never>);
-}
-
-export function approvalHandler<P = unknown>(action: ApprovalAction): ApprovalHandler<P> {
-  const h = handlers.get(action);
+export function approvalHandler<P = unknown>(deps: Deps, action: ApprovalAction): ApprovalHandler<P> {
+  const h = deps.wiring.approvals.get(action);
   if (!h) throw new Error(`no approval handler is registered for ${action}`);
   return h as unknown as ApprovalHandler<P>;
 }
 
-function targetsOf(request: ApprovalRequest<unknown>): string[] {
-  const h = handlers.get(request.action) as ApprovalHandler<unknown> | undefined;
+function targetsOf(deps: Deps, request: ApprovalRequest<unknown>): string[] {
+  const h = deps.wiring.approvals.get(request.action) as ApprovalHandler<unknown> | undefined;
   try {
     return h ? h.targets(request.plan) : [];
   } catch {
@@ -125,7 +119,7 @@ export interface NewApproval<P> {
  * it expires on time. Everything is in Redis: a restart loses no pending request or button.
  */
 export async function requestApproval<P>(deps: Deps, req: NewApproval<P>): Promise<ApprovalRecord<P>> {
-  const handler = approvalHandler<P>(req.action);
+  const handler = approvalHandler<P>(deps, req.action);
   const store = approvalStore(deps);
   const policy = req.policy ?? resolvePolicy(deps.rt.config, req.action);
   const record = await store.create<P>(
@@ -134,7 +128,7 @@ export async function requestApproval<P>(deps: Deps, req: NewApproval<P>): Promi
     { conv: req.conv, ...(req.title ? { title: req.title } : {}), ...(req.opId !== undefined ? { opId: req.opId } : {}) },
   );
   const id = record.request.id;
-  const cardRef = (await deps.outbox.post(req.conv, handler.render(record.request))) ?? undefined;
+  const cardRef = (await deps.outbox.post(req.conv, handler.render(record.request, deps))) ?? undefined;
   if (cardRef) await store.patchMeta(id, { cardRef });
   await audit(deps.rt, {
     actor: req.requester,
@@ -178,9 +172,9 @@ export async function requestRemoval(
 
 /** Redraw a request's card in place (decisions are rare: no throttle needed). */
 export async function redrawCard<P>(deps: Deps, record: ApprovalRecord<P>): Promise<void> {
-  const handler = approvalHandler<P>(record.request.action);
+  const handler = approvalHandler<P>(deps, record.request.action);
   if (handler.redraw) return handler.redraw(deps, record);
-  if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, handler.render(record.request));
+  if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, handler.render(record.request, deps));
 }
 
 export interface DecisionRequest {
@@ -217,8 +211,8 @@ export async function decideApproval(deps: Deps, input: DecisionRequest): Promis
     await input.refuse(unknownRequestSentence(input.id));
     return null;
   }
-  const handler = approvalHandler(first.request.action);
-  const hosts = targetsOf(first.request);
+  const handler = approvalHandler(deps, first.request.action);
+  const hosts = targetsOf(deps, first.request);
   if (input.decision === 'approve' && first.request.status === 'pending') {
     // The kill switch holds new work; rejecting stays possible (it only stops things).
     const paused = await pauseState(deps.rt);
@@ -314,8 +308,8 @@ export async function voidApproval(deps: Deps, id: string, reason: string, opts:
   });
   if (!out?.written) return false;
   const request = out.record.request;
-  const handler = approvalHandler(request.action);
-  await audit(deps.rt, { actor: opts.actor ?? 'ferry', kind: 'decision', action: `void request ${id}`, targets: targetsOf(request), opId: out.record.meta.opId, outcome: 'skipped', detail: reason });
+  const handler = approvalHandler(deps, request.action);
+  await audit(deps.rt, { actor: opts.actor ?? 'ferry', kind: 'decision', action: `void request ${id}`, targets: targetsOf(deps, request), opId: out.record.meta.opId, outcome: 'skipped', detail: reason });
   await redrawCard(deps, out.record);
   if (opts.say !== false) await deps.outbox.post(out.record.meta.conv, message(`Request ${id} is void: ${reason}; ${handler.nothingDone}.`));
   if (opts.notify) await handler.onClosed?.(deps, out.record, 'void');
@@ -326,7 +320,7 @@ export async function voidApproval(deps: Deps, id: string, reason: string, opts:
 async function closeUnexecuted(deps: Deps, record: ApprovalRecord<unknown>, how: ClosedHow, say: string | null): Promise<void> {
   await redrawCard(deps, record);
   if (say) await deps.outbox.post(record.meta.conv, message(say));
-  await approvalHandler(record.request.action).onClosed?.(deps, record, how);
+  await approvalHandler(deps, record.request.action).onClosed?.(deps, record, how);
 }
 
 /** Expire one request if it is due (the sweep, and owners that look at their request before the sweep does). */
@@ -338,8 +332,8 @@ export async function expireRequest(deps: Deps, id: string): Promise<boolean> {
   });
   if (!out?.written) return false;
   const req = out.record.request;
-  const handler = approvalHandler(req.action);
-  await audit(deps.rt, { actor: 'ferry', kind: 'decision', action: `expire request ${id}`, targets: targetsOf(req), opId: out.record.meta.opId, outcome: 'skipped', detail: `expired at ${formatUtcTime(req.expiresAt)}` });
+  const handler = approvalHandler(deps, req.action);
+  await audit(deps.rt, { actor: 'ferry', kind: 'decision', action: `expire request ${id}`, targets: targetsOf(deps, req), opId: out.record.meta.opId, outcome: 'skipped', detail: `expired at ${formatUtcTime(req.expiresAt)}` });
   await closeUnexecuted(
     deps,
     out.record,
@@ -359,7 +353,6 @@ export async function expireDue(deps: Deps): Promise<string[]> {
   return expired;
 }
 
-registerJob(EXPIRY_JOB, 'timers', async (deps) => expireDue(deps));
 
 // ---------------------------------------------------------------------------------------
 // Stale-port removal: the first action on the registry
@@ -412,7 +405,7 @@ export async function startRemoval(deps: Deps, record: ApprovalRecord<PlannedPor
   await redrawCard(deps, record);
 }
 
-registerApprovalHandler<PlannedPort[]>('remove-ports', {
+const removalApprovals: ApprovalHandler<PlannedPort[]> = {
   render: (request) => renderApprovalCard(request),
   targets: hostsOf,
   nothingDone: 'nothing was removed',
@@ -438,9 +431,9 @@ registerApprovalHandler<PlannedPort[]>('remove-ports', {
     if (record.meta.opId) return refreshCard(deps, record.meta.opId, { force: true });
     if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, renderApprovalCard(record.request));
   },
-});
+};
 
-registerCard(REMOVAL_KIND, async (deps, op) => {
+const removalCard: CardRenderer = async (deps, op) => {
   const id = String(op.params.approvalId ?? '');
   const record = id ? await approvalStore(deps).get<PlannedPort[]>(id) : null;
   if (!record) return message(`${op.title}: preparing the approval request…`);
@@ -449,4 +442,12 @@ registerCard(REMOVAL_KIND, async (deps, op) => {
   const finished = ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status);
   const paused = typeof op.params.paused === 'string' ? op.params.paused : undefined;
   return renderApprovalCard(record.request, { status: finished ? 'done' : op.status === 'queued' ? 'queued' : 'running', results, paused });
-});
+};
+
+/** The approvals store's expiry sweep, and the stale-port removal's request and card. */
+export const approvalsWorkflow: Workflow = {
+  name: 'approvals',
+  jobs: { [EXPIRY_JOB]: { queue: 'timers', handler: async (deps) => expireDue(deps) } },
+  approvals: { 'remove-ports': removalApprovals as ApprovalHandler<never> },
+  cards: { [REMOVAL_KIND]: removalCard },
+};

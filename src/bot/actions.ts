@@ -1,10 +1,16 @@
 /**
- * Button clicks (Slack interactivity), by action id. The console has no buttons: every button
- * names the command that does the same, and that command reaches the same code.
+ * Button clicks and form (modal) submissions. Each one stands for a command: its spec turns
+ * the button's value into that command (the parse), then the click goes through the same
+ * authorize() as a typed line (permission by user, group and channel, then the kill switch)
+ * before its handler runs. The console has no buttons: every button names the command that
+ * does the same, and that command reaches the same code.
  */
 import type { Deps } from '../jobs/context.js';
-import type { GroupMembers } from '../core/permissions.js';
+import type { ChannelRef, GroupMembers } from '../core/permissions.js';
+import type { Command, CommandName } from './grammar.js';
 import type { Conversation, MessageRef } from './surface.js';
+import { authorize } from './commands.js';
+import type { ChatDeps } from './router.js';
 
 export interface ActionContext {
   deps: Deps;
@@ -21,24 +27,67 @@ export interface ActionContext {
   openModal?(view: Record<string, unknown>): Promise<void>;
 }
 
-export type ActionHandler = (ctx: ActionContext) => Promise<void>;
+type CommandOf<N extends CommandName> = Extract<Command, { name: N }>;
 
-const actions = new Map<string, ActionHandler>();
-
-export function registerAction(id: string, handler: ActionHandler): void {
-  actions.set(id, handler);
+/** A button: the command it stands for (or a sentence when its value is not one), and what the click does. */
+export interface ActionSpec {
+  command(value: string): Command | string;
+  run(ctx: ActionContext, cmd: Command): Promise<void>;
 }
 
-export function actionFor(id: string): ActionHandler | undefined {
-  return actions.get(id);
+/** A modal submission: like a button, with the submitted fields. */
+export interface ViewSpec {
+  command(value: string, values: Record<string, string>): Command | string;
+  run(ctx: Omit<ActionContext, 'openModal'>, cmd: Command, values: Record<string, string>): Promise<void>;
 }
 
-/** Modal submissions (callback_id -> handler with the submitted values). */
-export type ViewHandler = (ctx: Omit<ActionContext, 'openModal'>, values: Record<string, string>) => Promise<void>;
-const views = new Map<string, ViewHandler>();
-export function registerView(callbackId: string, handler: ViewHandler): void {
-  views.set(callbackId, handler);
+/** Typed constructor: the handler sees the command the click stands for. */
+export function clickAction<N extends CommandName>(
+  _name: N,
+  command: (value: string) => CommandOf<N> | string,
+  run: (ctx: ActionContext, cmd: CommandOf<N>) => Promise<void>,
+): ActionSpec {
+  return { command, run: (ctx, cmd) => run(ctx, cmd as CommandOf<N>) };
 }
-export function viewFor(id: string): ViewHandler | undefined {
-  return views.get(id);
+
+export function submitView<N extends CommandName>(
+  _name: N,
+  command: (value: string, values: Record<string, string>) => CommandOf<N> | string,
+  run: (ctx: Omit<ActionContext, 'openModal'>, cmd: CommandOf<N>, values: Record<string, string>) => Promise<void>,
+): ViewSpec {
+  return { command, run: (ctx, cmd, values) => run(ctx, cmd as CommandOf<N>, values) };
+}
+
+/** A button value that names a job: "<id>" or "<id><sep><rest>". */
+export function jobIdOf(value: string, sep = ' '): string | null {
+  const id = value.split(sep)[0] ?? '';
+  return /^\d{1,12}$/.test(id) ? id : null;
+}
+
+export const UNKNOWN_BUTTON = 'That button belongs to something Ferry no longer knows; nothing was done.';
+
+export interface ClickInput extends Omit<ActionContext, 'deps'> {
+  channel: ChannelRef;
+}
+
+/** One click: parse its value to a command, authorize like a typed line, then run. */
+export async function handleClick(deps: ChatDeps, actionId: string, input: ClickInput): Promise<void> {
+  const spec = deps.router.actions.get(actionId);
+  if (!spec) return input.refuse(UNKNOWN_BUTTON);
+  const cmd = spec.command(input.value);
+  if (typeof cmd === 'string') return input.refuse(cmd);
+  const refusal = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: input.groupMembers, surface: input.conv.surface }, cmd, `button ${actionId} ${input.value}`.slice(0, 300));
+  if (refusal) return input.refuse(refusal);
+  await spec.run({ ...input, deps }, cmd);
+}
+
+/** One modal submission, the same way. */
+export async function handleSubmit(deps: ChatDeps, callbackId: string, input: Omit<ClickInput, 'openModal'>, values: Record<string, string>): Promise<void> {
+  const spec = deps.router.views.get(callbackId);
+  if (!spec) return input.refuse(UNKNOWN_BUTTON);
+  const cmd = spec.command(input.value, values);
+  if (typeof cmd === 'string') return input.refuse(cmd);
+  const refusal = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: input.groupMembers, surface: input.conv.surface }, cmd, `form ${callbackId} ${input.value}`.slice(0, 300));
+  if (refusal) return input.refuse(refusal);
+  await spec.run({ ...input, deps }, cmd, values);
 }

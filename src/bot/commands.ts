@@ -1,7 +1,8 @@
 /**
  * From a line of text to work: parse (grammar), check permission and the kill switch, then the
  * command's handler. Shared by Slack (slash command, mention, DM) and the console, so both
- * behave the same. Handlers answer fast: anything that touches a hypervisor becomes a job.
+ * behave the same; a button or form (src/bot/actions.ts) stands for a command and goes through
+ * the same authorize(). Handlers answer fast: anything that touches a hypervisor becomes a job.
  */
 import { parseCommand, type Command, type CommandName } from './grammar.js';
 import { mayRun, type ChannelRef, type GroupMembers } from '../core/permissions.js';
@@ -10,6 +11,7 @@ import { message } from './messages.js';
 import type { Conversation } from './surface.js';
 import type { Deps } from '../jobs/context.js';
 import { audit } from '../audit/audit.js';
+import type { ChatDeps } from './router.js';
 
 /** Hosts and VMs a command names, for the audit index (selectors are recorded as typed). */
 function commandTargets(cmd: Command): string[] {
@@ -38,17 +40,44 @@ export interface CommandContext {
 
 export type CommandHandler<C extends Command = Command> = (ctx: CommandContext, cmd: C) => Promise<void>;
 
-const handlers = new Map<CommandName, CommandHandler>();
+export type HandlerOf<N extends CommandName> = CommandHandler<Extract<Command, { name: N }>>;
 
-export function registerCommand<N extends CommandName>(name: N, handler: CommandHandler<Extract<Command, { name: N }>>): void {
-  handlers.set(name, handler as CommandHandler);
+/** Each command's handler, by name; a workflow lists the ones it owns. */
+export type CommandTable = { [N in CommandName]?: CommandHandler<Extract<Command, { name: N }>> };
+
+/** Checks run after permission for every command, typed or clicked (the kill switch is one). A string refuses. */
+export type Gate = (deps: Deps, cmd: Command) => Promise<string | null>;
+
+/** Who asks, and where: the same for a typed line and a click. */
+export interface Caller {
+  user: string;
+  channel: ChannelRef;
+  groupMembers: GroupMembers;
+  surface: Conversation['surface'];
 }
 
-/** Hooks run before a permitted command (the kill switch registers one). A string refuses. */
-type Gate = (ctx: CommandContext, cmd: Command) => Promise<string | null>;
-const gates: Gate[] = [];
-export function registerGate(gate: Gate): void {
-  gates.push(gate);
+/**
+ * The one authorization path: permission (user, group, channel incl. channels.allowed), then
+ * every gate (the kill switch). Returns the sentence for the caller when refused, and logs and
+ * audits the refusal; null when the command may run.
+ */
+export async function authorize(deps: ChatDeps, caller: Caller, cmd: Command, text: string): Promise<string | null> {
+  const log = deps.rt.log.child({ user: caller.user, surface: caller.surface });
+  const permitted = mayRun({ command: cmd.name, dryRun: dryRunOf(cmd), user: caller.user, channel: caller.channel, config: deps.rt.config, groupMembers: caller.groupMembers });
+  if (!permitted.ok) {
+    log.info({ command: cmd.name, refused: permitted.sentence }, 'command refused: permission');
+    await auditCommand(deps, caller.user, text, cmd, 'refused', permitted.sentence);
+    return permitted.sentence;
+  }
+  for (const gate of deps.router.gates) {
+    const refusal = await gate(deps, cmd);
+    if (refusal) {
+      log.info({ command: cmd.name, refused: refusal }, 'command refused');
+      await auditCommand(deps, caller.user, text, cmd, 'refused', refusal);
+      return refusal;
+    }
+  }
+  return null;
 }
 
 export interface Incoming {
@@ -66,7 +95,7 @@ function dryRunOf(cmd: Command): boolean {
 }
 
 /** Handle one line. Returns the parsed command (or null for bad input) for logging and tests. */
-export async function handleLine(deps: Deps, input: Incoming): Promise<Command | null> {
+export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Command | null> {
   const log = deps.rt.log.child({ user: input.user, surface: input.conv.surface });
   const parsed = parseCommand(input.text);
   if (!parsed.ok) {
@@ -85,23 +114,12 @@ export async function handleLine(deps: Deps, input: Incoming): Promise<Command |
     refuse: input.refuse,
     answer: input.answer,
   };
-  const permitted = mayRun({ command: cmd.name, dryRun: dryRunOf(cmd), user: input.user, channel: input.channel, config: deps.rt.config, groupMembers: ctx.groupMembers });
-  if (!permitted.ok) {
-    log.info({ command: cmd.name, refused: permitted.sentence }, 'command refused: permission');
-    await auditCommand(deps, input.user, ctx.text, cmd, 'refused', permitted.sentence);
-    await input.refuse(permitted.sentence);
+  const refusal = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: ctx.groupMembers, surface: input.conv.surface }, cmd, ctx.text);
+  if (refusal) {
+    await input.refuse(refusal);
     return cmd;
   }
-  for (const gate of gates) {
-    const refusal = await gate(ctx, cmd);
-    if (refusal) {
-      log.info({ command: cmd.name, refused: refusal }, 'command refused');
-      await auditCommand(deps, input.user, ctx.text, cmd, 'refused', refusal);
-      await input.refuse(refusal);
-      return cmd;
-    }
-  }
-  const handler = handlers.get(cmd.name);
+  const handler = deps.router.commands.get(cmd.name);
   if (!handler) {
     await input.refuse(`${cmd.name} is not available in this Ferry build.`);
     return cmd;

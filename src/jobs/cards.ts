@@ -8,19 +8,12 @@
 import type { Message } from '../bot/messages.js';
 import type { Deps } from './context.js';
 import type { Operation } from './operations.js';
-
-export type CardRenderer = (deps: Deps, op: Operation) => Promise<Message>;
-
-const renderers = new Map<string, CardRenderer>();
-
-export function registerCard(kind: string, render: CardRenderer): void {
-  renderers.set(kind, render);
-}
+import type { Workflow } from './wiring.js';
 
 export const CARD_INTERVAL_MS = 1000;
 
 export async function renderCard(deps: Deps, op: Operation): Promise<Message> {
-  const render = renderers.get(op.kind);
+  const render = deps.wiring.cards.get(op.kind);
   if (!render) return { text: `${op.title}: ${op.status}`, blocks: [{ type: 'section', text: `*${op.title}*: ${op.status}` }] };
   return render(deps, op);
 }
@@ -71,3 +64,8 @@ export async function refreshCard(deps: Deps, opId: number, opts: { force?: bool
 export async function cardJob(deps: Deps, opId: number): Promise<void> {
   await refreshCard(deps, opId);
 }
+
+export const cardsWorkflow: Workflow = {
+  name: 'cards',
+  jobs: { card: { queue: 'cards', handler: (deps, job) => cardJob(deps, (job.data as { opId: number }).opId) } },
+};

@@ -7,26 +7,13 @@
  */
 import type { Job } from 'bullmq';
 import type { Deps } from './context.js';
-import { FINISHED, type Operation } from './operations.js';
+import { FINISHED } from './operations.js';
 import { refreshCard } from './cards.js';
 import { errorText } from './retry.js';
 import { releaseLock } from './drain/locks.js';
 import { readLedger, isOpen } from './drain/ledger.js';
 import { audit } from '../audit/audit.js';
 import { message } from '../bot/messages.js';
-
-/**
- * What a kind of operation must settle itself when its job gives up (state of its own beyond
- * the operation record, e.g. a rolling run's run state). Called after the operation is marked
- * failed, so no step of it goes on; returns sentences for the thread about what it left.
- */
-export type GiveUpHook = (deps: Deps, op: Operation, why: string) => Promise<string[] | void>;
-
-const hooks = new Map<string, GiveUpHook>();
-
-export function registerGiveUp(kind: string, fn: GiveUpHook): void {
-  hooks.set(kind, fn);
-}
 
 export function isLastAttempt(job: Job): boolean {
   return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -49,7 +36,7 @@ export async function giveUp(deps: Deps, job: Job, err: unknown): Promise<void> 
   const fresh = (await deps.ops.get(opId)) ?? op;
   const stage = typeof fresh.params.stage === 'string' ? { params: { ...fresh.params, stage: 'done' } } : {};
   await deps.ops.patch(opId, { status: 'failed', finishedAt: deps.rt.clock.now(), summary: `stopped: ${why}`, ...stage });
-  const hook = hooks.get(op.kind);
+  const hook = deps.wiring.giveUp.get(op.kind);
   if (hook) {
     try {
       notes.push(...((await hook(deps, fresh, why)) ?? []));

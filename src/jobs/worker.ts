@@ -1,20 +1,14 @@
 /**
- * The worker half of Ferry: runs every registered job handler. Any number of workers on any
+ * The worker half of Ferry: runs every job of the process's wiring (src/ferry.ts). Any number of workers on any
  * number of machines share one Redis; the per-host fan-out is bounded globally. Shutdown
  * waits for running steps to finish (BullMQ's close), so no step is abandoned half-done.
  */
 import { DelayedError, QueueEvents, Worker, type Job, type Queue } from 'bullmq';
 import type { Deps } from './context.js';
-import { handlerFor, startupTasks } from './registry.js';
 import { QUEUE_NAMES, type QueueName } from './queues.js';
-import { cardJob } from './cards.js';
 import { giveUp, isLastAttempt } from './give-up.js';
 import { withLogContext } from '../log-context.js';
 import { isFencedOut, withFence } from './fence.js';
-import { registerJob } from './registry.js';
-import './workflows/index.js';
-
-registerJob('card', 'cards', (deps, job) => cardJob(deps, (job.data as { opId: number }).opId));
 
 const MAX_STALLED = 2;
 
@@ -52,7 +46,7 @@ export async function startWorkers(
     const worker = new Worker(
       name,
       async (job: Job, token?: string) => {
-        const reg = handlerFor(job.name);
+        const reg = deps.wiring.jobs.get(job.name);
         if (!reg) throw new Error(`no handler for job ${job.name}`);
         const log = rt.log.child({ job: job.name, jobId: job.id });
         const started = Date.now();
@@ -102,7 +96,7 @@ export async function startWorkers(
     events.push(qe);
   }
   await Promise.all([...workers.map((w) => w.waitUntilReady()), ...events.map((e) => e.waitUntilReady())]);
-  for (const task of startupTasks()) await task(deps);
+  for (const task of deps.wiring.startup) await task(deps);
   return {
     workers,
     async close() {

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { ADAPTER_FACTORIES } from '../../src/adapters/index.js';
 import { AdapterRegistry } from '../../src/adapters/registry.js';
 import '../../src/adapters/hyperv/index.js';
 import { HypervAdapter } from '../../src/adapters/hyperv/adapter.js';
@@ -116,7 +117,7 @@ describe.skipIf(!haveSshd)('Hyper-V adapter over a real sshd with a stand-in pow
       clusters: { hv: { adapter: 'hyperv', hosts: HOSTS, ssh: { ...ssh, trustOnFirstUse: false }, hyperv: { failoverCluster: true } } },
     });
     const inventory = { hosts: HOSTS, clusters: { hv: HOSTS }, clusterOf: Object.fromEntries(HOSTS.map((h) => [h, 'hv'])) };
-    const registry = new AdapterRegistry(config, inventory, { log: silentLogger(), redis, prefix: `t-hvsshd-${process.pid}` });
+    const registry = new AdapterRegistry(config, inventory, { log: silentLogger(), redis, prefix: `t-hvsshd-${process.pid}` }, ADAPTER_FACTORIES);
     closers.push(() => registry.close());
     const a = registry.forHost('hyp01');
     expect(a.kind).toBe('hyperv');

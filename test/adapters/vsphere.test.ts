@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VsphereAdapter, type VsphereSettings } from '../../src/adapters/vsphere/index.js';
 import { VimClient } from '../../src/adapters/vsphere/vim.js';
 import { AdapterError, UnsupportedError, type MigrateProgress } from '../../src/adapters/types.js';
+import { ADAPTER_FACTORIES } from '../../src/adapters/index.js';
 import { AdapterRegistry } from '../../src/adapters/registry.js';
 import '../../src/adapters/index.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -177,7 +178,7 @@ describe.skipIf(!available)('vSphere adapter against vcsim', () => {
     ].join('\n');
     const { config, inventory } = parseConfig(yml, 'ferry.yml', { VC_USER: sim.user, VC_PASSWORD: sim.password });
     // The vSphere adapter never touches Redis.
-    const registry = new AdapterRegistry(config, inventory, { log: silentLogger(), redis: undefined as never, prefix: 'test:' });
+    const registry = new AdapterRegistry(config, inventory, { log: silentLogger(), redis: undefined as never, prefix: 'test:' }, ADAPTER_FACTORIES);
     const a = registry.forHost('esx02');
     expect(a).toBeInstanceOf(VsphereAdapter);
     expect(a.hostNames()).toEqual(['esx01', 'esx02', 'esx03']);

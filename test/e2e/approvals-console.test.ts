@@ -7,7 +7,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fastLabYaml, makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { FerryConsole } from '../../src/bot/console/console.js';
-import { actionFor } from '../../src/bot/actions.js';
+import { handleClick } from '../../src/bot/actions.js';
 import { ApprovalStore } from '../../src/approvals/store.js';
 import { decideApproval, expireDue, EXPIRY_JOB } from '../../src/approvals/service.js';
 import { planHash } from '../../src/approvals/plan-hash.js';
@@ -18,7 +18,6 @@ import type { PlannedPort } from '../../src/approvals/cards.js';
 import type { LabHostState } from '../../src/adapters/lab/fleet.js';
 import type { Conversation } from '../../src/bot/surface.js';
 import type { Clock } from '../../src/runtime.js';
-import type { AppDeps } from '../../src/app.js';
 import { renderText } from '../../src/bot/render/text.js';
 import type { Message } from '../../src/bot/messages.js';
 
@@ -61,9 +60,8 @@ function consoleConv(h: Harness, user: string): Conversation {
 
 /** Click a button as `user` in the harness's console session (the Slack app calls the same handler). */
 async function click(h: Harness, action: string, value: string, user: string): Promise<void> {
-  const handler = actionFor(action)!;
   const conv = consoleConv(h, user);
-  await handler({ deps: h.deps, user, conv, value, groupMembers: {}, refuse: async (s) => void (await h.deps.outbox.ephemeral(conv, { text: s, blocks: [{ type: 'section', text: s }] })) });
+  await handleClick(h.deps, action, { channel: 'console', user, conv, value, groupMembers: {}, refuse: async (s) => void (await h.deps.outbox.ephemeral(conv, { text: s, blocks: [{ type: 'section', text: s }] })) });
 }
 
 async function adapterRemovals(h: Harness, wwpn: string): Promise<number> {
@@ -86,7 +84,7 @@ describe('done means, console path', () => {
     output.on('data', (d: Buffer) => (text += d.toString()));
     const before = await staleOn(h, 'hyp02');
     expect(before.length).toBeGreaterThan(0);
-    const con = new FerryConsole(h.deps as AppDeps, { input, output, interactive: false, user: 'alice', lineTimeoutMs: 20_000 });
+    const con = new FerryConsole(h.deps, { input, output, interactive: false, user: 'alice', lineTimeoutMs: 20_000 });
     const t0 = Date.now();
     await con.run();
     await con.close();

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
 import { drainLabYaml, hostState, setHostVms, vmName } from './drain-support.js';
-import { pauseRun, readRun, rollingStep, setHostCycle } from '../../src/jobs/patch/rolling.js';
+import { pauseRun, readRun, rollingStep, type HostCycle } from '../../src/jobs/patch/rolling.js';
 import { workflowCycle } from '../../src/jobs/patch/cycle.js';
 import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows.js';
 import { FINISHED } from '../../src/jobs/operations.js';
@@ -56,51 +56,48 @@ describe('give up cleanly', () => {
   });
   it('a rolling run whose own step gives up is finished: no buttons, later kicks do nothing, the drained host is named', { timeout: 60_000 }, async () => {
     let now = Date.UTC(2030, 6, 1, 8, 0);
-    h = await makeHarness({
-      yaml: `${drainLabYaml()}approvals:\n  rolling-run: {approvals: 0}\npatchWindows:\n  hook: {manual: true}\n  scanInterval: 1h\n`,
-      clock: { now: () => now },
-    });
-    await setHostVms(h.deps, 'hyp04', 3);
     // The run's step throws once the drain has finished (the host is drained, in maintenance),
     // on every attempt: the give-up path ends the run.
-    setHostCycle({
+    const breaking: HostCycle = {
       ...workflowCycle,
       async nudge(deps, opId, req) {
         const d = await deps.ops.get(opId);
         if (d && FINISHED.includes(d.status)) throw new Error('injected: the run step broke');
         await workflowCycle.nudge!(deps, opId, req);
       },
+    };
+    h = await makeHarness({
+      yaml: `${drainLabYaml()}approvals:\n  rolling-run: {approvals: 0}\npatchWindows:\n  hook: {manual: true}\n  scanInterval: 1h\n`,
+      clock: { now: () => now },
+      adjust: (workflows, chat) => ({ workflows: workflows.map((w) => (w.hostCycle ? { ...w, hostCycle: breaking } : w)), chat }),
     });
-    try {
-      await h.run('patch window hyp04 at 2030-07-01 10:00 UTC for 4h rolling');
-      await h.waitFor(async () => (await new WindowStore(h.rt).get('1')) !== null, 'window 1');
-      now = Date.UTC(2030, 6, 1, 10, 0, 5);
-      await scanWindows(h.deps);
-      const w = await h.waitFor(async () => {
-        const x = await new WindowStore(h.rt).get('1');
-        return x?.runOpId ? x : undefined;
-      }, 'the run to start');
-      const runId = w.runOpId!;
-      const op = await h.waitForOp(runId, 40_000);
-      expect(op.status).toBe('failed');
-      await h.waitFor(async () => h.transcript().includes('hyp04 is still drained; restore hyp04 brings its VMs home'), 'the sentence about hyp04');
-      const s = (await readRun(h.deps, runId))!;
-      expect(s.finished?.status).toBe('failed');
-      expect(s.hosts[0]!.status).not.toBe('running');
-      const card = renderText(await renderCard(h.deps, (await h.deps.ops.get(runId))!));
-      expect(card).not.toMatch(/pause run|abort run/);
-      // A later kick or control changes nothing.
-      const before = JSON.stringify(await readRun(h.deps, runId));
-      const posts = h.events.length;
-      await rollingStep(h.deps, runId);
-      expect(JSON.stringify(await readRun(h.deps, runId))).toBe(before);
-      const r = await pauseRun(h.deps, { opId: runId, user: 'bob', groupMembers: {} }, true);
-      expect(r.ok).toBe(false);
-      await new Promise((r) => setTimeout(r, 300));
-      expect(h.events.length).toBe(posts);
-      expect((await hostState(h.rt, 'hyp04')).facts.maintenance).toBe(true);
-    } finally {
-      setHostCycle(workflowCycle);
-    }
+    await setHostVms(h.deps, 'hyp04', 3);
+    await h.run('patch window hyp04 at 2030-07-01 10:00 UTC for 4h rolling');
+    await h.waitFor(async () => (await new WindowStore(h.rt).get('1')) !== null, 'window 1');
+    now = Date.UTC(2030, 6, 1, 10, 0, 5);
+    await scanWindows(h.deps);
+    const w = await h.waitFor(async () => {
+      const x = await new WindowStore(h.rt).get('1');
+      return x?.runOpId ? x : undefined;
+    }, 'the run to start');
+    const runId = w.runOpId!;
+    const op = await h.waitForOp(runId, 40_000);
+    expect(op.status).toBe('failed');
+    await h.waitFor(async () => h.transcript().includes('hyp04 is still drained; restore hyp04 brings its VMs home'), 'the sentence about hyp04');
+    const s = (await readRun(h.deps, runId))!;
+    expect(s.finished?.status).toBe('failed');
+    expect(s.hosts[0]!.status).not.toBe('running');
+    const card = renderText(await renderCard(h.deps, (await h.deps.ops.get(runId))!));
+    expect(card).not.toMatch(/pause run|abort run/);
+    // A later kick or control changes nothing.
+    const before = JSON.stringify(await readRun(h.deps, runId));
+    const posts = h.events.length;
+    await rollingStep(h.deps, runId);
+    expect(JSON.stringify(await readRun(h.deps, runId))).toBe(before);
+    const r = await pauseRun(h.deps, { opId: runId, user: 'bob', groupMembers: {} }, true);
+    expect(r.ok).toBe(false);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.events.length).toBe(posts);
+    expect((await hostState(h.rt, 'hyp04')).facts.maintenance).toBe(true);
   });
 });

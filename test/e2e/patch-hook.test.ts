@@ -11,7 +11,6 @@ import { setLabFault } from '../../src/adapters/lab/control.js';
 import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows.js';
 import { readRun } from '../../src/jobs/patch/rolling.js';
 import { queryAudit } from '../../src/audit/audit.js';
-import { handlerFor } from '../../src/jobs/registry.js';
 import type { Job } from 'bullmq';
 import { drainableHosts, vmHomes } from './patch-support.js';
 
@@ -109,7 +108,7 @@ describe('rolling run with a command patch hook', () => {
   });
 
   it('a hook job delivered again after a crash does not patch twice: the outcome is "unknown"', async () => {
-    const run = handlerFor('patch-hook')!.handler;
+    const run = h.deps.wiring.jobs.get('patch-hook')!.handler;
     const data = { runOpId: 9999, host: 'hyp20', attempt: 1, command: 'patch hyp20', timeoutMs: 60_000, approvedBy: [] };
     const key = h.rt.key('rr', 9999, 'hook', 'hyp20', 1);
     await run(h.deps, { data } as unknown as Job);

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
 import { SIGNING_SECRET, SLACK_API_URL, callText, freePort, interactionBody, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
-import { registerAction } from '../../src/bot/actions.js';
+import { clickAction } from '../../src/bot/actions.js';
 import { createSlackApp } from '../../src/bot/slack/app.js';
 
 describe('Slack: /ferry find stale ports through the real HTTP receiver', () => {
@@ -17,7 +17,11 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
 
   beforeAll(async () => {
     slack = mockSlackApi();
-    h = await makeHarness({ env });
+    // One extra button whose handler fails (it stands for the read-only "jobs", so anyone may click it).
+    const explode = clickAction('jobs', () => ({ name: 'jobs' }), async () => {
+      throw new Error('the lab is on fire');
+    });
+    h = await makeHarness({ env, adjust: (workflows, chat) => ({ workflows, chat: [...chat, { name: 'test', actions: { 'ferry:test-explode': explode } }] }) });
     port = await freePort();
     app = createSlackApp(h.deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: SIGNING_SECRET, port, slackApiUrl: SLACK_API_URL });
     await app.start(port);
@@ -115,9 +119,6 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
   });
 
   it('a button whose handler fails tells the clicker instead of failing silently', async () => {
-    registerAction('ferry:test-explode', async () => {
-      throw new Error('the lab is on fire');
-    });
     const t0 = Date.now();
     const res = await postSigned(
       port,

@@ -22,7 +22,6 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerAdapter } from '../../src/adapters/registry.js';
 import { libvirtAdapterFor } from '../../src/adapters/libvirt/index.js';
 import type { HostSweepResult } from '../../src/jobs/workflows/find-stale-ports.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
@@ -113,19 +112,22 @@ groups:
 console: { user: alice }
 `;
     // The kvm cluster's shell gets the stand-in for what the test driver cannot do (see the header).
-    registerAdapter('libvirt', (ctx) =>
-      libvirtAdapterFor(
-        ctx,
-        ctx.cluster === 'kvm'
-          ? { wrapShell: (shell) => (standIn = new MigrationStandInShell(shell, { hostByAddress: Object.fromEntries(GOOD.map((g) => [ADDR[g], g])), fileOf, migrationMs: 1200 })) }
-          : {},
-      ),
-    );
-    h = await makeHarness({ yaml, prefix: uniquePrefix('wf-libvirt') });
+    h = await makeHarness({
+      yaml,
+      prefix: uniquePrefix('wf-libvirt'),
+      adapters: {
+        libvirt: (ctx) =>
+          libvirtAdapterFor(
+            ctx,
+            ctx.cluster === 'kvm'
+              ? { wrapShell: (shell) => (standIn = new MigrationStandInShell(shell, { hostByAddress: Object.fromEntries(GOOD.map((g) => [ADDR[g], g])), fileOf, migrationMs: 1200 })) }
+              : {},
+          ),
+      },
+    });
   }, 30_000);
 
   afterAll(async () => {
-    registerAdapter('libvirt', (ctx) => libvirtAdapterFor(ctx));
     await h?.close();
     for (const s of held) s.destroy();
     await new Promise((r) => blackhole?.close(r));

@@ -7,7 +7,9 @@ import type { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config/load.js';
 import { LAB_DEFAULT_YAML } from '../../src/config/lab-default.js';
 import { createRuntime, type Clock, type Runtime } from '../../src/runtime.js';
-import { createDeps, type AppDeps } from '../../src/app.js';
+import { createFerry, type Ferry, type FerryOptions } from '../../src/ferry.js';
+import type { AdapterFactory } from '../../src/adapters/registry.js';
+import type { AdapterKind } from '../../src/adapters/types.js';
 import { startWorkers, type WorkerSet } from '../../src/jobs/worker.js';
 import { silentLogger } from '../../src/log.js';
 import { handleLine } from '../../src/bot/commands.js';
@@ -30,7 +32,7 @@ export function fastLabYaml(extra = '', timings = { latencyMs: 5, migrationMs: 1
 
 export interface Harness {
   rt: Runtime;
-  deps: AppDeps;
+  deps: Ferry;
   workers?: WorkerSet;
   session: string;
   events: ConsoleEvent[];
@@ -50,11 +52,18 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function makeHarness(opts: { yaml?: string; prefix?: string; workers?: boolean; clock?: Clock; env?: NodeJS.ProcessEnv; redisUrl?: string } = {}): Promise<Harness> {
+export async function makeHarness(opts: { yaml?: string; prefix?: string; workers?: boolean; clock?: Clock; env?: NodeJS.ProcessEnv;
+    redisUrl?: string;
+    /** Replace a workflow's descriptor (see createFerry). */
+    adjust?: FerryOptions['adjust'];
+    /** Replace an adapter kind's factory. */
+    adapters?: Partial<Record<AdapterKind, AdapterFactory>>;
+  } = {},
+): Promise<Harness> {
   const redisUrl = opts.redisUrl ?? inject('redisUrl');
   const loaded = parseConfig(opts.yaml ?? fastLabYaml(), 'test', { ...process.env, ...opts.env });
-  const rt = createRuntime({ loaded, redisUrl, log: silentLogger(), prefix: opts.prefix ?? uniquePrefix('h'), clock: opts.clock });
-  const deps = createDeps(rt, opts.env ?? {});
+  const rt = createRuntime({ loaded, redisUrl, log: silentLogger(), prefix: opts.prefix ?? uniquePrefix('h'), clock: opts.clock, adapters: opts.adapters });
+  const deps = createFerry(rt, opts.workers === false ? 'web' : 'all', { env: opts.env ?? {}, adjust: opts.adjust });
   const workers = opts.workers === false ? undefined : await startWorkers(deps);
   const session = `s${counter++}`;
   const events: ConsoleEvent[] = [];

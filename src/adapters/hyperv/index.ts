@@ -1,12 +1,12 @@
-/** Registers the Hyper-V adapter: one SSH RemoteShell per cluster, PowerShell scripts over it. */
-import { registerAdapter } from '../registry.js';
+/** The Hyper-V adapter's factory: one SSH RemoteShell per cluster, PowerShell scripts over it. */
+import type { AdapterFactory } from '../registry.js';
 import { SshRemoteShell } from '../ssh/index.js';
 import { HypervAdapter } from './adapter.js';
 
 export { HypervAdapter, type HypervAdapterOptions } from './adapter.js';
 export { psQuote, encodeCommand, decodeCommand, scriptMarker } from './ps.js';
 
-registerAdapter('hyperv', (ctx) => {
+export const hypervAdapterFactory: AdapterFactory = (ctx) => {
   const hv = ctx.clusterConfig.hyperv;
   const shell = new SshRemoteShell(ctx.clusterConfig.ssh ?? {}, { log: ctx.log });
   return new HypervAdapter(shell, {
@@ -18,4 +18,4 @@ registerAdapter('hyperv', (ctx) => {
     prefix: ctx.prefix,
     log: ctx.log,
   });
-});
+};

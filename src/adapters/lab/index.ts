@@ -1,5 +1,5 @@
-import { registerAdapter } from '../registry.js';
+import type { AdapterFactory } from '../registry.js';
 import { LabAdapter } from './lab.js';
 
-registerAdapter('lab', (ctx) => new LabAdapter(ctx));
+export const labAdapterFactory: AdapterFactory = (ctx) => new LabAdapter(ctx);
 export { LabAdapter };

@@ -1,5 +1,5 @@
-/** Registers the libvirt adapter: virsh over the shared SSH layer, cordon flags in Redis. */
-import { registerAdapter, type AdapterContext } from '../registry.js';
+/** The libvirt adapter's factory: virsh over the shared SSH layer, cordon flags in Redis. */
+import type { AdapterContext, AdapterFactory } from '../registry.js';
 import { SshRemoteShell } from '../ssh/index.js';
 import type { RemoteShell } from '../ssh/types.js';
 import { LibvirtAdapter, libvirtSettingsFrom } from './adapter.js';
@@ -18,6 +18,6 @@ export function libvirtAdapterFor(ctx: AdapterContext, opts: { wrapShell?: (shel
   return new LibvirtAdapter(libvirtSettingsFrom(ctx.cluster, ctx.hosts, libvirt, ssh?.addresses ?? {}), { shell, redis: ctx.redis, prefix: ctx.prefix, log: ctx.log });
 }
 
-registerAdapter('libvirt', (ctx) => libvirtAdapterFor(ctx));
+export const libvirtAdapterFactory: AdapterFactory = (ctx) => libvirtAdapterFor(ctx);
 
 export { LibvirtAdapter, libvirtSettingsFrom, type LibvirtSettings } from './adapter.js';

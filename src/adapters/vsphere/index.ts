@@ -1,12 +1,12 @@
-/** Registers the vSphere adapter: one vCenter session per Ferry cluster with `adapter: vsphere`. */
+/** The vSphere adapter's factory: one vCenter session per Ferry cluster with `adapter: vsphere`. */
 import { durationMs } from '../../core/duration.js';
-import { registerAdapter } from '../registry.js';
+import type { AdapterFactory } from '../registry.js';
 import { VsphereAdapter } from './adapter.js';
 
 export { VsphereAdapter } from './adapter.js';
 export type { VsphereAdapterOptions, VsphereSettings } from './adapter.js';
 
-registerAdapter('vsphere', (ctx) => {
+export const vsphereAdapterFactory: AdapterFactory = (ctx) => {
   const v = ctx.clusterConfig.vsphere;
   if (!v) throw new Error(`cluster ${ctx.cluster} uses adapter vsphere but has no vsphere: section (url, user, password)`);
   return new VsphereAdapter({
@@ -31,4 +31,4 @@ registerAdapter('vsphere', (ctx) => {
       maintenanceTimeoutS: Math.round(durationMs(v.maintenanceTimeout) / 1000),
     },
   });
-});
+};

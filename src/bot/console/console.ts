@@ -11,7 +11,7 @@ import readline from 'node:readline';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { AppDeps } from '../../app.js';
+import type { Ferry } from '../../ferry.js';
 import { handleLine } from '../commands.js';
 import { message } from '../messages.js';
 import { renderText } from '../render/text.js';
@@ -39,7 +39,7 @@ export class FerryConsole {
   private interactive = false;
 
   constructor(
-    private readonly deps: AppDeps,
+    private readonly deps: Ferry,
     private readonly opts: ConsoleOptions = {},
   ) {
     this.user = opts.user ?? deps.rt.config.console.user ?? os.userInfo().username;

@@ -5,22 +5,28 @@
  * policy and a refusal is the same sentence everywhere. Every action's request (stale-port
  * removal, drain, migrate, override, rolling run) is decided here.
  */
-import { registerCommand } from '../commands.js';
-import { registerAction, registerView, type ActionContext } from '../actions.js';
+import type { HandlerOf } from '../commands.js';
+import { clickAction, submitView, type ActionContext } from '../actions.js';
+import type { ChatWorkflow } from '../router.js';
 import { decideApproval, approvalStore, unknownRequestSentence } from '../../approvals/service.js';
 import { APPROVE_ACTION, REJECT_ACTION, parseButtonValue } from '../../approvals/cards.js';
 import { decide } from '../../approvals/policy.js';
 import { membership } from '../../core/permissions.js';
 
-registerCommand('approve', async (ctx, cmd) => {
+const approveCommand: HandlerOf<'approve'> = async (ctx, cmd) => {
   await decideApproval(ctx.deps, { id: cmd.id, user: ctx.user, decision: 'approve', groupMembers: ctx.groupMembers, refuse: ctx.refuse, from: ctx.conv, via: 'command' });
-});
+};
 
-registerCommand('reject', async (ctx, cmd) => {
+const rejectCommand: HandlerOf<'reject'> = async (ctx, cmd) => {
   await decideApproval(ctx.deps, { id: cmd.id, user: ctx.user, decision: 'reject', reason: cmd.reason, groupMembers: ctx.groupMembers, refuse: ctx.refuse, from: ctx.conv, via: 'command' });
-});
+};
 
-registerAction(APPROVE_ACTION, async (ctx) => {
+/** An approval card's button value names its request: "<id>:<planHash>". */
+function requestOf(value: string): string {
+  return parseButtonValue(value).id;
+}
+
+const approveClick = clickAction('approve', (value) => ({ name: 'approve', id: requestOf(value) }), async (ctx) => {
   const { id, planHash } = parseButtonValue(ctx.value);
   // A button without a hash cannot say which plan its clicker saw: treat it as a changed plan.
   await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'approve', planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'button' });
@@ -36,7 +42,7 @@ async function rejectWouldCount(ctx: ActionContext, id: string, planHash: string
   return r.ok;
 }
 
-registerAction(REJECT_ACTION, async (ctx) => {
+const rejectClick = clickAction('reject', (value) => ({ name: 'reject', id: requestOf(value) }), async (ctx) => {
   const { id, planHash } = parseButtonValue(ctx.value);
   if (!ctx.openModal || ctx.conv.surface !== 'slack' || !(await rejectWouldCount(ctx, id, planHash ?? ''))) {
     await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'reject', planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'button' });
@@ -67,7 +73,14 @@ registerAction(REJECT_ACTION, async (ctx) => {
   });
 });
 
-registerView(REJECT_VIEW, async (ctx, values) => {
+const rejectForm = submitView('reject', (value) => ({ name: 'reject', id: requestOf(value) }), async (ctx, _cmd, values) => {
   const { id, planHash } = parseButtonValue(ctx.value);
   await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'reject', reason: values.reason?.trim() || undefined, planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'modal' });
 });
+
+export const approvalsChat: ChatWorkflow = {
+  name: 'approvals',
+  commands: { approve: approveCommand, reject: rejectCommand },
+  actions: { [APPROVE_ACTION]: approveClick, [REJECT_ACTION]: rejectClick },
+  views: { [REJECT_VIEW]: rejectForm },
+};

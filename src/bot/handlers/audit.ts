@@ -1,5 +1,6 @@
 /** audit <host|vm|job>: the most recent audit entries about it, newest first, as a table. */
-import { registerCommand } from '../commands.js';
+import type { HandlerOf } from '../commands.js';
+import type { ChatWorkflow } from '../router.js';
 import { context, message, plural, section } from '../messages.js';
 import { queryAudit } from '../../audit/audit.js';
 import { mention } from '../../core/permissions.js';
@@ -10,7 +11,7 @@ function when(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')}Z`;
 }
 
-registerCommand('audit', async (ctx, cmd) => {
+const auditCommand: HandlerOf<'audit'> = async (ctx, cmd) => {
   const entries = await queryAudit(ctx.deps.rt, cmd.target, { limit: LIMIT });
   const what = /^\d+$/.test(cmd.target) ? `job ${cmd.target}` : cmd.target;
   if (!entries.length) {
@@ -39,4 +40,6 @@ registerCommand('audit', async (ctx, cmd) => {
       context(`append-only trail in Redis · last ${LIMIT} shown · kept ${ctx.deps.rt.config.audit.retentionDays} days`),
     ),
   );
-});
+};
+
+export const auditChat: ChatWorkflow = { name: 'audit', commands: { audit: auditCommand } };

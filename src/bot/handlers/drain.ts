@@ -4,10 +4,11 @@
  * inventory or Redis can judge is refused here in one sentence; everything that needs a
  * hypervisor is a job.
  */
-import { registerCommand, type CommandContext } from '../commands.js';
-import { registerAction, type ActionContext } from '../actions.js';
+import type { CommandContext, HandlerOf } from '../commands.js';
+import { clickAction, jobIdOf, type ActionContext, type ActionSpec } from '../actions.js';
+import type { ChatWorkflow } from '../router.js';
 import { message, section } from '../messages.js';
-import { mention, mayRun } from '../../core/permissions.js';
+import { mention } from '../../core/permissions.js';
 import { unknownHostsSentence } from '../../core/selectors.js';
 import { startDrain, validateSkip } from '../../jobs/workflows/drain.js';
 import { startRestore } from '../../jobs/workflows/restore.js';
@@ -31,7 +32,7 @@ async function lockFor(ctx: CommandContext, host: string, opId: number, what: st
   return false;
 }
 
-registerCommand('drain', async (ctx, cmd) => {
+const drainCommand: HandlerOf<'drain'> = async (ctx, cmd) => {
   const host = knownHost(ctx, cmd.host);
   if (!host) {
     await ctx.refuse(`${unknownHostsSentence([cmd.host], ctx.deps.rt.inventory)} Nothing was started.`);
@@ -54,9 +55,9 @@ registerCommand('drain', async (ctx, cmd) => {
     drain: { host, dryRun: cmd.dryRun, rollback: cmd.rollback, ...(cmd.parallel ? { parallel: cmd.parallel } : {}), saveNonHa: cmd.saveNonHa, coldMigrate: cmd.coldMigrate },
     lock: cmd.dryRun ? undefined : (opId) => lockFor(ctx, host, opId, 'drain', 35 * 60_000),
   });
-});
+};
 
-registerCommand('restore', async (ctx, cmd) => {
+const restoreCommand: HandlerOf<'restore'> = async (ctx, cmd) => {
   const host = knownHost(ctx, cmd.host);
   if (!host) {
     await ctx.refuse(`${unknownHostsSentence([cmd.host], ctx.deps.rt.inventory)} Nothing was started.`);
@@ -78,7 +79,7 @@ registerCommand('restore', async (ctx, cmd) => {
   }
   const conv = await ctx.answer(message(`restore ${host}: leaving maintenance and bringing ${ledger.vms.length} ledger VMs home`, section(`${mention(ctx.user)} *restore ${host}*: ledger of job ${ledger.opId}, ${ledger.vms.length} VMs.`)));
   await startRestore(ctx.deps, { conv, requester: ctx.user, title: `restore ${host}`, host, lock: (opId) => lockFor(ctx, host, opId, 'restore', 60_000) });
-});
+};
 
 async function migrateLike(ctx: CommandContext, vm: string, target: string, opts: { datastore?: string; dryRun: boolean; precheckOnly: boolean }): Promise<void> {
   const host = knownHost(ctx, target);
@@ -92,8 +93,8 @@ async function migrateLike(ctx: CommandContext, vm: string, target: string, opts
   await startMigrate(ctx.deps, { conv, requester: ctx.user, title, ask: { vm, target: host, ...(opts.datastore ? { datastore: opts.datastore } : {}), dryRun: opts.dryRun, precheckOnly: opts.precheckOnly } });
 }
 
-registerCommand('migrate', (ctx, cmd) => migrateLike(ctx, cmd.vm, cmd.target, { datastore: cmd.datastore, dryRun: cmd.dryRun, precheckOnly: false }));
-registerCommand('precheck', (ctx, cmd) => migrateLike(ctx, cmd.vm, cmd.target, { dryRun: true, precheckOnly: true }));
+const migrateCommand: HandlerOf<'migrate'> = (ctx, cmd) => migrateLike(ctx, cmd.vm, cmd.target, { datastore: cmd.datastore, dryRun: cmd.dryRun, precheckOnly: false });
+const precheckCommand: HandlerOf<'precheck'> = (ctx, cmd) => migrateLike(ctx, cmd.vm, cmd.target, { dryRun: true, precheckOnly: true });
 
 // ---------------------------------------------------------------------------------------
 // Decisions: typed and clicked reach decide()
@@ -110,23 +111,14 @@ async function typed(ctx: CommandContext, id: string, decision: Decision, arg?: 
   if (refusal) await ctx.refuse(refusal);
 }
 
-registerCommand('start', (ctx, cmd) => typed(ctx, cmd.id, 'start'));
-registerCommand('rollback', (ctx, cmd) => typed(ctx, cmd.id, 'rollback'));
-registerCommand('retry', (ctx, cmd) => typed(ctx, cmd.id, 'retry'));
-registerCommand('skip', (ctx, cmd) => typed(ctx, cmd.id, 'skip', cmd.vm));
+const startCommand: HandlerOf<'start'> = (ctx, cmd) => typed(ctx, cmd.id, 'start');
+const rollbackCommand: HandlerOf<'rollback'> = (ctx, cmd) => typed(ctx, cmd.id, 'rollback');
+const retryCommand: HandlerOf<'retry'> = (ctx, cmd) => typed(ctx, cmd.id, 'retry');
+const skipCommand: HandlerOf<'skip'> = (ctx, cmd) => typed(ctx, cmd.id, 'skip', cmd.vm);
 
-function channelOf(ctx: ActionContext): string {
-  return ctx.conv.surface === 'slack' ? ctx.conv.channel : 'console';
-}
-
-/** A click is held to the same permission as the command it stands for. */
-async function clicked(ctx: ActionContext, command: string, decision: Decision | 'cancel'): Promise<void> {
+/** A click stands for the typed decision: same permission, same kill switch (src/bot/actions.ts), same decide(). */
+async function clicked(ctx: ActionContext, decision: Decision | 'cancel'): Promise<void> {
   const [id, arg] = ctx.value.split(' ');
-  const ok = mayRun({ command, user: ctx.user, channel: channelOf(ctx), config: ctx.deps.rt.config, groupMembers: ctx.groupMembers });
-  if (!ok.ok) {
-    await ctx.refuse(ok.sentence);
-    return;
-  }
   if (decision === 'skip' && arg) {
     const bad = await validateSkip(ctx.deps, id!, arg);
     if (bad) {
@@ -143,6 +135,15 @@ async function clicked(ctx: ActionContext, command: string, decision: Decision |
   if (refusal) await ctx.refuse(refusal);
 }
 
+const NOT_A_JOB = 'That button does not name a job; nothing was done.';
+
+function decisionClick(name: 'start' | 'cancel' | 'rollback' | 'retry'): ActionSpec {
+  return clickAction(name, (value) => {
+    const id = jobIdOf(value);
+    return id ? { name, id } : NOT_A_JOB;
+  }, (ctx) => clicked(ctx, name));
+}
+
 /** Cancel from the plan card: a waiting plan ends at once; a running one stops after its step. */
 async function cancelClick(deps: Deps, id: string, user: string): Promise<string | null> {
   const op = await deps.ops.get(id);
@@ -156,10 +157,28 @@ async function cancelClick(deps: Deps, id: string, user: string): Promise<string
   return decide(deps, id, user, 'cancel', undefined);
 }
 
-registerAction('ferry:drain-start', (ctx) => clicked(ctx, 'start', 'start'));
-registerAction('ferry:drain-cancel', (ctx) => clicked(ctx, 'cancel', 'cancel'));
-registerAction('ferry:drain-rollback', (ctx) => clicked(ctx, 'rollback', 'rollback'));
-registerAction('ferry:drain-retry', (ctx) => clicked(ctx, 'retry', 'retry'));
-registerAction('ferry:drain-skip', (ctx) => clicked(ctx, 'skip', 'skip'));
+export const drainChat: ChatWorkflow = {
+  name: 'drain',
+  commands: {
+    drain: drainCommand,
+    restore: restoreCommand,
+    migrate: migrateCommand,
+    precheck: precheckCommand,
+    start: startCommand,
+    rollback: rollbackCommand,
+    retry: retryCommand,
+    skip: skipCommand,
+  },
+  actions: {
+    'ferry:drain-start': decisionClick('start'),
+    'ferry:drain-cancel': decisionClick('cancel'),
+    'ferry:drain-rollback': decisionClick('rollback'),
+    'ferry:drain-retry': decisionClick('retry'),
+    'ferry:drain-skip': clickAction('skip', (value) => {
+      const [id, vm] = value.split(' ');
+      return id && jobIdOf(id) && vm ? { name: 'skip', id, vm } : NOT_A_JOB;
+    }, (ctx) => clicked(ctx, 'skip')),
+  },
+};
 
 export { startNeeds };

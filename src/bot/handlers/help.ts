@@ -1,5 +1,6 @@
 /** help [command]: only what the caller may run. */
-import { registerCommand } from '../commands.js';
+import type { HandlerOf } from '../commands.js';
+import type { ChatWorkflow } from '../router.js';
 import { COMMANDS, docFor } from '../grammar.js';
 import { context, message, section } from '../messages.js';
 import { visibleCommands, permissionName } from '../../core/permissions.js';
@@ -7,7 +8,7 @@ import { suggest } from '../../core/suggest.js';
 
 const SELECTORS = 'Selectors: `hyp03` · `hyp01..hyp12` · `hyp[01-12]` · `hyp01,hyp05` · `cluster:prod-a` · exclusions `!hyp07` or `except hyp07`.';
 
-registerCommand('help', async (ctx, cmd) => {
+const helpCommand: HandlerOf<'help'> = async (ctx, cmd) => {
   const allowed = new Set<string>(visibleCommands({ user: ctx.user, channel: ctx.channel, config: ctx.deps.rt.config, groupMembers: ctx.groupMembers }));
   const mine = COMMANDS.filter((c) => allowed.has(permissionName(c.name)) || c.name === 'help');
   if (cmd.topic) {
@@ -31,4 +32,6 @@ registerCommand('help', async (ctx, cmd) => {
       context(`${SELECTORS}${hidden ? ` · ${hidden} more commands need a group you are not in.` : ''} · \`help <command>\` for one in detail.`),
     ),
   );
-});
+};
+
+export const helpChat: ChatWorkflow = { name: 'help', commands: { help: helpCommand } };

@@ -1,19 +1,20 @@
 /** hosts, status, find stale ports: read-only, each answered in the channel and worked by a job. */
-import { registerCommand } from '../commands.js';
+import type { HandlerOf } from '../commands.js';
+import type { ChatWorkflow } from '../router.js';
 import { message, section, who } from '../messages.js';
 import { resolveHosts, selectionLine } from './selection.js';
 import { startView } from '../../jobs/workflows/inventory-view.js';
 import { startSweep } from '../../jobs/workflows/find-stale-ports.js';
 import { suggest } from '../../core/suggest.js';
 
-registerCommand('hosts', async (ctx, cmd) => {
+const hostsCommand: HandlerOf<'hosts'> = async (ctx, cmd) => {
   const hosts = await resolveHosts(ctx, cmd.selector);
   if (!hosts) return;
   const conv = await ctx.answer(message(selectionLine(hosts)));
   await startView(ctx.deps, { conv, requester: ctx.user, title: `hosts ${cmd.selector}`, hosts });
-});
+};
 
-registerCommand('status', async (ctx, cmd) => {
+const statusCommand: HandlerOf<'status'> = async (ctx, cmd) => {
   const { inventory } = ctx.deps.rt;
   const lower = cmd.target.toLowerCase();
   const host = inventory.hosts.find((h) => h.toLowerCase() === lower);
@@ -27,11 +28,13 @@ registerCommand('status', async (ctx, cmd) => {
   }
   const conv = await ctx.answer(message(`status of ${host ?? cmd.target}`));
   await startView(ctx.deps, { conv, requester: ctx.user, title: `status ${host ?? cmd.target}`, status: host ?? cmd.target });
-});
+};
 
-registerCommand('find-stale-ports', async (ctx, cmd) => {
+const findStalePortsCommand: HandlerOf<'find-stale-ports'> = async (ctx, cmd) => {
   const hosts = await resolveHosts(ctx, cmd.selector);
   if (!hosts) return;
   const conv = await ctx.answer(message(`${selectionLine(hosts)}`, section(`${who(ctx.user)} find stale ports *${cmd.selector}* → ${selectionLine(hosts)}`)));
   await startSweep(ctx.deps, { conv, requester: ctx.user, title: `find stale ports ${cmd.selector}`, hosts });
-});
+};
+
+export const inventoryChat: ChatWorkflow = { name: 'inventory', commands: { hosts: hostsCommand, status: statusCommand, 'find-stale-ports': findStalePortsCommand } };

@@ -1,5 +1,6 @@
 /** jobs, job <id>, cancel <id>: operations as Ferry remembers them. */
-import { registerCommand } from '../commands.js';
+import type { HandlerOf } from '../commands.js';
+import type { ChatWorkflow } from '../router.js';
 import { context, message, section, who } from '../messages.js';
 import { formatDuration } from '../../core/duration.js';
 import { FINISHED, type Operation } from '../../jobs/operations.js';
@@ -14,7 +15,7 @@ function row(op: Operation): string[] {
   return [String(op.id), op.title.slice(0, 60), op.status, op.requester, when(op.createdAt), took];
 }
 
-registerCommand('jobs', async (ctx) => {
+const jobsCommand: HandlerOf<'jobs'> = async (ctx) => {
   const [active, recent] = await Promise.all([ctx.deps.ops.active(), ctx.deps.ops.recent(15)]);
   const finished = recent.filter((o) => FINISHED.includes(o.status));
   if (!active.length && !finished.length) {
@@ -31,9 +32,9 @@ registerCommand('jobs', async (ctx) => {
       { type: 'table', columns: cols, rows: finished.map(row) },
     ),
   );
-});
+};
 
-registerCommand('job', async (ctx, cmd) => {
+const jobCommand: HandlerOf<'job'> = async (ctx, cmd) => {
   const op = await ctx.deps.ops.get(cmd.id);
   if (!op) {
     await ctx.refuse(`There is no job ${cmd.id}; "jobs" lists them.`);
@@ -55,9 +56,9 @@ registerCommand('job', async (ctx, cmd) => {
       ...(op.summary ? [context(op.summary)] : []),
     ),
   );
-});
+};
 
-registerCommand('cancel', async (ctx, cmd) => {
+const cancelCommand: HandlerOf<'cancel'> = async (ctx, cmd) => {
   const op = await ctx.deps.ops.get(cmd.id);
   if (!op) {
     await ctx.refuse(`There is no job ${cmd.id}; "jobs" lists them.`);
@@ -71,4 +72,6 @@ registerCommand('cancel', async (ctx, cmd) => {
   await ctx.deps.rt.redis.set(ctx.deps.rt.key('op', op.id, 'cancel'), ctx.user, 'EX', 86_400);
   await ctx.deps.outbox.post(op.conv, message(`${who(ctx.user)} asked to cancel job ${op.id}; it stops after the step in progress.`));
   await ctx.answer(message(`Cancelling job ${op.id} (${op.title}); its thread will say when it has stopped.`));
-});
+};
+
+export const jobsChat: ChatWorkflow = { name: 'jobs', commands: { jobs: jobsCommand, job: jobCommand, cancel: cancelCommand } };

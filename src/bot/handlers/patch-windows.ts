@@ -1,5 +1,6 @@
 /** patch window …, patch windows, cancel patch window <id>: record, list and cancel patch windows. */
-import { registerCommand } from '../commands.js';
+import type { CommandHandler, CommandTable, HandlerOf } from '../commands.js';
+import type { ChatWorkflow } from '../router.js';
 import { context, message, plural, section, who } from '../messages.js';
 import { resolveHosts } from './selection.js';
 import { formatInstant, formatWindowTimes, windowEnd } from '../../core/windows.js';
@@ -8,9 +9,10 @@ import { compressNames } from '../../core/selectors.js';
 import { cancelWindow, createWindow, WindowStore } from '../../jobs/workflows/patch-windows.js';
 import { destinations } from '../../jobs/patch/scheduler.js';
 import { abortRun, approveRun, patchDone, pauseRun, type ControlInput } from '../../jobs/patch/rolling.js';
-import { registerAction } from '../actions.js';
+import { clickAction, jobIdOf, type ActionSpec } from '../actions.js';
+import type { Command } from '../grammar.js';
 
-registerCommand('patch-window', async (ctx, cmd) => {
+const patchWindowCommand: HandlerOf<'patch-window'> = async (ctx, cmd) => {
   const hosts = await resolveHosts(ctx, cmd.selector);
   if (!hosts) return;
   const made = await createWindow(ctx.deps, { hosts, at: cmd.at, duration: cmd.duration, note: cmd.note, rolling: cmd.rolling, user: ctx.user, conv: ctx.conv });
@@ -40,9 +42,9 @@ registerCommand('patch-window', async (ctx, cmd) => {
       context(`${notes.join(' · ')} · cancel: "cancel patch window ${w.id}" · requested by ${who(ctx.user)}`),
     ),
   );
-});
+};
 
-registerCommand('patch-windows', async (ctx) => {
+const patchWindowsCommand: HandlerOf<'patch-windows'> = async (ctx) => {
   const store = new WindowStore(ctx.deps.rt);
   const now = ctx.deps.rt.clock.now();
   const upcoming = (await store.list({ sinceMs: now })).filter((w) => w.status === 'scheduled' || w.status === 'running');
@@ -65,9 +67,9 @@ registerCommand('patch-windows', async (ctx) => {
       context('cancel one with "cancel patch window <id>"'),
     ),
   );
-});
+};
 
-registerCommand('cancel-patch-window', async (ctx, cmd) => {
+const cancelPatchWindowCommand: HandlerOf<'cancel-patch-window'> = async (ctx, cmd) => {
   const out = await cancelWindow(ctx.deps, cmd.id, ctx.user);
   if (!out.ok) {
     await ctx.refuse(out.error);
@@ -76,7 +78,7 @@ registerCommand('cancel-patch-window', async (ctx, cmd) => {
   const w = out.window;
   const run = w.runOpId ? ` Its rolling run (job ${w.runOpId}) stops after the host in progress.` : '';
   await ctx.answer(message(`Patch window ${w.id} is cancelled (${compressNames(w.hosts)} · ${formatWindowTimes(w.startMs, windowEnd(w), w.zone)}); no more announcements.${run}`));
-});
+};
 
 // ---- rolling runs: typed commands and the card's buttons reach the same functions ----------
 
@@ -90,29 +92,43 @@ const controls: Record<'approve-run' | 'pause-run' | 'resume-run' | 'abort-run' 
   'patch-done': patchDone,
 };
 
-for (const [name, fn] of Object.entries(controls) as [keyof typeof controls, Control][]) {
-  registerCommand(name, async (ctx, cmd) => {
-    const opId = Number(cmd.id);
+type ControlName = keyof typeof controls;
+
+function controlCommand(name: ControlName, fn: Control): CommandHandler<Command> {
+  return async (ctx, cmd) => {
+    const id = (cmd as Extract<Command, { name: ControlName }>).id;
+    const opId = Number(id);
     if (!Number.isInteger(opId)) {
-      await ctx.refuse(`"${cmd.id}" is not a job id; rolling runs are jobs, e.g. "${name.replace('-run', ' run').replace('patch-done', 'done')} 41".`);
+      await ctx.refuse(`"${id}" is not a job id; rolling runs are jobs, e.g. "${name.replace('-run', ' run').replace('patch-done', 'done')} 41".`);
       return;
     }
     const r = await fn(ctx.deps, { opId, user: ctx.user, groupMembers: ctx.groupMembers });
     if (!r.ok) await ctx.refuse(r.refusal);
-  });
+  };
 }
 
-const buttonControls: Record<string, Control> = {
-  'ferry:rr-approve': controls['approve-run'],
-  'ferry:rr-pause': controls['pause-run'],
-  'ferry:rr-resume': controls['resume-run'],
-  'ferry:rr-abort': controls['abort-run'],
-  'ferry:rr-done': controls['patch-done'],
-};
-for (const [action, fn] of Object.entries(buttonControls)) {
-  registerAction(action, async (ctx) => {
-    const [id, host] = ctx.value.split(':');
-    const r = await fn(ctx.deps, { opId: Number(id), user: ctx.user, groupMembers: ctx.groupMembers, host: host || undefined });
+/** A run card's button: value "<job>" or "<job>:<host>" (Done); it stands for the typed control. */
+function controlClick(name: ControlName): ActionSpec {
+  return clickAction(name, (value) => {
+    const id = jobIdOf(value, ':');
+    return id ? { name, id } : 'That button does not name a rolling run; nothing was done.';
+  }, async (ctx, cmd) => {
+    const host = ctx.value.split(':')[1];
+    const r = await controls[name](ctx.deps, { opId: Number(cmd.id), user: ctx.user, groupMembers: ctx.groupMembers, host: host || undefined });
     if (!r.ok) await ctx.refuse(r.refusal);
   });
 }
+
+const controlCommands = Object.fromEntries((Object.keys(controls) as ControlName[]).map((name) => [name, controlCommand(name, controls[name])])) as CommandTable;
+
+export const patchWindowsChat: ChatWorkflow = {
+  name: 'patch-windows',
+  commands: { 'patch-window': patchWindowCommand, 'patch-windows': patchWindowsCommand, 'cancel-patch-window': cancelPatchWindowCommand, ...controlCommands },
+  actions: {
+    'ferry:rr-approve': controlClick('approve-run'),
+    'ferry:rr-pause': controlClick('pause-run'),
+    'ferry:rr-resume': controlClick('resume-run'),
+    'ferry:rr-abort': controlClick('abort-run'),
+    'ferry:rr-done': controlClick('patch-done'),
+  },
+};

@@ -5,7 +5,8 @@
  * Who may pull it is the pause approval policy (permissions.ts); both are announced in the
  * announcements channel when configured and reachable, else in the conversation.
  */
-import { registerCommand, registerGate, type CommandContext } from '../commands.js';
+import type { CommandContext, Gate, HandlerOf } from '../commands.js';
+import type { ChatWorkflow } from '../router.js';
 import { message, section } from '../messages.js';
 import { isMutating, permissionName } from '../../core/permissions.js';
 import { clearPause, pauseState, pausedBy, pausedRefusal, setPause } from '../../approvals/kill-switch.js';
@@ -18,13 +19,14 @@ import { who } from '../messages.js';
 /** Still allowed while paused: they lift the pause or only stop things. */
 const EXEMPT = new Set<string>(['pause-all', 'resume-all', 'cancel', 'reject', 'cancel-patch-window', 'pause-run', 'abort-run']);
 
-registerGate(async (ctx, cmd: Command) => {
+/** Every command, typed or clicked, passes this after its permission check. */
+const killSwitch: Gate = async (deps, cmd: Command) => {
   const dry = (cmd.name === 'drain' || cmd.name === 'migrate') && cmd.dryRun;
   const name = permissionName(cmd.name, dry);
   if (!isMutating(name) || EXEMPT.has(name)) return null;
-  const state = await pauseState(ctx.deps.rt);
+  const state = await pauseState(deps.rt);
   return state ? pausedRefusal(state) : null;
-});
+};
 
 async function announce(ctx: CommandContext, text: string): Promise<void> {
   const channel = ctx.deps.rt.config.channels.announcements;
@@ -37,7 +39,7 @@ async function announce(ctx: CommandContext, text: string): Promise<void> {
   await ctx.answer(message(text, section(text)));
 }
 
-registerCommand('pause-all', async (ctx) => {
+const pauseAllCommand: HandlerOf<'pause-all'> = async (ctx) => {
   const { rt, queues } = ctx.deps;
   const { state, fresh } = await setPause(rt, ctx.user);
   // Pause the queues even when the flag was already set: a crash between the two must not leave them running.
@@ -48,9 +50,9 @@ registerCommand('pause-all', async (ctx) => {
   }
   await audit(rt, { actor: ctx.user, kind: 'workflow', action: 'pause all', targets: [], outcome: 'ok', detail: 'ops and hosts queues paused' });
   await announce(ctx, `:octagonal_sign: *Ferry is paused* by ${who(ctx.user)} at ${formatUtcTime(state.at)}. Running steps finish; nothing new that changes a host starts until resume all.`);
-});
+};
 
-registerCommand('resume-all', async (ctx) => {
+const resumeAllCommand: HandlerOf<'resume-all'> = async (ctx) => {
   const { rt, queues } = ctx.deps;
   const prev = await clearPause(rt);
   await Promise.all([queues.ops.resume(), queues.hosts.resume()]);
@@ -60,4 +62,6 @@ registerCommand('resume-all', async (ctx) => {
   }
   await audit(rt, { actor: ctx.user, kind: 'workflow', action: 'resume all', targets: [], outcome: 'ok', detail: `paused since ${formatUtcTime(prev.at)} by ${prev.by}` });
   await announce(ctx, `:arrow_forward: *Ferry is running again*: ${who(ctx.user)} resumed at ${formatUtcTime(rt.clock.now())} (${pausedBy(prev)}).`);
-});
+};
+
+export const pauseChat: ChatWorkflow = { name: 'pause', commands: { 'pause-all': pauseAllCommand, 'resume-all': resumeAllCommand }, gates: [killSwitch] };

@@ -8,23 +8,21 @@
  * naming them. The button reuses the sweep's recorded results: the removal job re-checks
  * every port just before removing it anyway.
  */
-import { registerCommand, type CommandContext } from '../commands.js';
-import { registerAction, type ActionContext } from '../actions.js';
+import type { CommandContext, HandlerOf } from '../commands.js';
+import { clickAction } from '../actions.js';
+import type { ChatWorkflow } from '../router.js';
 import { message, plural, section, who } from '../messages.js';
 import { resolveHosts, selectionLine } from './selection.js';
 import { findStalePorts } from '../../core/stale-ports.js';
 import { pSettle } from '../../core/pmap.js';
 import { compressNames } from '../../core/selectors.js';
-import { mayRun } from '../../core/permissions.js';
 import { errorText, withDeadline } from '../../jobs/retry.js';
 import { KIND as SWEEP_KIND, summarize, type HostSweepResult } from '../../jobs/workflows/find-stale-ports.js';
 import { FINISHED } from '../../jobs/operations.js';
 import { audit } from '../../audit/audit.js';
 import { requestRemoval, approvalStore } from '../../approvals/service.js';
 import { removalHeadline, type PlannedPort } from '../../approvals/cards.js';
-import { pauseState, pausedRefusal } from '../../approvals/kill-switch.js';
 import type { NpivInventory } from '../../adapters/types.js';
-import type { Deps } from '../../jobs/context.js';
 
 const HOST_DEADLINE_MS = 60_000;
 
@@ -44,7 +42,7 @@ function toPlan(ports: { host: string; wwpn: string; fabric: string; hbaWwpn: st
   return ports.map((p) => ({ host: p.host, wwpn: p.wwpn, fabric: p.fabric, hba: p.hbaWwpn }));
 }
 
-registerCommand('remove-stale-ports', async (ctx: CommandContext, cmd) => {
+const removeStalePortsCommand: HandlerOf<'remove-stale-ports'> = async (ctx: CommandContext, cmd) => {
   const hosts = await resolveHosts(ctx, cmd.selector);
   if (!hosts) return;
   const { rt } = ctx.deps;
@@ -80,25 +78,10 @@ registerCommand('remove-stale-ports', async (ctx: CommandContext, cmd) => {
   if (unreachable.length) lines.push(`Not reached, so not in the plan: ${unreachable.join(', ')}.`);
   const conv = await ctx.answer(message(lines[0]!, ...lines.map(section)));
   await requestRemoval(ctx.deps, { conv, requester: ctx.user, ports: plan, title: ctx.text });
-});
+};
 
-/** Same checks handleLine applies to a typed command: permission and the kill switch. */
-async function buttonAllowed(ctx: ActionContext, deps: Deps): Promise<boolean> {
-  const channel = ctx.conv.surface === 'slack' ? ctx.conv.channel : 'console';
-  const permitted = mayRun({ command: 'remove-stale-ports', user: ctx.user, channel, config: deps.rt.config, groupMembers: ctx.groupMembers });
-  if (!permitted.ok) {
-    await ctx.refuse(permitted.sentence);
-    return false;
-  }
-  const paused = await pauseState(deps.rt);
-  if (paused) {
-    await ctx.refuse(pausedRefusal(paused));
-    return false;
-  }
-  return true;
-}
-
-registerAction('ferry:remove-stale-ports', async (ctx) => {
+/** The sweep summary's button stands for "remove stale ports" on the sweep's hosts (value: the sweep's job id). */
+const removeClick = clickAction('remove-stale-ports', (value) => ({ name: 'remove-stale-ports', selector: `sweep ${value}`, wwpns: [] }), async (ctx) => {
   const { deps } = ctx;
   const sweepId = Number(ctx.value);
   const op = Number.isInteger(sweepId) && sweepId > 0 ? await deps.ops.get(sweepId) : null;
@@ -106,10 +89,6 @@ registerAction('ferry:remove-stale-ports', async (ctx) => {
   if (!op || op.kind !== SWEEP_KIND || !FINISHED.includes(op.status)) {
     await audit(deps.rt, { actor: ctx.user, kind: 'command', action, targets: [], outcome: 'refused', detail: 'unknown or unfinished sweep' });
     await ctx.refuse(`There is no finished sweep ${ctx.value}; run find stale ports again. Nothing was planned.`);
-    return;
-  }
-  if (!(await buttonAllowed(ctx, deps))) {
-    await audit(deps.rt, { actor: ctx.user, kind: 'command', action, targets: op.hosts, opId: op.id, outcome: 'refused' });
     return;
   }
   const { stale } = summarize(op, await deps.ops.results<HostSweepResult>(op.id));
@@ -137,3 +116,9 @@ registerAction('ferry:remove-stale-ports', async (ctx) => {
     await deps.rt.redis.del(`${guard}:lock`);
   }
 });
+
+export const removeStalePortsChat: ChatWorkflow = {
+  name: 'remove-stale-ports',
+  commands: { 'remove-stale-ports': removeStalePortsCommand },
+  actions: { 'ferry:remove-stale-ports': removeClick },
+};

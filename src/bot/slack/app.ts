@@ -7,9 +7,9 @@
 import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
 import type { AppOptions, AuthorizeResult, Middleware, AnyMiddlewareArgs } from '@slack/bolt';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AppDeps } from '../../app.js';
+import type { Ferry } from '../../ferry.js';
 import { handleLine } from '../commands.js';
-import { actionFor, viewFor } from '../actions.js';
+import { handleClick, handleSubmit } from '../actions.js';
 import { message } from '../messages.js';
 import type { Conversation } from '../surface.js';
 import { inThread } from '../surface.js';
@@ -36,7 +36,7 @@ function deliveryId(body: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
-export function createSlackApp(deps: AppDeps, opts: SlackAppOptions): InstanceType<typeof App> {
+export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType<typeof App> {
   const { rt } = deps;
   const log = rt.log.child({ part: 'slack-app' });
   const health = [
@@ -143,17 +143,13 @@ export function createSlackApp(deps: AppDeps, opts: SlackAppOptions): InstanceTy
     await ack();
     const b = body as unknown as { user: { id: string }; channel?: { id: string }; message?: { ts: string; thread_ts?: string }; trigger_id?: string };
     const a = action as { action_id: string; value?: string };
-    const handler = actionFor(a.action_id);
     const channel = b.channel?.id;
     if (!channel) return;
     const conv: Conversation = { surface: 'slack', channel, user: b.user.id, threadTs: b.message?.thread_ts ?? b.message?.ts };
-    if (!handler) {
-      await deps.outbox.ephemeral(conv, message('That button belongs to something Ferry no longer knows; nothing was done.'));
-      return;
-    }
     try {
-      await handler({
-        deps,
+      // The click stands for a command: parsed, permitted (user, group, channel) and gated like a typed line.
+      await handleClick(deps, a.action_id, {
+        channel,
         user: b.user.id,
         conv,
         message: b.message ? { channel, ts: b.message.ts } : undefined,
@@ -175,17 +171,18 @@ export function createSlackApp(deps: AppDeps, opts: SlackAppOptions): InstanceTy
 
   app.view(/^ferry:/, async ({ ack, body, view }) => {
     await ack();
-    const handler = viewFor(view.callback_id);
     const meta = JSON.parse(view.private_metadata || '{}') as { channel?: string; threadTs?: string; value?: string };
-    if (!handler || !meta.channel) return;
+    if (!meta.channel) return;
     const values: Record<string, string> = {};
     for (const block of Object.values(view.state.values)) {
       for (const [k, v] of Object.entries(block)) values[k] = (v as { value?: string }).value ?? '';
     }
     const conv: Conversation = { surface: 'slack', channel: meta.channel, threadTs: meta.threadTs, user: body.user.id };
     try {
-      await handler(
-        { deps, user: body.user.id, conv, value: meta.value ?? '', groupMembers: await resolveUserGroups(rt, deps.slack?.client), refuse: (s) => deps.outbox.ephemeral(conv, message(s)) },
+      await handleSubmit(
+        deps,
+        view.callback_id,
+        { channel: meta.channel, user: body.user.id, conv, value: meta.value ?? '', groupMembers: await resolveUserGroups(rt, deps.slack?.client), refuse: (s) => deps.outbox.ephemeral(conv, message(s)) },
         values,
       );
     } catch (e) {

@@ -14,12 +14,11 @@ import type { WebClient } from '@slack/web-api';
 import type { App } from '@slack/bolt';
 import type { Redis } from 'ioredis';
 import type { Deps } from '../../jobs/context.js';
-import { registerJob } from '../../jobs/registry.js';
+import type { Workflow } from '../../jobs/wiring.js';
 import { context, divider, header, message, plural, section, who, type Block, type Message } from '../messages.js';
 import { renderSlackSingle } from '../render/slack.js';
 import { SlackBudget } from './budget.js';
 import { WindowStore } from '../../jobs/patch/store.js';
-import { onWindowsChanged } from '../../jobs/patch/scheduler.js';
 import { formatWindowTimes, windowEnd } from '../../core/windows.js';
 import { compressNames } from '../../core/selectors.js';
 import { ApprovalStore } from '../../approvals/store.js';
@@ -150,8 +149,6 @@ export async function refreshHomes(deps: Deps): Promise<number> {
   return n;
 }
 
-registerJob('home-publish', 'cards', async (deps, job) => publishHome(deps, String((job.data as { user: string }).user)));
-registerJob('home-refresh', 'cards', async (deps) => refreshHomes(deps));
 
 /** Queue one refresh for everyone (deduplicated per second across processes). */
 export async function requestHomeRefresh(deps: Deps): Promise<void> {
@@ -159,7 +156,15 @@ export async function requestHomeRefresh(deps: Deps): Promise<void> {
   await deps.queues.cards.add('home-refresh', {}, { jobId: `home-refresh-${Math.floor(Date.now() / 1000)}`, delay: 250, removeOnComplete: true, removeOnFail: 50 }).catch(() => undefined);
 }
 
-onWindowsChanged((deps) => void requestHomeRefresh(deps));
+/** The tab's jobs run in whichever process works the cards queue (the worker, in web + worker deployments). */
+export const appHomeWorkflow: Workflow = {
+  name: 'app-home',
+  jobs: {
+    'home-publish': { queue: 'cards', handler: async (deps, job) => publishHome(deps, String((job.data as { user: string }).user)) },
+    'home-refresh': { queue: 'cards', handler: async (deps) => refreshHomes(deps) },
+  },
+  windowsChanged: (deps) => void requestHomeRefresh(deps),
+};
 
 /**
  * Wire the tab into a Bolt app: the app_home_opened listener, and a subscription to operation

@@ -25,7 +25,6 @@ import {
   claimExecution,
   decideApproval,
   expireRequest,
-  registerApprovalHandler,
   requestApproval,
   voidApproval,
   type ApprovalHandler,
@@ -34,7 +33,7 @@ import type { ApprovalRecord } from '../../approvals/store.js';
 import { describePrincipals, mention, type GroupMembers } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, type Block } from '../../bot/messages.js';
-import { registerJob } from '../registry.js';
+import type { Workflow } from '../wiring.js';
 import { refreshCard } from '../cards.js';
 import { FINISHED, type Operation } from '../operations.js';
 import type { Deps } from '../context.js';
@@ -56,10 +55,8 @@ export interface Controlled {
   planBlocks?(plan: unknown): Block[];
 }
 
-const kinds = new Map<string, Controlled>();
-
-export function registerControlled(kind: string, c: Controlled): void {
-  kinds.set(kind, c);
+function controlledOf(deps: Deps, kind: string): Controlled | undefined {
+  return deps.wiring.controlled.get(kind);
 }
 
 export function stageOf(op: Operation): string {
@@ -94,7 +91,7 @@ function label(op: Operation): string {
 export async function decide(deps: Deps, opId: string | number, user: string, decision: Decision | 'cancel', arg: string | undefined, groupMembers: GroupMembers = {}): Promise<string | null> {
   const op = await deps.ops.get(opId);
   if (!op) return `There is no job ${opId}; "jobs" lists them.`;
-  const ctl = kinds.get(op.kind);
+  const ctl = controlledOf(deps, op.kind);
   if (!ctl) return `job ${op.id} is a ${op.kind}; it has no ${decision} step.`;
   if (FINISHED.includes(op.status)) return `${label(op)} already ended (${op.status}).`;
   const stage = stageOf(op);
@@ -149,7 +146,7 @@ async function watchJob(deps: Deps, job: Job): Promise<void> {
   const { opId } = job.data as { opId: number };
   const op = await deps.ops.get(opId);
   if (!op || op.status !== 'waiting') return;
-  const ctl = kinds.get(op.kind);
+  const ctl = controlledOf(deps, op.kind);
   if (!ctl) return;
   const who = await deps.ops.cancelRequested(opId);
   if (who) {
@@ -170,7 +167,6 @@ async function watchJob(deps: Deps, job: Job): Promise<void> {
   await watchWaiting(deps, opId);
 }
 
-registerJob('op-watch', 'timers', watchJob);
 
 // ---------------------------------------------------------------------------------------
 // Approval requests for a planned move (drain, migrate, override)
@@ -245,7 +241,7 @@ async function stopFor(deps: Deps, record: ApprovalRecord<OpApprovalPlan>, how: 
   const op = await deps.ops.get(r.plan.opId);
   // Only the request the operation waits on stops it (a re-plan has a newer one).
   if (!op || op.status !== 'waiting' || op.params.approvalId !== r.id) return;
-  const ctl = kinds.get(op.kind);
+  const ctl = controlledOf(deps, op.kind);
   if (!ctl) return;
   const reject = r.decisions.find((d) => d.decision === 'reject');
   const why =
@@ -265,7 +261,7 @@ async function stopFor(deps: Deps, record: ApprovalRecord<OpApprovalPlan>, how: 
 async function startApproved(deps: Deps, record: ApprovalRecord<OpApprovalPlan>): Promise<void> {
   const { request } = record;
   const op = await deps.ops.get(request.plan.opId);
-  const ctl = op ? kinds.get(op.kind) : undefined;
+  const ctl = op ? controlledOf(deps, op.kind) : undefined;
   if (!op || !ctl || op.status !== 'waiting' || stageOf(op) !== 'awaiting-start' || op.params.approvalId !== request.id) {
     await voidApproval(deps, request.id, `job ${request.plan.opId} no longer waits for it`);
     return;
@@ -299,8 +295,8 @@ async function startApproved(deps: Deps, record: ApprovalRecord<OpApprovalPlan>)
   await opHandler.redraw?.(deps, claim.record ?? record);
 }
 
-function opApprovalCard(request: ApprovalRequest<OpApprovalPlan>): ReturnType<typeof renderRequestCard> {
-  const ctl = kinds.get(request.plan.kind);
+function opApprovalCard(request: ApprovalRequest<OpApprovalPlan>, deps: Deps): ReturnType<typeof renderRequestCard> {
+  const ctl = controlledOf(deps, request.plan.kind);
   const override = request.action === 'override';
   return renderRequestCard(request, {
     title: request.plan.title,
@@ -322,12 +318,17 @@ const opHandler: ApprovalHandler<OpApprovalPlan> = {
   onApproved: startApproved,
   onClosed: stopFor,
   async redraw(deps, record) {
-    if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, opApprovalCard(record.request));
+    if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, opApprovalCard(record.request, deps));
     await refreshCard(deps, record.request.plan.opId, { force: true });
   },
 };
 
-for (const action of ['drain', 'migrate', 'override'] as const) registerApprovalHandler(action, opHandler);
+/** Waiting planned moves: their watch job and the approval handler of drain, migrate and override requests. */
+export const plannedMovesWorkflow: Workflow = {
+  name: 'planned-moves',
+  jobs: { 'op-watch': { queue: 'timers', handler: watchJob } },
+  approvals: { drain: opHandler as ApprovalHandler<never>, migrate: opHandler as ApprovalHandler<never>, override: opHandler as ApprovalHandler<never> },
+};
 
 /** The plan card's footer while it waits: Start/Cancel (0 approvals) or the request it waits on, and Cancel. */
 export async function startBlocks(deps: Deps, op: Operation, startLabel: string, extra = ''): Promise<Block[]> {

@@ -10,7 +10,8 @@ import { startDrain } from '../workflows/drain.js';
 import { startRestore } from '../workflows/restore.js';
 import { decide, stageOf } from '../drain/control.js';
 import { acquireLock, lockedSentence } from '../drain/locks.js';
-import { setHostCycle, type CycleRequest, type HostCycle } from './rolling.js';
+import type { CycleRequest, HostCycle } from './rolling.js';
+import type { Workflow } from '../wiring.js';
 
 async function lockOrSay(deps: Deps, req: CycleRequest, opId: number, op: 'drain' | 'restore', ttlMs: number): Promise<boolean> {
   const held = await acquireLock(deps.rt, { host: req.host, opId, owner: req.requester, op }, ttlMs);
@@ -53,4 +54,5 @@ export const workflowCycle: HostCycle = {
   },
 };
 
-setHostCycle(workflowCycle);
+/** A rolling run's hosts go through the drain and restore workflows. */
+export const hostCycleWorkflow: Workflow = { name: 'rolling-host-cycle', hostCycle: workflowCycle };

@@ -17,7 +17,7 @@
  *
  * Drain and restore are not reimplemented here: a HostCycle starts them as their own
  * operations (with their ledger, locks and approvals) and the run watches those operations.
- * The cycle is registered by the drain/restore workflows (setHostCycle); with none registered
+ * The cycle is the drain/restore workflows' (deps.wiring.hostCycle, from src/jobs/patch/cycle.ts); without one
  * a host fails with a sentence that says so.
  *
  * The patch hook is configuration (patchWindows.hook). Manual: Ferry posts "hyp02 is drained,
@@ -32,23 +32,22 @@
  */
 import type { Job } from 'bullmq';
 import type { Deps } from '../context.js';
-import { registerJob } from '../registry.js';
-import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import type { CardRenderer, GiveUpHook, Workflow } from '../wiring.js';
+import { ensureCard, refreshCard } from '../cards.js';
 import { FINISHED, type Operation, type OpStatus } from '../operations.js';
 import { rollingRunDecision, windowEnd, formatInstant, type RollingHost } from '../../core/windows.js';
 import { durationMs, formatDuration } from '../../core/duration.js';
 import { resolvePolicy, approvedBy, statusLine, type ApprovalRequest } from '../../approvals/policy.js';
 import { planHash } from '../../approvals/plan-hash.js';
 import { renderRequestCard } from '../../approvals/cards.js';
-import { approvalStore, claimExecution, decideApproval, expireRequest, registerApprovalHandler, requestApproval, voidApproval } from '../../approvals/service.js';
+import { approvalStore, claimExecution, decideApproval, expireRequest, requestApproval, voidApproval, type ApprovalHandler } from '../../approvals/service.js';
 import { describePrincipals, type GroupMembers } from '../../core/permissions.js';
 import { context, message, plural, section, who, type Block, type Button, type Message } from '../../bot/messages.js';
 import type { Conversation } from '../../bot/surface.js';
 import { audit } from '../../audit/audit.js';
 import { errorText, withDeadline } from '../retry.js';
-import { registerGiveUp } from '../give-up.js';
 import { WindowStore, type PatchWindow } from './store.js';
-import { onScan, registerRollingStart, windowLine, windowsChanged } from './scheduler.js';
+import { windowLine, windowsChanged } from './scheduler.js';
 
 export const RUN_KIND = 'rolling-run';
 const POLL_MS = 500;
@@ -78,10 +77,6 @@ export interface HostCycle {
   nudge?(deps: Deps, opId: number, req: CycleRequest): Promise<void>;
 }
 
-let cycle: HostCycle | undefined;
-export function setHostCycle(c: HostCycle | undefined): void {
-  cycle = c;
-}
 
 // ---------------------------------------------------------------------------------------
 // State
@@ -231,9 +226,6 @@ export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Opera
   return op;
 }
 
-registerRollingStart(async (deps, w) => {
-  await startRollingRun(deps, w);
-});
 
 // ---------------------------------------------------------------------------------------
 // Steps
@@ -353,7 +345,6 @@ async function runHookJob(deps: Deps, d: HookJobData): Promise<void> {
 }
 
 // runOpId, not opId: a failed hook job must not make the give-up path end the whole run.
-registerJob('patch-hook', 'ops', async (deps, job: Job) => runHookJob(deps, job.data as HookJobData));
 
 function hookMessage(h: RunHost, o: HookOutcome, command: string): Message {
   const head = hookOk(o)
@@ -429,6 +420,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
       return 'again';
     }
     case 'draining': {
+      const cycle = deps.wiring.hostCycle;
       if (!cycle) {
         failHost(deps, h, 'the drain and restore workflows are not available in this Ferry build');
         return 'again';
@@ -477,6 +469,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
       return 'again';
     }
     case 'restoring': {
+      const cycle = deps.wiring.hostCycle;
       if (!cycle) {
         failHost(deps, h, 'the restore workflow is not available in this Ferry build');
         return 'again';
@@ -613,7 +606,6 @@ export async function rollingStep(deps: Deps, opId: number): Promise<void> {
   if (!got.ok) await kick(deps, opId, POLL_MS);
 }
 
-registerJob('rolling-step', 'ops', async (deps, job: Job) => rollingStep(deps, Number((job.data as { opId: number }).opId)));
 
 // ---------------------------------------------------------------------------------------
 // Controls: approve, pause/resume, abort, Done. One path for buttons and typed commands.
@@ -713,7 +705,7 @@ function runRequestCard(request: ApprovalRequest<RunPlan>): Message {
   });
 }
 
-registerApprovalHandler<RunPlan>('rolling-run', {
+const runApprovals: ApprovalHandler<RunPlan> = {
   render: runRequestCard,
   targets: (plan) => plan.hosts,
   nothingDone: 'no host was touched',
@@ -730,7 +722,7 @@ registerApprovalHandler<RunPlan>('rolling-run', {
     if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, runRequestCard(record.request));
     await refreshCard(deps, record.request.plan.runOpId, { force: true });
   },
-});
+};
 
 /** `approve run <job>`: an alias of `approve <request>` for the run's request, one policy for both. */
 export async function approveRun(deps: Deps, input: ControlInput): Promise<ControlResult> {
@@ -804,7 +796,7 @@ export function reportMessage(op: Operation, s: RunState): Message {
   );
 }
 
-registerCard(RUN_KIND, async (deps, op) => {
+const runCard: CardRenderer = async (deps, op) => {
   const s = await readRun(deps, op.id);
   const w = s ? await new WindowStore(deps.rt).get(s.windowId) : null;
   if (!s) return message(`${op.title}: ${op.status}`);
@@ -850,7 +842,7 @@ registerCard(RUN_KIND, async (deps, op) => {
   }
   blocks.push(context(`requested by ${who(op.requester)}${s.approvedBy.length ? ` · approved by ${s.approvedBy.map(who).join(', ')}` : ''}`));
   return message(`${op.title}: ${state}`, ...blocks);
-});
+};
 
 // ---------------------------------------------------------------------------------------
 // Give-up: the run's own step job used up its attempts
@@ -879,7 +871,7 @@ async function leftBehind(deps: Deps, h: RunHost): Promise<string> {
   return `${h.host} is out of maintenance with every VM home${h.status === 'running' && h.phase !== 'verifying' ? '; it may not be patched' : ''}`;
 }
 
-registerGiveUp(RUN_KIND, async (deps, op, why) => {
+const runGiveUp: GiveUpHook = async (deps, op, why) => {
   const settle = async (): Promise<string[]> => {
     const state = await readRun(deps, op.id);
     if (!state || state.finished) return [];
@@ -904,7 +896,7 @@ registerGiveUp(RUN_KIND, async (deps, op, why) => {
   const notes = await settle();
   windowsChanged(deps);
   return notes;
-});
+};
 
 /** Runs whose step job may be gone (a restart during a poll): the catch-up scan kicks them. */
 export async function kickActiveRuns(deps: Deps): Promise<void> {
@@ -913,4 +905,16 @@ export async function kickActiveRuns(deps: Deps): Promise<void> {
   }
 }
 
-onScan(kickActiveRuns);
+export const rollingRunWorkflow: Workflow = {
+  name: 'rolling-run',
+  jobs: {
+    // runOpId, not opId: a failed hook job must not make the give-up path end the whole run.
+    'patch-hook': { queue: 'ops', handler: async (deps, job: Job) => runHookJob(deps, job.data as HookJobData) },
+    'rolling-step': { queue: 'ops', handler: async (deps, job: Job) => rollingStep(deps, Number((job.data as { opId: number }).opId)) },
+  },
+  cards: { [RUN_KIND]: runCard },
+  giveUp: { [RUN_KIND]: runGiveUp },
+  approvals: { 'rolling-run': runApprovals as ApprovalHandler<never> },
+  rollingStart: async (deps, w) => void (await startRollingRun(deps, w)),
+  scan: kickActiveRuns,
+};

@@ -21,7 +21,7 @@
  */
 import type { Job } from 'bullmq';
 import type { Deps } from '../context.js';
-import { registerJob, registerStartup } from '../registry.js';
+import type { Workflow } from '../wiring.js';
 import { durationMs } from '../../core/duration.js';
 import {
   announcementSchedule,
@@ -42,21 +42,9 @@ import { WindowStore, type AnnouncementState, type PatchWindow } from './store.j
 /** A claim older than this belongs to a process that died between claim and post. */
 export const POSTING_STALE_MS = 2 * 60_000;
 
-/** Called at a rolling window's start (registered by rolling.ts, which needs the scheduler's store). */
-type StartHook = (deps: Deps, w: PatchWindow) => Promise<void>;
-let onRollingStart: StartHook | undefined;
-export function registerRollingStart(hook: StartHook): void {
-  onRollingStart = hook;
-}
-
-/** Called whenever windows change (App Home refresh); failures are the listener's own business. */
-type ChangeListener = (deps: Deps) => void;
-const changeListeners: ChangeListener[] = [];
-export function onWindowsChanged(fn: ChangeListener): void {
-  changeListeners.push(fn);
-}
+/** Tell the wiring's listeners (App Home refresh) that windows changed; their failures are their own business. */
 export function windowsChanged(deps: Deps): void {
-  for (const fn of changeListeners) {
+  for (const fn of deps.wiring.windowsChanged) {
     try {
       fn(deps);
     } catch {
@@ -96,9 +84,6 @@ export async function unscheduleWindow(deps: Deps, w: PatchWindow): Promise<void
   const ids = [...announcements.map((a) => `pwa-${jobSafe(a.key)}`), `pws-${w.id}-${w.revision}`, `pwe-${w.id}-${w.revision}`];
   await Promise.allSettled(ids.map((id) => deps.queues.timers.remove(id)));
 }
-
-/** The catch-up scan must exist even before the first window is recorded on a fresh deployment. */
-registerStartup((deps) => ensureScan(deps));
 
 /** The periodic catch-up scan; upserting the same scheduler id from many processes is a no-op. */
 export async function ensureScan(deps: Deps): Promise<void> {
@@ -235,6 +220,7 @@ export async function processWindow(deps: Deps, windowId: string): Promise<Proce
     w = (await store.update(w.id, { revision: w.revision, status: w.status }, { status: 'completed' })) ?? (await store.get(w.id)) ?? w;
     windowsChanged(deps);
   }
+  const onRollingStart = deps.wiring.rollingStart;
   if (w.rolling && w.status === 'running' && now < windowEnd(w) && onRollingStart) {
     // Only one process starts the run, whatever the number of wake-ups.
     const first = await deps.rt.redis.set(deps.rt.key('pw', w.id, 'run-claim'), `${process.pid}`, 'NX');
@@ -242,12 +228,6 @@ export async function processWindow(deps: Deps, windowId: string): Promise<Proce
   }
   if (result.posted.length) windowsChanged(deps);
   return result;
-}
-
-/** Extra work for the catch-up scan (rolling.ts kicks runs whose step job may be gone). */
-const scanHooks: ((deps: Deps) => Promise<void>)[] = [];
-export function onScan(fn: (deps: Deps) => Promise<void>): void {
-  scanHooks.push(fn);
 }
 
 /** Every window that may still have something to do. */
@@ -266,7 +246,7 @@ export async function scanWindows(deps: Deps): Promise<ProcessResult> {
       deps.rt.log.error({ window: w.id, err: e instanceof Error ? e.message : String(e) }, 'patch window check failed');
     }
   }
-  for (const hook of scanHooks) await hook(deps).catch((e: unknown) => deps.rt.log.error({ err: String(e) }, 'patch scan hook failed'));
+  for (const hook of deps.wiring.scan) await hook(deps).catch((e: unknown) => deps.rt.log.error({ err: String(e) }, 'patch scan hook failed'));
   return total;
 }
 
@@ -293,5 +273,12 @@ export async function cancelWindow(deps: Deps, id: string, user: string): Promis
   return { ok: true, window: done };
 }
 
-registerJob('patch-window', 'timers', async (deps, job: Job) => processWindow(deps, String((job.data as { windowId: string }).windowId)));
-registerJob('patch-scan', 'timers', async (deps) => scanWindows(deps));
+export const patchWindowsWorkflow: Workflow = {
+  name: 'patch-windows',
+  jobs: {
+    'patch-window': { queue: 'timers', handler: async (deps, job: Job) => processWindow(deps, String((job.data as { windowId: string }).windowId)) },
+    'patch-scan': { queue: 'timers', handler: async (deps) => scanWindows(deps) },
+  },
+  // The catch-up scan must exist even before the first window is recorded on a fresh deployment.
+  startup: [(deps) => ensureScan(deps)],
+};

@@ -22,14 +22,14 @@ import { mention } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, plural, progressBar, section, type Block, type Button } from '../../bot/messages.js';
 import type { Conversation } from '../../bot/surface.js';
-import { registerJob } from '../registry.js';
-import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import type { CardRenderer, Workflow } from '../wiring.js';
+import { ensureCard, refreshCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
-import { decide, finishOp, registerControlled, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Decision } from '../drain/control.js';
+import { decide, finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
   clusterFacts,
   ensureMaintenance,
@@ -517,7 +517,7 @@ async function summary(deps: Deps, op: Operation, plan: DrainPlan, opts: { statu
 // ---------------------------------------------------------------------------------------
 // Decisions
 
-registerControlled(KIND, {
+const drainDecisions: Controlled = {
   async resume(deps, op, decision: Decision, arg) {
     const p = params(op);
     const round = p.round ?? 0;
@@ -588,7 +588,7 @@ registerControlled(KIND, {
       await finishOp(deps, op, 'cancelled', `${why}; nothing moved`);
     }
   },
-});
+};
 
 /** Skip needs a VM that actually failed; checked before the decision is recorded. */
 export async function validateSkip(deps: Deps, opId: string, vm: string): Promise<string | null> {
@@ -615,7 +615,7 @@ const STATE_LABEL: Record<string, string> = {
   'return-failed': 'could not go back',
 };
 
-registerCard(KIND, async (deps, op) => {
+const drainCard: CardRenderer = async (deps, op) => {
   const p = params(op);
   const stage = stageOf(op);
   const plan = await readPlan(deps, op.id);
@@ -658,10 +658,14 @@ registerCard(KIND, async (deps, op) => {
   });
   blocks.push(context(`requested by ${mention(op.requester)} · rollback ${p.rollback} · ${concurrencyFor(deps, p)} at a time`));
   return message(`${op.title}: ${word} ${progressBar(done, total, 10)}`, ...blocks);
-});
+};
 
-registerJob('drain-plan', 'ops', planStep);
-registerJob('drain-exec', 'ops', execStep);
+export const drainWorkflow: Workflow = {
+  name: 'drain',
+  jobs: { 'drain-plan': { queue: 'ops', handler: planStep }, 'drain-exec': { queue: 'ops', handler: execStep } },
+  cards: { [KIND]: drainCard },
+  controlled: { [KIND]: drainDecisions },
+};
 
 /** For restore and tests: the drain's ledger is open. */
 export async function hasOpenLedger(deps: Deps, host: string): Promise<boolean> {

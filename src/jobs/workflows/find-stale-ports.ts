@@ -11,8 +11,8 @@ import { findStalePorts, type StalePort } from '../../core/stale-ports.js';
 import { compressNames } from '../../core/selectors.js';
 import { formatDuration } from '../../core/duration.js';
 import { context, message, plural, section, who, type Block, type Message } from '../../bot/messages.js';
-import { registerJob } from '../registry.js';
-import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import type { CardRenderer, Workflow } from '../wiring.js';
+import { ensureCard, refreshCard } from '../cards.js';
 import { errorText, withDeadline, withRetry } from '../retry.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
@@ -137,10 +137,7 @@ async function sweepParent(deps: Deps, job: Job): Promise<void> {
   await refreshCard(deps, opId, { force: true });
 }
 
-registerJob('sweep-host', 'hosts', sweepHost);
-registerJob('sweep', 'ops', sweepParent);
-
-registerCard(KIND, async (deps, op) => {
+const sweepCard: CardRenderer = async (deps, op) => {
   const c = await deps.ops.counters(op.id);
   const done = c.done ?? 0;
   const stale = c.stale ?? 0;
@@ -149,4 +146,10 @@ registerCard(KIND, async (deps, op) => {
   const label = `${done}/${op.hosts.length} hosts · ${plural(stale, 'stale port')}${finished ? '' : ' so far'}${unreachable ? ` · ${unreachable} unreachable` : ''}`;
   const state = finished ? (op.status === 'cancelled' ? 'cancelled' : `done in ${formatDuration(Number(op.params.durationMs ?? 0))}`) : op.status === 'queued' ? 'queued' : 'sweeping';
   return message(`${op.title}: ${label}`, section(`*Find stale ports* · job ${op.id} · ${state}`), { type: 'progress', done, total: op.hosts.length, label }, context(`requested by ${who(op.requester)} · read-only`));
-});
+};
+
+export const findStalePortsWorkflow: Workflow = {
+  name: 'find-stale-ports',
+  jobs: { 'sweep-host': { queue: 'hosts', handler: sweepHost }, sweep: { queue: 'ops', handler: sweepParent } },
+  cards: { [KIND]: sweepCard },
+};

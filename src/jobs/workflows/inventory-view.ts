@@ -5,7 +5,7 @@
 import type { Job } from 'bullmq';
 import { pSettle } from '../../core/pmap.js';
 import { errorText } from '../retry.js';
-import { registerJob } from '../registry.js';
+import type { Workflow } from '../wiring.js';
 import { context, message, plural, section, type Block } from '../../bot/messages.js';
 import type { Deps } from '../context.js';
 import type { Conversation } from '../../bot/surface.js';
@@ -113,7 +113,7 @@ export async function startView(deps: Deps, req: { conv: Conversation; requester
   await deps.queues.ops.add('inventory-view', { opId: op.id, conv: req.conv, hosts: req.hosts, status: req.status }, { jobId: `op-${op.id}`, removeOnComplete: 100, removeOnFail: 100 });
 }
 
-registerJob('inventory-view', 'ops', async (deps: Deps, job: Job) => {
+async function viewJob(deps: Deps, job: Job): Promise<void> {
   const data = job.data as { opId: number; conv: Conversation; hosts?: string[]; status?: string };
   await deps.ops.patch(data.opId, { status: 'running', startedAt: Date.now() });
   try {
@@ -124,4 +124,6 @@ registerJob('inventory-view', 'ops', async (deps: Deps, job: Job) => {
     await deps.ops.patch(data.opId, { status: 'failed', finishedAt: Date.now(), summary: errorText(e) });
     await deps.outbox.post(data.conv, message(`Could not read the inventory: ${errorText(e)}`));
   }
-});
+}
+
+export const inventoryViewWorkflow: Workflow = { name: 'inventory-view', jobs: { 'inventory-view': { queue: 'ops', handler: viewJob } } };

@@ -14,13 +14,13 @@ import { formatDuration } from '../../core/duration.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, section, type Block } from '../../bot/messages.js';
 import type { Conversation } from '../../bot/surface.js';
-import { registerJob } from '../registry.js';
-import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import type { Workflow } from '../wiring.js';
+import { ensureCard, refreshCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
 import { acquireLocks, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
-import { finishOp, registerControlled, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting } from '../drain/control.js';
+import { finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled } from '../drain/control.js';
 import { moveVm, percents, progressReporter, reportLingering, setPercent } from '../drain/steps.js';
 
 export const KIND = 'migrate';
@@ -171,15 +171,12 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
   }
 }
 
-registerJob('migrate-plan', 'ops', planStep);
-registerJob('migrate-exec', 'ops', execStep);
-
 /** What an approval of a migration binds to. */
 function migratePlan(p: Params): Record<string, unknown> {
   return { vm: p.vm, vmId: p.vmId, source: p.source, target: p.target, datastore: p.datastore, mode: p.mode, lines: p.lines };
 }
 
-registerControlled(KIND, {
+const migrateDecisions: Controlled = {
   async currentPlan(_deps, op) {
     return migratePlan(params(op));
   },
@@ -203,7 +200,7 @@ registerControlled(KIND, {
     await deps.outbox.post(op.conv, message(`job ${op.id} (${op.title}): ${why}. Nothing was moved.`));
     await finishOp(deps, op, 'cancelled', `${why}; nothing moved`);
   },
-});
+};
 
 function card(deps: Deps, op: Operation): Promise<ReturnType<typeof message>> {
   return (async () => {
@@ -226,5 +223,9 @@ function card(deps: Deps, op: Operation): Promise<ReturnType<typeof message>> {
   })();
 }
 
-registerCard(KIND, card);
-registerCard(PRECHECK_KIND, card);
+export const migrateWorkflow: Workflow = {
+  name: 'migrate',
+  jobs: { 'migrate-plan': { queue: 'ops', handler: planStep }, 'migrate-exec': { queue: 'ops', handler: execStep } },
+  cards: { [KIND]: card, [PRECHECK_KIND]: card },
+  controlled: { [KIND]: migrateDecisions },
+};

@@ -2,7 +2,7 @@
  * patch windows (seed 001 as a workflow, Cluster-Aware Updating as the model): record a window,
  * announce it exactly once at the configured offsets (src/jobs/patch/scheduler.ts), and, when
  * it is rolling, run it host by host (src/jobs/patch/rolling.ts). This module is the entry
- * point the command handlers use; importing it registers the timer and run jobs.
+ * point the command handlers use; src/ferry.ts wires the timer and run jobs.
  */
 import type { Deps } from '../context.js';
 import type { Conversation } from '../../bot/surface.js';
@@ -12,8 +12,6 @@ import { announcementSchedule, parseWindowTime, validateWindow, type Announcemen
 import { audit } from '../../audit/audit.js';
 import { WindowStore, type PatchWindow } from '../patch/store.js';
 import { scheduleOptions, scheduleWindow, windowsChanged } from '../patch/scheduler.js';
-import '../patch/rolling.js';
-import '../patch/cycle.js';
 
 export { cancelWindow, processWindow, scanWindows, ensureScan } from '../patch/scheduler.js';
 export { WindowStore, type PatchWindow } from '../patch/store.js';

@@ -14,7 +14,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import { findStalePorts } from '../../core/stale-ports.js';
 import { message, section, type Message } from '../../bot/messages.js';
-import { registerJob } from '../registry.js';
+import type { Workflow } from '../wiring.js';
 import { refreshCard } from '../cards.js';
 import { errorText, withDeadline } from '../retry.js';
 import type { Deps } from '../context.js';
@@ -177,4 +177,4 @@ async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
   deps.rt.log.info({ approvalId, opId, ...t, approvedBy: approvedBy(request).map(mention) }, 'stale port removal finished');
 }
 
-registerJob(REMOVAL_JOB, 'ops', removeStalePorts);
+export const removeStalePortsJobs: Workflow = { name: 'remove-stale-ports', jobs: { [REMOVAL_JOB]: { queue: 'ops', handler: removeStalePorts } } };

@@ -14,8 +14,8 @@ import { mention } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, plural, section, type Block } from '../../bot/messages.js';
 import type { Conversation } from '../../bot/surface.js';
-import { registerJob } from '../registry.js';
-import { ensureCard, refreshCard, registerCard } from '../cards.js';
+import type { CardRenderer, Workflow } from '../wiring.js';
+import { ensureCard, refreshCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
@@ -161,9 +161,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
   }
 }
 
-registerJob('restore', 'ops', restoreStep);
-
-registerCard(KIND, async (deps, op) => {
+const restoreCard: CardRenderer = async (deps, op) => {
   const host = String(op.params.host);
   const states = Object.values(await vmStates(deps, op.id));
   const pct = await percents(deps, op.id);
@@ -179,6 +177,8 @@ registerCard(KIND, async (deps, op) => {
     ...(rows.length ? [{ type: 'table' as const, columns: ['VM', 'From', 'State'], rows }] : []),
     context(`requested by ${mention(op.requester)}`),
   );
-});
+};
 
 export type { HostFacts };
+
+export const restoreWorkflow: Workflow = { name: 'restore', jobs: { restore: { queue: 'ops', handler: restoreStep } }, cards: { [KIND]: restoreCard } };
