@@ -36,6 +36,13 @@ export interface CommandContext {
   refuse(sentence: string): Promise<void>;
   /** Answer in the conversation; returns the conversation threaded under the answer. */
   answer(msg: Message): Promise<Conversation>;
+  /**
+   * A complete answer with nothing to follow (help, listings): for a slash command it goes in
+   * the ack body, only the user sees it, and no Web API call is made.
+   */
+  reply(msg: Message): Promise<void>;
+  /** The command is valid and starts now; nothing more will be refused (a slash command is acked). */
+  accepted(): Promise<void>;
 }
 
 export type CommandHandler<C extends Command = Command> = (ctx: CommandContext, cmd: C) => Promise<void>;
@@ -88,6 +95,9 @@ export interface Incoming {
   groupMembers?: GroupMembers;
   refuse(sentence: string): Promise<void>;
   answer(msg: Message): Promise<Conversation>;
+  /** Defaults to answer(). */
+  reply?(msg: Message): Promise<void>;
+  accepted?(): Promise<void>;
 }
 
 function dryRunOf(cmd: Command): boolean {
@@ -113,6 +123,8 @@ export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Comma
     groupMembers: input.groupMembers ?? {},
     refuse: input.refuse,
     answer: input.answer,
+    reply: input.reply ?? (async (msg) => void (await input.answer(msg))),
+    accepted: input.accepted ?? (async () => undefined),
   };
   const refusal = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: ctx.groupMembers, surface: input.conv.surface }, cmd, ctx.text);
   if (refusal) {

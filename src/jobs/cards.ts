@@ -7,7 +7,7 @@
  */
 import type { Message } from '../bot/messages.js';
 import type { Deps } from './context.js';
-import type { Operation } from './operations.js';
+import { FINISHED, type Operation } from './operations.js';
 import type { Workflow } from './wiring.js';
 
 export const CARD_INTERVAL_MS = 1000;
@@ -18,7 +18,12 @@ export async function renderCard(deps: Deps, op: Operation): Promise<Message> {
   return render(deps, op);
 }
 
-/** Post the operation's card into its thread if it has none yet (idempotent). */
+/**
+ * Post the operation's card (idempotent). A command typed outside a thread gets its card as
+ * the one top-level answer, and the card's thread becomes the operation's thread. Callers
+ * start the work first and post the card beside it: what changed while the card was on its
+ * way is shown by a refresh right after.
+ */
 export async function ensureCard(deps: Deps, opId: number): Promise<Operation | null> {
   const op = await deps.ops.get(opId);
   if (!op) return null;
@@ -26,8 +31,37 @@ export async function ensureCard(deps: Deps, opId: number): Promise<Operation | 
   // Only one process may post the card.
   const claimed = await deps.rt.redis.set(deps.rt.key('card', opId, 'posting'), '1', 'PX', 30_000, 'NX');
   if (!claimed) return op;
-  const ref = await deps.outbox.post(op.conv, await renderCard(deps, op));
-  return ref ? deps.ops.patch(opId, { cardRef: ref }) : op;
+  const shown = await renderCard(deps, op);
+  const ref = await deps.outbox.post(op.conv, shown);
+  if (!ref) return op;
+  const conv = op.conv.threadTs ? op.conv : { ...op.conv, threadTs: ref.ts };
+  const next = await deps.ops.patch(opId, { cardRef: ref, conv });
+  const finished = FINISHED.includes(next.status);
+  if (finished || JSON.stringify(await renderCard(deps, next)) !== JSON.stringify(shown)) await refreshCard(deps, opId, { force: finished });
+  return next;
+}
+
+/** Post the card without waiting for Slack; failures are logged (the work goes on regardless). */
+export function postCardBeside(deps: Deps, opId: number): void {
+  void ensureCard(deps, opId).catch((e: unknown) => deps.rt.log.error({ opId, err: e instanceof Error ? e.message : String(e) }, 'could not post the status card'));
+}
+
+/**
+ * The operation once its card is posted, so thread replies land under it. Waits while another
+ * process posts the card; posts it itself if nobody holds the claim; gives up after `timeoutMs`
+ * (Slack down: the reply then goes where the command was typed).
+ */
+export async function withCard(deps: Deps, opId: number, timeoutMs = 15_000): Promise<Operation | null> {
+  const deadline = Date.now() + timeoutMs;
+  let pause = 20;
+  for (;;) {
+    const op = await deps.ops.get(opId);
+    if (!op || op.cardRef || op.conv.threadTs) return op;
+    if (!(await deps.rt.redis.exists(deps.rt.key('card', opId, 'posting')))) return ensureCard(deps, opId);
+    if (Date.now() > deadline) return op;
+    await new Promise((r) => setTimeout(r, pause));
+    pause = Math.min(250, pause * 2);
+  }
 }
 
 /**
@@ -55,7 +89,7 @@ export async function refreshCard(deps: Deps, opId: number, opts: { force?: bool
     await redis.set(lockKey, '1', 'PX', CARD_INTERVAL_MS);
   }
   const op = await deps.ops.get(opId);
-  if (opts.force && op && ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status)) await redis.set(finalKey, '1', 'EX', 86_400);
+  if (opts.force && op && FINISHED.includes(op.status)) await redis.set(finalKey, '1', 'EX', 86_400);
   if (!op?.cardRef) return;
   await deps.outbox.update(op.conv, op.cardRef, await renderCard(deps, op));
 }

@@ -184,10 +184,12 @@ describe('done means, Slack path', () => {
     expect(String(again.body.text)).toBe('No stale ports on 1 host.');
 
     // 6. All of it in `audit hyp02`, in Slack.
-    t0 = Date.now();
-    await postSigned(port, slashBody('audit hyp02', { user: 'U0DAVE' }));
-    const auditPost = await waitCall(h, t0, 'audit answer', (c) => c.method === 'chat.postMessage' && String(c.body.text).startsWith('Audit: hyp02'));
-    const at = callText(auditPost);
+    // An immediate answer: the ack body itself, only Dave sees it.
+    const auditAck = await postSigned(port, slashBody('audit hyp02', { user: 'U0DAVE' }));
+    const auditBody = JSON.parse(auditAck.text) as Record<string, unknown>;
+    expect(auditBody.response_type).toBe('ephemeral');
+    expect(String(auditBody.text)).toMatch(/^Audit: hyp02/);
+    const at = callText({ method: 'ack', body: auditBody, at: 0 });
     expect(at).toMatch(/<@U0ALICE>\s+decision\s+approve request \d+\s+refused/);
     expect(at).toMatch(/<@U0BOB>\s+decision\s+approve request \d+\s+ok/);
     for (const w of before) expect(at).toMatch(new RegExp(`<@U0ALICE>\\s+adapter\\s+removeVirtualPort ${w}\\s+ok\\s+\\d+\\s+<@U0BOB>`));
@@ -350,8 +352,9 @@ describe('kill switch (Slack)', () => {
     await app.start(port);
     try {
       let t0 = Date.now();
-      await postSigned(port, slashBody('pause all', { user: 'U0ALICE' }));
-      expect(await ephemeralTo(h, t0, 'U0ALICE')).toBe('pause all needs the approvers group; ask in <#C0ANNOUNCE> or an admin to add you.');
+      // Refusals of slash commands are the ack body itself (ephemeral, no Web API call).
+      const refused = await postSigned(port, slashBody('pause all', { user: 'U0ALICE' }));
+      expect(JSON.parse(refused.text)).toMatchObject({ response_type: 'ephemeral', text: 'pause all needs the approvers group; ask in <#C0ANNOUNCE> or an admin to add you.' });
       t0 = Date.now();
       await postSigned(port, slashBody('pause all', { user: 'U0BOB' }));
       const announced = await waitCall(h, t0, 'announcement', (c) => c.method === 'chat.postMessage' && c.body.channel === 'C0ANNOUNCE');
@@ -359,8 +362,8 @@ describe('kill switch (Slack)', () => {
       await waitCall(h, t0, 'answer in the conversation', (c) => c.method === 'chat.postMessage' && c.body.channel === 'C0OPS' && String(c.body.text).includes('Ferry is paused'));
       expect(await h.deps.queues.ops.isPaused()).toBe(true);
       t0 = Date.now();
-      await postSigned(port, slashBody('remove stale ports hyp02', { user: 'U0ALICE' }));
-      expect(await ephemeralTo(h, t0, 'U0ALICE')).toMatch(/^Ferry is paused: <@U0BOB> paused Ferry at \d\d:\d\d UTC \(pause all\); nothing new that changes anything runs until someone types resume all\.$/);
+      const paused = await postSigned(port, slashBody('remove stale ports hyp02', { user: 'U0ALICE' }));
+      expect(JSON.parse(paused.text).text).toMatch(/^Ferry is paused: <@U0BOB> paused Ferry at \d\d:\d\d UTC \(pause all\); nothing new that changes anything runs until someone types resume all\.$/);
       expect(await h.rt.redis.get(h.rt.key('approval', 'seq'))).toBeNull();
       t0 = Date.now();
       await postSigned(port, slashBody('resume all', { user: 'U0CAROL' }));

@@ -63,7 +63,8 @@ describe('sweep with the worker in a separate process', () => {
     expect(Object.keys(results)).toHaveLength(8);
     expect(results.hyp05).toEqual({ ok: false, error: 'hyp05 did not answer (connection timed out)' });
     expect(Object.values(results).filter((r) => r.ok)).toHaveLength(7);
-    expect(h.transcript()).toMatch(/Could not be swept[\s\S]*hyp05\s+hyp05 did not answer/);
+    // The outcome is recorded before the summary is posted: wait for the summary.
+    await h.waitFor(async () => /Could not be swept[\s\S]*hyp05\s+hyp05 did not answer/.test(h.transcript()), 'the summary listing hyp05');
   });
 
   it('bad input: one sentence, nothing enqueued', async () => {

@@ -59,7 +59,7 @@ export function sign(body: string, ts = Math.floor(Date.now() / 1000), secret = 
 }
 
 
-export function slashBody(text: string, opts: { user?: string; channel?: string; triggerId?: string } = {}): string {
+export function slashBody(text: string, opts: { user?: string; channel?: string; triggerId?: string; responseUrl?: string } = {}): string {
   return new URLSearchParams({
     token: 'legacy',
     team_id: 'T1',
@@ -71,7 +71,7 @@ export function slashBody(text: string, opts: { user?: string; channel?: string;
     command: '/ferry',
     text,
     api_app_id: 'A1',
-    response_url: 'http://slack.test/commands/1/2',
+    response_url: opts.responseUrl ?? 'http://slack.test/commands/1/2',
     trigger_id: opts.triggerId ?? `${Date.now()}.${Math.floor(Math.random() * 1e6)}`,
   }).toString();
 }

@@ -15,11 +15,11 @@ const auditCommand: HandlerOf<'audit'> = async (ctx, cmd) => {
   const entries = await queryAudit(ctx.deps.rt, cmd.target, { limit: LIMIT });
   const what = /^\d+$/.test(cmd.target) ? `job ${cmd.target}` : cmd.target;
   if (!entries.length) {
-    await ctx.answer(message(`Nothing in the audit trail about ${what} (kept ${ctx.deps.rt.config.audit.retentionDays} days).`));
+    await ctx.reply(message(`Nothing in the audit trail about ${what} (kept ${ctx.deps.rt.config.audit.retentionDays} days).`));
     return;
   }
   const headline = `Audit: ${what}, ${plural(entries.length, 'entry', 'entries')}, newest first`;
-  await ctx.answer(
+  await ctx.reply(
     message(
       headline,
       section(`*${headline}*`),

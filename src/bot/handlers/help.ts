@@ -20,12 +20,12 @@ const helpCommand: HandlerOf<'help'> = async (ctx, cmd) => {
     }
     const d = docFor(doc.name);
     const note = mine.includes(doc) ? '' : ' (you may not run this one)';
-    await ctx.answer(message(`${d.syntax}: ${d.summary}`, section(`\`${d.syntax}\`${note}\n${d.summary}`), context(`Example: \`${d.example}\`${/selector/.test(d.syntax) ? ` · ${SELECTORS}` : ''}`)));
+    await ctx.reply(message(`${d.syntax}: ${d.summary}`, section(`\`${d.syntax}\`${note}\n${d.summary}`), context(`Example: \`${d.example}\`${/selector/.test(d.syntax) ? ` · ${SELECTORS}` : ''}`)));
     return;
   }
   const lines = mine.map((c) => `\`${c.syntax}\` — ${c.summary}`);
   const hidden = COMMANDS.length - mine.length;
-  await ctx.answer(
+  await ctx.reply(
     message(
       'Ferry commands',
       section(`*What you can ask Ferry*\n${lines.join('\n')}`),

@@ -1,7 +1,7 @@
 /** hosts, status, find stale ports: read-only, each answered in the channel and worked by a job. */
 import type { HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
-import { message, section, who } from '../messages.js';
+import { message } from '../messages.js';
 import { resolveHosts, selectionLine } from './selection.js';
 import { startView } from '../../jobs/workflows/inventory-view.js';
 import { startSweep } from '../../jobs/workflows/find-stale-ports.js';
@@ -33,8 +33,9 @@ const statusCommand: HandlerOf<'status'> = async (ctx, cmd) => {
 const findStalePortsCommand: HandlerOf<'find-stale-ports'> = async (ctx, cmd) => {
   const hosts = await resolveHosts(ctx, cmd.selector);
   if (!hosts) return;
-  const conv = await ctx.answer(message(`${selectionLine(hosts)}`, section(`${who(ctx.user)} find stale ports *${cmd.selector}* → ${selectionLine(hosts)}`)));
-  await startSweep(ctx.deps, { conv, requester: ctx.user, title: `find stale ports ${cmd.selector}`, hosts });
+  // The card is the answer, posted beside the work; nothing is posted before the sweep starts.
+  await ctx.accepted();
+  await startSweep(ctx.deps, { conv: ctx.conv, requester: ctx.user, title: `find stale ports ${cmd.selector}`, hosts });
 };
 
 export const inventoryChat: ChatWorkflow = { name: 'inventory', commands: { hosts: hostsCommand, status: statusCommand, 'find-stale-ports': findStalePortsCommand } };

@@ -19,11 +19,11 @@ const jobsCommand: HandlerOf<'jobs'> = async (ctx) => {
   const [active, recent] = await Promise.all([ctx.deps.ops.active(), ctx.deps.ops.recent(15)]);
   const finished = recent.filter((o) => FINISHED.includes(o.status));
   if (!active.length && !finished.length) {
-    await ctx.answer(message('No operations yet. Try "find stale ports hyp01..hyp12".'));
+    await ctx.reply(message('No operations yet. Try "find stale ports hyp01..hyp12".'));
     return;
   }
   const cols = ['Job', 'Command', 'Status', 'By', 'Started', 'Took'];
-  await ctx.answer(
+  await ctx.reply(
     message(
       `${active.length} running, ${finished.length} recent`,
       section(`*${active.length} running*`),
@@ -40,7 +40,7 @@ const jobCommand: HandlerOf<'job'> = async (ctx, cmd) => {
     await ctx.refuse(`There is no job ${cmd.id}; "jobs" lists them.`);
     return;
   }
-  await ctx.answer(
+  await ctx.reply(
     message(
       `job ${op.id}: ${op.title} (${op.status})`,
       section(`*job ${op.id}* · ${op.title} · *${op.status}*`),

@@ -49,7 +49,7 @@ const patchWindowsCommand: HandlerOf<'patch-windows'> = async (ctx) => {
   const now = ctx.deps.rt.clock.now();
   const upcoming = (await store.list({ sinceMs: now })).filter((w) => w.status === 'scheduled' || w.status === 'running');
   if (!upcoming.length) {
-    await ctx.answer(message('No upcoming patch windows. Schedule one with "patch window hyp01..hyp04 at 2026-12-05 22:00 Europe/Amsterdam for 4h".'));
+    await ctx.reply(message('No upcoming patch windows. Schedule one with "patch window hyp01..hyp04 at 2026-12-05 22:00 Europe/Amsterdam for 4h".'));
     return;
   }
   const rows = upcoming.map((w) => [
@@ -59,7 +59,7 @@ const patchWindowsCommand: HandlerOf<'patch-windows'> = async (ctx) => {
     `${w.status}${w.rolling ? ' · rolling' : ''}${w.runOpId ? ` (job ${w.runOpId})` : ''}`,
     (w.note ?? '').slice(0, 60),
   ]);
-  await ctx.answer(
+  await ctx.reply(
     message(
       `${plural(upcoming.length, 'upcoming patch window')}`,
       section(`*${plural(upcoming.length, 'upcoming patch window')}*`),

@@ -5,12 +5,13 @@
  * and duplicate events are recognised by their ids in Redis and run once.
  */
 import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
-import type { AppOptions, AuthorizeResult, Middleware, AnyMiddlewareArgs } from '@slack/bolt';
+import type { AppOptions, AuthorizeResult, Middleware, AnyMiddlewareArgs, RespondArguments } from '@slack/bolt';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Ferry } from '../../ferry.js';
-import { handleLine } from '../commands.js';
+import { handleLine, type Incoming } from '../commands.js';
 import { handleClick, handleSubmit } from '../actions.js';
-import { message } from '../messages.js';
+import { message, type Message } from '../messages.js';
+import { renderSlack } from '../render/slack.js';
 import type { Conversation } from '../surface.js';
 import { inThread } from '../surface.js';
 import { resolveUserGroups } from './groups.js';
@@ -18,6 +19,17 @@ import { createWebClient } from './surface.js';
 import { metricsText } from '../../health.js';
 import { registerHome } from './home.js';
 
+
+/** Slack waits 3 s for a slash command's ack; Ferry acks by this time whatever is still running. */
+const ACK_DEADLINE_MS = 2000;
+
+/** An ephemeral answer that fits one response body (Block Kit limits), or undefined. */
+function ackBody(msg: Message): RespondArguments | undefined {
+  const r = renderSlack(msg);
+  if (r.messages.length !== 1 || r.files.length) return undefined;
+  const [only] = r.messages;
+  return { response_type: 'ephemeral', text: only!.text, blocks: only!.blocks as never };
+}
 
 export interface SlackAppOptions {
   botToken: string;
@@ -107,7 +119,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   };
   app.use(dedupe);
 
-  const run = async (text: string, user: string, conv: Conversation, channelType?: string) => {
+  const run = async (text: string, user: string, conv: Conversation, channelType?: string, replies: Partial<Pick<Incoming, 'refuse' | 'answer' | 'reply' | 'accepted'>> = {}) => {
     const groupMembers = await resolveUserGroups(rt, deps.slack?.client);
     await handleLine(deps, {
       text,
@@ -117,13 +129,48 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
       groupMembers,
       refuse: (sentence) => deps.outbox.ephemeral(conv, message(sentence)),
       answer: async (msg) => inThread(conv, await deps.outbox.post(conv, msg)),
+      ...replies,
     });
   };
 
-  app.command('/ferry', async ({ ack, command }) => {
-    await ack();
+  /**
+   * The slash command is acked as soon as Ferry knows its answer: a refusal, help or another
+   * immediate answer goes in the ack body itself (ephemeral: no Web API call, no send budget,
+   * and it works in channels Ferry is not a member of); a command that starts work is acked
+   * empty the moment it is accepted, before anything is enqueued. Whatever comes after the ack
+   * that only the user should see goes to response_url.
+   */
+  app.command('/ferry', async ({ ack, respond, command }) => {
     const conv: Conversation = { surface: 'slack', channel: command.channel_id, user: command.user_id, teamId: command.team_id };
-    await run(command.text ?? '', command.user_id, conv, command.channel_name === 'directmessage' ? 'im' : undefined);
+    let acked: Promise<void> | undefined;
+    const ackWith = (body?: RespondArguments): Promise<void> => (acked ??= ack(body));
+    // Slack gives up after 3 s: a slow step never holds the ack past this.
+    const deadline = setTimeout(() => void ackWith().catch(() => undefined), ACK_DEADLINE_MS);
+    const privately = async (msg: Message): Promise<void> => {
+      const body = ackBody(msg);
+      if (!acked && body) return ackWith(body);
+      await ackWith();
+      try {
+        if (!body) throw new Error('too long for one response');
+        await respond({ ...body, replace_original: false });
+      } catch {
+        await deps.outbox.ephemeral(conv, msg);
+      }
+    };
+    try {
+      await run(command.text ?? '', command.user_id, conv, command.channel_name === 'directmessage' ? 'im' : undefined, {
+        refuse: (sentence) => privately(message(sentence)),
+        reply: privately,
+        accepted: () => ackWith(),
+        answer: async (msg) => {
+          await ackWith();
+          return inThread(conv, await deps.outbox.post(conv, msg));
+        },
+      });
+    } finally {
+      clearTimeout(deadline);
+      await ackWith();
+    }
   });
 
   app.event('app_mention', async ({ event }) => {

@@ -1,6 +1,7 @@
 /**
  * One Slack send budget shared by every Ferry process (Redis): chat.postMessage at 1 per
- * second per channel, chat.update at Tier 3 (~50 per minute) per workspace, and a
+ * second per channel, chat.update at Tier 3 (~50 per minute) per workspace, chat.postEphemeral
+ * at Tier 4 (~100 per minute) per workspace, and a
  * Retry-After pause per method when Slack says so. GCRA: each call reserves the next slot
  * atomically and waits until it comes; no process can overtake another.
  */
@@ -39,7 +40,8 @@ export interface RatePlan {
 /** Per-method plans; key scope says whether the budget is per channel or per workspace. */
 export const PLANS: Record<string, RatePlan & { perChannel: boolean }> = {
   'chat.postMessage': { intervalMs: 1000, burst: 1, perChannel: true },
-  'chat.postEphemeral': { intervalMs: 1000, burst: 3, perChannel: true },
+  // Tier 4 (100+ per minute) per workspace, not per channel.
+  'chat.postEphemeral': { intervalMs: 600, burst: 10, perChannel: false },
   'chat.update': { intervalMs: 1200, burst: 5, perChannel: false },
   'files.uploadV2': { intervalMs: 3000, burst: 2, perChannel: false },
   'views.publish': { intervalMs: 1200, burst: 5, perChannel: false },

@@ -12,7 +12,7 @@ import { compressNames } from '../../core/selectors.js';
 import { formatDuration } from '../../core/duration.js';
 import { context, message, plural, section, who, type Block, type Message } from '../../bot/messages.js';
 import type { CardRenderer, Workflow } from '../wiring.js';
-import { ensureCard, refreshCard } from '../cards.js';
+import { postCardBeside, refreshCard, withCard } from '../cards.js';
 import { errorText, withDeadline, withRetry } from '../retry.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
@@ -23,10 +23,14 @@ const HOST_DEADLINE_MS = 90_000;
 
 export type HostSweepResult = { ok: true; stale: StalePort[]; virtualPorts: number } | { ok: false; error: string };
 
+/**
+ * Start the sweep at once; the card (the command's one top-level answer) is posted beside it.
+ * Each host job carries only its host: nothing per host reads the whole operation record.
+ */
 export async function startSweep(deps: Deps, req: { conv: Conversation; requester: string; title: string; hosts: string[] }): Promise<Operation> {
-  const op = await deps.ops.create({ kind: KIND, title: req.title, requester: req.requester, conv: req.conv, hosts: req.hosts, params: {} });
-  await ensureCard(deps, op.id);
-  await deps.queues.flow.add({
+  const selection = `${plural(req.hosts.length, 'host')}: ${compressNames(req.hosts)}`;
+  const op = await deps.ops.create({ kind: KIND, title: req.title, requester: req.requester, conv: req.conv, hosts: req.hosts, params: { selection } });
+  const work = deps.queues.flow.add({
     name: 'sweep',
     queueName: 'ops',
     data: { opId: op.id },
@@ -36,17 +40,21 @@ export async function startSweep(deps: Deps, req: { conv: Conversation; requeste
       queueName: 'hosts',
       data: { opId: op.id, host },
       // Infrastructure faults (Redis, a killed worker) retry; host faults are results.
-      opts: { jobId: `op-${op.id}-${host}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, ignoreDependencyOnFailure: true },
+      opts: { jobId: `op-${op.id}-${host}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, ignoreDependencyOnFailure: true, removeOnComplete: true },
     })),
   });
+  postCardBeside(deps, op.id);
+  await work;
   return op;
 }
 
 async function sweepHost(deps: Deps, job: Job): Promise<void> {
   const { opId, host } = job.data as { opId: number; host: string };
-  const op = await deps.ops.get(opId);
-  if (!op || op.status === 'cancelled' || (await deps.ops.cancelRequested(opId))) return;
-  if (op.status === 'queued') await deps.ops.patch(opId, { status: 'running', startedAt: Date.now() });
+  if (await deps.ops.cancelRequested(opId)) return;
+  // The first host to start marks the operation running (one read of the record per sweep).
+  if (await deps.rt.redis.set(deps.rt.key('op', opId, 'started'), String(Date.now()), 'EX', 7 * 86_400, 'NX')) {
+    await deps.ops.patch(opId, { status: 'running', startedAt: Date.now() });
+  }
   // Idempotent: a retried child does not count its host twice.
   const already = await deps.rt.redis.hexists(deps.rt.key('op', opId, 'results'), host);
   if (already) return;
@@ -133,7 +141,9 @@ async function sweepParent(deps: Deps, job: Job): Promise<void> {
   const line = `${plural(stale.length, 'stale port')} on ${op.hosts.length} hosts${failed.length ? `, ${failed.length} unreachable` : ''}`;
   // Record the outcome first: the result is kept even if Slack cannot show it.
   const done = await deps.ops.patch(opId, { status, finishedAt: Date.now(), summary: line, params: { ...op.params, durationMs } });
-  await deps.outbox.post(op.conv, summaryMessage(done, results, durationMs));
+  // The summary goes in the card's thread; the card may still be on its way.
+  const threaded = (await withCard(deps, opId)) ?? done;
+  await deps.outbox.post(threaded.conv, summaryMessage(done, results, durationMs));
   await refreshCard(deps, opId, { force: true });
 }
 
@@ -145,7 +155,13 @@ const sweepCard: CardRenderer = async (deps, op) => {
   const finished = ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status);
   const label = `${done}/${op.hosts.length} hosts · ${plural(stale, 'stale port')}${finished ? '' : ' so far'}${unreachable ? ` · ${unreachable} unreachable` : ''}`;
   const state = finished ? (op.status === 'cancelled' ? 'cancelled' : `done in ${formatDuration(Number(op.params.durationMs ?? 0))}`) : op.status === 'queued' ? 'queued' : 'sweeping';
-  return message(`${op.title}: ${label}`, section(`*Find stale ports* · job ${op.id} · ${state}`), { type: 'progress', done, total: op.hosts.length, label }, context(`requested by ${who(op.requester)} · read-only`));
+  const selection = typeof op.params.selection === 'string' ? op.params.selection : plural(op.hosts.length, 'host');
+  return message(
+    `${op.title}: ${label}`,
+    section(`*Find stale ports* · job ${op.id} · ${state}\n${who(op.requester)} ${op.title} → ${selection}`),
+    { type: 'progress', done, total: op.hosts.length, label },
+    context(`read-only · the summary follows in this thread`),
+  );
 };
 
 export const findStalePortsWorkflow: Workflow = {

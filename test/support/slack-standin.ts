@@ -1,0 +1,239 @@
+/**
+ * A local stand-in for Slack's Web API: a real HTTP server on loopback (point SLACK_API_URL at
+ * `url`), for tests and the benchmark. It enforces what Slack enforces and records every call:
+ *   - rate limits per method (chat.postMessage about 1 per second per channel, the Web API
+ *     tiers per workspace), answered with HTTP 429 and Retry-After like Slack;
+ *   - Block Kit limits (50 blocks, 3000-character sections, 10 fields, 25 buttons…), answered
+ *     with `invalid_blocks`, and 40,000 characters of text (`msg_too_long`);
+ *   - files.getUploadURLExternal → upload URL → files.completeUploadExternal;
+ *   - response_url posts (slash-command follow-ups), at `responseUrl`.
+ * `hold(method)` keeps a method's answers back until released (Slack being slow).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface StandinCall {
+  method: string;
+  body: Record<string, unknown>;
+  /** Arrival time (ms since epoch). */
+  at: number;
+  status: number;
+  error?: string;
+  /** For file uploads: bytes received. */
+  bytes?: number;
+}
+
+/** Tokens per second and bucket size; `perChannel` keys the bucket by the channel too. */
+interface Limit {
+  perSecond: number;
+  burst: number;
+  perChannel?: boolean;
+}
+
+// Slack's published tiers (per method, per app, per workspace): Tier 2 20+/min, Tier 3 50+/min,
+// Tier 4 100+/min; chat.postMessage 1 per second per channel with short bursts tolerated.
+const TIER2: Limit = { perSecond: 20 / 60, burst: 5 };
+const TIER3: Limit = { perSecond: 50 / 60, burst: 10 };
+const TIER4: Limit = { perSecond: 100 / 60, burst: 20 };
+export const STANDIN_LIMITS: Record<string, Limit> = {
+  'chat.postMessage': { perSecond: 1, burst: 3, perChannel: true },
+  'chat.update': TIER3,
+  'chat.postEphemeral': TIER4,
+  'chat.delete': TIER3,
+  'views.publish': TIER4,
+  'views.open': TIER4,
+  'auth.test': TIER4,
+  'usergroups.users.list': TIER2,
+  'files.getUploadURLExternal': TIER4,
+  'files.completeUploadExternal': TIER4,
+  'conversations.info': TIER3,
+};
+
+const BLOCK_LIMITS = { blocks: 50, sectionText: 3000, fields: 10, fieldText: 2000, actions: 25, header: 150, buttonText: 75, contextElements: 10, value: 2000 };
+
+type JsonBlock = {
+  type?: string;
+  text?: { text?: string };
+  fields?: { text?: string }[];
+  elements?: { text?: string | { text?: string }; value?: string }[];
+};
+
+/** The first Block Kit limit a message breaks, or null. */
+export function blockKitViolation(blocks: unknown): string | null {
+  if (blocks === undefined) return null;
+  if (!Array.isArray(blocks)) return 'blocks is not an array';
+  if (blocks.length > BLOCK_LIMITS.blocks) return `${blocks.length} blocks (max ${BLOCK_LIMITS.blocks})`;
+  for (const [i, b] of (blocks as JsonBlock[]).entries()) {
+    const t = b.text?.text ?? '';
+    if (b.type === 'section' && t.length > BLOCK_LIMITS.sectionText) return `block ${i}: section text ${t.length} characters`;
+    if (b.type === 'header' && t.length > BLOCK_LIMITS.header) return `block ${i}: header ${t.length} characters`;
+    if (b.fields && (b.fields.length > BLOCK_LIMITS.fields || b.fields.some((f) => (f.text ?? '').length > BLOCK_LIMITS.fieldText))) return `block ${i}: fields over the limit`;
+    if (b.type === 'actions' && (b.elements?.length ?? 0) > BLOCK_LIMITS.actions) return `block ${i}: ${b.elements!.length} actions`;
+    if (b.type === 'actions') {
+      for (const e of b.elements ?? []) {
+        const label = typeof e.text === 'object' ? (e.text?.text ?? '') : '';
+        if (label.length > BLOCK_LIMITS.buttonText || (e.value ?? '').length > BLOCK_LIMITS.value) return `block ${i}: button over the limit`;
+      }
+    }
+    if (b.type === 'context' && (b.elements?.length ?? 0) > BLOCK_LIMITS.contextElements) return `block ${i}: ${b.elements!.length} context elements`;
+  }
+  return null;
+}
+
+export interface SlackStandin {
+  url: string;
+  /** Base of response_url values handed to slash commands. */
+  responseUrl: string;
+  calls: StandinCall[];
+  /** Calls answered 429. */
+  rateLimited(): StandinCall[];
+  /** Hold every answer to `method` until the returned release() is called. */
+  hold(method: string): () => void;
+  close(): Promise<void>;
+}
+
+async function readBody(req: http.IncomingMessage): Promise<{ raw: Buffer; bytes: number }> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const c of req) {
+    bytes += (c as Buffer).length;
+    // Uploads are counted, not kept: a 10,000-host CSV must not sit in the stand-in's memory.
+    if (!req.url?.startsWith('/upload/')) chunks.push(c as Buffer);
+  }
+  return { raw: Buffer.concat(chunks), bytes };
+}
+
+function parseBody(raw: Buffer, contentType: string | undefined): Record<string, unknown> {
+  const text = raw.toString('utf8');
+  if (!text) return {};
+  if (contentType?.includes('application/json')) return JSON.parse(text) as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of new URLSearchParams(text)) {
+    try {
+      out[k] = k === 'blocks' || k === 'view' || k === 'files' ? JSON.parse(v) : v;
+    } catch {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+export async function startSlackStandin(opts: { limits?: Record<string, Limit>; notMemberOf?: string[] } = {}): Promise<SlackStandin> {
+  const limits = { ...STANDIN_LIMITS, ...opts.limits };
+  const calls: StandinCall[] = [];
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  const held = new Map<string, Promise<void>>();
+  let seq = 0;
+  let fileSeq = 0;
+  let port = 0;
+
+  /** Seconds to wait, or 0 if the call may go now (a token is taken). */
+  const take = (method: string, channel: string | undefined): number => {
+    const limit = limits[method];
+    if (!limit) return 0;
+    const key = limit.perChannel && channel ? `${method}:${channel}` : method;
+    const now = Date.now();
+    const b = buckets.get(key) ?? { tokens: limit.burst, at: now };
+    b.tokens = Math.min(limit.burst, b.tokens + ((now - b.at) / 1000) * limit.perSecond);
+    b.at = now;
+    buckets.set(key, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((1 - b.tokens) / limit.perSecond));
+  };
+
+  const answer = (method: string, body: Record<string, unknown>): Record<string, unknown> => {
+    const violation = blockKitViolation(body.blocks);
+    if (violation && method.startsWith('chat.')) return { ok: false, error: 'invalid_blocks', detail: violation };
+    if (typeof body.text === 'string' && body.text.length > 40_000) return { ok: false, error: 'msg_too_long' };
+    // A private channel or DM Ferry is not a member of: Slack says it does not exist.
+    if (method.startsWith('chat.') && typeof body.channel === 'string' && opts.notMemberOf?.includes(body.channel)) return { ok: false, error: 'channel_not_found' };
+    switch (method) {
+      case 'auth.test':
+        return { ok: true, user_id: 'UFERRY', bot_id: 'BFERRY', team_id: 'T1' };
+      case 'chat.postMessage':
+        return { ok: true, channel: body.channel, ts: `${1_700_000_000 + ++seq}.000100`, message: { text: body.text } };
+      case 'chat.update':
+        return { ok: true, channel: body.channel, ts: body.ts };
+      case 'chat.postEphemeral':
+        return { ok: true, message_ts: `${1_700_000_000 + ++seq}.000200` };
+      case 'files.getUploadURLExternal': {
+        const id = `F${++fileSeq}`;
+        return { ok: true, upload_url: `http://127.0.0.1:${port}/upload/${id}`, file_id: id };
+      }
+      case 'files.completeUploadExternal':
+        return { ok: true, files: (body.files as { id: string }[] | undefined)?.map((f) => ({ id: f.id })) ?? [] };
+      case 'usergroups.users.list':
+        return { ok: true, users: [] };
+      default:
+        return { ok: true };
+    }
+  };
+
+  const server = http.createServer((req, res) => {
+    void (async () => {
+      const at = Date.now();
+      const { raw, bytes } = await readBody(req);
+      const url = req.url ?? '/';
+      if (url.startsWith('/upload/')) {
+        calls.push({ method: 'upload', body: { id: url.slice(8) }, at, status: 200, bytes });
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('OK');
+        return;
+      }
+      let body: Record<string, unknown>;
+      try {
+        body = parseBody(raw, req.headers['content-type']);
+      } catch {
+        res.writeHead(400).end();
+        return;
+      }
+      if (url.startsWith('/commands/')) {
+        const violation = blockKitViolation(body.blocks);
+        calls.push({ method: 'response_url', body, at, status: violation ? 400 : 200, error: violation ?? undefined });
+        res.writeHead(violation ? 400 : 200, { 'content-type': 'text/plain' });
+        res.end(violation ? 'invalid_blocks' : 'ok');
+        return;
+      }
+      const method = url.replace(/^\/api\//, '').replace(/\?.*$/, '');
+      const wait = take(method, typeof body.channel === 'string' ? body.channel : typeof body.channel_id === 'string' ? body.channel_id : undefined);
+      if (wait > 0) {
+        calls.push({ method, body, at, status: 429, error: 'ratelimited' });
+        res.writeHead(429, { 'retry-after': String(wait), 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ok: false, error: 'ratelimited' }));
+        return;
+      }
+      const gate = held.get(method);
+      if (gate) await gate;
+      const out = answer(method, body);
+      calls.push({ method, body, at, status: 200, error: out.ok ? undefined : String(out.error) });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(out));
+    })().catch(() => {
+      res.writeHead(500).end();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/api/`,
+    responseUrl: `http://127.0.0.1:${port}/commands/`,
+    calls,
+    rateLimited: () => calls.filter((c) => c.status === 429),
+    hold(method) {
+      let release!: () => void;
+      held.set(method, new Promise<void>((r) => (release = r)));
+      return () => {
+        held.delete(method);
+        release();
+      };
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
