@@ -46,6 +46,8 @@ async function main(): Promise<void> {
     await rt.close();
     process.exit(0);
   };
+  // One request or job gone wrong is logged; it does not take the process (and every other request) down.
+  process.on('unhandledRejection', (e) => log.error({ err: e instanceof Error ? e.stack : String(e) }, 'unhandled error (logged; Ferry carries on)'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
 
@@ -74,7 +76,7 @@ async function main(): Promise<void> {
     }
     const { createSlackApp } = await import('./bot/slack/app.js');
     const port = Number(env.PORT ?? 3000);
-    const app = createSlackApp(deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: env.SLACK_SIGNING_SECRET, appToken: env.SLACK_APP_TOKEN, port, slackApiUrl: env.SLACK_API_URL });
+    const app = createSlackApp(deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: env.SLACK_SIGNING_SECRET, appToken: env.SLACK_APP_TOKEN, port, slackApiUrl: env.SLACK_API_URL, appId: env.SLACK_APP_ID });
     await app.start(port);
     stopWeb = () => app.stop() as Promise<void>;
     log.info({ port, socketMode: Boolean(env.SLACK_APP_TOKEN) }, env.SLACK_APP_TOKEN ? 'Slack app connected (Socket Mode)' : `Slack app listening on :${port}/slack/events`);

@@ -18,6 +18,7 @@ import { resolveUserGroups } from './groups.js';
 import { createWebClient } from './surface.js';
 import { metricsText } from '../../health.js';
 import { registerHome } from './home.js';
+import { guardReceiver, sameWorkspaceOnly } from './guard.js';
 
 
 /** Slack waits 3 s for a slash command's ack; Ferry acks by this time whatever is still running. */
@@ -37,6 +38,8 @@ export interface SlackAppOptions {
   appToken?: string;
   port: number;
   slackApiUrl?: string;
+  /** SLACK_APP_ID: deliveries for another app are dropped (else auth.test's app_id, when it says). */
+  appId?: string;
 }
 
 /** Ids that identify one delivery across retries: event_id for events, trigger_id / action_ts for the rest. */
@@ -73,11 +76,18 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   // One auth.test per process, on first use, retried after a failure. Bolt's own single-token
   // mode with lazy verification calls auth.test on every incoming request.
   const authClient = createWebClient(opts.botToken, opts.slackApiUrl);
-  let identity: Promise<AuthorizeResult> | undefined;
-  const authorize = (): Promise<AuthorizeResult> => {
+  let identity: Promise<AuthorizeResult & { appId?: string }> | undefined;
+  const authorize = (): Promise<AuthorizeResult & { appId?: string }> => {
     identity ??= authClient.auth
       .test()
-      .then((r) => ({ botToken: opts.botToken, botId: r.bot_id, botUserId: r.user_id, teamId: r.team_id }))
+      .then((r) => ({
+        botToken: opts.botToken,
+        botId: r.bot_id,
+        botUserId: r.user_id,
+        teamId: r.team_id,
+        enterpriseId: r.enterprise_id || undefined,
+        appId: opts.appId ?? ((r as { app_id?: string }).app_id || undefined),
+      }))
       .catch((e: unknown) => {
         identity = undefined;
         throw e;
@@ -89,18 +99,20 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     logLevel: LogLevel.WARN,
     clientOptions: opts.slackApiUrl ? { slackApiUrl: opts.slackApiUrl.replace(/\/?$/, '/') } : undefined,
   };
-  const app = opts.appToken
-    ? new App({ ...common, appToken: opts.appToken, socketMode: true, customRoutes: health, port: opts.port })
-    : new App({
-        ...common,
-        receiver: new HTTPReceiver({
-          signingSecret: opts.signingSecret!,
-          endpoints: '/slack/events',
-          customRoutes: health,
-          processBeforeResponse: false,
-          unhandledRequestTimeoutMillis: 2900,
-        }),
+  const receiver = opts.appToken
+    ? undefined
+    : new HTTPReceiver({
+        signingSecret: opts.signingSecret!,
+        endpoints: '/slack/events',
+        customRoutes: health,
+        processBeforeResponse: false,
+        unhandledRequestTimeoutMillis: 2900,
       });
+  if (receiver) guardReceiver(receiver, log);
+  const app = opts.appToken ? new App({ ...common, appToken: opts.appToken, socketMode: true, customRoutes: health, port: opts.port }) : new App({ ...common, receiver });
+
+  // Another workspace's (or app's) ids: acked and dropped before anything else looks at them.
+  app.use(sameWorkspaceOnly(authorize, log));
 
   // Duplicate and retried deliveries: the first one wins, the others are acked and dropped.
   const dedupe: Middleware<AnyMiddlewareArgs> = async (args) => {
