@@ -26,3 +26,13 @@ export interface Surface {
 export function inThread(conv: Conversation, ref: MessageRef | null): Conversation {
   return ref ? { ...conv, threadTs: conv.threadTs ?? ref.ts } : conv;
 }
+
+/**
+ * The message an answer posted, from the conversation before and after `answer`: when the
+ * command was typed outside a thread, the answer heads the new thread. null inside a thread
+ * (the answer is one reply among others and is left as it is).
+ */
+export function answerRef(typed: Conversation, answered: Conversation): MessageRef | null {
+  if (typed.threadTs || !answered.threadTs) return null;
+  return { channel: answered.surface === 'slack' ? answered.channel : answered.session, ts: answered.threadTs };
+}

@@ -5,7 +5,7 @@
  * last state is always shown and Slack calls per operation depend on its duration, not on
  * its number of hosts.
  */
-import type { Message } from '../bot/messages.js';
+import { message, section, who, type Message } from '../bot/messages.js';
 import type { Deps } from './context.js';
 import { FINISHED, type Operation } from './operations.js';
 import type { Workflow } from './wiring.js';
@@ -89,9 +89,21 @@ export async function refreshCard(deps: Deps, opId: number, opts: { force?: bool
     await redis.set(lockKey, '1', 'PX', CARD_INTERVAL_MS);
   }
   const op = await deps.ops.get(opId);
-  if (opts.force && op && FINISHED.includes(op.status)) await redis.set(finalKey, '1', 'EX', 86_400);
+  const final = opts.force && op && FINISHED.includes(op.status);
+  if (final) await redis.set(finalKey, '1', 'EX', 86_400);
+  // The channel's "checking…" answer says how the operation ended, like its card.
+  if (final && op.echoRef) await deps.outbox.update(op.conv, op.echoRef, echoMessage(op));
   if (!op?.cardRef) return;
   await deps.outbox.update(op.conv, op.cardRef, await renderCard(deps, op));
+}
+
+const ENDED: Record<string, string> = { succeeded: 'done', partial: 'partly done', failed: 'failed', cancelled: 'cancelled' };
+
+/** The command's answer in the channel, once the operation has ended. */
+export function echoMessage(op: Operation): Message {
+  const word = ENDED[op.status] ?? op.status;
+  const summary = op.summary ? `: ${op.summary}` : '';
+  return message(`${op.title}: ${word}${summary}`, section(`${who(op.requester)} *${op.title}*: ${word} (job ${op.id})${summary}`));
 }
 
 /** The trailing refresh job: update only if nothing else did in the meantime. */

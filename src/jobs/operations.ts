@@ -24,6 +24,8 @@ export interface Operation {
   startedAt?: number;
   finishedAt?: number;
   cardRef?: MessageRef;
+  /** The command's own answer in the channel ("drain hyp03: checking…"), updated when the operation ends. */
+  echoRef?: MessageRef;
   /** One line for `jobs` and the App Home. */
   summary?: string;
   /** Workflow-specific parameters. */

@@ -8,6 +8,7 @@ import type { CommandContext, HandlerOf } from '../commands.js';
 import { clickAction, jobIdOf, type ActionContext, type ActionSpec } from '../actions.js';
 import type { ChatWorkflow } from '../router.js';
 import { message, section } from '../messages.js';
+import { answerRef } from '../surface.js';
 import { mention } from '../../core/permissions.js';
 import { unknownHostsSentence } from '../../core/selectors.js';
 import { startDrain, validateSkip } from '../../jobs/workflows/drain.js';
@@ -50,6 +51,7 @@ const drainCommand: HandlerOf<'drain'> = async (ctx, cmd) => {
   // The lock is taken before the plan job runs, so a second drain is refused at once.
   await startDrain(ctx.deps, {
     conv,
+    echo: answerRef(ctx.conv, conv),
     requester: ctx.user,
     title,
     drain: { host, dryRun: cmd.dryRun, rollback: cmd.rollback, ...(cmd.parallel ? { parallel: cmd.parallel } : {}), saveNonHa: cmd.saveNonHa, coldMigrate: cmd.coldMigrate },
@@ -78,7 +80,7 @@ const restoreCommand: HandlerOf<'restore'> = async (ctx, cmd) => {
     return;
   }
   const conv = await ctx.answer(message(`restore ${host}: leaving maintenance and bringing ${ledger.vms.length} ledger VMs home`, section(`${mention(ctx.user)} *restore ${host}*: ledger of job ${ledger.opId}, ${ledger.vms.length} VMs.`)));
-  await startRestore(ctx.deps, { conv, requester: ctx.user, title: `restore ${host}`, host, lock: (opId) => lockFor(ctx, host, opId, 'restore', 60_000) });
+  await startRestore(ctx.deps, { conv, echo: answerRef(ctx.conv, conv), requester: ctx.user, title: `restore ${host}`, host, lock: (opId) => lockFor(ctx, host, opId, 'restore', 60_000) });
 };
 
 async function migrateLike(ctx: CommandContext, vm: string, target: string, opts: { datastore?: string; dryRun: boolean; precheckOnly: boolean }): Promise<void> {
@@ -90,7 +92,7 @@ async function migrateLike(ctx: CommandContext, vm: string, target: string, opts
   const verb = opts.precheckOnly ? 'precheck' : 'migrate';
   const title = `${verb} ${vm} to ${host}${opts.datastore ? ` datastore ${opts.datastore}` : ''}${opts.dryRun ? ' dry-run' : ''}`;
   const conv = await ctx.answer(message(`${title}: checking…`, section(`${mention(ctx.user)} *${title}*: checking…`)));
-  await startMigrate(ctx.deps, { conv, requester: ctx.user, title, ask: { vm, target: host, ...(opts.datastore ? { datastore: opts.datastore } : {}), dryRun: opts.dryRun, precheckOnly: opts.precheckOnly } });
+  await startMigrate(ctx.deps, { conv, echo: answerRef(ctx.conv, conv), requester: ctx.user, title, ask: { vm, target: host, ...(opts.datastore ? { datastore: opts.datastore } : {}), dryRun: opts.dryRun, precheckOnly: opts.precheckOnly } });
 }
 
 const migrateCommand: HandlerOf<'migrate'> = (ctx, cmd) => migrateLike(ctx, cmd.vm, cmd.target, { datastore: cmd.datastore, dryRun: cmd.dryRun, precheckOnly: false });

@@ -21,12 +21,12 @@ import { formatDuration } from '../../core/duration.js';
 import { mention } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, plural, progressBar, section, type Block, type Button } from '../../bot/messages.js';
-import type { Conversation } from '../../bot/surface.js';
+import type { Conversation, MessageRef } from '../../bot/surface.js';
 import type { CardRenderer, Workflow } from '../wiring.js';
 import { ensureCard, refreshCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
-import type { Operation } from '../operations.js';
+import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
 import { decide, finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
@@ -98,11 +98,12 @@ function concurrencyFor(deps: Deps, p: Params): number {
 /** Handler side: create the operation (the lock is taken by the caller for real drains) and queue the plan. */
 export async function startDrain(
   deps: Deps,
-  req: { conv: Conversation; requester: string; title: string; drain: DrainRequest; lock?: (opId: number) => Promise<boolean> },
+  req: { conv: Conversation; echo?: MessageRef | null; requester: string; title: string; drain: DrainRequest; lock?: (opId: number) => Promise<boolean> },
 ): Promise<Operation | null> {
   const cluster = deps.rt.inventory.clusterOf[req.drain.host]!;
   const op = await deps.ops.create({
     kind: KIND,
+    ...(req.echo ? { echoRef: req.echo } : {}),
     title: req.title,
     requester: req.requester,
     conv: req.conv,
@@ -129,7 +130,8 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   const { facts, vms, errors } = await clusterFacts(deps, p.cluster);
   const host = facts.find((f) => f.name === p.host);
   if (!host) {
-    await refuse(deps, op, `${p.host} did not answer (${errors[p.host] ?? 'no facts'}); nothing was changed.`);
+    const why = errors[p.host] ?? `${p.host} did not answer`;
+    await refuse(deps, op, `${why.startsWith(p.host) ? why : `${p.host} did not answer (${why})`}; nothing was changed.`);
     return;
   }
   const snapshot = vms[p.host] ?? [];
@@ -168,7 +170,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `drain ${p.host}: plan`, targets: [p.host, ...moves.map((m) => m.vm)], opId, outcome: pre.ok ? 'ok' : 'refused', detail: plan.lines[0] });
 
   if (!pre.ok) {
-    await deps.outbox.post(op.conv, message(plan.lines[0]!, section(plan.lines.map(esc).join('\n').slice(0, 2900))));
+    // The card shows the refused plan in full; it is not posted a second time.
     await releaseLock(deps.rt, p.host, opId);
     await finishOp(deps, op, 'failed', plan.lines[0]!);
     return;
@@ -191,8 +193,8 @@ function esc(s: string): string {
   return s.replace(/^ {2}/, '    ↳ ');
 }
 
+/** The card (and the channel's answer) carry the sentence: it is not posted a second time. */
 async function refuse(deps: Deps, op: Operation, sentence: string): Promise<void> {
-  await deps.outbox.post(op.conv, message(sentence));
   await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: op.title, targets: op.hosts, opId: op.id, outcome: 'refused', detail: sentence });
   await releaseLock(deps.rt, op.hosts[0]!, op.id);
   await finishOp(deps, op, 'failed', sentence);
@@ -620,6 +622,11 @@ const drainCard: CardRenderer = async (deps, op) => {
   const stage = stageOf(op);
   const plan = await readPlan(deps, op.id);
   const head = `*Drain ${p.host}* · job ${op.id}`;
+  if (!plan && FINISHED.includes(op.status)) {
+    // Ended before a plan was stored (refused, host unreachable): the card says so, with why.
+    const word = op.status === 'failed' ? 'refused: nothing was changed' : op.status;
+    return message(`${op.title}: ${word}`, section(`${head} · ${word}`), ...(op.summary ? [section(op.summary)] : []), context(`requested by ${mention(op.requester)}`));
+  }
   if (!plan || stage === 'planning') {
     return message(`${op.title}: checking`, section(`${head} · checking ${p.host}'s VMs and the other hosts of ${p.cluster}…`), context(`requested by ${mention(op.requester)}`));
   }
@@ -627,7 +634,7 @@ const drainCard: CardRenderer = async (deps, op) => {
   const states = await vmStates(deps, op.id);
   // Nothing ran yet (waiting for Start, a dry run, a refused plan): the card is the plan.
   if (stage === 'awaiting-start' || Object.keys(states).length === 0) {
-    const word = p.dryRun ? 'dry run: nothing will change' : op.status === 'waiting' ? 'plan ready' : op.status === 'cancelled' ? 'cancelled' : op.status === 'failed' ? 'refused: nothing was changed' : op.status;
+    const word = op.status === 'failed' ? 'refused: nothing was changed' : p.dryRun ? 'dry run: nothing will change' : op.status === 'waiting' ? 'plan ready' : op.status === 'cancelled' ? 'cancelled' : op.status;
     blocks.push(section(`${head} · ${word}`));
     blocks.push(section(plan.lines.map(esc).join('\n').slice(0, 2900)));
     if (plan.moves.length) blocks.push({ type: 'table', title: '*Plan*', columns: ['VM', 'To', 'How', 'Memory'], rows: plan.moves.map((m) => [m.vm, m.target, m.mode, `${Math.round(m.memoryMiB / 1024)} GiB`]) });
@@ -639,21 +646,28 @@ const drainCard: CardRenderer = async (deps, op) => {
   const pct = await percents(deps, op.id);
   const total = plan.moves.length;
   const rollingBack = stage === 'rolling-back' || Object.values(states).some((s) => s.state === 'returning' || s.state === 'returned');
-  const done = rollingBack
-    ? plan.moves.filter((m) => ['returned', 'return-failed', 'failed', 'pending', 'skipped'].includes(states[m.vm]?.state ?? 'pending')).length
-    : plan.moves.filter((m) => ['moved', 'skipped', 'failed'].includes(states[m.vm]?.state ?? '')).length;
+  const stateOf = (vm: string): string => states[vm]?.state ?? 'pending';
+  const n = (...which: string[]): number => plan.moves.filter((m) => which.includes(stateOf(m.vm))).length;
+  // The figures count what the table shows. Rolling back, a VM that never left is home
+  // ("stayed home", settled); one that failed and stayed is named as failed, not as done.
+  const done = rollingBack ? n('returned', 'return-failed', 'failed', 'pending', 'skipped') : n('moved', 'skipped');
+  const failedN = n('failed', 'return-failed');
+  const label = rollingBack
+    ? `${done}/${total} VMs settled: ${n('returned')} back home, ${n('pending', 'skipped')} never left${failedN ? `, ${failedN} failed` : ''}`
+    : `${n('moved')}/${total} VMs moved${n('skipped') ? `, ${n('skipped')} skipped` : ''}${failedN ? `, ${failedN} failed` : ''}`;
   const word =
     op.status === 'waiting' ? 'on hold: waiting for a decision' : stage === 'done' ? op.status : rollingBack ? 'rolling back' : 'draining';
   blocks.push(section(`${head} · ${word}`));
-  blocks.push({ type: 'progress', done, total, label: `${done}/${total} VMs ${rollingBack ? 'settled' : 'done'}` });
+  blocks.push({ type: 'progress', done, total, label });
   blocks.push({
     type: 'table',
     columns: ['VM', 'To', 'State'],
     rows: plan.moves.map((m) => {
       const s = states[m.vm];
       const st = s?.state ?? 'pending';
-      const label = (STATE_LABEL[st] ?? st) + ((st === 'moving' || st === 'returning') && pct[m.vm] !== undefined ? ` ${pct[m.vm]}%` : '');
-      return [m.vm, st === 'returning' || st === 'returned' ? p.host : m.target, label];
+      const base = rollingBack && st === 'pending' ? 'stayed home' : rollingBack && st === 'failed' ? 'FAILED, stayed home' : (STATE_LABEL[st] ?? st);
+      const label = base + ((st === 'moving' || st === 'returning') && pct[m.vm] !== undefined ? ` ${pct[m.vm]}%` : '');
+      return [m.vm, st === 'returning' || st === 'returned' || (rollingBack && (st === 'pending' || st === 'failed')) ? p.host : m.target, label];
     }),
   });
   blocks.push(context(`requested by ${mention(op.requester)} · rollback ${p.rollback} · ${concurrencyFor(deps, p)} at a time`));

@@ -13,7 +13,7 @@ import { precheckMigrate, renderMigratePrecheck } from '../../core/prechecks.js'
 import { formatDuration } from '../../core/duration.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, section, type Block } from '../../bot/messages.js';
-import type { Conversation } from '../../bot/surface.js';
+import type { Conversation, MessageRef } from '../../bot/surface.js';
 import type { Workflow } from '../wiring.js';
 import { ensureCard, refreshCard } from '../cards.js';
 import { errorText } from '../retry.js';
@@ -48,9 +48,10 @@ function params(op: Operation): Params {
   return op.params as unknown as Params;
 }
 
-export async function startMigrate(deps: Deps, req: { conv: Conversation; requester: string; title: string; ask: MigrateAsk }): Promise<Operation> {
+export async function startMigrate(deps: Deps, req: { conv: Conversation; echo?: MessageRef | null; requester: string; title: string; ask: MigrateAsk }): Promise<Operation> {
   const op = await deps.ops.create({
     kind: req.ask.precheckOnly ? PRECHECK_KIND : KIND,
+    ...(req.echo ? { echoRef: req.echo } : {}),
     title: req.title,
     requester: req.requester,
     conv: req.conv,

@@ -13,7 +13,7 @@ import { formatDuration } from '../../core/duration.js';
 import { mention } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, plural, section, type Block } from '../../bot/messages.js';
-import type { Conversation } from '../../bot/surface.js';
+import type { Conversation, MessageRef } from '../../bot/surface.js';
 import type { CardRenderer, Workflow } from '../wiring.js';
 import { ensureCard, refreshCard } from '../cards.js';
 import { errorText } from '../retry.js';
@@ -34,10 +34,10 @@ interface Drift {
 
 export async function startRestore(
   deps: Deps,
-  req: { conv: Conversation; requester: string; title: string; host: string; lock?: (opId: number) => Promise<boolean> },
+  req: { conv: Conversation; echo?: MessageRef | null; requester: string; title: string; host: string; lock?: (opId: number) => Promise<boolean> },
 ): Promise<Operation | null> {
   const cluster = deps.rt.inventory.clusterOf[req.host]!;
-  const op = await deps.ops.create({ kind: KIND, title: req.title, requester: req.requester, conv: req.conv, hosts: [req.host], params: { host: req.host, cluster, stage: 'restoring' } });
+  const op = await deps.ops.create({ kind: KIND, ...(req.echo ? { echoRef: req.echo } : {}), title: req.title, requester: req.requester, conv: req.conv, hosts: [req.host], params: { host: req.host, cluster, stage: 'restoring' } });
   if (req.lock && !(await req.lock(op.id))) return null;
   await ensureCard(deps, op.id);
   await deps.queues.ops.add('restore', { opId: op.id }, { jobId: `op-${op.id}-restore`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
@@ -165,15 +165,20 @@ const restoreCard: CardRenderer = async (deps, op) => {
   const host = String(op.params.host);
   const states = Object.values(await vmStates(deps, op.id));
   const pct = await percents(deps, op.id);
-  const total = Number(op.params.total ?? states.length);
-  const done = states.filter((s) => s.state === 'returned' || s.state === 'return-failed').length;
+  // Until the ledger is read there is nothing to count: no "100% 0/0" progress.
+  const known = op.params.total !== undefined;
+  const total = Number(op.params.total ?? 0);
+  const back = states.filter((s) => s.state === 'returned').length;
+  const failed = states.filter((s) => s.state === 'return-failed').length;
+  const already = Number(op.params.alreadyHome ?? 0);
   const finished = ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status);
-  const word = finished ? op.status : op.params.total === undefined ? 'reading the ledger' : 'bringing VMs home';
-  const rows = states.map((s) => [s.name, s.from ?? '', s.state === 'returning' ? `moving back${pct[s.name] !== undefined ? ` ${pct[s.name]}%` : ''}` : s.state === 'returned' ? 'home' : s.state]);
+  const word = finished ? op.status : known ? 'bringing VMs home' : 'reading the ledger';
+  const rows = states.map((s) => [s.name, s.from ?? '', s.state === 'returning' ? `moving back${pct[s.name] !== undefined ? ` ${pct[s.name]}%` : ''}` : s.state === 'returned' ? 'home' : s.state === 'return-failed' ? 'FAILED' : s.state === 'pending' ? 'waiting' : s.state]);
+  const label = `${back}/${total} VMs back${failed ? `, ${failed} failed` : ''}${already ? ` (${already} already home)` : ''}`;
   return message(
     `${op.title}: ${word}`,
     section(`*Restore ${host}* · job ${op.id} · ${word}`),
-    { type: 'progress', done, total, label: `${done}/${total} VMs back` },
+    ...(known && total > 0 ? [{ type: 'progress' as const, done: back, total, label }] : known ? [section(`Nothing to move: ${already ? `${plural(already, 'VM')} already home` : 'the ledger is empty'}.`)] : []),
     ...(rows.length ? [{ type: 'table' as const, columns: ['VM', 'From', 'State'], rows }] : []),
     context(`requested by ${mention(op.requester)}`),
   );
