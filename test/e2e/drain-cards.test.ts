@@ -109,6 +109,7 @@ describe('cards and the channel echo end in a final state', () => {
     await h.run(`start ${op.id}`);
     expect((await h.waitForOp(op.id, 30_000)).status).toBe('failed');
     await settled(h);
+    await h.waitFor(async () => finalMessages(h!).some((m) => m.text.startsWith(`Drain hyp03 · job ${op.id} · failed`)), 'the final drain card');
     const cards = (h.events as ConsoleEvent[]).filter((e) => e.kind !== 'ephemeral' && renderText(e.message).startsWith(`Drain hyp03 · job ${op.id}`));
     for (const e of cards) {
       const progress = e.message.blocks.find((b) => b.type === 'progress');
