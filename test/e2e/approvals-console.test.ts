@@ -120,7 +120,8 @@ describe('done means, console path', () => {
     const h = await harness();
     await h.run('find stale ports hyp01..hyp06', 'alice');
     const sweep = await h.waitForOp();
-    const summary = h.events.find((e) => e.kind === 'post' && e.message.text.includes('(of 6 swept)'));
+    // The outcome is recorded before the summary is posted: wait for the summary itself.
+    const summary = await h.waitFor(async () => h.events.find((e) => e.kind === 'post' && e.message.text.includes('(of 6 swept)')), 'the sweep summary');
     const btn = summary && 'message' in summary ? summary.message.blocks.find((b) => b.type === 'actions') : undefined;
     expect(btn && btn.type === 'actions' ? btn.buttons[0]!.value : '').toBe(String(sweep.id));
     await click(h, 'ferry:remove-stale-ports', String(sweep.id), 'alice');

@@ -6,7 +6,8 @@
  *   2. per port of the frozen plan, in order: read the host's NPIV picture again just before
  *      removing and skip the port (saying why) if it is gone, if a VM now uses it, or if it
  *      is no longer on the HBA and fabric the approvers saw; otherwise remove it through the
- *      adapter. Each port is reported in the thread and audited (kind 'adapter');
+ *      adapter. Each port is audited (kind 'adapter') and shown on the card; the thread gets
+ *      its lines in at most four milestone messages;
  *   3. a failure is reported as "port 3 of 7 failed: why" and the other ports go on;
  *   4. summary in the thread and on the card. There is no rollback: the card said so first.
  * The kill switch is honoured between ports: the port being removed finishes, the rest wait.
@@ -27,6 +28,8 @@ import { mention } from '../../core/permissions.js';
 
 const PORT_DEADLINE_MS = 90_000;
 const PAUSE_RECHECK_MS = 2000;
+/** Thread messages per removal, at most (plus the summary). */
+const MILESTONES = 4;
 
 type Claim = 'claimed' | 'resume' | 'refused';
 
@@ -142,11 +145,22 @@ async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
 
   const total = request.plan.length;
   const resultsKey = deps.rt.key('op', opId, 'results');
+  // Per-port results go to the card (one edit a second at most); the thread gets milestones:
+  // a message per quarter of the plan with the lines of its ports, so 100 ports are 4 posts,
+  // not 100 paced at Slack's one message a second per channel.
+  const milestone = Math.max(1, Math.ceil(total / MILESTONES));
+  const pending: string[] = [];
+  const flush = async (): Promise<void> => {
+    if (!pending.length) return;
+    const lines = pending.splice(0);
+    await deps.outbox.post(meta.conv, lines.length === 1 ? message(lines[0]!) : message(`${lines[0]} … (${lines.length} ports)`, section(lines.join('\n'))));
+  };
   for (const [i, port] of request.plan.entries()) {
     const n = i + 1;
     if (await deps.rt.redis.hexists(resultsKey, String(n))) continue; // done before a restart
     const paused = await pauseState(deps.rt);
     if (paused) {
+      await flush();
       const note = `Held: ${pausedBy(paused)}; ports ${n}–${total} wait for resume all.`;
       const cur = await deps.ops.get(opId);
       if (cur?.params.paused !== note) {
@@ -163,9 +177,11 @@ async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
     const fresh = await deps.rt.redis.hsetnx(resultsKey, String(n), JSON.stringify(outcome));
     if (!fresh) continue;
     await deps.ops.incr(opId, outcome.outcome);
-    await deps.outbox.post(meta.conv, message(portLine(outcome, total, port)));
+    pending.push(portLine(outcome, total, port));
+    if (n % milestone === 0 || n === total) await flush();
     await refreshCard(deps, opId);
   }
+  await flush();
 
   const results = Object.values(await deps.ops.results<PortOutcome>(opId)).sort((a, b) => a.n - b.n);
   const t = tally(results);
