@@ -14,7 +14,7 @@ import type { Message } from '../src/bot/messages.js';
 import { inThread, type Conversation } from '../src/bot/surface.js';
 import { silentLogger } from '../src/log.js';
 import { FINISHED, type Operation } from '../src/jobs/operations.js';
-import { drainLabYaml, setHostVms } from '../test/e2e/drain-support.js';
+import { drainLabYaml, setHostVms } from '../test/support/drain-support.js';
 
 const VMS = 40;
 const MIGRATION_MS = 500;

@@ -17,7 +17,7 @@ import { pMap } from '../src/core/pmap.js';
 import { findStalePorts } from '../src/core/stale-ports.js';
 import { silentLogger } from '../src/log.js';
 import { VIRSH_TESTDRIVER, writeFleet } from '../test/fixtures/libvirt/fleet.js';
-import { findProgram, startSshd } from '../test/peers/sshd.js';
+import { findProgram, startSshd } from '../test/support/sshd.js';
 import { startPrivateRedis } from '../test/support/redis-server.js';
 
 export interface SweepBenchResult {

@@ -1,6 +1,6 @@
 /**
  * The Hyper-V adapter end to end through the real SSH layer and a real OpenSSH sshd on loopback
- * (test/peers/sshd.ts). There is no Windows here, so the sshd's ForceCommand is a stand-in for
+ * (test/support/sshd.ts). There is no Windows here, so the sshd's ForceCommand is a stand-in for
  * powershell.exe (test/peers/hyperv-standin.mjs): it receives the exact command line the SSH
  * layer sent, decodes the -EncodedCommand, checks the script's envelope, records it and answers
  * with the fixture for the script's marker. What these tests prove: the command survives
@@ -25,7 +25,7 @@ import { configSchema } from '../../src/config/schema.js';
 import { findStalePorts } from '../../src/core/stale-ports.js';
 import { silentLogger } from '../../src/log.js';
 import { FIXTURES } from '../fixtures/hyperv/fake-shell.js';
-import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../peers/sshd.js';
+import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
 
 const haveSshd = requirePeer('sshd', sshdAvailable(), 'openssh-server (sshd) and ssh-keygen are needed for the Hyper-V adapter over SSH');
 const STANDIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'hyperv-standin.mjs');

@@ -1,5 +1,5 @@
 /**
- * The libvirt adapter end to end: real sshd on loopback (test/peers/sshd.ts) -> real virsh with
+ * The libvirt adapter end to end: real sshd on loopback (test/support/sshd.ts) -> real virsh with
  * libvirt's test driver, one driver XML file per host alias (test/fixtures/libvirt/fleet.ts).
  * The only stand-in is virsh-testdriver.sh answering `nodedev-list --cap X`, which the test
  * driver rejects in virsh 9 (see the script); nodedev-dumpxml and everything else is real virsh.
@@ -15,7 +15,7 @@ import { AdapterError } from '../../src/adapters/types.js';
 import { findStalePorts } from '../../src/core/stale-ports.js';
 import { silentLogger } from '../../src/log.js';
 import { VIRSH_TESTDRIVER, writeFleet, type FleetHost } from '../fixtures/libvirt/fleet.js';
-import { findProgram, requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../peers/sshd.js';
+import { findProgram, requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
 
 const ok = requirePeer('sshd', sshdAvailable(), 'openssh-server is needed') && requirePeer('virsh', findProgram('virsh') !== null, 'libvirt-clients (virsh) is needed for the libvirt adapter tests');
 const HOSTS = ['kvm01', 'kvm02', 'kvm03'];

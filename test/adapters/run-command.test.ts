@@ -21,7 +21,7 @@ import { SshRemoteShell } from '../../src/adapters/ssh/index.js';
 import { VsphereAdapter } from '../../src/adapters/vsphere/adapter.js';
 import { AdapterError, UnsupportedError } from '../../src/adapters/types.js';
 import { RecordingShell } from '../fixtures/hyperv/fake-shell.js';
-import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../peers/sshd.js';
+import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
 
 async function rejection(p: Promise<unknown>): Promise<AdapterError> {
   const err = await p.then(

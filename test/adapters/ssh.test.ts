@@ -1,5 +1,5 @@
 /**
- * The SSH layer against a real OpenSSH sshd on loopback (test/peers/sshd.ts): pinned host keys,
+ * The SSH layer against a real OpenSSH sshd on loopback (test/support/sshd.ts): pinned host keys,
  * key auth, pooling and reconnect, quoting, timeouts, bounded concurrency, and every fault as a
  * clear AdapterError.
  */
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshRemoteShell, execChecked, type SshSettings, type SshShellOptions } from '../../src/adapters/ssh/index.js';
 import { AdapterError } from '../../src/adapters/types.js';
-import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../peers/sshd.js';
+import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
 
 const haveSshd = requirePeer('sshd', sshdAvailable(), 'openssh-server (sshd) and ssh-keygen are needed for the SSH layer tests');
 

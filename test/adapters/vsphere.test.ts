@@ -13,7 +13,7 @@ import { AdapterRegistry } from '../../src/adapters/registry.js';
 import '../../src/adapters/index.js';
 import { parseConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
-import { buildVcsim, startVcsim, vcsimAvailable, type Vcsim } from '../peers/vcsim.js';
+import { buildVcsim, startVcsim, vcsimAvailable, type Vcsim } from '../support/vcsim.js';
 
 const available = vcsimAvailable();
 const HOSTS = { DC0_C0_H0: 'esx01', DC0_C0_H1: 'esx02', DC0_C0_H2: 'esx03', DC0_C1_H0: 'esx11', DC0_C1_H1: 'esx12', DC0_C1_H2: 'esx13' };

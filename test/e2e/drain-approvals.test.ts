@@ -16,7 +16,7 @@ import { ApprovalStore } from '../../src/approvals/store.js';
 import { expireDue } from '../../src/approvals/service.js';
 import { labKeys } from '../../src/adapters/lab/control.js';
 import { readLock } from '../../src/jobs/drain/locks.js';
-import { drainLabYaml, hostState, migrationsPerVm, setHostVms, whereIs } from './drain-support.js';
+import { drainLabYaml, hostState, migrationsPerVm, setHostVms, whereIs } from '../support/drain-support.js';
 
 const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
 const POLICY = `approvals:\n  drain:\n    approvals: 1\n    approvers: [group:approvers]\n    expiry: 30m\n`;

@@ -12,10 +12,10 @@
 import { afterEach, expect, it } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { startRestartableRedis, type RestartableRedis } from '../support/restartable-redis.js';
-import { DrainWorkers } from './drain-worker-process.js';
+import { DrainWorkers } from '../support/drain-worker-process.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
-import { drainLabYaml, migrationsPerVm, setHostVms, whereIs } from './drain-support.js';
+import { drainLabYaml, migrationsPerVm, setHostVms, whereIs } from '../support/drain-support.js';
 
 const OUTAGE_MS = Number(process.env.FERRY_TEST_OUTAGE_MS ?? 4000);
 const LOCK_MS = Number(process.env.FERRY_TEST_LOCK_MS ?? 1500);

@@ -8,7 +8,7 @@ import { labKeys, setLabFault } from '../../src/adapters/lab/control.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { readLock } from '../../src/jobs/drain/locks.js';
 import type { Operation } from '../../src/jobs/operations.js';
-import { drainLabYaml, hostState, migrationsPerVm, setHostVms, vmName, whereIs } from './drain-support.js';
+import { drainLabYaml, hostState, migrationsPerVm, setHostVms, vmName, whereIs } from '../support/drain-support.js';
 
 const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
 let h: Harness | undefined;

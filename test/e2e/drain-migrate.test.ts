@@ -10,7 +10,7 @@ import { labKeys } from '../../src/adapters/lab/control.js';
 import { readLock } from '../../src/jobs/drain/locks.js';
 import { queryAudit } from '../../src/audit/audit.js';
 import type { Operation } from '../../src/jobs/operations.js';
-import { drainLabYaml, hostState, setHostVms, vmName } from './drain-support.js';
+import { drainLabYaml, hostState, setHostVms, vmName } from '../support/drain-support.js';
 
 let h: Harness | undefined;
 afterEach(async () => {

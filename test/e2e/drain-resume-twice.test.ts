@@ -6,10 +6,10 @@
 import { afterEach, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { DrainWorkers } from './drain-worker-process.js';
+import { DrainWorkers } from '../support/drain-worker-process.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
-import { drainLabYaml, migrationsPerVm, setHostVms } from './drain-support.js';
+import { drainLabYaml, migrationsPerVm, setHostVms } from '../support/drain-support.js';
 
 let h: Harness | undefined;
 const workers = new DrainWorkers(inject('redisUrl'));

@@ -6,10 +6,10 @@
 import { afterEach, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { DrainWorkers } from './drain-worker-process.js';
+import { DrainWorkers } from '../support/drain-worker-process.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
-import { drainLabYaml, migrationsPerVm, setHostVms, whereIs } from './drain-support.js';
+import { drainLabYaml, migrationsPerVm, setHostVms, whereIs } from '../support/drain-support.js';
 
 const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
 let h: Harness | undefined;

@@ -7,7 +7,7 @@ import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { acquireLock, LOCK_TTL_MS, readLock } from '../../src/jobs/drain/locks.js';
 import { setLabFault } from '../../src/adapters/lab/control.js';
 import type { Operation } from '../../src/jobs/operations.js';
-import { drainLabYaml, hostState, migrationsPerVm, setHostVms, vmName } from './drain-support.js';
+import { drainLabYaml, hostState, migrationsPerVm, setHostVms, vmName } from '../support/drain-support.js';
 
 let h: Harness | undefined;
 

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
-import { drainLabYaml, hostState, setHostVms, vmName } from './drain-support.js';
+import { drainLabYaml, hostState, setHostVms, vmName } from '../support/drain-support.js';
 import { pauseRun, readRun, rollingStep, type HostCycle } from '../../src/jobs/patch/rolling.js';
 import { workflowCycle } from '../../src/jobs/patch/cycle.js';
 import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows.js';

@@ -12,7 +12,7 @@ import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows
 import { readRun } from '../../src/jobs/patch/rolling.js';
 import { queryAudit } from '../../src/audit/audit.js';
 import type { Job } from 'bullmq';
-import { drainableHosts, vmHomes } from './patch-support.js';
+import { drainableHosts, vmHomes } from '../support/patch-support.js';
 
 const HOSTS: string[] = [];
 // Near real time: the audit stream's ids are Redis server time and it trims by the clock's retention.

@@ -12,7 +12,7 @@ import { setLabFault } from '../../src/adapters/lab/control.js';
 import { scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows.js';
 import { readRun } from '../../src/jobs/patch/rolling.js';
 import { ApprovalStore } from '../../src/approvals/store.js';
-import { drainableHosts, vmHomes } from './patch-support.js';
+import { drainableHosts, vmHomes } from '../support/patch-support.js';
 
 /** Four hosts of prod-a whose drain the prechecks allow (no running non-HA VM), found at start. */
 const HOSTS: string[] = [];

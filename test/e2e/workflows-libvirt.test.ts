@@ -1,7 +1,7 @@
 /**
  * The real workflows (find stale ports, drain + Start, restore, migrate, precheck) run through
  * handleLine and the in-process BullMQ workers on the libvirt adapter over the REAL sshd
- * (test/peers/sshd.ts) with the real virsh and libvirt's test driver, one driver file per host
+ * (test/support/sshd.ts) with the real virsh and libvirt's test driver, one driver file per host
  * (test/fixtures/libvirt/fleet.ts). Each host has its own loopback address (127.0.0.1-3), pinned
  * in a known_hosts file, so the migrate URI names a real target address.
  *
@@ -28,7 +28,7 @@ import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { readLock } from '../../src/jobs/drain/locks.js';
 import type { Operation } from '../../src/jobs/operations.js';
 import { VIRSH_TESTDRIVER, writeFleet, type FleetHost } from '../fixtures/libvirt/fleet.js';
-import { findProgram, requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../peers/sshd.js';
+import { findProgram, requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { MigrationStandInShell, domainsIn, editLines } from '../support/libvirt-migration-shell.js';
 

@@ -1,7 +1,7 @@
 /**
  * The real workflows (find stale ports, drain + Start, restore, migrate, precheck) run through
  * handleLine and the in-process BullMQ workers on the vSphere adapter against govmomi's vCenter
- * simulator (test/peers/vcsim.ts; TLS checked against its CA file, the other clusters pin its thumbprint). The Ferry cluster `vc` is the
+ * simulator (test/support/vcsim.ts; TLS checked against its CA file, the other clusters pin its thumbprint). The Ferry cluster `vc` is the
  * simulator's DC0_C0: esx01/esx02 have a vMotion vmknic, esx03 has none; the VMs have HA.
  *
  * Every simulator VM carries a connected CD-ROM backed by the host's ATAPI drive, which really
@@ -22,7 +22,7 @@ import type { HostSweepResult } from '../../src/jobs/workflows/find-stale-ports.
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { readLock } from '../../src/jobs/drain/locks.js';
 import type { Operation } from '../../src/jobs/operations.js';
-import { buildVcsim, startVcsim, vcsimAvailable, type Vcsim } from '../peers/vcsim.js';
+import { buildVcsim, startVcsim, vcsimAvailable, type Vcsim } from '../support/vcsim.js';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 
 const available = vcsimAvailable();

@@ -6,7 +6,7 @@ import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { silentLogger } from '../../src/log.js';
 import { acquireLock, acquireLocks, lockedSentence, readLock, refreshLock, releaseLock } from '../../src/jobs/drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type Ledger } from '../../src/jobs/drain/ledger.js';
-import { drainLabYaml } from '../e2e/drain-support.js';
+import { drainLabYaml } from '../support/drain-support.js';
 
 let rt: Runtime;
 beforeAll(() => {

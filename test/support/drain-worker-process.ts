@@ -1,4 +1,4 @@
-/** Drain workers in child processes (test/e2e/drain-worker.ts), for the kill-and-resume tests. */
+/** Drain workers in child processes (test/support/drain-worker.ts), for the kill-and-resume tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
@@ -11,7 +11,7 @@ export class DrainWorkers {
 
   /** Start one; resolves when it says it is ready. */
   start(yaml: string, prefix: string, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/e2e/drain-worker.ts')], {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/support/drain-worker.ts')], {
       cwd: ROOT,
       env: { ...process.env, FERRY_TEST_YAML: yaml, REDIS_URL: this.redisUrl, FERRY_PREFIX: prefix, ...env },
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../support/net.js';
+import { freePort } from './net.js';
 
 export interface SshdPeer {
   host: string;

@@ -1,5 +1,5 @@
 /** Shared by the rolling-run tests: lab hosts a drain may take, and where their VMs are. */
-import type { Harness } from '../support/harness.js';
+import type { Harness } from './harness.js';
 
 /** The first `n` lab hosts of prod-a with running VMs whose drain dry-run succeeds (the workflow itself decides). */
 export async function drainableHosts(h: Harness, n: number): Promise<string[]> {

@@ -12,7 +12,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { findProgram, requirePeer } from './sshd.js';
 
-const GO_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'go');
+const GO_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'go');
 const SRC = path.join(GO_DIR, 'src', 'ferry-vcsim', 'main.go');
 const BIN_DIR = path.join(GO_DIR, 'bin');
 const GOCODE = process.env.FERRY_GOCODE ?? '/usr/share/gocode';
