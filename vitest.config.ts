@@ -1,12 +1,30 @@
 import { defineConfig } from 'vitest/config';
+import { exportSlowness, slowness } from './test/support/speed.js';
+
+/**
+ * Two tiers, `npm test` runs both:
+ * - unit (`npm run test:unit`): pure modules, nothing but Node: no Redis, no peers, no child
+ *   processes. A new contributor's first answer, well under a minute.
+ * - e2e (`npm run test:e2e`): everything else, over a private redis-server (globalSetup) and
+ *   the real peers (sshd, virsh, vcsim…). A new test file lands here unless listed below.
+ */
+const UNIT = ['test/core/**/*.test.ts', 'test/bot/grammar.test.ts', 'test/bot/render.test.ts', 'test/approvals/policy.test.ts', 'test/config.test.ts', 'test/adapters/vsphere-faults.test.ts'];
+
+// Measured once per run and handed to the workers: a busy machine gets longer bounds, and the
+// bounds say why (test/support/speed.ts).
+const slow = exportSlowness(slowness());
+if (slow.factor > 1) console.log(`ferry tests: ${slow.why}`);
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/support/global-redis.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
+    testTimeout: Math.round(30_000 * slow.factor),
+    hookTimeout: Math.round(60_000 * slow.factor),
     // Two cores: integration suites each start peers; keep parallelism modest.
     maxWorkers: 2,
+    projects: [
+      // No Redis here: a unit test that reaches for one fails instead of finding the shared 6379.
+      { extends: true, test: { name: 'unit', include: UNIT, provide: { redisUrl: 'redis://unit-tier-has-no-redis.invalid:1' } } },
+      { extends: true, test: { name: 'e2e', include: ['test/**/*.test.ts'], exclude: UNIT, globalSetup: ['test/support/global-redis.ts'] } },
+    ],
   },
 });

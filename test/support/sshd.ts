@@ -6,13 +6,23 @@
  *
  *   const peer = await startSshd({ forceCommand: '/path/to/fake-powershell.sh' });
  *   // the client's command arrives in $SSH_ORIGINAL_COMMAND
+ *
+ * Independent of the machine's shell setup: sshd runs every command (ForceCommand too) as
+ * `<login shell> -c <command>`, and bash started by sshd sources /etc/bash.bashrc and ~/.bashrc
+ * even though it is not interactive. A root ~/.bashrc running `pyenv rehash` held each command
+ * 20 s and more under load. So every session gets HOME = a fresh empty directory of the peer
+ * (no ~/.bashrc, ~/.zshenv, fish config…), SHLVL=1 (bash only reads rc files for sshd when
+ * SHLVL was unset, i.e. shell level < 2: this skips the system bashrc as well) and
+ * PermitUserRC no (~/.ssh/rc is looked up in the passwd home, not $HOME). Proved by
+ * test/support/sshd.test.ts.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './net.js';
+import { slowness } from './speed.js';
 
 export interface SshdPeer {
   host: string;
@@ -23,6 +33,18 @@ export interface SshdPeer {
   /** The host's public key line ("ssh-ed25519 AAAA…"). */
   hostPublicKey: string;
   dir: string;
+  /** The HOME every session gets: empty, owned by the peer. */
+  home: string;
+  /**
+   * Wall time of the readiness check: one real `ssh … true` (connect, key exchange, auth, shell).
+   * A measure of how fast this machine is right now; see bound().
+   */
+  roundTripMs: number;
+  /**
+   * A time bound for something that takes about `idleMs` through this peer on an idle machine,
+   * scaled by the measured round trip (and by the run's measured slowness, test/support/speed.ts).
+   */
+  bound(idleMs: number): number;
   /** sshd's stderr so far (it runs with -e). */
   log(): string;
   stop(): Promise<void>;
@@ -38,6 +60,13 @@ export interface SshdOptions {
   /** Concurrent unauthenticated connections sshd accepts (the bench opens many at once). */
   maxStartups?: number;
   maxSessions?: number;
+  /**
+   * Keep sessions away from the user's shell rc files (default true). false only for the test
+   * that proves the isolation is what keeps a hostile ~/.bashrc out.
+   */
+  isolateShell?: boolean;
+  /** The sessions' HOME (default: an empty directory in the peer's temp dir). */
+  home?: string;
 }
 
 /** Absolute path of a program on PATH (or the usual sbin spots), or null. */
@@ -60,7 +89,7 @@ export function requirePeer(name: string, available: boolean, why = `${name} is 
 }
 
 export function sshdAvailable(): boolean {
-  return findProgram('sshd') !== null && findProgram('ssh-keygen') !== null;
+  return findProgram('sshd') !== null && findProgram('ssh-keygen') !== null && findProgram('ssh') !== null;
 }
 
 
@@ -96,6 +125,9 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
   const hostPublicKey = fs.readFileSync(`${hostKey}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
   // Privilege separation needs this directory when sshd starts as root.
   if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const home = options.home ?? path.join(dir, 'home');
+  fs.mkdirSync(home, { recursive: true, mode: 0o755 });
+  const isolate = options.isolateShell ?? true;
 
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
@@ -118,6 +150,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
       `MaxSessions ${options.maxSessions ?? 32}`,
       `LogLevel ${options.logLevel ?? 'ERROR'}`,
       'Subsystem sftp internal-sftp',
+      // Only the first SetEnv line counts in sshd: keep it here, before any extraConfig.
+      ...(isolate ? [`SetEnv HOME=${home} SHLVL=1`, 'PermitUserRC no'] : []),
       ...(options.forceCommand ? [`ForceCommand ${options.forceCommand}`] : []),
       ...(options.extraConfig ?? []),
     ].join('\n');
@@ -127,25 +161,50 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
     const child: ChildProcess = spawn(sshd, ['-D', '-e', '-f', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    const deadline = Date.now() + 10_000;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    // Readiness: the listening socket answers with a banner (polled: sshd -D says nothing on
+    // stdout when it is listening), then one real command round trip.
+    const startBound = 10_000 * slowness().factor;
+    const deadline = Date.now() + startBound;
     let up = false;
     while (Date.now() < deadline && child.exitCode === null) {
       if (await banner(port)) {
         up = true;
         break;
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await Promise.race([new Promise((r) => setTimeout(r, 50)), exited]);
     }
     if (!up) {
       child.kill('SIGKILL');
       if (/address already in use/i.test(stderr) && attempt < 2) continue;
       fs.rmSync(dir, { recursive: true, force: true });
-      throw new Error(`sshd did not start on 127.0.0.1:${port}: ${stderr.trim() || 'no output'}`);
+      throw new Error(`sshd did not start on 127.0.0.1:${port} within ${startBound} ms (${slowness().why}): ${stderr.trim() || 'no output'}`);
     }
 
     const knownHostsPath = path.join(dir, 'known_hosts');
     fs.writeFileSync(knownHostsPath, `[127.0.0.1]:${port} ${hostPublicKey}\n`);
     fs.chmodSync(userKey, 0o600);
+    const stop = async (): Promise<void> => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    };
+    const started = Date.now();
+    const probe = await new Promise<{ err: Error | null; out: string }>((resolve) =>
+      execFile(
+        'ssh',
+        ['-F', 'none', '-i', userKey, '-p', String(port), '-o', `UserKnownHostsFile=${knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', `${user}@127.0.0.1`, 'true'],
+        { encoding: 'utf8', timeout: startBound },
+        (err, _stdout, out) => resolve({ err, out }),
+      ),
+    );
+    const roundTripMs = Date.now() - started;
+    if (probe.err) {
+      await stop();
+      throw new Error(`sshd on 127.0.0.1:${port} is up but \`ssh … true\` failed after ${roundTripMs} ms (${slowness().why}): ${probe.err.message} ${probe.out.trim()} ${stderr.trim()}`);
+    }
     return {
       host: '127.0.0.1',
       port,
@@ -154,18 +213,22 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
       knownHostsPath,
       hostPublicKey,
       dir,
+      home,
+      roundTripMs,
+      bound: (idleMs) => peerBound(idleMs, roundTripMs),
       log: () => stderr,
-      async stop() {
-        if (child.exitCode === null && child.signalCode === null) {
-          const exited = new Promise((r) => child.once('exit', r));
-          child.kill('SIGTERM');
-          await exited;
-        }
-        fs.rmSync(dir, { recursive: true, force: true });
-      },
+      stop,
     };
   }
   throw new Error('sshd: no free port after 3 attempts');
+}
+
+/** One `ssh true` on an idle machine of the CI kind takes about this long. */
+const IDLE_ROUND_TRIP_MS = 250;
+
+/** idleMs scaled by how much slower than idle the peer answered (at least the run's slowness). */
+export function peerBound(idleMs: number, roundTripMs: number): number {
+  return Math.round(idleMs * Math.max(slowness().factor, Math.min(10, roundTripMs / IDLE_ROUND_TRIP_MS)));
 }
 
 export { freePort };
