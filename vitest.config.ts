@@ -12,8 +12,9 @@ const UNIT = ['test/core/**/*.test.ts', 'test/bot/grammar.test.ts', 'test/bot/re
 
 // Measured once per run and handed to the workers: a busy machine gets longer bounds, and the
 // bounds say why (test/support/speed.ts).
+const measuredHere = !process.env.FERRY_TEST_SLOWNESS;
 const slow = exportSlowness(slowness());
-if (slow.factor > 1) console.log(`ferry tests: ${slow.why}`);
+if (measuredHere && slow.factor > 1) console.log(`ferry tests: ${slow.why}`);
 
 export default defineConfig({
   test: {

@@ -570,14 +570,22 @@ describe('migrateVm', () => {
 
   it('moves, reports progress from Msvm_MigrationJob and returns the source ports left behind', async () => {
     let moved = false;
+    // The move ends once the second progress poll starts: polls run one after another, so the
+    // first one's 42 % has been handled by then, however slow the machine.
+    let polls = 0;
+    let secondPoll!: () => void;
+    const polledTwice = new Promise<void>((r) => (secondPoll = r));
     const { a, shell } = adapter({
       'vm-facts': vmWhere(() => moved),
       'migrate-vm': async () => {
-        await new Promise((r) => setTimeout(r, 120));
+        await polledTwice;
         moved = true;
         return { fixture: 'migrate-vm.json' };
       },
-      'migration-progress': { fixture: 'migration-progress.json' },
+      'migration-progress': () => {
+        if (++polls === 2) secondPoll();
+        return { fixture: 'migration-progress.json' };
+      },
       'npiv-inventory': { fixture: 'npiv-inventory.json' },
     });
     const progress: MigrateProgress[] = [];

@@ -10,7 +10,8 @@
  *   <stateDir>/scenario.json: { "powershell": "powershell.exe", "fixtures": "/abs/dir",
  *     "responses": { "<marker>": Response | Response[] } }   (an array is consumed in order,
  *     its last element repeating)
- *   Response: { fixture?, stdout?, stderr?, exit?, delayMs?, touch?, ifFile?: { name, then: Response } }
+ *   Response: { fixture?, stdout?, stderr?, exit?, delayMs?, touch?, ifFile?: { name, then: Response },
+ *     untilFile? }   (untilFile: answer only once <stateDir>/<untilFile> exists — an event, not a delay)
  *   Every decoded script is appended to <stateDir>/calls.jsonl as { marker, script, argv }.
  */
 import fs from 'node:fs';
@@ -63,15 +64,20 @@ const answer = (r) => {
   process.exitCode = r.exit ?? 0;
 };
 // A long-running answer (a live migration) ends early when its ifFile appears, as a real
-// Move-VM does once Msvm_MigrationJob is cancelled.
-const done = setTimeout(() => {
+// Move-VM does once Msvm_MigrationJob is cancelled. With untilFile it ends only once that file
+// exists (and delayMs, if any, has passed): the test's event, not a guessed duration.
+const exists = (name) => fs.existsSync(path.join(stateDir, name));
+let delayed = false;
+const finish = () => {
+  clearTimeout(done);
   clearInterval(watch);
   answer(response);
+};
+const done = setTimeout(() => {
+  delayed = true;
+  if (!response.untilFile || exists(response.untilFile)) finish();
 }, response.delayMs ?? 0);
 const watch = setInterval(() => {
-  if (response.ifFile && fs.existsSync(path.join(stateDir, response.ifFile.name))) {
-    clearTimeout(done);
-    clearInterval(watch);
-    answer(response);
-  }
+  if (response.ifFile && exists(response.ifFile.name)) finish();
+  else if (delayed && response.untilFile && exists(response.untilFile)) finish();
 }, 50);

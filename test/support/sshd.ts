@@ -201,7 +201,10 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
       ),
     );
     const roundTripMs = Date.now() - started;
-    if (probe.err) {
+    // ssh exits 255 for its own failures (connect, key exchange, auth); any other code is the
+    // remote side's, e.g. a ForceCommand stand-in that has no scenario yet: the peer is ready.
+    const code = (probe.err as (Error & { code?: unknown }) | null)?.code;
+    if (probe.err && (typeof code !== 'number' || code === 255)) {
       await stop();
       throw new Error(`sshd on 127.0.0.1:${port} is up but \`ssh … true\` failed after ${roundTripMs} ms (${slowness().why}): ${probe.err.message} ${probe.out.trim()} ${stderr.trim()}`);
     }
