@@ -9,7 +9,7 @@ import { setLabFault } from '../../src/adapters/lab/control.js';
 import { renderText } from '../../src/bot/render/text.js';
 import type { ConsoleEvent } from '../../src/bot/console/surface.js';
 import type { Message } from '../../src/bot/messages.js';
-import { drainLabYaml, hostState, setHostVms, vmName } from './drain-support.js';
+import { drainLabYaml, hostState, setHostVms, vmName } from '../support/drain-support.js';
 
 let h: Harness | undefined;
 
