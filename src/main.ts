@@ -53,7 +53,7 @@ async function main(): Promise<void> {
 
   if (mode === 'worker' || mode === 'all' || mode === 'console') {
     workers = await startWorkers(deps);
-    log.info({ queues: workers.workers.map((w) => w.name) }, 'workers ready');
+    log.info({ queues: workers.workers.map((w) => w.name), jobs: [...deps.wiring.jobs.keys()] }, 'workers ready');
   }
 
   if (mode === 'worker' && env.HEALTH_PORT) {
