@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { makeHarness, type Harness } from '../support/harness.js';
-import { drainLabYaml, setHostVms } from './drain-support.js';
+import { drainLabYaml, setHostVms } from '../support/drain-support.js';
 import { handleClick, handleSubmit } from '../../src/bot/actions.js';
 import { APPROVE_ACTION, REJECT_ACTION } from '../../src/approvals/cards.js';
 import { REJECT_VIEW } from '../../src/bot/handlers/approvals.js';

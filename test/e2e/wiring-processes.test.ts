@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { drainLabYaml, setHostVms } from './drain-support.js';
+import { drainLabYaml, setHostVms } from '../support/drain-support.js';
 import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
 import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
