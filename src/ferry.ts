@@ -85,7 +85,7 @@ export function createFerry(rt: Runtime, _mode: Mode, opts: FerryOptions = {}): 
   const queues = new Queues(rt);
   const ops = new Operations(rt);
   const slack = env.SLACK_BOT_TOKEN
-    ? new SlackSurface(createWebClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL), new SlackBudget(rt.redis, rt.prefix), rt.log.child({ part: 'slack' }))
+    ? new SlackSurface(createWebClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL), new SlackBudget(rt.redis, rt.prefix), rt.log.child({ part: 'slack' }), rt.metrics)
     : undefined;
   let warned = false;
   const outbox = new Outbox({ slack, console: new ConsoleSurface(rt.redis, rt.prefix) }, () => {

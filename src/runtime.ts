@@ -2,7 +2,7 @@
  * Everything a Ferry process shares: configuration, inventory, Redis, adapters, clock, logs.
  * Built once per process (src/main.ts) or per test (test/support/runtime.ts).
  */
-import type { Redis } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { FerryConfig } from './config/schema.js';
 import type { Inventory, LoadedConfig } from './config/load.js';
 import { AdapterRegistry, type AdapterFactory } from './adapters/registry.js';
@@ -10,6 +10,7 @@ import { ADAPTER_FACTORIES } from './adapters/index.js';
 import type { AdapterKind } from './adapters/types.js';
 import { connectUrl } from './redis.js';
 import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
 
 /** Wall clock, replaceable in tests (patch-window schedules use it). */
 export interface Clock {
@@ -31,8 +32,10 @@ export interface Runtime {
   clock: Clock;
   /** Key under the prefix: key('op', 41) -> "ferry:op:41". */
   key(...parts: (string | number)[]): string;
+  /** Prometheus metrics of this process (one registry per runtime). */
+  metrics: Metrics;
   /** A fresh connection (BullMQ workers, subscribers). Closed by the caller or by close(). */
-  newConnection(): Redis;
+  newConnection(opts?: RedisOptions): Redis;
   close(): Promise<void>;
 }
 
@@ -59,9 +62,10 @@ export function createRuntime(opts: {
     log: opts.log,
     adapters,
     clock: opts.clock ?? systemClock,
+    metrics: new Metrics(),
     key: (...parts) => [prefix, ...parts].join(':'),
-    newConnection() {
-      const c = connectUrl(opts.redisUrl);
+    newConnection(connOpts) {
+      const c = connectUrl(opts.redisUrl, connOpts);
       extra.push(c);
       return c;
     },

@@ -78,6 +78,7 @@ export class Operations {
       if (change.status && FINISHED.includes(change.status)) multi.srem(this.rt.key('ops', 'active'), String(id));
       return { multi, result: merged };
     });
+    if (change.status && FINISHED.includes(change.status)) this.rt.metrics.operationsFinished.labels(next.kind, change.status).inc();
     if (change.status) await this.rt.redis.publish(this.rt.key('op-events'), JSON.stringify({ id, status: next.status }));
     return next;
   }

@@ -56,9 +56,11 @@ export async function startWorkers(
           // Operation steps act only while this run holds the job's lock (see fence.ts).
           const out = name === 'ops' && token && job.id ? await withFence({ lockKey: `${rt.prefix}:bull:${name}:${job.id}:lock`, token, jobId: job.id }, run) : await run();
           log.info({ ms: Date.now() - started }, 'job done');
+          rt.metrics.jobSeconds.labels(job.name, 'done').observe((Date.now() - started) / 1000);
           return out;
         } catch (e) {
           // A job that moved itself to delayed (the removal held by pause all) has not failed.
+          rt.metrics.jobSeconds.labels(job.name, e instanceof DelayedError ? 'delayed' : 'failed').observe((Date.now() - started) / 1000);
           if (e instanceof DelayedError) throw e;
           // Another run has this job now (its lock expired while Redis was away): it carries on; this one says nothing.
           if (isFencedOut(e)) {

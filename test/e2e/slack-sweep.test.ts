@@ -77,13 +77,13 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
     expect(updates.length).toBeLessThanOrEqual(4);
   });
 
-  it('serves /healthz and /metrics beside /slack/events', async () => {
-    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
-    expect(health.status).toBe(200);
-    expect(await health.json()).toEqual({ ok: true, redis: 'up' });
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/^ferry_queue_jobs\{queue="hosts",state="waiting"\} \d+$/m);
-    expect(metrics).toMatch(/^ferry_operations_active \d+$/m);
+  it('serves no /healthz or /metrics on the public Slack port (they live on HEALTH_PORT), and counts what it did', async () => {
+    for (const p of ['/healthz', '/metrics']) expect((await fetch(`http://127.0.0.1:${port}${p}`)).status).toBe(404);
+    const metrics = await h.deps.rt.metrics.text();
+    expect(metrics).toMatch(/^ferry_slack_ack_seconds_count\{kind="command"\} [1-9]\d*$/m);
+    expect(metrics).toMatch(/^ferry_slack_calls_total\{method="chat.postMessage"\} [3-9]\d*$/m);
+    expect(metrics).toMatch(/^ferry_job_duration_seconds_count\{kind="[a-z-]+",outcome="done"\} [1-9]\d*$/m);
+    expect(metrics).toMatch(/^ferry_operations_finished_total\{kind="[a-z-]+",status="succeeded"\} [1-9]\d*$/m);
   });
 
   it('an unsigned or wrongly signed request gets 401 and runs nothing', async () => {

@@ -4,9 +4,8 @@
  * the listener acks before doing anything else, and real work is a job. Retried deliveries
  * and duplicate events are recognised by their ids in Redis and run once.
  */
-import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
+import { App, HTTPReceiver, LogLevel, SocketModeReceiver } from '@slack/bolt';
 import type { AppOptions, AuthorizeResult, Middleware, AnyMiddlewareArgs, RespondArguments } from '@slack/bolt';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Ferry } from '../../ferry.js';
 import { handleLine, type Incoming } from '../commands.js';
 import { handleClick, handleSubmit } from '../actions.js';
@@ -16,7 +15,7 @@ import type { Conversation } from '../surface.js';
 import { inThread } from '../surface.js';
 import { resolveUserGroups } from './groups.js';
 import { createWebClient } from './surface.js';
-import { metricsText } from '../../health.js';
+import type { Health } from '../../health.js';
 import { registerHome } from './home.js';
 import { guardReceiver, sameWorkspaceOnly } from './guard.js';
 
@@ -40,7 +39,12 @@ export interface SlackAppOptions {
   slackApiUrl?: string;
   /** SLACK_APP_ID: deliveries for another app are dropped (else auth.test's app_id, when it says). */
   appId?: string;
+  /** Readiness: in Socket Mode, ready only while the socket is connected. */
+  health?: Health;
 }
+
+/** When Ferry's first middleware saw the request, for ack latency (ferry_slack_ack_seconds). */
+const RECEIVED_AT = 'ferryReceivedAt';
 
 /** Ids that identify one delivery across retries: event_id for events, trigger_id / action_ts for the rest. */
 function deliveryId(body: Record<string, unknown>): string | undefined {
@@ -54,25 +58,6 @@ function deliveryId(body: Record<string, unknown>): string | undefined {
 export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType<typeof App> {
   const { rt } = deps;
   const log = rt.log.child({ part: 'slack-app' });
-  const health = [
-    {
-      path: '/healthz',
-      method: ['GET'],
-      handler: async (_req: IncomingMessage, res: ServerResponse) => {
-        const ok = (await rt.redis.ping().catch(() => 'down')) === 'PONG';
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ ok, redis: ok ? 'up' : 'down' }));
-      },
-    },
-    {
-      path: '/metrics',
-      method: ['GET'],
-      handler: async (_req: IncomingMessage, res: ServerResponse) => {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(await metricsText(deps));
-      },
-    },
-  ];
   // One auth.test per process, on first use, retried after a failure. Bolt's own single-token
   // mode with lazy verification calls auth.test on every incoming request.
   const authClient = createWebClient(opts.botToken, opts.slackApiUrl);
@@ -99,23 +84,34 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     logLevel: LogLevel.WARN,
     clientOptions: opts.slackApiUrl ? { slackApiUrl: opts.slackApiUrl.replace(/\/?$/, '/') } : undefined,
   };
+  // No custom routes on the Slack port: health and metrics live on HEALTH_PORT (src/health.ts).
   const receiver = opts.appToken
     ? undefined
     : new HTTPReceiver({
         signingSecret: opts.signingSecret!,
         endpoints: '/slack/events',
-        customRoutes: health,
         processBeforeResponse: false,
         unhandledRequestTimeoutMillis: 2900,
       });
   if (receiver) guardReceiver(receiver, log);
-  const app = opts.appToken ? new App({ ...common, appToken: opts.appToken, socketMode: true, customRoutes: health, port: opts.port }) : new App({ ...common, receiver });
+  let socket: SocketModeReceiver | undefined;
+  if (opts.appToken) {
+    socket = new SocketModeReceiver({ appToken: opts.appToken, logLevel: LogLevel.WARN });
+    let state = 'connecting';
+    for (const s of ['connecting', 'connected', 'reconnecting', 'disconnecting', 'disconnected']) socket.client.on(s, () => (state = s));
+    opts.health?.add('socketMode', () => {
+      if (state !== 'connected') throw new Error(`Slack Socket Mode is ${state}`);
+      return 'connected';
+    });
+  }
+  const app = new App({ ...common, receiver: socket ?? receiver });
 
   // Another workspace's (or app's) ids: acked and dropped before anything else looks at them.
   app.use(sameWorkspaceOnly(authorize, log));
 
   // Duplicate and retried deliveries: the first one wins, the others are acked and dropped.
   const dedupe: Middleware<AnyMiddlewareArgs> = async (args) => {
+    args.context[RECEIVED_AT] = performance.now();
     const body = args.body as unknown as Record<string, unknown>;
     const id = deliveryId(body);
     if (id) {
@@ -145,6 +141,11 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     });
   };
 
+  const ackSeen = (context: Record<string, unknown>, kind: string) => {
+    const t0 = context[RECEIVED_AT];
+    if (typeof t0 === 'number') rt.metrics.ackSeconds.labels(kind).observe((performance.now() - t0) / 1000);
+  };
+
   /**
    * The slash command is acked as soon as Ferry knows its answer: a refusal, help or another
    * immediate answer goes in the ack body itself (ephemeral: no Web API call, no send budget,
@@ -152,10 +153,11 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
    * empty the moment it is accepted, before anything is enqueued. Whatever comes after the ack
    * that only the user should see goes to response_url.
    */
-  app.command('/ferry', async ({ ack, respond, command }) => {
+  app.command('/ferry', async ({ ack, respond, command, context }) => {
     const conv: Conversation = { surface: 'slack', channel: command.channel_id, user: command.user_id, teamId: command.team_id };
     let acked: Promise<void> | undefined;
-    const ackWith = (body?: RespondArguments): Promise<void> => (acked ??= ack(body));
+    const ackWith = (body?: RespondArguments): Promise<void> =>
+      (acked ??= ack(body).then(() => ackSeen(context, 'command')));
     // Slack gives up after 3 s: a slow step never holds the ack past this.
     const deadline = setTimeout(() => void ackWith().catch(() => undefined), ACK_DEADLINE_MS);
     const privately = async (msg: Message): Promise<void> => {
@@ -198,8 +200,9 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     await run(m.text, m.user, conv, 'im');
   });
 
-  app.action(/^ferry:/, async ({ ack, body, action, client }) => {
+  app.action(/^ferry:/, async ({ ack, body, action, client, context }) => {
     await ack();
+    ackSeen(context, 'action');
     const b = body as unknown as { user: { id: string }; channel?: { id: string }; message?: { ts: string; thread_ts?: string }; trigger_id?: string };
     const a = action as { action_id: string; value?: string };
     const channel = b.channel?.id;
@@ -228,8 +231,9 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     }
   });
 
-  app.view(/^ferry:/, async ({ ack, body, view }) => {
+  app.view(/^ferry:/, async ({ ack, body, view, context }) => {
     await ack();
+    ackSeen(context, 'view');
     const meta = JSON.parse(view.private_metadata || '{}') as { channel?: string; threadTs?: string; value?: string };
     if (!meta.channel) return;
     const values: Record<string, string> = {};

@@ -10,6 +10,7 @@ import { renderSlack, renderSlackSingle } from '../render/slack.js';
 import type { Conversation, MessageRef, Surface } from '../surface.js';
 import type { SlackBudget } from './budget.js';
 import { logContext } from '../../log-context.js';
+import type { Metrics } from '../../metrics.js';
 
 export function createWebClient(token: string, slackApiUrl?: string): WebClient {
   return new WebClient(token, {
@@ -35,6 +36,7 @@ export class SlackSurface implements Surface {
     readonly client: WebClient,
     private readonly budget: SlackBudget,
     private readonly log: Logger,
+    private readonly metrics?: Metrics,
   ) {}
 
   private async call<T>(method: string, channel: string | undefined, fn: () => Promise<T>, extra: Record<string, unknown>): Promise<T | null> {
@@ -43,11 +45,13 @@ export class SlackSurface implements Surface {
     for (let attempt = 0; attempt < 4; attempt++) {
       await this.budget.acquire(method, channel);
       this.calls.set(method, (this.calls.get(method) ?? 0) + 1);
+      this.metrics?.slackCalls.labels(method).inc();
       try {
         return await fn();
       } catch (e) {
         const err = e as SlackishError;
         if (err.code === ErrorCode.RateLimitedError && err.retryAfter !== undefined) {
+          this.metrics?.slackRateLimited.labels(method).inc();
           this.log.warn({ method, channel, retryAfter: err.retryAfter, ...context }, 'Slack rate limited the call; waiting Retry-After');
           await this.budget.blockFor(method, err.retryAfter);
           continue;

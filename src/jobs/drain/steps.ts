@@ -229,8 +229,8 @@ export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: 
     if (where.vm.host !== req.source) return { done: { ok: false, error: `${req.vm} is on ${where.vm.host} now, not ${req.source}`, attempts, code: 'moved-elsewhere' } };
     attempts++;
     if (i > 0) await deps.outbox.post(op.conv, message(`Retrying ${req.vm} → ${req.target} (attempt ${i + 1} of ${retries + 1}).`));
+    const t0 = Date.now();
     try {
-      const t0 = Date.now();
       const res = await auditedCall(
         deps,
         op,
@@ -239,9 +239,11 @@ export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: 
         () => adapter.migrateVm({ vm: where.vm.name, source: req.source, target: req.target, mode: req.mode, ...(req.datastore ? { datastore: req.datastore } : {}) }, opts.onProgress),
         `${req.vm} ${req.source} -> ${req.target}${req.datastore ? ` datastore ${req.datastore}` : ''} (${req.mode})`,
       );
+      deps.rt.metrics.migrationSeconds.labels(adapter.kind, 'ok').observe((Date.now() - t0) / 1000);
       const lingering = where.vm.vfc.length ? await lingeringPorts(deps, req.source, where.vm) : [];
       return { done: { ok: true, already: false, durationMs: res.durationMs || Date.now() - t0, attempts, lingering } };
     } catch (e) {
+      deps.rt.metrics.migrationSeconds.labels(adapter.kind, 'failed').observe((Date.now() - t0) / 1000);
       if (isFencedOut(e)) throw e;
       last = e;
       const retryable = e instanceof AdapterError ? e.retryable : false;
