@@ -81,7 +81,6 @@ async function main(): Promise<void> {
     await rt.close();
     process.exit(0);
   };
-  // One request or job gone wrong is logged; it does not take the process (and every other request) down.
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
 
