@@ -53,17 +53,20 @@ describe('web process: hostile requests', () => {
   let web: FerryProcess;
   let slack: Awaited<ReturnType<typeof slackStandIn>>;
   let port: number;
+  let healthPort: number;
   let redis: Redis;
   const prefix = uniquePrefix('guard');
 
   beforeAll(async () => {
     slack = await slackStandIn();
     port = await freePort();
+    healthPort = await freePort();
     redis = new Redis(inject('redisUrl'));
     web = startFerry('web', {
       REDIS_URL: inject('redisUrl'),
       FERRY_PREFIX: prefix,
       PORT: String(port),
+      HEALTH_PORT: String(healthPort),
       SLACK_BOT_TOKEN: 'xoxb-test',
       SLACK_SIGNING_SECRET: SIGNING_SECRET,
       SLACK_API_URL: slack.url,
@@ -78,7 +81,8 @@ describe('web process: hostile requests', () => {
   });
 
   const ops = async () => Number((await redis.get(`${prefix}:op:seq`)) ?? 0);
-  const alive = async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200;
+  // Liveness is served on HEALTH_PORT (never on the public Slack port).
+  const alive = async () => (await fetch(`http://127.0.0.1:${healthPort}/livez`)).status === 200;
 
   it('refuses oversized bodies before reading them whole; the process does not grow', async () => {
     const before = rssMiB(web.child.pid!);
