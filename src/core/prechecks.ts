@@ -493,6 +493,17 @@ export interface DrainPrecheck {
   counts: Record<VmAction, number>;
 }
 
+/**
+ * Seed 001 rule 1 describes Hyper-V / SCVMM maintenance: a failover cluster node drains only
+ * its clustered (highly available) roles, and a running VM that is not one is put in saved
+ * state. The lab simulates that behaviour. vSphere has no such rule (Ferry vMotions every VM
+ * itself; vSphere HA is about restarts after a failure and plays no part in vMotion), nor
+ * has libvirt (no cluster roles: Ferry migrates every domain with virsh).
+ */
+export function maintenanceSavesNonHa(adapter: HostFacts['adapter']): boolean {
+  return adapter === 'hyperv' || adapter === 'lab';
+}
+
 function unavailable(h: HostFacts): boolean {
   return h.maintenance || h.cordoned === true;
 }
@@ -543,9 +554,10 @@ export function precheckDrain(input: DrainInput): DrainPrecheck {
     sentence,
     details,
   });
+  const nonHaRule = maintenanceSavesNonHa(host.adapter);
   for (const vm of sorted) {
     const live = defaultMode(vm) === 'live';
-    if (live && !vm.ha) {
+    if (live && !vm.ha && nonHaRule) {
       verdicts.set(
         vm.id,
         input.allowSaveNonHa

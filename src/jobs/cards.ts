@@ -68,7 +68,7 @@ export async function withCard(deps: Deps, opId: number, timeoutMs = 15_000): Pr
  * Ask for the card to show the latest state. `force` (final states) skips the throttle but
  * still waits for the shared Slack budget.
  */
-export async function refreshCard(deps: Deps, opId: number, opts: { force?: boolean } = {}): Promise<void> {
+export async function refreshCard(deps: Deps, opId: number, opts: { force?: boolean; as?: Operation } = {}): Promise<void> {
   const { redis } = deps.rt;
   const lockKey = deps.rt.key('card', opId, 'lock');
   const finalKey = deps.rt.key('card', opId, 'final');
@@ -88,7 +88,7 @@ export async function refreshCard(deps: Deps, opId: number, opts: { force?: bool
   } else {
     await redis.set(lockKey, '1', 'PX', CARD_INTERVAL_MS);
   }
-  const op = await deps.ops.get(opId);
+  const op = opts.as ?? (await deps.ops.get(opId));
   const final = opts.force && op && FINISHED.includes(op.status);
   if (final) await redis.set(finalKey, '1', 'EX', 86_400);
   // The channel's "checking…" answer says how the operation ended, like its card.

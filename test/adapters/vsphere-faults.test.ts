@@ -97,6 +97,17 @@ describe('vSphere adapter faults (nock)', () => {
     expect(xpath(parseXml(loginBody), 'Envelope.Body.Login.password')).toBe(`p<&>"'</password><x>`);
   });
 
+  it('a login failure shared by concurrent reads blames each read\'s own host', async () => {
+    nock(VC).post('/sdk', has('<RetrieveServiceContent')).reply(200, soap(fixture('service-content.xml')));
+    nock(VC).post('/sdk', has('<Login')).reply(500, fault('InvalidLogin', 'Cannot complete login due to an incorrect user name or password.'));
+    // One inventory read for both (snapshots are shared within their time to live).
+    const a = make({ snapshotTtlMs: 60_000 });
+    const [ea, eb] = await Promise.all([a.describeHost('esxa').catch((e: unknown) => e), a.listVms('esxb').catch((e: unknown) => e)]);
+    expect(ea).toMatchObject({ host: 'esxa', op: 'describeHost' });
+    expect(eb).toMatchObject({ host: 'esxb', op: 'listVms' });
+    expect((eb as Error).message).toMatch(/^listVms on esxb: vCenter vcenter\.test refused the login/);
+  });
+
   it('reads a paged inventory (ContinueRetrievePropertiesEx) with mapped host names, EVC and HA', async () => {
     loginAndSnapshot();
     snapshotPages();

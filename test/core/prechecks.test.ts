@@ -494,6 +494,27 @@ const drainRows: DrainRow[] = [
     actions: { db01: 'live', web01: 'live', web02: 'save' },
     sentences: ['web02 is running and not highly available: it will be saved on hyp03 and cut off until hyp03 leaves maintenance (override given).'],
   },
+  // Seed 001 rule 1 is Hyper-V/SCVMM maintenance behaviour: vSphere (Ferry vMotions every VM
+  // itself; vSphere HA plays no part) and libvirt have no such rule.
+  {
+    name: 'vSphere: a running VM without HA moves live like any other',
+    input: { tweak: (h, v) => (h.forEach((x) => (x.adapter = 'vsphere')), (v[1]!.ha = false)) },
+    ok: true,
+    actions: { db01: 'live', web01: 'live', web02: 'live' },
+  },
+  {
+    name: 'libvirt: a running domain moves live whatever its HA flag',
+    input: { tweak: (h, v) => (h.forEach((x) => (x.adapter = 'libvirt')), (v[1]!.ha = false)) },
+    ok: true,
+    actions: { db01: 'live', web01: 'live', web02: 'live' },
+  },
+  {
+    name: 'Hyper-V: the running non-HA VM is refused, saying why',
+    input: { tweak: (h, v) => (h.forEach((x) => (x.adapter = 'hyperv')), (v[1]!.ha = false)) },
+    ok: false,
+    actions: { web02: 'refuse' },
+    sentences: ['web02 is running and not highly available: maintenance would put it in saved state and cut off its users; move it by hand first, or override to save it.'],
+  },
   { name: 'paused non-HA VM is refused too', input: { tweak: (_h, v) => ((v[1]!.ha = false), (v[1]!.power = 'paused')) }, ok: false, actions: { web02: 'refuse' } },
   // Seed 001 rule 2
   {

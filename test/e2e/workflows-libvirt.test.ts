@@ -175,9 +175,10 @@ console: { user: alice }
     expect(Date.now() - t0).toBeLessThan(60_000);
   }, 45_000);
 
-  it('drain kvm01: refused on real facts, then with save-non-ha and an approver every movable VM moves; restore brings them home', async () => {
+  it('drain kvm01: refused on real facts, then every movable VM moves (non-HA ones too: libvirt has no seed 001 rule); restore brings them home', async () => {
     const f = fleet[0]!;
-    // db carries CPU pinning and scratch is a running non-HA (transient) domain: the first drain is refused.
+    // db carries CPU pinning: the first drain is refused. scratch is a running non-HA
+    // (transient) domain: libvirt maintenance saves nothing, Ferry migrates it like any other.
     await h.run('drain kvm01');
     const refused = await h.waitForOp(undefined, 90_000);
     expect(refused.status).toBe('failed');
@@ -185,20 +186,19 @@ console: { user: alice }
     expect(text).toContain(`${f.vms.db} cannot move: no host of kvm can take it`);
     expect(text).toContain(`${f.vms.db} cannot move live to kvm02: its CD-ROM drive has /iso/tools.iso mounted, which kvm02 cannot see`);
     expect(text).not.toMatch(/port group 'prod' is untagged/); // web's own VLAN tag moves with it
-    expect(text).toContain(`${f.vms.scratch} is running and not highly available`);
-    expect(text).toContain('drain kvm01 save-non-ha');
+    expect(text).not.toContain(`${f.vms.scratch} is running and not highly available`);
+    expect(text).not.toContain('drain kvm01 save-non-ha');
     expect(await h.rt.redis.exists(`${h.rt.prefix}:libvirt:cordon:kvm01`)).toBe(0);
 
     expect(makeMovable('kvm01', f.vms.db)).toBe(true);
-    const op = await planned('drain kvm01 save-non-ha');
-    // The override needs an approver other than the requester: bob's Start is that approval.
-    await h.run(`start ${op.id}`, 'bob');
+    const op = await planned('drain kvm01');
+    await h.run(`start ${op.id}`);
     const done = await h.waitForOp(op.id, 90_000);
     text = h.transcript();
     expect(done.status, text).toBe('succeeded');
-    expect(done.summary).toBe('2 moved, 2 skipped, 0 failed');
-    // Real virsh over sshd: kvm01 keeps only the powered-off and the saved non-HA domain.
-    expect(domainsIn(fileOf('kvm01')).sort()).toEqual([f.vms.batch, f.vms.scratch].sort());
+    expect(done.summary).toBe('3 moved, 1 skipped, 0 failed');
+    // Real virsh over sshd: kvm01 keeps only the powered-off domain.
+    expect(domainsIn(fileOf('kvm01')).sort()).toEqual([f.vms.batch]);
     const movedTo = (vm: string): string | undefined => GOOD.find((g) => g !== 'kvm01' && domainsIn(fileOf(g)).includes(vm));
     expect(movedTo(f.vms.web)).toBeDefined();
     expect(movedTo(f.vms.db)).toBeDefined();
@@ -208,20 +208,20 @@ console: { user: alice }
     expect(fs.readFileSync(fileOf('kvm01'), 'utf8')).not.toContain(f.usedVhbaWwpn);
     expect(text).not.toContain('left 1 virtual Fibre Channel port behind');
     expect(text).toMatch(/kvm01 is in maintenance: no new VMs land on it/);
-    expect(text).toMatch(/kvm01 drained in .*: 2 moved, 2 skipped, 0 failed/);
+    expect(text).toMatch(/kvm01 drained in .*: 3 moved, 1 skipped, 0 failed/);
     expect(await h.rt.redis.exists(`${h.rt.prefix}:libvirt:cordon:kvm01`)).toBe(1);
     expect((await readLedger(h.rt, 'kvm01'))?.status).toBe('drained');
     expect(standIn!.calls.some((c) => /^kvm01: migrate --live --persistent --undefinesource --domain db-kvm01 --desturi qemu\+ssh:\/\/127\.0\.0\.[23]\/system$/.test(c))).toBe(true);
   }, 120_000);
 
-  it('restore kvm01: leaves the cordon and brings both VMs home over real virsh', async () => {
+  it('restore kvm01: leaves the cordon and brings the three VMs home over real virsh', async () => {
     const f = fleet[0]!;
     await h.run('restore kvm01');
     const r = await h.waitForOp((await newest()).id, 90_000);
     expect(r.status, h.transcript()).toBe('succeeded');
     expect(domainsIn(fileOf('kvm01')).sort()).toEqual([f.vms.batch, f.vms.db, f.vms.scratch, f.vms.web].sort());
     expect(await h.rt.redis.exists(`${h.rt.prefix}:libvirt:cordon:kvm01`)).toBe(0);
-    expect(h.transcript()).toMatch(/kvm01 restored in .*: 2 VMs back home, 2 already there/);
+    expect(h.transcript()).toMatch(/kvm01 restored in .*: 3 VMs back home, 1 already there/);
     expect((await readLedger(h.rt, 'kvm01'))?.status).toBe('restored');
     expect(await readLock(h.rt, 'kvm01')).toBeNull();
   }, 120_000);
@@ -253,8 +253,8 @@ console: { user: alice }
     standIn!.failMigrate.add(f.vms.web);
     try {
       const before = domainsIn(fileOf('kvm03')).sort();
-      const op = await planned('drain kvm03 save-non-ha rollback auto');
-      await h.run(`start ${op.id}`, 'carol');
+      const op = await planned('drain kvm03 rollback auto');
+      await h.run(`start ${op.id}`);
       const done = await h.waitForOp(op.id, 90_000);
       const text = h.transcript();
       expect(done.status, text).toBe('failed');

@@ -513,32 +513,35 @@ export class VsphereAdapter implements HypervisorAdapter {
 
   /** One inventory read, shared by calls within snapshotTtlMs; `fresh` skips the cache (before/after mutations). */
   private async snapshot(host: string, op: string, signal?: AbortSignal, fresh = false): Promise<Snapshot> {
+    // The shared read keeps its raw error; each caller wraps it with its own host and op, so a
+    // login failure reads "describeHost on esx02", not the first caller's "on esx01".
+    const mine = (err: unknown): never => {
+      throw this.wrap(host, op, err);
+    };
     const now = Date.now();
-    if (!fresh && this.cached && now - this.cached.at < this.settings.snapshotTtlMs) return this.cached.snap;
+    if (!fresh && this.cached && now - this.cached.at < this.settings.snapshotTtlMs) return this.cached.snap.catch(mine);
     const read = async (): Promise<Snapshot> => {
       const view = await this.containerView(signal);
       return buildSnapshot(await this.client.retrieve(view, SNAPSHOT_SPECS, { traverseView: true, signal }));
     };
-    const snap = this.client
-      .withSession(async () => {
-        try {
-          return await read();
-        } catch (err) {
-          if (!(err instanceof SoapFault) || err.faultType !== 'ManagedObjectNotFound' || !this.view) throw err;
-          // Views live in the session: a view that vanished usually means the session did
-          // (govmomi's simulator says so this way instead of NotAuthenticated). Probe the
-          // session; NotAuthenticated from the probe makes withSession log in and run this again.
-          this.view = undefined;
-          await this.client.invoke('CurrentTime', { _this: ref(SERVICE_INSTANCE) }, signal);
-          return read();
-        }
-      }, signal)
-      .catch((err: unknown) => {
-        if (this.cached?.snap === snap) this.cached = undefined;
-        throw this.wrap(host, op, err);
-      });
+    const snap = this.client.withSession(async () => {
+      try {
+        return await read();
+      } catch (err) {
+        if (!(err instanceof SoapFault) || err.faultType !== 'ManagedObjectNotFound' || !this.view) throw err;
+        // Views live in the session: a view that vanished usually means the session did
+        // (govmomi's simulator says so this way instead of NotAuthenticated). Probe the
+        // session; NotAuthenticated from the probe makes withSession log in and run this again.
+        this.view = undefined;
+        await this.client.invoke('CurrentTime', { _this: ref(SERVICE_INSTANCE) }, signal);
+        return read();
+      }
+    }, signal);
+    snap.catch(() => {
+      if (this.cached?.snap === snap) this.cached = undefined;
+    });
     this.cached = { at: now, snap };
-    return snap;
+    return snap.catch(mine);
   }
 
   /** A container view over the datacenter (or the whole inventory); views belong to a session. */

@@ -351,12 +351,17 @@ export async function startBlocks(deps: Deps, op: Operation, startLabel: string,
 
 export async function finishOp(deps: Deps, op: Operation, status: Operation['status'], summary: string, params: Record<string, unknown> = {}): Promise<Operation> {
   const fresh = (await deps.ops.get(op.id)) ?? op;
-  const done = await deps.ops.patch(op.id, {
+  const end = {
     status,
     finishedAt: deps.rt.clock.now(),
     summary,
     params: { ...fresh.params, ...params, stage: 'done', durationMs: deps.rt.clock.now() - (fresh.startedAt ?? fresh.createdAt) },
-  });
-  await refreshCard(deps, op.id, { force: true });
+  };
+  // The card and the channel's answer show the end before the operation reads as ended, so
+  // whoever waits for the end (a user, a rolling run, a test) finds them final.
+  await refreshCard(deps, op.id, { force: true, as: { ...fresh, ...end } });
+  const done = await deps.ops.patch(op.id, end);
+  // A card posted in the meantime (posted beside the work) is brought to the end too.
+  if (!fresh.cardRef) await refreshCard(deps, op.id, { force: true });
   return done;
 }
