@@ -28,7 +28,7 @@ function answers(port: number, host: string, timeoutMs = 500): Promise<boolean> 
 }
 
 /** Resolve the Redis URL to use, launching a private server when allowed and needed. */
-export async function resolveRedisUrl(env: NodeJS.ProcessEnv, opts: { launch: boolean; probePort?: number }): Promise<{ url: string; launched?: () => void }> {
+export async function resolveRedisUrl(env: NodeJS.ProcessEnv, opts: { launch: boolean; probePort?: number }): Promise<{ url: string; launched?: () => Promise<void> }> {
   if (env.REDIS_URL) return { url: env.REDIS_URL };
   const port = opts.probePort ?? 6379;
   if (await answers(port, '127.0.0.1')) return { url: `redis://127.0.0.1:${port}` };
@@ -38,7 +38,10 @@ export async function resolveRedisUrl(env: NodeJS.ProcessEnv, opts: { launch: bo
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-redis-'));
   const sock = path.join(dir, 'redis.sock');
-  const child = spawn('redis-server', ['--port', '0', '--unixsocket', sock, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir], {
+  // Its data outlives the process (AOF in a stable directory): a restart must not forget a drain's ledger.
+  const dataDir = env.FERRY_REDIS_DIR ?? path.join(env.HOME ?? os.homedir(), '.local', 'state', 'ferry', 'redis');
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const child = spawn('redis-server', ['--port', '0', '--unixsocket', sock, '--unixsocketperm', '700', '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', dataDir], {
     stdio: 'ignore',
   });
   const deadline = Date.now() + 10_000;
@@ -46,11 +49,14 @@ export async function resolveRedisUrl(env: NodeJS.ProcessEnv, opts: { launch: bo
     if (child.exitCode !== null || Date.now() > deadline) throw new Error('Could not start a private redis-server.');
     await new Promise((r) => setTimeout(r, 50));
   }
-  const stop = () => {
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  /** Stops it (SIGTERM: its AOF is complete); resolves once it has exited. */
+  const stop = (): Promise<void> => {
     if (child.exitCode === null) child.kill('SIGTERM');
     fs.rmSync(dir, { recursive: true, force: true });
+    return exited;
   };
-  process.once('exit', stop);
+  process.once('exit', () => void stop());
   return { url: `redis+unix://${sock}`, launched: stop };
 }
 

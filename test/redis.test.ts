@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveRedisUrl, connectUrl } from '../src/redis.js';
 import { freePort } from './support/slack.js';
@@ -9,12 +12,22 @@ describe('finding Redis for npm start', () => {
 
   it('nothing answering and redis-server on PATH: launches a private one on a unix socket', async () => {
     const port = await freePort();
-    const r = await resolveRedisUrl({ PATH: process.env.PATH }, { launch: true, probePort: port });
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-data-'));
+    const r = await resolveRedisUrl({ PATH: process.env.PATH, FERRY_REDIS_DIR: dataDir }, { launch: true, probePort: port });
     expect(r.url).toMatch(/^redis\+unix:\/\//);
     const c = connectUrl(r.url);
     expect(await c.ping()).toBe('PONG');
+    // With AOF in a directory that outlives it (issue 13: a restart forgot a drain's ledger).
+    expect(await c.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+    await c.set('ferry:ledger:hyp03', 'kept');
     c.disconnect();
-    r.launched?.();
+    await r.launched?.();
+    const again = await resolveRedisUrl({ PATH: process.env.PATH, FERRY_REDIS_DIR: dataDir }, { launch: true, probePort: port });
+    const c2 = connectUrl(again.url);
+    expect(await c2.get('ferry:ledger:hyp03')).toBe('kept');
+    c2.disconnect();
+    await again.launched?.();
+    fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('nothing answering and no redis-server: one sentence saying how to get it', async () => {

@@ -6,6 +6,7 @@
 import type { Runtime } from '../runtime.js';
 import { OptimisticTx } from '../redis-tx.js';
 import { currentFence, FencedOut } from './fence.js';
+import { checkEpoch, noteOpId } from './epoch.js';
 import type { Conversation, MessageRef } from '../bot/surface.js';
 
 export type OpStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'partial' | 'failed' | 'cancelled';
@@ -45,7 +46,10 @@ export class Operations {
   }
 
   async create(op: Omit<Operation, 'id' | 'status' | 'createdAt'>): Promise<Operation> {
+    // A Redis that came back empty must not hand out ids old buttons still carry (epoch.ts).
+    await checkEpoch(this.rt);
     const id = await this.rt.redis.incr(this.rt.key('op', 'seq'));
+    noteOpId(this.rt, id);
     const full: Operation = { ...op, id, status: 'queued', createdAt: this.rt.clock.now() };
     await this.rt.redis
       .multi()
@@ -58,7 +62,10 @@ export class Operations {
 
   async get(id: number | string): Promise<Operation | null> {
     const raw = await this.rt.redis.hget(this.key(Number(id)), 'json');
-    return raw ? (JSON.parse(raw) as Operation) : null;
+    if (!raw) return null;
+    const op = JSON.parse(raw) as Operation;
+    noteOpId(this.rt, op.id);
+    return op;
   }
 
   /** Read-modify-write of the JSON part; counters use incr() instead. */

@@ -9,6 +9,9 @@ import { QUEUE_NAMES, type QueueName } from './queues.js';
 import { giveUp, isLastAttempt } from './give-up.js';
 import { withLogContext } from '../log-context.js';
 import { isFencedOut, withFence } from './fence.js';
+import { checkEpoch, lostSentence } from './epoch.js';
+import type { Operation } from './operations.js';
+import { message } from '../bot/messages.js';
 
 const MAX_STALLED = 2;
 
@@ -32,6 +35,24 @@ export async function startWorkers(
   opts: { queues?: readonly QueueName[]; lockDurationMs?: number; stalledIntervalMs?: number; maxStalledCount?: number } = {},
 ): Promise<WorkerSet> {
   const { rt } = deps;
+  await checkEpoch(rt);
+  // Operations with a step running in this process, for the thread to hear of a Redis that lost its data.
+  const running = new Map<string, Operation>();
+  const told = new Set<number>();
+  const tellLost = async (op: Operation): Promise<void> => {
+    if (told.has(op.id)) return;
+    told.add(op.id);
+    await deps.outbox.post(op.conv, message(lostSentence(op.id, op.title, op.hosts))).catch((e: unknown) => rt.log.error({ opId: op.id, err: String(e) }, 'could not tell a thread its operation was lost'));
+  };
+  const epochTimer = setInterval(() => {
+    void checkEpoch(rt)
+      .then(async ({ lost }) => {
+        if (!lost) return;
+        for (const op of running.values()) await tellLost(op);
+      })
+      .catch(() => undefined);
+  }, Number(process.env.FERRY_EPOCH_CHECK_MS ?? 5000));
+  epochTimer.unref();
   const concurrency: Record<QueueName, number> = {
     // Operations mostly wait on adapters; many can be in flight.
     ops: 16,
@@ -50,11 +71,17 @@ export async function startWorkers(
         if (!reg) throw new Error(`no handler for job ${job.name}`);
         const log = rt.log.child({ job: job.name, jobId: job.id });
         const started = Date.now();
+        const opId = (job.data as { opId?: unknown }).opId;
+        const op = name === 'ops' && typeof opId === 'number' ? await deps.ops.get(opId) : null;
+        if (op && job.id) running.set(job.id, op);
         try {
-          const opId = (job.data as { opId?: unknown }).opId;
           const run = () => withLogContext({ jobId: job.id, job: job.name, opId: typeof opId === 'number' ? opId : undefined }, () => reg.handler(deps, job));
           // Operation steps act only while this run holds the job's lock (see fence.ts).
           const out = name === 'ops' && token && job.id ? await withFence({ lockKey: `${rt.prefix}:bull:${name}:${job.id}:lock`, token, jobId: job.id }, run) : await run();
+          if (op && !(await deps.ops.get(op.id).catch(() => op))) {
+            await checkEpoch(rt).catch(() => undefined);
+            await tellLost(op);
+          }
           log.info({ ms: Date.now() - started }, 'job done');
           rt.metrics.jobSeconds.labels(job.name, 'done').observe((Date.now() - started) / 1000);
           return out;
@@ -62,6 +89,13 @@ export async function startWorkers(
           // A job that moved itself to delayed (the removal held by pause all) has not failed.
           rt.metrics.jobSeconds.labels(job.name, e instanceof DelayedError ? 'delayed' : 'failed').observe((Date.now() - started) / 1000);
           if (e instanceof DelayedError) throw e;
+          // Its record vanished under it (a Redis that lost its data): the thread hears it once; nothing to retry.
+          if (op && !(await deps.ops.get(op.id).catch(() => op))) {
+            log.error({ opId: op.id, err: e instanceof Error ? e.message : String(e) }, 'the operation vanished from Redis while its step ran');
+            await checkEpoch(rt).catch(() => undefined);
+            await tellLost(op);
+            return undefined;
+          }
           // Another run has this job now (its lock expired while Redis was away): it carries on; this one says nothing.
           if (isFencedOut(e)) {
             log.warn({ ms: Date.now() - started }, 'this run lost the job to another run and stopped before acting');
@@ -70,6 +104,8 @@ export async function startWorkers(
           log.error({ err: e instanceof Error ? e.message : String(e), ms: Date.now() - started, attempt: job.attemptsMade + 1 }, 'job failed');
           if (isLastAttempt(job)) await giveUp(deps, job, e).catch((g: unknown) => log.error({ err: String(g) }, 'could not report a job that gave up'));
           throw e;
+        } finally {
+          if (job.id) running.delete(job.id);
         }
       },
       {
@@ -102,6 +138,7 @@ export async function startWorkers(
   return {
     workers,
     async close() {
+      clearInterval(epochTimer);
       await Promise.allSettled([...workers.map((w) => w.close()), ...events.map((e) => e.close())]);
     },
   };

@@ -6,7 +6,7 @@
  * acts: no VM moves twice, no migration collides, the drain ends succeeded.
  *
  * FERRY_TEST_OUTAGE_MS / FERRY_TEST_LOCK_MS / FERRY_TEST_STALLED_MS set the outage and the
- * workers' lock timings (defaults: 4 s away, 1.5 s lock); with 75000 / 60000 / 15000 it is the
+ * workers' lock timings (defaults: 8 s away, 4 s lock: long enough that a loaded machine does not lose locks by itself); with 75000 / 60000 / 15000 it is the
  * outage of the issue at production timings.
  */
 import { afterEach, expect, it } from 'vitest';
@@ -17,9 +17,9 @@ import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
 import { drainLabYaml, migrationsPerVm, setHostVms, whereIs } from '../support/drain-support.js';
 
-const OUTAGE_MS = Number(process.env.FERRY_TEST_OUTAGE_MS ?? 4000);
-const LOCK_MS = Number(process.env.FERRY_TEST_LOCK_MS ?? 1500);
-const STALLED_MS = Number(process.env.FERRY_TEST_STALLED_MS ?? 500);
+const OUTAGE_MS = Number(process.env.FERRY_TEST_OUTAGE_MS ?? 8000);
+const LOCK_MS = Number(process.env.FERRY_TEST_LOCK_MS ?? 4000);
+const STALLED_MS = Number(process.env.FERRY_TEST_STALLED_MS ?? 1000);
 const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
 
 let h: Harness | undefined;
@@ -67,4 +67,4 @@ it(`a drain whose Redis is away ${OUTAGE_MS} ms (longer than the job lock) runs 
   expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('drained');
   // One summary: the run that lost its job said nothing more.
   expect(h.transcript().match(/hyp03 drained in/g)?.length).toBe(1);
-}, 240_000 + 2 * Number(process.env.FERRY_TEST_OUTAGE_MS ?? 4000));
+}, 240_000 + 2 * Number(process.env.FERRY_TEST_OUTAGE_MS ?? 8000));

@@ -1,0 +1,72 @@
+/**
+ * Redis that lost its data. An epoch key is written at first start; a process that saw one (or
+ * saw operations) and then finds none is talking to a Redis that came back empty (AOF off, a
+ * failover to an empty replica, FLUSHALL). It says so, writes a new epoch, and moves the
+ * operation sequence past every id it knows of, so a new operation never takes the id an old
+ * card's buttons still carry.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Runtime } from '../runtime.js';
+
+interface EpochState {
+  /** The epoch this process saw last. */
+  known?: string;
+  /** Highest operation id this process created or read. */
+  maxOp: number;
+  /** When this process last found the data gone. */
+  lostAt?: number;
+}
+
+const states = new WeakMap<Runtime, EpochState>();
+
+function state(rt: Runtime): EpochState {
+  let s = states.get(rt);
+  if (!s) states.set(rt, (s = { maxOp: 0 }));
+  return s;
+}
+
+/** Room above the highest id one process saw, for ids other processes issued just before the loss. */
+const ID_MARGIN = 1000;
+
+const RAISE_SEQ = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1`;
+
+export function noteOpId(rt: Runtime, id: number): void {
+  const s = state(rt);
+  if (id > s.maxOp) s.maxOp = id;
+}
+
+export interface EpochCheck {
+  /** This call found the data gone (a Redis that came back empty), or another process just did. */
+  lost: boolean;
+  epoch: string;
+}
+
+/** Check (and write, the first time) the epoch; on a loss, write a new one and raise the id sequence. */
+export async function checkEpoch(rt: Runtime): Promise<EpochCheck> {
+  const s = state(rt);
+  const key = rt.key('epoch');
+  const cur = await rt.redis.get(key);
+  if (cur && (!s.known || cur === s.known)) {
+    s.known = cur;
+    return { lost: false, epoch: cur };
+  }
+  // Missing, or replaced by another process that found the loss first.
+  const lost = Boolean(s.known) || s.maxOp > 0;
+  if (lost) {
+    s.lostAt = Date.now();
+    await rt.redis.eval(RAISE_SEQ, 1, rt.key('op', 'seq'), String(s.maxOp + ID_MARGIN));
+    rt.log.error({ knownEpoch: s.known ?? null, highestOpSeen: s.maxOp }, "Ferry's Redis lost its data (its epoch key is gone): operations, ledgers and approvals before it are unknown now");
+  }
+  if (!cur) await rt.redis.set(key, JSON.stringify({ id: randomUUID(), at: Date.now(), ...(lost ? { afterLoss: true } : {}) }), 'NX');
+  s.known = (await rt.redis.get(key)) ?? undefined;
+  return { lost, epoch: s.known ?? '' };
+}
+
+/** The sentence for a thread whose operation vanished with the data. */
+export function lostSentence(opId: number, title: string, hosts: string[]): string {
+  const where = hosts.length ? ` Check ${hosts.join(', ')} by hand before anything else.` : '';
+  return `Ferry's Redis lost its data: job ${opId} (${title}) can no longer be followed, and its record, plan, ledger and approvals are gone. Whatever it had already done stays done; nothing more is done by it.${where}`;
+}
