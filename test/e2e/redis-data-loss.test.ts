@@ -7,9 +7,9 @@
 import { afterEach, expect, it } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { startRestartableRedis, type RestartableRedis } from '../support/restartable-redis.js';
-import { DrainWorkers } from './drain-worker-process.js';
+import { DrainWorkers } from '../support/drain-worker-process.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
-import { drainLabYaml, setHostVms } from './drain-support.js';
+import { drainLabYaml, setHostVms } from '../support/drain-support.js';
 
 let h: Harness | undefined;
 let redis: RestartableRedis | undefined;
