@@ -99,17 +99,24 @@ export class Operations {
     return this.rt.redis.hincrby(this.key(id), `n:${field}`, by);
   }
 
-  /** Several counters at once, so a card never shows one without the other. */
-  async incrMany(id: number, by: Record<string, number>): Promise<void> {
+  /** Several counters at once, so a card never shows one without the other; returns their new values. */
+  async incrMany(id: number, by: Record<string, number>): Promise<Record<string, number>> {
     const multi = this.rt.redis.multi();
-    for (const [field, n] of Object.entries(by)) multi.hincrby(this.key(id), `n:${field}`, n);
-    await multi.exec();
+    const fields = Object.entries(by);
+    for (const [field, n] of fields) multi.hincrby(this.key(id), `n:${field}`, n);
+    const res = (await multi.exec()) ?? [];
+    return Object.fromEntries(fields.map(([field], i) => [field, Number(res[i]?.[1] ?? 0)]));
   }
 
+  /** Counters only: the record's JSON (every host name of a large sweep) is not read. */
   async counters(id: number): Promise<Record<string, number>> {
-    const all = await this.rt.redis.hgetall(this.key(id));
     const out: Record<string, number> = {};
-    for (const [k, v] of Object.entries(all)) if (k.startsWith('n:')) out[k.slice(2)] = Number(v);
+    let cursor = '0';
+    do {
+      const [next, kv] = await this.rt.redis.hscan(this.key(id), cursor, 'MATCH', 'n:*', 'COUNT', 100);
+      for (let i = 0; i < kv.length; i += 2) out[kv[i]!.slice(2)] = Number(kv[i + 1]);
+      cursor = next;
+    } while (cursor !== '0');
     return out;
   }
 

@@ -23,7 +23,7 @@ import {
 } from '../types.js';
 import { buildInventory } from '../../config/load.js';
 import { OptimisticTx, TxConflictError } from '../../redis-tx.js';
-import { generateFleet, type LabHostState } from './fleet.js';
+import { generateFleet, generateHost, LAZY_FLEET_MIN_HOSTS, type LabHostState } from './fleet.js';
 import { labKeys, parseFaults, type LabFault } from './control.js';
 
 const CAPABILITIES: Capabilities = {
@@ -62,9 +62,21 @@ export class LabAdapter implements HypervisorAdapter {
   /** One dedicated connection for the lab's optimistic transactions (closed in close()). */
   private readonly tx = new OptimisticTx(() => this.redis.duplicate());
 
+  private readonly mine: Set<string>;
+  /** Large fleets: host -> [cluster, cluster index, index in the whole lab, index in its cluster]; hosts made on first use. */
+  private lazy: Map<string, [string, number, number, number]> | undefined;
+
   constructor(private readonly ctx: AdapterContext) {
     this.redis = ctx.redis;
     this.keys = labKeys(ctx.prefix);
+    this.mine = new Set(ctx.hosts);
+  }
+
+  private labClusters(): Record<string, string[]> {
+    const inv = buildInventory(this.ctx.config, 'lab');
+    const clusters: Record<string, string[]> = {};
+    for (const [name, c] of Object.entries(this.ctx.config.clusters)) if (c.adapter === 'lab') clusters[name] = inv.clusters[name] ?? [];
+    return clusters;
   }
 
   hostNames(): string[] {
@@ -74,18 +86,21 @@ export class LabAdapter implements HypervisorAdapter {
   /** Seed the whole lab once (all clusters, so cross-cluster ports are consistent); idempotent across processes. */
   private ensureSeeded(): Promise<void> {
     this.ready ??= (async () => {
-      if (await this.redis.exists(this.keys.seeded)) return;
-      const clusters: Record<string, string[]> = {};
-      for (const [name, c] of Object.entries(this.ctx.config.clusters)) {
-        if (c.adapter !== 'lab') continue;
-        clusters[name] = [];
+      const clusters = this.labClusters();
+      const total = Object.values(clusters).reduce((n, hs) => n + hs.length, 0);
+      if (total >= LAZY_FLEET_MIN_HOSTS) {
+        const at = new Map<string, [string, number, number, number]>();
+        let i = 0;
+        for (const [ci, [name, hosts]] of Object.entries(clusters).entries()) hosts.forEach((h, hi) => at.set(h, [name, ci, ++i, hi]));
+        this.lazy = at;
       }
-      // Hosts per lab cluster, in configuration order (the registry gives us ours; rebuild all).
-      const inv = buildInventory(this.ctx.config, 'lab');
-      for (const name of Object.keys(clusters)) clusters[name] = inv.clusters[name] ?? [];
-      const fleet = generateFleet(this.ctx.config.lab.seed, clusters);
+      if (await this.redis.exists(this.keys.seeded)) return;
       const multi = this.redis.multi();
-      for (const [host, state] of fleet) multi.set(this.keys.host(host), JSON.stringify(state), 'NX');
+      if (!this.lazy) {
+        // Hosts per lab cluster, in configuration order (all clusters, so cross-cluster ports are consistent).
+        const fleet = generateFleet(this.ctx.config.lab.seed, clusters);
+        for (const [host, state] of fleet) multi.set(this.keys.host(host), JSON.stringify(state), 'NX');
+      }
       const faults = this.ctx.config.lab.faults;
       if (Object.keys(faults).length) multi.hset(this.keys.faults, faults);
       multi.set(this.keys.seeded, String(this.ctx.config.lab.seed), 'NX');
@@ -102,7 +117,7 @@ export class LabAdapter implements HypervisorAdapter {
   /** Latency plus host-level faults for one call. */
   private async call(host: string, op: string, opts?: CallOptions): Promise<void> {
     await this.ensureSeeded();
-    if (!this.ctx.hosts.includes(host)) throw new AdapterError(host, op, `${host} is not a host of lab cluster ${this.ctx.cluster}`);
+    if (!this.mine.has(host)) throw new AdapterError(host, op, `${host} is not a host of lab cluster ${this.ctx.cluster}`);
     const faults = await this.faults(host);
     let latency = this.ctx.config.lab.latencyMs;
     for (const f of faults) {
@@ -147,13 +162,25 @@ export class LabAdapter implements HypervisorAdapter {
 
   private async read(host: string): Promise<LabHostState> {
     const raw = await this.redis.get(this.keys.host(host));
-    if (!raw) throw new AdapterError(host, 'read', `${host} has no lab state`);
-    return JSON.parse(raw) as LabHostState;
+    if (raw) return JSON.parse(raw) as LabHostState;
+    const made = this.make(host);
+    if (!made) throw new AdapterError(host, 'read', `${host} has no lab state`);
+    // First use of a host of a large fleet: store it (another process may have just done so).
+    if (await this.redis.set(this.keys.host(host), JSON.stringify(made), 'NX')) return made;
+    return JSON.parse((await this.redis.get(this.keys.host(host)))!) as LabHostState;
+  }
+
+  /** A large fleet's host as first made, or null (small fleets are seeded whole). */
+  private make(host: string): LabHostState | null {
+    const at = this.lazy?.get(host);
+    if (!at) return null;
+    return generateHost(this.ctx.config.lab.seed, at[1], at[0], host, at[2], at[3]);
   }
 
   /** Optimistic transaction over several host documents. */
   private async mutate<T>(hosts: string[], fn: (states: Map<string, LabHostState>) => T): Promise<T> {
     const keys = hosts.map((h) => this.keys.host(h));
+    if (this.lazy) for (const h of hosts) await this.read(h);
     try {
       return await this.tx.run(async (conn) => {
         await conn.watch(...keys);
@@ -190,9 +217,9 @@ export class LabAdapter implements HypervisorAdapter {
     await this.ensureSeeded();
     await sleep(this.ctx.config.lab.latencyMs, opts?.signal);
     const raws = await this.redis.mget(...this.ctx.hosts.map((h) => this.keys.host(h)));
-    for (const raw of raws) {
-      if (!raw) continue;
-      const vm = (JSON.parse(raw) as LabHostState).vms.find((v) => v.name === name);
+    for (const [i, raw] of raws.entries()) {
+      const state = raw ? (JSON.parse(raw) as LabHostState) : this.lazy ? await this.read(this.ctx.hosts[i]!) : null;
+      const vm = state?.vms.find((v) => v.name === name);
       if (vm) return vm;
     }
     return null;

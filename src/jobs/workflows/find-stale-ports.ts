@@ -38,7 +38,7 @@ export async function startSweep(deps: Deps, req: { conv: Conversation; requeste
     children: req.hosts.map((host) => ({
       name: 'sweep-host',
       queueName: 'hosts',
-      data: { opId: op.id, host },
+      data: { opId: op.id, host, total: req.hosts.length },
       // Infrastructure faults (Redis, a killed worker) retry; host faults are results.
       opts: { jobId: `op-${op.id}-${host}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, ignoreDependencyOnFailure: true, removeOnComplete: true },
     })),
@@ -49,7 +49,7 @@ export async function startSweep(deps: Deps, req: { conv: Conversation; requeste
 }
 
 async function sweepHost(deps: Deps, job: Job): Promise<void> {
-  const { opId, host } = job.data as { opId: number; host: string };
+  const { opId, host, total } = job.data as { opId: number; host: string; total?: number };
   if (await deps.ops.cancelRequested(opId)) return;
   // The first host to start marks the operation running (one read of the record per sweep).
   if (await deps.rt.redis.set(deps.rt.key('op', opId, 'started'), String(Date.now()), 'EX', 7 * 86_400, 'NX')) {
@@ -70,10 +70,12 @@ async function sweepHost(deps: Deps, job: Job): Promise<void> {
     deps.rt.log.warn({ opId, host, err: errorText(e) }, 'host could not be swept');
   }
   const fresh = await deps.rt.redis.hsetnx(deps.rt.key('op', opId, 'results'), host, JSON.stringify(result));
-  if (fresh) {
-    await deps.ops.incrMany(opId, result.ok ? { done: 1, stale: result.stale.length } : { done: 1, unreachable: 1 });
-  }
-  await refreshCard(deps, opId);
+  if (!fresh) return;
+  const { done } = await deps.ops.incrMany(opId, result.ok ? { done: 1, stale: result.stale.length } : { done: 1, unreachable: 1 });
+  // The card moves in tenths (and at most once a second): Slack calls per sweep do not grow
+  // with the fleet or with its duration. The summary's forced refresh shows the end.
+  const step = (n: number) => Math.floor((n * 10) / (total ?? 1));
+  if (!total || done === 1 || step(done!) !== step(done! - 1)) await refreshCard(deps, opId);
 }
 
 export function summarize(op: Operation, results: Record<string, HostSweepResult>): { stale: StalePort[]; failed: { host: string; error: string }[]; missing: string[] } {

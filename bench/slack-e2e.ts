@@ -1,0 +1,225 @@
+/**
+ * End to end, as a user sees it: from the signed `/ferry` request to the last Slack message,
+ * with web and worker as separate processes (`src/main.ts web|worker`), a private Redis, and
+ * Slack's Web API played by a local stand-in that enforces Slack's rate limits (429 with
+ * Retry-After) and Block Kit limits (test/support/slack-standin.ts). The lab answers each call
+ * in 200 ms; sweepConcurrency is 16.
+ *   1. 99 hosts in a quiet channel: final report vs the ideal ⌈99/16⌉ × 200 ms;
+ *   2. 20 commands at once from 20 users in 5 channels: acks, 429s, refusals in the ack;
+ *   3. 10,000 hosts (one lab cluster h[00001-10000], selectorMax raised): final report vs the
+ *      ideal ⌈10000/16⌉ × 200 ms, Slack calls per sweep, peak RSS of web and worker.
+ * `npm run bench -- slack-e2e` runs it alone; FERRY_BENCH_SKIP_10K=1 skips the third part.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { startPrivateRedis } from '../test/support/redis-server.js';
+import { startSlackStandin, type SlackStandin, type StandinCall } from '../test/support/slack-standin.js';
+import { SIGNING_SECRET, freePort, postSigned, slashBody } from '../test/support/slack.js';
+import { LAB_DEFAULT_YAML } from '../src/config/lab-default.js';
+
+const LATENCY_MS = 200;
+const CONCURRENCY = 16;
+const ROOT = path.join(import.meta.dirname, '..');
+
+const YAML_99 = `${LAB_DEFAULT_YAML.replace('latencyMs: 150', `latencyMs: ${LATENCY_MS}`)}limits:\n  sweepConcurrency: ${CONCURRENCY}\n`;
+const YAML_10K = `timezone: UTC
+lab:
+  seed: 42
+  latencyMs: ${LATENCY_MS}
+limits:
+  selectorMax: 10000
+  sweepConcurrency: ${CONCURRENCY}
+clusters:
+  big:
+    adapter: lab
+    hosts: ["h[00001-10000]"]
+`;
+
+interface Ferry {
+  port: number;
+  procs: { web: ChildProcess; worker: ChildProcess };
+  /** Peak resident set (VmHWM) of each process so far, MiB. */
+  peakRss(): { web: number; worker: number };
+  stop(): Promise<void>;
+}
+
+function vmHwmMiB(pid: number | undefined): number {
+  if (!pid) return NaN;
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) / 1024;
+}
+
+async function waitPort(port: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.end();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startFerry(yaml: string, redisUrl: string, slack: SlackStandin, prefix: string): Promise<Ferry> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-'));
+  const config = path.join(dir, 'ferry.yml');
+  fs.writeFileSync(config, yaml);
+  const port = await freePort();
+  const env = {
+    ...process.env,
+    SLACK_BOT_TOKEN: 'xoxb-bench',
+    SLACK_SIGNING_SECRET: SIGNING_SECRET,
+    SLACK_API_URL: slack.url,
+    PORT: String(port),
+    REDIS_URL: redisUrl,
+    FERRY_CONFIG: config,
+    FERRY_PREFIX: prefix,
+    LOG_LEVEL: 'warn',
+  };
+  const start = (mode: string) => spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', mode], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const procs = { web: start('web'), worker: start('worker') };
+  await waitPort(port);
+  return {
+    port,
+    procs,
+    peakRss: () => ({ web: vmHwmMiB(procs.web.pid), worker: vmHwmMiB(procs.worker.pid) }),
+    async stop() {
+      for (const p of Object.values(procs)) {
+        if (p.exitCode !== null) continue;
+        p.kill('SIGTERM');
+        await new Promise((r) => p.once('exit', r));
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const channelOf = (c: StandinCall) => String(c.body.channel ?? c.body.channel_id ?? '');
+const isSummary = (c: StandinCall, n: number) => c.method === 'chat.postMessage' && c.status === 200 && (String(c.body.text).includes(`(of ${n} swept)`) || String(c.body.text).includes(`No stale ports on ${n} hosts`));
+
+async function until<T>(probe: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** One sweep from the signed request: when the summary and the final card arrived, and every Slack call of the channel. */
+async function sweep(f: Ferry, slack: SlackStandin, selector: string, n: number, channel: string, timeoutMs: number) {
+  const t0 = Date.now();
+  const ack = await postSigned(f.port, slashBody(`find stale ports ${selector}`, { channel, responseUrl: `${slack.responseUrl}x` }));
+  const summary = await until(() => slack.calls.find((c) => c.at >= t0 && channelOf(c) === channel && isSummary(c, n)), `the ${n}-host summary`, timeoutMs);
+  const finalCard = await until(
+    () => slack.calls.find((c) => c.at >= t0 && c.method === 'chat.update' && c.status === 200 && channelOf(c) === channel && JSON.stringify(c.body.blocks ?? '').includes('done in')),
+    'the final card',
+    30_000,
+  );
+  // Anything that still trails (a file upload) has had its chance once the final card is in.
+  await new Promise((r) => setTimeout(r, 1500));
+  const calls = slack.calls.filter((c) => c.at >= t0 && (channelOf(c) === channel || c.method === 'upload'));
+  const last = Math.max(...calls.map((c) => c.at));
+  return { ackMs: ack.ms, reportMs: summary.at - t0, lastMs: last - t0, finalCardMs: finalCard.at - t0, calls };
+}
+
+function byMethod(calls: StandinCall[]): string {
+  const m = new Map<string, number>();
+  for (const c of calls) m.set(c.method, (m.get(c.method) ?? 0) + 1);
+  return [...m].map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+export async function main(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const redis = await startPrivateRedis();
+  const slack = await startSlackStandin();
+  try {
+    // 1 and 2: the built-in 99-host lab.
+    let f = await startFerry(YAML_99, redis.url, slack, 'bench99');
+    try {
+      await sweep(f, slack, 'hyp01', 1, 'C0WARM', 60_000); // warm both processes and the lab
+      const r = await sweep(f, slack, 'hyp01..hyp99', 99, 'C0QUIET', 60_000);
+      const ideal = Math.ceil(99 / CONCURRENCY) * LATENCY_MS;
+      Object.assign(out, { ack_99_ms: r.ackMs, report_99_ms: r.reportMs, last_99_ms: r.lastMs, ideal_99_ms: ideal, slack_calls_99: r.calls.length });
+      console.log(`99 hosts: ack ${r.ackMs.toFixed(1)} ms · final report ${r.reportMs} ms (ideal ${ideal} ms, +${r.reportMs - ideal} ms, target ≤ +300) · last Slack message ${r.lastMs} ms · Slack calls ${r.calls.length} (${byMethod(r.calls)})`);
+
+      // 2: 20 commands at once, 20 users, 5 channels: 10 sweeps, 5 refusals, 5 help.
+      const before = slack.calls.length;
+      const t0 = Date.now();
+      const lines = Array.from({ length: 20 }, (_, i) => (i % 4 === 0 ? 'find stale ports hyp99..hyp01' : i % 4 === 1 ? 'help' : `find stale ports hyp${String(1 + (i % 8) * 12).padStart(2, '0')}..hyp${String(12 + (i % 8) * 12).padStart(2, '0')}`));
+      const acks = await Promise.all(
+        lines.map((line, i) => postSigned(f.port, slashBody(line, { user: `U0USER${String(i).padStart(2, '0')}`, channel: `C0CHAN${i % 5}`, responseUrl: `${slack.responseUrl}c${i}` })).then((res) => ({ line, ...res }))),
+      );
+      const refusals = acks.filter((a) => a.line.includes('hyp99..hyp01'));
+      const refusedInAck = refusals.filter((a) => (JSON.parse(a.text || '{}') as { text?: string }).text?.includes('runs backwards')).length;
+      const sweeps = lines.filter((l) => !l.includes('hyp99..hyp01') && l !== 'help').length;
+      await until(() => (slack.calls.slice(before).filter((c) => c.method === 'chat.postMessage' && c.status === 200 && /\(of 12 swept\)|No stale ports on 12 hosts/.test(String(c.body.text))).length >= sweeps ? true : undefined), 'every concurrent sweep’s summary', 120_000);
+      const during = slack.calls.slice(before);
+      const ackMs = acks.map((a) => a.ms);
+      Object.assign(out, {
+        concurrent_ack_p50_ms: pct(ackMs, 50),
+        concurrent_ack_p99_ms: pct(ackMs, 99),
+        concurrent_refusal_ack_max_ms: Math.max(...refusals.map((a) => a.ms)),
+        concurrent_refusals_in_ack: refusedInAck,
+        concurrent_refusals: refusals.length,
+        concurrent_429s: during.filter((c) => c.status === 429).length,
+        concurrent_all_done_ms: Math.max(...during.map((c) => c.at)) - t0,
+      });
+      console.log(
+        `20 commands at once (10 sweeps, 5 refusals, 5 help; 20 users, 5 channels): ack p50 ${out.concurrent_ack_p50_ms!.toFixed(1)} ms, p99 ${out.concurrent_ack_p99_ms!.toFixed(1)} ms (target ≤ 50) · refusals answered in the ack ${refusedInAck}/${refusals.length}, slowest ${out.concurrent_refusal_ack_max_ms!.toFixed(1)} ms (target ≤ 100) · 429s ${out.concurrent_429s} · Slack calls ${during.length} (${byMethod(during)}) · last message ${out.concurrent_all_done_ms} ms`,
+      );
+      const rss = f.peakRss();
+      Object.assign(out, { rss_99_web_mib: rss.web, rss_99_worker_mib: rss.worker });
+      console.log(`peak RSS (99-host lab): web ${rss.web.toFixed(0)} MiB, worker ${rss.worker.toFixed(0)} MiB`);
+    } finally {
+      await f.stop();
+    }
+
+    // 3: 10,000 hosts.
+    if (!process.env.FERRY_BENCH_SKIP_10K) {
+      f = await startFerry(YAML_10K, redis.url, slack, 'bench10k');
+      try {
+        await sweep(f, slack, 'h00001', 1, 'C0WARM10K', 60_000);
+        const n = 10_000;
+        const r = await sweep(f, slack, 'h00001..h10000', n, 'C0BIG', 600_000);
+        const ideal = Math.ceil(n / CONCURRENCY) * LATENCY_MS;
+        const rss = f.peakRss();
+        Object.assign(out, { report_10k_ms: r.reportMs, last_10k_ms: r.lastMs, ideal_10k_ms: ideal, slack_calls_10k: r.calls.length, rss_10k_web_mib: rss.web, rss_10k_worker_mib: rss.worker });
+        console.log(
+          `10,000 hosts: final report ${r.reportMs} ms (ideal ${ideal} ms, ratio ${(r.reportMs / ideal).toFixed(3)}, target ≤ 1.15) · last Slack message ${r.lastMs} ms · Slack calls ${r.calls.length} (${byMethod(r.calls)}) vs ${out.slack_calls_99} at 99 hosts · peak RSS web ${rss.web.toFixed(0)} + worker ${rss.worker.toFixed(0)} = ${(rss.web + rss.worker).toFixed(0)} MiB (target < 250)`,
+        );
+      } finally {
+        await f.stop();
+      }
+    }
+    console.log(`429s answered by the stand-in over the whole run: ${slack.rateLimited().length}`);
+  } finally {
+    await slack.close();
+    await redis.stop();
+  }
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}
