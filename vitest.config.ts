@@ -8,7 +8,7 @@ import { exportSlowness, slowness } from './test/support/speed.js';
  * - e2e (`npm run test:e2e`): everything else, over a private redis-server (globalSetup) and
  *   the real peers (sshd, virsh, vcsim…). A new test file lands here unless listed below.
  */
-const UNIT = ['test/core/**/*.test.ts', 'test/bot/grammar.test.ts', 'test/bot/render.test.ts', 'test/approvals/policy.test.ts', 'test/config.test.ts', 'test/adapters/vsphere-faults.test.ts'];
+const UNIT = ['test/core/**/*.test.ts', 'test/architecture.test.ts', 'test/bot/grammar.test.ts', 'test/bot/render.test.ts', 'test/approvals/policy.test.ts', 'test/config.test.ts', 'test/adapters/vsphere-faults.test.ts'];
 
 // Measured once per run and handed to the workers: a busy machine gets longer bounds, and the
 // bounds say why (test/support/speed.ts).

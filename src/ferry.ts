@@ -11,7 +11,7 @@ import type { Deps } from './jobs/context.js';
 import { Queues } from './jobs/queues.js';
 import { Operations } from './jobs/operations.js';
 import { wireJobs, type Workflow } from './jobs/wiring.js';
-import { Outbox } from './bot/outbox.js';
+import { SurfaceRouter } from './chat/surface-router.js';
 import { assertFence } from './jobs/fence.js';
 import { ConsoleSurface } from './bot/console/surface.js';
 import { SlackSurface, createWebClient } from './bot/slack/surface.js';
@@ -88,7 +88,7 @@ export function createFerry(rt: Runtime, _mode: Mode, opts: FerryOptions = {}): 
     ? new SlackSurface(createWebClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL), new SlackBudget(rt.redis, rt.prefix), rt.log.child({ part: 'slack' }), rt.metrics)
     : undefined;
   let warned = false;
-  const outbox = new Outbox({ slack, console: new ConsoleSurface(rt.redis, rt.prefix) }, () => {
+  const outbox = new SurfaceRouter({ slack, console: new ConsoleSurface(rt.redis, rt.prefix) }, () => {
     if (!warned) rt.log.error('an operation belongs to a Slack conversation but this process has no SLACK_BOT_TOKEN; its messages are dropped (results stay in Redis)');
     warned = true;
   }, () => assertFence(rt.redis));

@@ -5,7 +5,7 @@
  * in place on every decision and as the removal runs; only a pending card has buttons, so an
  * expired, rejected, void or finished card cannot be clicked into doing anything.
  */
-import { context, message, plural, section, type Block, type Button, type Message } from '../bot/messages.js';
+import { context, message, plural, section, type Block, type Button, type Message } from '../chat/messages.js';
 import { mention } from '../core/permissions.js';
 import { compressNames } from '../core/selectors.js';
 import { formatUtcTime, statusLine, whoMayApprove, type ApprovalRequest } from './policy.js';

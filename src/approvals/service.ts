@@ -12,9 +12,10 @@
  * nothing, except that a click which finds the request expired or its plan changed stamps
  * that terminal state (the sweep or the job would do the same) so the card loses its buttons.
  */
+import { FINISHED } from '../jobs/operations.js';
 import type { Deps } from '../jobs/context.js';
-import type { Conversation } from '../bot/surface.js';
-import { message, type Message } from '../bot/messages.js';
+import type { Conversation } from '../chat/conversation.js';
+import { message, type Message } from '../chat/messages.js';
 import { audit } from '../audit/audit.js';
 import { membership, mention, type GroupMembers } from '../core/permissions.js';
 import { refreshCard } from '../jobs/cards.js';
@@ -439,7 +440,7 @@ const removalCard: CardRenderer = async (deps, op) => {
   if (!record) return message(`${op.title}: preparing the approval request…`);
   if (record.request.status !== 'executed') return renderApprovalCard(record.request);
   const results = Object.values(await deps.ops.results<PortOutcome>(op.id)).sort((a, b) => a.n - b.n);
-  const finished = ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status);
+  const finished = FINISHED.includes(op.status);
   const paused = typeof op.params.paused === 'string' ? op.params.paused : undefined;
   return renderApprovalCard(record.request, { status: finished ? 'done' : op.status === 'queued' ? 'queued' : 'running', results, paused });
 };

@@ -12,7 +12,7 @@
  *   approvals:pending   zset id -> expiresAt, read by the expiry sweep
  */
 import type { Runtime } from '../runtime.js';
-import type { Conversation, MessageRef } from '../bot/surface.js';
+import type { Conversation, MessageRef } from '../chat/conversation.js';
 import { createRequest, type ApprovalRequest, type NewRequest, type ResolvedPolicy } from './policy.js';
 
 /** Where the request lives in chat and which operation carries it out. */

@@ -8,7 +8,7 @@
 import type { Deps } from '../jobs/context.js';
 import type { ChannelRef, GroupMembers } from '../core/permissions.js';
 import type { Command, CommandName } from './grammar.js';
-import type { Conversation, MessageRef } from './surface.js';
+import type { Conversation, MessageRef } from '../chat/conversation.js';
 import { authorize } from './commands.js';
 import type { ChatDeps } from './router.js';
 

@@ -6,9 +6,9 @@
  */
 import { parseCommand, type Command, type CommandName } from './grammar.js';
 import { mayRun, type ChannelRef, type GroupMembers } from '../core/permissions.js';
-import type { Message } from './messages.js';
-import { message } from './messages.js';
-import type { Conversation } from './surface.js';
+import type { Message } from '../chat/messages.js';
+import { message } from '../chat/messages.js';
+import type { Conversation } from '../chat/conversation.js';
 import type { Deps } from '../jobs/context.js';
 import { audit } from '../audit/audit.js';
 import type { ChatDeps } from './router.js';

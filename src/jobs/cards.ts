@@ -5,7 +5,7 @@
  * last state is always shown and Slack calls per operation depend on its duration, not on
  * its number of hosts.
  */
-import { message, section, who, type Message } from '../bot/messages.js';
+import { message, section, who, type Message } from '../chat/messages.js';
 import type { Deps } from './context.js';
 import { FINISHED, type Operation } from './operations.js';
 import type { Workflow } from './wiring.js';

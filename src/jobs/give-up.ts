@@ -13,7 +13,7 @@ import { errorText } from './retry.js';
 import { releaseLock } from './drain/locks.js';
 import { readLedger, isOpen } from './drain/ledger.js';
 import { audit } from '../audit/audit.js';
-import { message } from '../bot/messages.js';
+import { message } from '../chat/messages.js';
 
 export function isLastAttempt(job: Job): boolean {
   return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);

@@ -7,7 +7,7 @@ import type { Runtime } from '../runtime.js';
 import { OptimisticTx } from '../redis-tx.js';
 import { currentFence, FencedOut } from './fence.js';
 import { checkEpoch, noteOpId } from './epoch.js';
-import type { Conversation, MessageRef } from '../bot/surface.js';
+import type { Conversation, MessageRef } from '../chat/conversation.js';
 
 export type OpStatus = 'queued' | 'running' | 'waiting' | 'succeeded' | 'partial' | 'failed' | 'cancelled';
 export const FINISHED: OpStatus[] = ['succeeded', 'partial', 'failed', 'cancelled'];
@@ -90,9 +90,18 @@ export class Operations {
     return next;
   }
 
-  /** `cancel <id>` sets this; workflows check it between steps. */
-  async cancelRequested(id: number): Promise<string | null> {
-    return this.rt.redis.get(this.rt.key('op', id, 'cancel'));
+  /** Ask an operation to stop: workflows check the flag between steps (cancelRequested). */
+  async requestCancel(id: number | string, user: string): Promise<void> {
+    await this.rt.redis.set(this.cancelKey(id), user, 'EX', 86_400);
+  }
+
+  /** Who asked the operation to stop (requestCancel), or null. */
+  async cancelRequested(id: number | string): Promise<string | null> {
+    return this.rt.redis.get(this.cancelKey(id));
+  }
+
+  private cancelKey(id: number | string): string {
+    return this.rt.key('op', id, 'cancel');
   }
 
   async incr(id: number, field: string, by = 1): Promise<number> {

@@ -10,7 +10,7 @@ import type { Job } from 'bullmq';
 import type { Deps } from './context.js';
 import type { QueueName } from './queues.js';
 import type { Operation } from './operations.js';
-import type { Message } from '../bot/messages.js';
+import type { Message } from '../chat/messages.js';
 import type { Controlled } from './drain/control.js';
 import type { ApprovalHandler } from '../approvals/service.js';
 import type { ApprovalAction } from '../approvals/policy.js';

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { SlackSurface, createWebClient } from '../../src/bot/slack/surface.js';
 import { SlackBudget } from '../../src/bot/slack/budget.js';
 import { withLogContext } from '../../src/log-context.js';
-import { message } from '../../src/bot/messages.js';
+import { message } from '../../src/chat/messages.js';
 import { uniquePrefix } from '../support/harness.js';
 
 const API = 'http://slack.test/api/';

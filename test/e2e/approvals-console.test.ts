@@ -16,10 +16,10 @@ import { findStalePorts } from '../../src/core/stale-ports.js';
 import { setLabFault } from '../../src/adapters/lab/control.js';
 import type { PlannedPort } from '../../src/approvals/cards.js';
 import type { LabHostState } from '../../src/adapters/lab/fleet.js';
-import type { Conversation } from '../../src/bot/surface.js';
+import type { Conversation } from '../../src/chat/conversation.js';
 import type { Clock } from '../../src/runtime.js';
 import { renderText } from '../../src/bot/render/text.js';
-import type { Message } from '../../src/bot/messages.js';
+import type { Message } from '../../src/chat/messages.js';
 
 const open: Harness[] = [];
 afterEach(async () => {

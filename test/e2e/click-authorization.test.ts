@@ -13,7 +13,7 @@ import { handleClick, handleSubmit } from '../../src/bot/actions.js';
 import { APPROVE_ACTION, REJECT_ACTION } from '../../src/approvals/cards.js';
 import { REJECT_VIEW } from '../../src/bot/handlers/approvals.js';
 import type { ChannelRef } from '../../src/core/permissions.js';
-import type { Conversation } from '../../src/bot/surface.js';
+import type { Conversation } from '../../src/chat/conversation.js';
 
 const YAML = `${drainLabYaml()}channels:\n  allowed: [C0OPS]\n`;
 

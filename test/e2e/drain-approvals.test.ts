@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
 import type { Clock } from '../../src/runtime.js';
 import type { Operation } from '../../src/jobs/operations.js';
-import type { Message } from '../../src/bot/messages.js';
+import type { Message } from '../../src/chat/messages.js';
 import type { ApprovalRequest } from '../../src/approvals/policy.js';
 import { ApprovalStore } from '../../src/approvals/store.js';
 import { expireDue } from '../../src/approvals/service.js';

@@ -8,7 +8,7 @@ import { makeHarness, type Harness } from '../support/harness.js';
 import { setLabFault } from '../../src/adapters/lab/control.js';
 import { renderText } from '../../src/bot/render/text.js';
 import type { ConsoleEvent } from '../../src/bot/console/surface.js';
-import type { Message } from '../../src/bot/messages.js';
+import type { Message } from '../../src/chat/messages.js';
 import { drainLabYaml, hostState, setHostVms, vmName } from '../support/drain-support.js';
 
 let h: Harness | undefined;

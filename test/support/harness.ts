@@ -13,10 +13,10 @@ import type { AdapterKind } from '../../src/adapters/types.js';
 import { startWorkers, type WorkerSet } from '../../src/jobs/worker.js';
 import { silentLogger } from '../../src/log.js';
 import { handleLine } from '../../src/bot/commands.js';
-import { message, type Message } from '../../src/bot/messages.js';
+import { message, type Message } from '../../src/chat/messages.js';
 import { renderText } from '../../src/bot/render/text.js';
 import { consoleChannel, type ConsoleEvent } from '../../src/bot/console/surface.js';
-import { inThread, type Conversation } from '../../src/bot/surface.js';
+import { inThread, type Conversation } from '../../src/chat/conversation.js';
 import { FINISHED, type Operation } from '../../src/jobs/operations.js';
 
 let counter = 0;

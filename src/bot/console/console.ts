@@ -13,10 +13,10 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Ferry } from '../../ferry.js';
 import { handleLine } from '../commands.js';
-import { message } from '../messages.js';
+import { message } from '../../chat/messages.js';
 import { renderText } from '../render/text.js';
 import { consoleChannel, type ConsoleEvent } from './surface.js';
-import { inThread, type Conversation } from '../surface.js';
+import { inThread, type Conversation } from '../../chat/conversation.js';
 
 export interface ConsoleOptions {
   input?: NodeJS.ReadableStream;

@@ -1,10 +1,10 @@
 /**
- * The console side of the Outbox: messages for a console session go over Redis pub/sub, so a
+ * The console side of the SurfaceRouter: messages for a console session go over Redis pub/sub, so a
  * worker in another process can report into a terminal exactly as into a Slack thread.
  */
 import type { Redis } from 'ioredis';
-import type { Message } from '../messages.js';
-import type { Conversation, MessageRef, Surface } from '../surface.js';
+import type { Message } from '../../chat/messages.js';
+import type { Conversation, MessageRef, Surface } from '../../chat/conversation.js';
 
 export type ConsoleEvent =
   | { kind: 'post'; ref: MessageRef; threadTs?: string; message: Message }

@@ -1,7 +1,7 @@
 /** audit <host|vm|job>: the most recent audit entries about it, newest first, as a table. */
 import type { HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
-import { context, message, plural, section } from '../messages.js';
+import { context, message, plural, section } from '../../chat/messages.js';
 import { queryAudit } from '../../audit/audit.js';
 import { mention } from '../../core/permissions.js';
 

@@ -7,8 +7,8 @@
 import type { CommandContext, HandlerOf } from '../commands.js';
 import { clickAction, jobIdOf, type ActionContext, type ActionSpec } from '../actions.js';
 import type { ChatWorkflow } from '../router.js';
-import { message, section } from '../messages.js';
-import { answerRef } from '../surface.js';
+import { message, section } from '../../chat/messages.js';
+import { answerRef } from '../../chat/conversation.js';
 import { mention } from '../../core/permissions.js';
 import { unknownHostsSentence } from '../../core/selectors.js';
 import { startDrain, validateSkip } from '../../jobs/workflows/drain.js';
@@ -152,7 +152,7 @@ async function cancelClick(deps: Deps, id: string, user: string): Promise<string
   if (!op) return `There is no job ${id}.`;
   if (op.status !== 'waiting' && op.status !== 'running') return `job ${op.id} already ended (${op.status}).`;
   if (op.status === 'running') {
-    await deps.rt.redis.set(deps.rt.key('op', op.id, 'cancel'), user, 'EX', 86_400);
+    await deps.ops.requestCancel(op.id, user);
     await deps.outbox.post(op.conv, message(`${mention(user)} asked to cancel job ${op.id}; it stops after the step in progress.`));
     return null;
   }

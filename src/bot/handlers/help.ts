@@ -2,7 +2,7 @@
 import type { HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
 import { COMMANDS, docFor } from '../grammar.js';
-import { context, message, section } from '../messages.js';
+import { context, message, section } from '../../chat/messages.js';
 import { visibleCommands, permissionName } from '../../core/permissions.js';
 import { suggest } from '../../core/suggest.js';
 

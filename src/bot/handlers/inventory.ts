@@ -1,7 +1,7 @@
 /** hosts, status, find stale ports: read-only, each answered in the channel and worked by a job. */
 import type { HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
-import { message } from '../messages.js';
+import { message } from '../../chat/messages.js';
 import { resolveHosts, selectionLine } from './selection.js';
 import { startView } from '../../jobs/workflows/inventory-view.js';
 import { startSweep } from '../../jobs/workflows/find-stale-ports.js';

@@ -1,7 +1,7 @@
 /** jobs, job <id>, cancel <id>: operations as Ferry remembers them. */
 import type { HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
-import { context, message, section, who } from '../messages.js';
+import { context, message, section, who } from '../../chat/messages.js';
 import { formatDuration } from '../../core/duration.js';
 import { FINISHED, type Operation } from '../../jobs/operations.js';
 import { compressNames } from '../../core/selectors.js';
@@ -69,7 +69,7 @@ const cancelCommand: HandlerOf<'cancel'> = async (ctx, cmd) => {
     return;
   }
   // Workflows check this flag between steps and stop cleanly; a running step finishes first.
-  await ctx.deps.rt.redis.set(ctx.deps.rt.key('op', op.id, 'cancel'), ctx.user, 'EX', 86_400);
+  await ctx.deps.ops.requestCancel(op.id, ctx.user);
   await ctx.deps.outbox.post(op.conv, message(`${who(ctx.user)} asked to cancel job ${op.id}; it stops after the step in progress.`));
   await ctx.answer(message(`Cancelling job ${op.id} (${op.title}); its thread will say when it has stopped.`));
 };

@@ -1,7 +1,7 @@
 /** patch window …, patch windows, cancel patch window <id>: record, list and cancel patch windows. */
 import type { CommandHandler, CommandTable, HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
-import { context, message, plural, section, who } from '../messages.js';
+import { context, message, plural, section, who } from '../../chat/messages.js';
 import { resolveHosts } from './selection.js';
 import { formatInstant, formatWindowTimes, windowEnd } from '../../core/windows.js';
 import { formatDuration } from '../../core/duration.js';

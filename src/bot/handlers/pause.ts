@@ -7,14 +7,14 @@
  */
 import type { CommandContext, Gate, HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
-import { message, section } from '../messages.js';
+import { message, section } from '../../chat/messages.js';
 import { isMutating, permissionName } from '../../core/permissions.js';
 import { clearPause, pauseState, pausedBy, pausedRefusal, setPause } from '../../approvals/kill-switch.js';
 import { formatUtcTime } from '../../approvals/policy.js';
 import { audit } from '../../audit/audit.js';
-import type { Conversation } from '../surface.js';
+import type { Conversation } from '../../chat/conversation.js';
 import type { Command } from '../grammar.js';
-import { who } from '../messages.js';
+import { who } from '../../chat/messages.js';
 
 /** Still allowed while paused: they lift the pause or only stop things. */
 const EXEMPT = new Set<string>(['pause-all', 'resume-all', 'cancel', 'reject', 'cancel-patch-window', 'pause-run', 'abort-run']);

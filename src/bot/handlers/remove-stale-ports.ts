@@ -11,7 +11,7 @@
 import type { CommandContext, HandlerOf } from '../commands.js';
 import { clickAction } from '../actions.js';
 import type { ChatWorkflow } from '../router.js';
-import { message, plural, section, who } from '../messages.js';
+import { message, plural, section, who } from '../../chat/messages.js';
 import { resolveHosts, selectionLine } from './selection.js';
 import { findStalePorts } from '../../core/stale-ports.js';
 import { pSettle } from '../../core/pmap.js';

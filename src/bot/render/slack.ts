@@ -3,8 +3,8 @@
  * section text, 10 fields, 25 elements per actions block, 150 characters per header. Long
  * tables are split over several sections and, past a size, attached as a file instead.
  */
-import type { Block, Message } from '../messages.js';
-import { progressBar } from '../messages.js';
+import type { Block, Message } from '../../chat/messages.js';
+import { progressBar } from '../../chat/messages.js';
 import { tableCsv, tableLines } from './table.js';
 
 export const LIMITS = { blocks: 50, sectionText: 3000, fields: 10, fieldText: 2000, actions: 25, header: 150, buttonText: 75, contextElements: 10 };

@@ -1,6 +1,6 @@
 /** Message -> console text: the same content as Slack, buttons shown as the commands that do the same. */
-import type { Block, Message } from '../messages.js';
-import { progressBar } from '../messages.js';
+import type { Block, Message } from '../../chat/messages.js';
+import { progressBar } from '../../chat/messages.js';
 import { tableLines } from './table.js';
 
 /** Slack mrkdwn to plain text: keep it readable in a terminal. */

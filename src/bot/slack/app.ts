@@ -9,10 +9,10 @@ import type { AppOptions, AuthorizeResult, Middleware, AnyMiddlewareArgs, Respon
 import type { Ferry } from '../../ferry.js';
 import { handleLine, type Incoming } from '../commands.js';
 import { handleClick, handleSubmit } from '../actions.js';
-import { message, type Message } from '../messages.js';
+import { message, type Message } from '../../chat/messages.js';
 import { renderSlack } from '../render/slack.js';
-import type { Conversation } from '../surface.js';
-import { inThread } from '../surface.js';
+import type { Conversation } from '../../chat/conversation.js';
+import { inThread } from '../../chat/conversation.js';
 import { resolveUserGroups } from './groups.js';
 import { createWebClient } from './surface.js';
 import type { Health } from '../../health.js';

@@ -15,7 +15,7 @@ import type { App } from '@slack/bolt';
 import type { Redis } from 'ioredis';
 import type { Deps } from '../../jobs/context.js';
 import type { Workflow } from '../../jobs/wiring.js';
-import { context, divider, header, message, plural, section, who, type Block, type Message } from '../messages.js';
+import { context, divider, header, message, plural, section, who, type Block, type Message } from '../../chat/messages.js';
 import { renderSlackSingle } from '../render/slack.js';
 import { SlackBudget } from './budget.js';
 import { WindowStore } from '../../jobs/patch/store.js';

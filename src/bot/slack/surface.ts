@@ -1,13 +1,13 @@
 /**
- * The Slack side of the Outbox: Web API calls through the shared budget, Retry-After honoured,
+ * The Slack side of the SurfaceRouter: Web API calls through the shared budget, Retry-After honoured,
  * and Web API errors (channel_not_found, not_in_channel, invalid_auth…) logged with the job
  * id and swallowed: the operation's result stays in Redis even when Slack cannot show it.
  */
 import { WebClient, ErrorCode, LogLevel } from '@slack/web-api';
 import type { Logger } from '../../log.js';
-import type { Message } from '../messages.js';
+import type { Message } from '../../chat/messages.js';
 import { renderSlack, renderSlackSingle } from '../render/slack.js';
-import type { Conversation, MessageRef, Surface } from '../surface.js';
+import type { Conversation, MessageRef, Surface } from '../../chat/conversation.js';
 import type { SlackBudget } from './budget.js';
 import { logContext } from '../../log-context.js';
 import type { Metrics } from '../../metrics.js';

@@ -32,7 +32,7 @@ import {
 import type { ApprovalRecord } from '../../approvals/store.js';
 import { describePrincipals, mention, type GroupMembers } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
-import { context, message, type Block } from '../../bot/messages.js';
+import { context, message, type Block } from '../../chat/messages.js';
 import type { Workflow } from '../wiring.js';
 import { refreshCard } from '../cards.js';
 import { FINISHED, type Operation } from '../operations.js';
@@ -98,7 +98,7 @@ export async function decide(deps: Deps, opId: string | number, user: string, de
 
   if (decision === 'cancel') {
     if (op.status !== 'waiting') return null; // a running job sees the cancel flag itself
-    await deps.rt.redis.set(deps.rt.key('op', op.id, 'cancel'), user, 'EX', 86_400);
+    await deps.ops.requestCancel(op.id, user);
     await closeApprovalOf(deps, op, `job ${op.id} was cancelled by ${mention(user)}`, user);
     await ctl.stopWaiting(deps, op, `cancelled by ${mention(user)}`);
     return null;

@@ -9,7 +9,7 @@ import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
 import { assertFence, currentFence, fencedEval, fencedScript, isFencedOut } from '../fence.js';
 import { refreshCard } from '../cards.js';
-import { context, message, plural, section, type Message } from '../../bot/messages.js';
+import { context, message, plural, section, type Message } from '../../chat/messages.js';
 import { compressNames } from '../../core/selectors.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';

@@ -42,8 +42,8 @@ import { planHash } from '../../approvals/plan-hash.js';
 import { renderRequestCard } from '../../approvals/cards.js';
 import { approvalStore, claimExecution, decideApproval, expireRequest, requestApproval, voidApproval, type ApprovalHandler } from '../../approvals/service.js';
 import { describePrincipals, type GroupMembers } from '../../core/permissions.js';
-import { context, message, plural, section, who, type Block, type Button, type Message } from '../../bot/messages.js';
-import type { Conversation } from '../../bot/surface.js';
+import { context, message, plural, section, who, type Block, type Button, type Message } from '../../chat/messages.js';
+import type { Conversation } from '../../chat/conversation.js';
 import { audit } from '../../audit/audit.js';
 import { errorText, withDeadline } from '../retry.js';
 import { WindowStore, type PatchWindow } from './store.js';
@@ -757,7 +757,7 @@ export async function pauseRun(deps: Deps, input: ControlInput, paused: boolean)
 
 export async function abortRun(deps: Deps, input: ControlInput): Promise<ControlResult> {
   return control(deps, input.opId, async (op, s) => {
-    await deps.rt.redis.set(deps.rt.key('op', op.id, 'cancel'), input.user, 'EX', 86_400);
+    await deps.ops.requestCancel(op.id, input.user);
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: `abort run ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' }).catch(() => undefined);
     const current = s.hosts.find((h) => h.status === 'running');
     return { ok: true, sentence: `${who(input.user)} aborted rolling run ${op.id}${current ? `; ${current.host} is finished first (a half-done host is never abandoned)` : ''}.` };

@@ -34,8 +34,8 @@ import {
   type ScheduleOptions,
 } from '../../core/windows.js';
 import { compressNames } from '../../core/selectors.js';
-import { context, message, section, who, type Message } from '../../bot/messages.js';
-import type { Conversation } from '../../bot/surface.js';
+import { context, message, section, who, type Message } from '../../chat/messages.js';
+import type { Conversation } from '../../chat/conversation.js';
 import { audit } from '../../audit/audit.js';
 import { WindowStore, type AnnouncementState, type PatchWindow } from './store.js';
 
@@ -261,7 +261,7 @@ export async function cancelWindow(deps: Deps, id: string, user: string): Promis
   const done = await store.update(id, { revision: w.revision, status: w.status }, { status: 'cancelled', cancelledBy: user, cancelledAtMs: now });
   if (!done) return { ok: false, error: `Patch window ${id} changed while cancelling; look at "patch windows" and try again.` };
   await unscheduleWindow(deps, done);
-  if (done.runOpId) await deps.rt.redis.set(deps.rt.key('op', done.runOpId, 'cancel'), user, 'EX', 86_400);
+  if (done.runOpId) await deps.ops.requestCancel(done.runOpId, user);
   await audit(deps.rt, { actor: user, kind: 'decision', action: `cancel patch window ${id}`, targets: done.hosts, outcome: 'ok' }).catch(() => undefined);
   // Say so where the announcements went; claimed like an announcement, so said once.
   if (await store.claim(id, 'cancel', { state: 'posting', by: `${process.pid}`, atMs: now, token: 'cancel' })) {

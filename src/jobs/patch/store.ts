@@ -15,7 +15,7 @@
  */
 import type { Runtime } from '../../runtime.js';
 import type { Window } from '../../core/windows.js';
-import type { Conversation } from '../../bot/surface.js';
+import type { Conversation } from '../../chat/conversation.js';
 
 export interface PatchWindow extends Window {
   /** Where the window was created; announcements are also posted there. */

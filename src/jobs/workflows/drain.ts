@@ -20,8 +20,8 @@ import { pMap } from '../../core/pmap.js';
 import { formatDuration } from '../../core/duration.js';
 import { mention } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
-import { context, message, plural, progressBar, section, type Block, type Button } from '../../bot/messages.js';
-import type { Conversation, MessageRef } from '../../bot/surface.js';
+import { context, message, plural, progressBar, section, type Block, type Button } from '../../chat/messages.js';
+import type { Conversation, MessageRef } from '../../chat/conversation.js';
 import type { CardRenderer, Workflow } from '../wiring.js';
 import { ensureCard, refreshCard } from '../cards.js';
 import { errorText } from '../retry.js';
@@ -211,7 +211,7 @@ async function enqueueExec(deps: Deps, opId: number, round: number): Promise<voi
 async function execStep(deps: Deps, job: Job): Promise<void> {
   const { opId, round } = job.data as { opId: number; round: number };
   let op = await deps.ops.get(opId);
-  if (!op || ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status)) return;
+  if (!op || FINISHED.includes(op.status)) return;
   if (!['executing', 'rolling-back'].includes(stageOf(op))) return;
   const p = params(op);
   const plan = await readPlan(deps, opId);

@@ -10,13 +10,13 @@ import type { Job } from 'bullmq';
 import { findStalePorts, type StalePort } from '../../core/stale-ports.js';
 import { compressNames } from '../../core/selectors.js';
 import { formatDuration } from '../../core/duration.js';
-import { context, message, plural, section, who, type Block, type Message } from '../../bot/messages.js';
+import { context, message, plural, section, who, type Block, type Message } from '../../chat/messages.js';
 import type { CardRenderer, Workflow } from '../wiring.js';
 import { postCardBeside, refreshCard, withCard } from '../cards.js';
 import { errorText, withDeadline, withRetry } from '../retry.js';
 import type { Deps } from '../context.js';
-import type { Operation } from '../operations.js';
-import type { Conversation } from '../../bot/surface.js';
+import { FINISHED, type Operation } from '../operations.js';
+import type { Conversation } from '../../chat/conversation.js';
 
 export const KIND = 'find-stale-ports';
 const HOST_DEADLINE_MS = 90_000;
@@ -154,7 +154,7 @@ const sweepCard: CardRenderer = async (deps, op) => {
   const done = c.done ?? 0;
   const stale = c.stale ?? 0;
   const unreachable = c.unreachable ?? 0;
-  const finished = ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status);
+  const finished = FINISHED.includes(op.status);
   const label = `${done}/${op.hosts.length} hosts · ${plural(stale, 'stale port')}${finished ? '' : ' so far'}${unreachable ? ` · ${unreachable} unreachable` : ''}`;
   const state = finished ? (op.status === 'cancelled' ? 'cancelled' : `done in ${formatDuration(Number(op.params.durationMs ?? 0))}`) : op.status === 'queued' ? 'queued' : 'sweeping';
   const selection = typeof op.params.selection === 'string' ? op.params.selection : plural(op.hosts.length, 'host');

@@ -6,9 +6,9 @@ import type { Job } from 'bullmq';
 import { pSettle } from '../../core/pmap.js';
 import { errorText } from '../retry.js';
 import type { Workflow } from '../wiring.js';
-import { context, message, plural, section, type Block } from '../../bot/messages.js';
+import { context, message, plural, section, type Block } from '../../chat/messages.js';
 import type { Deps } from '../context.js';
-import type { Conversation } from '../../bot/surface.js';
+import type { Conversation } from '../../chat/conversation.js';
 import type { HostFacts, VmFacts } from '../../adapters/types.js';
 
 const gib = (mib: number) => `${Math.round(mib / 1024)} GiB`;

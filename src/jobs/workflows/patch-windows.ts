@@ -5,7 +5,7 @@
  * point the command handlers use; src/ferry.ts wires the timer and run jobs.
  */
 import type { Deps } from '../context.js';
-import type { Conversation } from '../../bot/surface.js';
+import type { Conversation } from '../../chat/conversation.js';
 import { durationMs, parseDuration } from '../../core/duration.js';
 import { compressNames } from '../../core/selectors.js';
 import { announcementSchedule, parseWindowTime, validateWindow, type Announcement } from '../../core/windows.js';

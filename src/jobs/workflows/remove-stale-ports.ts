@@ -12,9 +12,10 @@
  *   4. summary in the thread and on the card. There is no rollback: the card said so first.
  * The kill switch is honoured between ports: the port being removed finishes, the rest wait.
  */
+import { FINISHED } from '../operations.js';
 import { DelayedError, type Job } from 'bullmq';
 import { findStalePorts } from '../../core/stale-ports.js';
-import { message, section, type Message } from '../../bot/messages.js';
+import { message, section, type Message } from '../../chat/messages.js';
 import type { Workflow } from '../wiring.js';
 import { refreshCard } from '../cards.js';
 import { errorText, withDeadline } from '../retry.js';
@@ -139,7 +140,7 @@ async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
     return;
   }
   const op = await deps.ops.get(opId);
-  if (!op || ['succeeded', 'partial', 'failed', 'cancelled'].includes(op.status)) return; // already carried out
+  if (!op || FINISHED.includes(op.status)) return; // already carried out
   await deps.ops.patch(opId, { status: 'running', startedAt: op.startedAt ?? Date.now(), params: { ...op.params, paused: undefined } });
   await refreshCard(deps, opId, { force: true });
 

@@ -1,6 +1,6 @@
 /**
  * Where a conversation lives and how to talk into it. Workers hold a Conversation in the job
- * data and reach it through the Outbox, so any worker on any machine can report into a Slack
+ * data and reach it through the SurfaceRouter, so any worker on any machine can report into a Slack
  * thread or a console session.
  */
 import type { Message } from './messages.js';

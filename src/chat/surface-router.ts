@@ -1,8 +1,11 @@
-/** Routes each conversation to its surface: Slack (when this process has a token) or the console. */
+/**
+ * Routes each conversation to its surface: Slack (when this process has a token) or the
+ * console. Workflows hold one as `deps.outbox` and never know which surface a thread is on.
+ */
 import type { Message } from './messages.js';
-import type { Conversation, MessageRef, Surface } from './surface.js';
+import type { Conversation, MessageRef, Surface } from './conversation.js';
 
-export class Outbox implements Surface {
+export class SurfaceRouter implements Surface {
   constructor(
     private readonly surfaces: { slack?: Surface; console: Surface },
     private readonly onMissingSlack: (conv: Conversation) => void = () => {},
