@@ -28,7 +28,9 @@ describe('give up cleanly', () => {
     await h.run(`start ${op.id}`);
     const done = await h.waitForOp(op.id, 30_000);
     expect(done.status).toBe('failed');
-    expect(h.transcript()).toMatch(new RegExp(`job ${op.id} stopped after \\d attempts at "drain-exec": hyp04: maintenance failed \\(injected fault\\)\\. Nothing more will run for it`));
+    // The operation is marked failed before the thread is told: wait for the sentence.
+    const said = new RegExp(`job ${op.id} stopped after \\d attempts at "drain-exec": hyp04: maintenance failed \\(injected fault\\)\\. Nothing more will run for it`);
+    await h.waitFor(async () => said.test(h.transcript()), 'the give-up sentence');
     expect(await readLock(h.rt, 'hyp04')).toBeNull();
     // Every VM is still where it was: nothing half-moved.
     expect((await h.rt.adapters.forHost('hyp04').listVms('hyp04')).length).toBe(4);
