@@ -11,7 +11,7 @@ import { withLogContext } from '../log-context.js';
 import { isFencedOut, withFence } from './fence.js';
 import { checkEpoch, lostSentence } from './epoch.js';
 import type { Operation } from './operations.js';
-import { message } from '../bot/messages.js';
+import { message } from '../chat/messages.js';
 
 const MAX_STALLED = 2;
 
