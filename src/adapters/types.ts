@@ -267,6 +267,16 @@ export interface HypervisorAdapter {
    */
   migrateVm(req: MigrateRequest, onProgress?: (p: MigrateProgress) => void, opts?: CallOptions): Promise<MigrateResult>;
 
+  /**
+   * Mutates. Saves a running VM in place (its memory to disk, its users cut off) and resolves
+   * once the platform reports it saved: seed 001's override for a running non-HA VM where
+   * maintenance would otherwise refuse (Hyper-V Save-VM, the lab). Absent where the platform
+   * has no such rule (vSphere, libvirt: Ferry moves every VM there).
+   */
+  saveVm?(host: string, vm: string, opts?: CallOptions): Promise<void>;
+  /** Mutates. Starts a saved VM again from its saved state (restore of a drained host). */
+  resumeVm?(host: string, vm: string, opts?: CallOptions): Promise<void>;
+
   npivInventory(host: string, opts?: CallOptions): Promise<NpivInventory>;
   /** Mutates. Removes one virtual port (MSFC_FibrePortNPIVMethods.RemoveVirtualPort, nodedev-destroy / vport_delete). */
   removeVirtualPort(port: VirtualPort, opts?: CallOptions): Promise<void>;

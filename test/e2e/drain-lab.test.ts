@@ -266,7 +266,23 @@ describe('drain on the lab', () => {
     expect(done.status).toBe('succeeded');
     const where = await whereIs(h.rt, CLUSTER);
     expect(where.get(names[0]!)).toBe('hyp03');
-    expect(done.summary).toBe('2 moved, 1 skipped, 0 failed');
+    // Saved for real, and checked: the lab shows it in saved state on hyp03.
+    const after = await hostState(h.rt, 'hyp03');
+    expect(after.vms.find((v) => v.name === names[0])?.power).toBe('saved');
+    expect(done.summary).toBe('2 moved, 1 saved, 0 skipped, 0 failed');
+    await h.waitFor(async () => /hyp03 drained in .*: 2 moved, 1 saved, 0 skipped, 0 failed/.test(h!.transcript()), 'the summary');
+
+    // A VM that was already saved before the drain is not Ferry's to resume.
+    const st2 = await hostState(h.rt, 'hyp03');
+    st2.vms.push({ ...st2.vms[0]!, name: 'was-saved', id: '00000000-0000-4000-8000-0000000000ff', power: 'saved', ha: true });
+    await h.rt.redis.set(`${h.rt.prefix}:lab:host:hyp03`, JSON.stringify(st2));
+    await h.run('restore hyp03');
+    const r = await h.waitForOp((await h.deps.ops.recent(1))[0]!.id, 30_000);
+    expect(r.status, h.transcript()).toBe('succeeded');
+    const home = await hostState(h.rt, 'hyp03');
+    expect(home.vms.find((v) => v.name === names[0])?.power).toBe('running');
+    expect(home.vms.find((v) => v.name === 'was-saved')?.power).toBe('saved');
+    expect(r.summary).toMatch(/1 resumed/);
   }, 60_000);
 
   it('refuses the last healthy host of a cluster', async () => {

@@ -64,6 +64,7 @@ import {
   npivInventoryScript,
   removeVirtualPortScript,
   runCommandScript,
+  saveVmScript,
   startVmScript,
   vmFactsScript,
 } from './scripts.js';
@@ -333,6 +334,18 @@ export class HypervAdapter implements HypervisorAdapter {
       return;
     }
     await this.run(host, 'exitMaintenance', maintenanceScript(host, false), maintenanceSchema, opts);
+  }
+
+  async saveVm(host: string, vm: string, opts: CallOptions = {}): Promise<void> {
+    this.checkHost(host, 'saveVm');
+    const r = await this.run(host, 'saveVm', saveVmScript(vm), startSchema, opts);
+    if (r.State !== 'Saved') throw new AdapterError(host, 'saveVm', `saveVm on ${host}: Save-VM ran but ${vm} is ${r.State}`, { code: 'not-saved' });
+  }
+
+  async resumeVm(host: string, vm: string, opts: CallOptions = {}): Promise<void> {
+    this.checkHost(host, 'resumeVm');
+    const r = await this.run(host, 'resumeVm', startVmScript(vm), startSchema, opts);
+    if (r.State !== 'Running') throw new AdapterError(host, 'resumeVm', `resumeVm on ${host}: Start-VM ran but ${vm} is ${r.State}`, { code: 'not-running' });
   }
 
   // ------------------------------------------------------------------ NPIV removal

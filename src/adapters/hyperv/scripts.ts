@@ -260,6 +260,19 @@ $out=[pscustomobject]@{State=[string](Get-VM -Id $v.VMId).State}
   );
 }
 
+/** Save-VM: the VM's memory to disk in place (seed 001's override); reports the state after. */
+export function saveVmScript(vm: string): string {
+  return wrapScript(
+    'save-vm',
+    `
+${selectVm(vm)}
+if([string]$v.State -eq 'Running'){Save-VM -VM $v}
+$out=[pscustomobject]@{State=[string](Get-VM -Id $v.VMId).State}
+`,
+    3,
+  );
+}
+
 /** Compare-VM: Hyper-V's own migration check; Incompatibilities carry Message and MessageId. */
 export function compareVmScript(vm: string, target: string): string {
   return wrapScript(

@@ -3,7 +3,7 @@
  * On a host:
  *   unreachable            every call times out
  *   slow:<ms>              calls take <ms> instead of the lab latency
- *   fail:<op>              calls of <op> fail (describe|vms|npiv|migrate|maintenance|remove|hook|*);
+ *   fail:<op>              calls of <op> fail (describe|vms|npiv|migrate|maintenance|save|remove|hook|*);
  *                          fail:migrate on a host fails every migration from it
  *   fail-once:<op>         the next call of <op> fails, then the fault clears
  *   fail:<op>@<n>          only the n-th call of <op> from now fails, then the fault clears
@@ -31,7 +31,7 @@ export type LabFault =
   | { kind: 'migrate-fail-after'; once: boolean; nth?: number; raw: string }
   | { kind: 'linger'; raw: string };
 
-export const LAB_FAULT_OPS = ['describe', 'vms', 'npiv', 'migrate', 'maintenance', 'remove', 'hook', '*'];
+export const LAB_FAULT_OPS = ['describe', 'vms', 'npiv', 'migrate', 'maintenance', 'save', 'remove', 'hook', '*'];
 const HOST_KINDS = new Set(['unreachable', 'slow', 'fail', 'linger']);
 
 export function labKeys(prefix: string) {

@@ -239,6 +239,26 @@ export class LabAdapter implements HypervisorAdapter {
     });
   }
 
+  /** Save (or resume) a VM in place; fail:save on the host makes either fail. */
+  private async setPower(host: string, vm: string, from: VmFacts['power'], to: VmFacts['power'], opts?: CallOptions): Promise<void> {
+    await this.call(host, 'save', opts);
+    await this.mutate([host], (s) => {
+      const v = s.get(host)!.vms.find((x) => x.name === vm);
+      if (!v) throw new AdapterError(host, 'save', `${vm} is not on ${host}`, { code: 'not-found' });
+      if (v.power === to) return;
+      if (v.power !== from) throw new AdapterError(host, 'save', `${vm} is ${v.power}, not ${from}`, { code: 'wrong-state' });
+      v.power = to;
+    });
+  }
+
+  async saveVm(host: string, vm: string, opts?: CallOptions): Promise<void> {
+    await this.setPower(host, vm, 'running', 'saved', opts);
+  }
+
+  async resumeVm(host: string, vm: string, opts?: CallOptions): Promise<void> {
+    await this.setPower(host, vm, 'saved', 'running', opts);
+  }
+
   async migrateVm(req: MigrateRequest, onProgress?: (p: MigrateProgress) => void, opts?: CallOptions): Promise<MigrateResult> {
     const started = Date.now();
     await this.call(req.source, 'migrate', opts);

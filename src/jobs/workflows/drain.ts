@@ -31,6 +31,7 @@ import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type 
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
 import { decide, finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
+  auditedCall,
   clusterFacts,
   ensureMaintenance,
   locateVm,
@@ -322,6 +323,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       }
       return;
     }
+    await saveInPlace(deps, op, plan);
     await setLedgerStatus(deps.rt, p.host, 'drained');
     await summary(deps, op, plan);
     await releaseLock(deps.rt, p.host, opId);
@@ -489,31 +491,75 @@ async function hold(deps: Deps, op: Operation, plan: DrainPlan, failed: string[]
   await watchWaiting(deps, op.id);
 }
 
+interface SaveResult {
+  ok: boolean;
+  error?: string;
+}
+
+async function savedStates(deps: Deps, opId: number): Promise<Record<string, SaveResult>> {
+  const all = await deps.rt.redis.hgetall(deps.rt.key('op', opId, 'saved'));
+  return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as SaveResult]));
+}
+
+/**
+ * save-non-ha (seed 001 rule 1 override): once every VM that moves has moved, each running
+ * non-HA VM is saved in place, and the host is read again to check it really is saved. A re-run
+ * skips what is already saved; restore resumes exactly these VMs (action 'save' in the ledger).
+ */
+async function saveInPlace(deps: Deps, op: Operation, plan: DrainPlan): Promise<void> {
+  const p = params(op);
+  const toSave = plan.stays.filter((s) => s.action === 'save');
+  if (!toSave.length) return;
+  const adapter = deps.rt.adapters.forHost(p.host);
+  const key = deps.rt.key('op', op.id, 'saved');
+  for (const s of toSave) {
+    let result: SaveResult;
+    try {
+      if (!adapter.saveVm) throw new Error(`${adapter.kind} has no way to save a VM in place`);
+      await auditedCall(deps, op, 'saveVm', [s.vm, p.host], () => adapter.saveVm!(p.host, s.vm));
+      const now = (await adapter.listVms(p.host)).find((v) => v.id === s.vmId);
+      result = now?.power === 'saved' ? { ok: true } : { ok: false, error: now ? `${s.vm} is ${now.power} after saving, not saved` : `${s.vm} is no longer on ${p.host}` };
+    } catch (e) {
+      result = { ok: false, error: errorText(e) };
+    }
+    await deps.rt.redis.hset(key, s.vm, JSON.stringify(result));
+    await deps.rt.redis.expire(key, 30 * 86_400);
+    if (!result.ok) await deps.outbox.post(op.conv, message(`${s.vm} could not be saved on ${p.host}: ${result.error}. It keeps running there while ${p.host} is in maintenance.`));
+  }
+}
+
 async function summary(deps: Deps, op: Operation, plan: DrainPlan, opts: { status?: Operation['status']; headline?: string } = {}): Promise<void> {
   const p = params(op);
   const states = await vmStates(deps, op.id);
   const durationMs = deps.rt.clock.now() - (op.startedAt ?? op.createdAt);
   const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved');
   const returned = plan.moves.filter((m) => states[m.vm]?.state === 'returned');
+  const savedState = await savedStates(deps, op.id);
+  const toSave = plan.stays.filter((s) => s.action === 'save');
+  const saved = toSave.filter((s) => savedState[s.vm]?.ok);
+  const saveFailed = toSave.filter((s) => savedState[s.vm] && !savedState[s.vm]!.ok);
   const skipped = [
-    ...plan.stays.map((s) => [s.vm, s.sentence]),
+    ...plan.stays.filter((s) => s.action !== 'save').map((s) => [s.vm, s.sentence]),
     ...plan.moves.filter((m) => states[m.vm]?.state === 'skipped').map((m) => [m.vm, states[m.vm]!.reason ?? 'skipped']),
   ];
   const failed = plan.moves.filter((m) => ['failed', 'return-failed'].includes(states[m.vm]?.state ?? ''));
-  const status = opts.status ?? (failed.length ? 'partial' : 'succeeded');
+  const status = opts.status ?? (failed.length || saveFailed.length ? 'partial' : 'succeeded');
+  const savedPart = toSave.length ? ` ${saved.length} saved,` : '';
+  const failedN = failed.length + saveFailed.length;
   const headline =
     opts.headline ??
-    `${p.host} drained in ${formatDuration(durationMs)}: ${moved.length} moved, ${skipped.length} skipped, ${failed.length} failed`;
+    `${p.host} drained in ${formatDuration(durationMs)}: ${moved.length} moved,${savedPart} ${skipped.length} skipped, ${failedN} failed`;
   const blocks: Block[] = [section(`*${headline}.*`)];
   if (moved.length) blocks.push({ type: 'table', title: '*Moved*', columns: ['VM', 'To', 'Took'], rows: moved.map((m) => [m.vm, m.target, formatDuration(states[m.vm]?.durationMs ?? 0)]) });
   if (returned.length) blocks.push({ type: 'table', title: `*Back on ${p.host}*`, columns: ['VM', 'From'], rows: returned.map((m) => [m.vm, states[m.vm]?.from ?? m.target]) });
+  if (saved.length) blocks.push({ type: 'table', title: `*Saved on ${p.host}* (cut off until restore ${p.host} resumes them)`, columns: ['VM'], rows: saved.map((s) => [s.vm]) });
   if (skipped.length) blocks.push({ type: 'table', title: '*Skipped*', columns: ['VM', 'Why'], rows: skipped });
-  if (failed.length) blocks.push({ type: 'table', title: '*Failed*', columns: ['VM', 'Error'], rows: failed.map((m) => [m.vm, states[m.vm]?.error ?? '']) });
+  if (failedN) blocks.push({ type: 'table', title: '*Failed*', columns: ['VM', 'Error'], rows: [...failed.map((m) => [m.vm, states[m.vm]?.error ?? '']), ...saveFailed.map((s) => [s.vm, `not saved: ${savedState[s.vm]!.error ?? ''}`])] });
   blocks.push(context(`job ${op.id} · ${formatDuration(durationMs)}${status === 'succeeded' ? ` · ledger saved: restore ${p.host} brings the VMs home` : ''}`));
   await deps.outbox.post(op.conv, message(`${headline}.`, ...blocks));
   // The host is free before the operation says it ended: whoever waits on it (a rolling run's restore) finds it free.
   await releaseLock(deps.rt, p.host, op.id);
-  await finishOp(deps, op, status, `${moved.length} moved, ${returned.length ? `${returned.length} back, ` : ''}${skipped.length} skipped, ${failed.length} failed`);
+  await finishOp(deps, op, status, `${moved.length} moved, ${returned.length ? `${returned.length} back, ` : ''}${toSave.length ? `${saved.length} saved, ` : ''}${skipped.length} skipped, ${failedN} failed`);
 }
 
 // ---------------------------------------------------------------------------------------

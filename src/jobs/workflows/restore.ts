@@ -22,7 +22,7 @@ import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus } from '../drain/ledger.js';
 import { finishOp, stageOf } from '../drain/control.js';
-import { clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates } from '../drain/steps.js';
+import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates } from '../drain/steps.js';
 
 export const KIND = 'restore';
 
@@ -117,6 +117,26 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       await refreshCard(deps, opId);
     });
 
+    // save-non-ha: the VMs the drain saved in place (action 'save' in its ledger) start again
+    // from their saved state; a VM saved before the drain, or started by hand since, is left be.
+    const toResume = ledger.vms.filter((lv) => lv.action === 'save');
+    const resumed: string[] = [];
+    const adapter = deps.rt.adapters.forHost(host);
+    for (const lv of toResume) {
+      if (await deps.ops.cancelRequested(opId)) break;
+      const where = located.find((x) => x.lv.id === lv.id)?.where;
+      if (!where || where.vm.host !== host || where.vm.power !== 'saved') continue;
+      try {
+        if (!adapter.resumeVm) throw new Error(`${adapter.kind} has no way to resume a saved VM`);
+        await auditedCall(deps, op, 'resumeVm', [where.vm.name, host], () => adapter.resumeVm!(host, where.vm.name));
+        const now = (await adapter.listVms(host)).find((v) => v.id === lv.id);
+        if (now?.power !== 'running') throw new Error(`it is ${now?.power ?? 'gone'} after resuming`);
+        resumed.push(where.vm.name);
+      } catch (e) {
+        drift.push({ vm: lv.name, kind: 'failed', sentence: `${lv.name} was saved by the drain and could not be resumed on ${host}: ${errorText(e)}` });
+      }
+    }
+
     const states = await vmStates(deps, opId);
     const back = plan.moves.filter((m) => states[m.vm]?.state === 'returned');
     const cancelledBy = await deps.ops.cancelRequested(opId);
@@ -129,7 +149,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     if (failed.length || cancelledBy) await setLedgerStatus(deps.rt, host, 'drained');
     else await setLedgerStatus(deps.rt, host, 'restored', { restoredBy: opId, ...(blocked.length ? { leftOut: blocked } : {}) });
     const durationMs = deps.rt.clock.now() - (op.startedAt ?? op.createdAt);
-    const headline = `${host} ${blocked.length || failed.length ? 'partly restored' : 'restored'} in ${formatDuration(durationMs)}: ${plural(back.length, 'VM')} back home, ${plan.alreadyHome.length} already there${drift.length ? `, ${plural(drift.length, 'drift')} to look at` : ''}`;
+    const headline = `${host} ${blocked.length || failed.length ? 'partly restored' : 'restored'} in ${formatDuration(durationMs)}: ${plural(back.length, 'VM')} back home, ${plan.alreadyHome.length} already there${toResume.length ? `, ${resumed.length} resumed from saved state` : ''}${drift.length ? `, ${plural(drift.length, 'drift')} to look at` : ''}`;
     const blocks: Block[] = [section(`*${headline}.*`)];
     if (back.length) blocks.push({ type: 'table', title: '*Back home*', columns: ['VM', 'From', 'Took'], rows: back.map((m) => [m.vm, m.from, formatDuration(states[m.vm]?.durationMs ?? 0)]) });
     if (drift.length) blocks.push({ type: 'table', title: '*Drift*', columns: ['VM', 'What'], rows: drift.map((d) => [d.vm, d.sentence]) });
@@ -145,7 +165,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       deps,
       op,
       cancelledBy ? 'cancelled' : failed.length || blocked.length ? 'partial' : 'succeeded',
-      `${back.length} back home, ${plan.alreadyHome.length} already there, ${drift.length} drift${blocked.length ? `, not home: ${blocked.join(', ')}` : ''}`,
+      `${back.length} back home, ${plan.alreadyHome.length} already there, ${toResume.length ? `${resumed.length} resumed, ` : ''}${drift.length} drift${blocked.length ? `, not home: ${blocked.join(', ')}` : ''}`,
     );
   } catch (e) {
     deps.rt.log.error({ opId, err: errorText(e) }, 'restore failed');
