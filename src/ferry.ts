@@ -21,7 +21,7 @@ import { buildRouter, type ChatDeps, type ChatWorkflow } from './bot/router.js';
 import { cardsWorkflow } from './jobs/cards.js';
 import { inventoryViewWorkflow } from './jobs/workflows/inventory-view.js';
 import { findStalePortsWorkflow } from './jobs/workflows/find-stale-ports.js';
-import { removeStalePortsJobs } from './jobs/workflows/remove-stale-ports.js';
+import { removeStalePortsWorkflow } from './jobs/workflows/remove-stale-ports.js';
 import { approvalsWorkflow } from './approvals/service.js';
 import { drainWorkflow } from './jobs/workflows/drain.js';
 import { restoreWorkflow } from './jobs/workflows/restore.js';
@@ -49,7 +49,7 @@ export const WORKFLOWS: readonly Workflow[] = [
   cardsWorkflow,
   inventoryViewWorkflow,
   findStalePortsWorkflow,
-  removeStalePortsJobs,
+  removeStalePortsWorkflow,
   approvalsWorkflow,
   drainWorkflow,
   restoreWorkflow,

@@ -5,21 +5,20 @@
  *
  * One mechanism for every action: each action registers an ApprovalHandler (how its plan is
  * drawn, what runs when it is approved, what stops when it is rejected, expires or is void).
- * Stale-port removal registers here; drain/migrate/override (src/jobs/drain/control.ts) and
- * rolling runs (src/jobs/patch/rolling.ts) register in their own modules.
+ * Each workflow's descriptor lists its handlers: stale-port removal
+ * (src/jobs/workflows/remove-stale-ports.ts), drain/migrate/override (src/jobs/drain/control.ts)
+ * and rolling runs (src/jobs/patch/rolling.ts); src/ferry.ts wires them.
  *
  * Every decision, refused or not, is audited. Refusals are one ephemeral sentence and change
  * nothing, except that a click which finds the request expired or its plan changed stamps
  * that terminal state (the sweep or the job would do the same) so the card loses its buttons.
  */
-import { FINISHED } from '../jobs/operations.js';
 import type { Deps } from '../jobs/context.js';
 import type { Conversation } from '../chat/conversation.js';
 import { message, type Message } from '../chat/messages.js';
 import { audit } from '../audit/audit.js';
-import { membership, mention, type GroupMembers } from '../core/permissions.js';
-import { refreshCard } from '../jobs/cards.js';
-import type { CardRenderer, Workflow } from '../jobs/wiring.js';
+import { membership, type GroupMembers } from '../core/permissions.js';
+import type { Workflow } from '../jobs/wiring.js';
 import { ApprovalStore, type ApprovalRecord } from './store.js';
 import {
   approvedBy,
@@ -36,11 +35,8 @@ import {
   type ResolvedPolicy,
 } from './policy.js';
 import { planHash } from './plan-hash.js';
-import { removalHeadline, renderApprovalCard, type PlannedPort, type PortOutcome } from './cards.js';
 import { pauseState, pausedRefusal } from './kill-switch.js';
 
-export const REMOVAL_KIND = 'remove-stale-ports';
-export const REMOVAL_JOB = 'remove-stale-ports';
 export const EXPIRY_JOB = 'approval-expiry';
 /** How often the scheduled sweep looks for expired requests. */
 export const EXPIRY_SWEEP_MS = 30_000;
@@ -145,30 +141,6 @@ export async function requestApproval<P>(deps: Deps, req: NewApproval<P>): Promi
   const delay = Math.max(0, record.request.expiresAt - deps.rt.clock.now()) + 1000;
   await deps.queues.timers.add(EXPIRY_JOB, { id }, { delay, jobId: `approval-expire-${id}`, removeOnComplete: true, removeOnFail: 50 }).catch(() => undefined);
   return { ...record, meta: { ...record.meta, cardRef } };
-}
-
-function hostsOf(ports: readonly PlannedPort[]): string[] {
-  return [...new Set(ports.map((p) => p.host))];
-}
-
-/**
- * Post an approval card for a frozen removal plan in `conv` (a thread). The operation that
- * carries it out ("job 41") is created when the plan is approved, and takes this card as its
- * status card.
- */
-export async function requestRemoval(
-  deps: Deps,
-  req: { conv: Conversation; requester: string; ports: PlannedPort[]; title: string },
-): Promise<ApprovalRecord<PlannedPort[]>> {
-  return requestApproval<PlannedPort[]>(deps, {
-    action: 'remove-ports',
-    conv: req.conv,
-    requester: req.requester,
-    plan: req.ports,
-    summary: removalHeadline(req.ports),
-    title: req.title,
-    detail: req.ports.map((p) => `${p.host} ${p.wwpn}`).join(', '),
-  });
 }
 
 /** Redraw a request's card in place (decisions are rare: no throttle needed). */
@@ -355,100 +327,8 @@ export async function expireDue(deps: Deps): Promise<string[]> {
 }
 
 
-// ---------------------------------------------------------------------------------------
-// Stale-port removal: the first action on the registry
-
-/** The removal's operation, carrying the approval card as its status card. */
-async function createRemovalOp(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {
-  const { request } = record;
-  // One operation per request: the approving caller and a later recovery (recover below) both
-  // come here. Whoever loses waits for the winner's operation.
-  const claim = deps.rt.key('approval', request.id, 'op-claim');
-  if (!(await deps.rt.redis.set(claim, '1', 'PX', 60_000, 'NX'))) {
-    for (let i = 0; i < 100; i++) {
-      const cur = await approvalStore(deps).get<PlannedPort[]>(request.id);
-      if (cur?.meta.opId !== undefined) return { request, meta: cur.meta };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`the operation for approval request ${request.id} is being created elsewhere`);
-  }
-  try {
-    return await createRemovalOpClaimed(deps, record);
-  } catch (e) {
-    await deps.rt.redis.del(claim);
-    throw e;
-  }
-}
-
-async function createRemovalOpClaimed(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {
-  const { request, meta } = record;
-  const op = await deps.ops.create({
-    kind: REMOVAL_KIND,
-    title: meta.title ?? request.summary,
-    requester: request.requester,
-    conv: meta.conv,
-    hosts: hostsOf(request.plan),
-    params: { approvalId: request.id },
-  });
-  await deps.ops.patch(op.id, { cardRef: meta.cardRef, summary: `approval request ${request.id}: approved` });
-  const next = (await approvalStore(deps).patchMeta(request.id, { opId: op.id })) ?? { ...meta, opId: op.id };
-  return { request, meta: next };
-}
-
-function removalJobId(approvalId: string): string {
-  return `remove-${approvalId}`;
-}
-
-/** Queue the removal. The job id makes a second enqueue a no-op; markExecuted makes a second run one too. */
-export async function startRemoval(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<void> {
-  // opId: a job that runs out of attempts is ended as failed by giveUp (src/jobs/give-up.ts), which finds the operation by it.
-  await deps.queues.ops.add(REMOVAL_JOB, { approvalId: record.request.id, opId: record.meta.opId }, { jobId: removalJobId(record.request.id), attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
-  await redrawCard(deps, record);
-}
-
-const removalApprovals: ApprovalHandler<PlannedPort[]> = {
-  render: (request) => renderApprovalCard(request),
-  targets: hostsOf,
-  nothingDone: 'nothing was removed',
-  async prepare(deps, record) {
-    const next = await createRemovalOp(deps, record);
-    return { record: next, note: `Removing the ports now, one by one (job ${next.meta.opId}).` };
-  },
-  onApproved: startRemoval,
-  async recover(deps, record) {
-    let rec = record;
-    if (rec.meta.opId === undefined) {
-      // The approver's own call may still be creating it: only take over when nobody is.
-      if (await deps.rt.redis.exists(deps.rt.key('approval', rec.request.id, 'op-claim'))) return null;
-      rec = await createRemovalOp(deps, rec);
-    } else if (await deps.queues.ops.getJob(removalJobId(rec.request.id))) {
-      return null; // queued and waiting for a worker: nothing was interrupted
-    }
-    await startRemoval(deps, rec);
-    return `Request ${rec.request.id} was approved by ${approvedBy(rec.request).map(mention).join(', ')} but its removal never started (Ferry was interrupted); removing the ports now, one by one (job ${rec.meta.opId}).`;
-  },
-  async redraw(deps, record) {
-    // Once approved, the removal's operation owns the card (it adds per-port results).
-    if (record.meta.opId) return refreshCard(deps, record.meta.opId, { force: true });
-    if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, renderApprovalCard(record.request));
-  },
-};
-
-const removalCard: CardRenderer = async (deps, op) => {
-  const id = String(op.params.approvalId ?? '');
-  const record = id ? await approvalStore(deps).get<PlannedPort[]>(id) : null;
-  if (!record) return message(`${op.title}: preparing the approval request…`);
-  if (record.request.status !== 'executed') return renderApprovalCard(record.request);
-  const results = Object.values(await deps.ops.results<PortOutcome>(op.id)).sort((a, b) => a.n - b.n);
-  const finished = FINISHED.includes(op.status);
-  const paused = typeof op.params.paused === 'string' ? op.params.paused : undefined;
-  return renderApprovalCard(record.request, { status: finished ? 'done' : op.status === 'queued' ? 'queued' : 'running', results, paused });
-};
-
-/** The approvals store's expiry sweep, and the stale-port removal's request and card. */
+/** The approvals store's expiry sweep. */
 export const approvalsWorkflow: Workflow = {
   name: 'approvals',
   jobs: { [EXPIRY_JOB]: { queue: 'timers', handler: async (deps) => expireDue(deps) } },
-  approvals: { 'remove-ports': removalApprovals as ApprovalHandler<never> },
-  cards: { [REMOVAL_KIND]: removalCard },
 };

@@ -20,7 +20,8 @@ import { errorText, withDeadline } from '../../jobs/retry.js';
 import { KIND as SWEEP_KIND, summarize, type HostSweepResult } from '../../jobs/workflows/find-stale-ports.js';
 import { FINISHED } from '../../jobs/operations.js';
 import { audit } from '../../audit/audit.js';
-import { requestRemoval, approvalStore } from '../../approvals/service.js';
+import { approvalStore } from '../../approvals/service.js';
+import { requestRemoval } from '../../jobs/workflows/remove-stale-ports.js';
 import { removalHeadline, type PlannedPort } from '../../approvals/cards.js';
 import type { NpivInventory } from '../../adapters/types.js';
 

@@ -16,16 +16,21 @@ import { FINISHED } from '../operations.js';
 import { DelayedError, type Job } from 'bullmq';
 import { findStalePorts } from '../../core/stale-ports.js';
 import { message, section, type Message } from '../../chat/messages.js';
-import type { Workflow } from '../wiring.js';
+import type { CardRenderer, Workflow } from '../wiring.js';
 import { refreshCard } from '../cards.js';
 import { errorText, withDeadline } from '../retry.js';
 import type { Deps } from '../context.js';
 import { audit } from '../../audit/audit.js';
 import { approvedBy, canExecute, markExecuted, voidRequest, type ApprovalRequest } from '../../approvals/policy.js';
-import { approvalStore, REMOVAL_JOB } from '../../approvals/service.js';
-import { summaryLine, tally, type PlannedPort, type PortOutcome } from '../../approvals/cards.js';
+import { approvalStore, redrawCard, requestApproval, type ApprovalHandler } from '../../approvals/service.js';
+import type { ApprovalRecord } from '../../approvals/store.js';
+import type { Conversation } from '../../chat/conversation.js';
+import { removalHeadline, renderApprovalCard, summaryLine, tally, type PlannedPort, type PortOutcome } from '../../approvals/cards.js';
 import { pauseState, pausedBy } from '../../approvals/kill-switch.js';
 import { mention } from '../../core/permissions.js';
+
+export const REMOVAL_KIND = 'remove-stale-ports';
+export const REMOVAL_JOB = 'remove-stale-ports';
 
 const PORT_DEADLINE_MS = 90_000;
 const PAUSE_RECHECK_MS = 2000;
@@ -194,4 +199,127 @@ async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
   deps.rt.log.info({ approvalId, opId, ...t, approvedBy: approvedBy(request).map(mention) }, 'stale port removal finished');
 }
 
-export const removeStalePortsJobs: Workflow = { name: 'remove-stale-ports', jobs: { [REMOVAL_JOB]: { queue: 'ops', handler: removeStalePorts } } };
+
+// ---------------------------------------------------------------------------------------
+// The request: a frozen plan on the approvals store, and the operation that carries it out
+
+function hostsOf(ports: readonly PlannedPort[]): string[] {
+  return [...new Set(ports.map((p) => p.host))];
+}
+
+/**
+ * Post an approval card for a frozen removal plan in `conv` (a thread). The operation that
+ * carries it out ("job 41") is created when the plan is approved, and takes this card as its
+ * status card.
+ */
+export async function requestRemoval(
+  deps: Deps,
+  req: { conv: Conversation; requester: string; ports: PlannedPort[]; title: string },
+): Promise<ApprovalRecord<PlannedPort[]>> {
+  return requestApproval<PlannedPort[]>(deps, {
+    action: 'remove-ports',
+    conv: req.conv,
+    requester: req.requester,
+    plan: req.ports,
+    summary: removalHeadline(req.ports),
+    title: req.title,
+    detail: req.ports.map((p) => `${p.host} ${p.wwpn}`).join(', '),
+  });
+}
+
+
+/** The removal's operation, carrying the approval card as its status card. */
+async function createRemovalOp(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {
+  const { request } = record;
+  // One operation per request: the approving caller and a later recovery (recover below) both
+  // come here. Whoever loses waits for the winner's operation.
+  const claim = deps.rt.key('approval', request.id, 'op-claim');
+  if (!(await deps.rt.redis.set(claim, '1', 'PX', 60_000, 'NX'))) {
+    for (let i = 0; i < 100; i++) {
+      const cur = await approvalStore(deps).get<PlannedPort[]>(request.id);
+      if (cur?.meta.opId !== undefined) return { request, meta: cur.meta };
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`the operation for approval request ${request.id} is being created elsewhere`);
+  }
+  try {
+    return await createRemovalOpClaimed(deps, record);
+  } catch (e) {
+    await deps.rt.redis.del(claim);
+    throw e;
+  }
+}
+
+async function createRemovalOpClaimed(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {
+  const { request, meta } = record;
+  const op = await deps.ops.create({
+    kind: REMOVAL_KIND,
+    title: meta.title ?? request.summary,
+    requester: request.requester,
+    conv: meta.conv,
+    hosts: hostsOf(request.plan),
+    params: { approvalId: request.id },
+  });
+  await deps.ops.patch(op.id, { cardRef: meta.cardRef, summary: `approval request ${request.id}: approved` });
+  const next = (await approvalStore(deps).patchMeta(request.id, { opId: op.id })) ?? { ...meta, opId: op.id };
+  return { request, meta: next };
+}
+
+function removalJobId(approvalId: string): string {
+  return `remove-${approvalId}`;
+}
+
+/** Queue the removal. The job id makes a second enqueue a no-op; markExecuted makes a second run one too. */
+export async function startRemoval(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<void> {
+  // opId: a job that runs out of attempts is ended as failed by giveUp (src/jobs/give-up.ts), which finds the operation by it.
+  await deps.queues.ops.add(REMOVAL_JOB, { approvalId: record.request.id, opId: record.meta.opId }, { jobId: removalJobId(record.request.id), attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
+  await redrawCard(deps, record);
+}
+
+const removalApprovals: ApprovalHandler<PlannedPort[]> = {
+  render: (request) => renderApprovalCard(request),
+  targets: hostsOf,
+  nothingDone: 'nothing was removed',
+  async prepare(deps, record) {
+    const next = await createRemovalOp(deps, record);
+    return { record: next, note: `Removing the ports now, one by one (job ${next.meta.opId}).` };
+  },
+  onApproved: startRemoval,
+  async recover(deps, record) {
+    let rec = record;
+    if (rec.meta.opId === undefined) {
+      // The approver's own call may still be creating it: only take over when nobody is.
+      if (await deps.rt.redis.exists(deps.rt.key('approval', rec.request.id, 'op-claim'))) return null;
+      rec = await createRemovalOp(deps, rec);
+    } else if (await deps.queues.ops.getJob(removalJobId(rec.request.id))) {
+      return null; // queued and waiting for a worker: nothing was interrupted
+    }
+    await startRemoval(deps, rec);
+    return `Request ${rec.request.id} was approved by ${approvedBy(rec.request).map(mention).join(', ')} but its removal never started (Ferry was interrupted); removing the ports now, one by one (job ${rec.meta.opId}).`;
+  },
+  async redraw(deps, record) {
+    // Once approved, the removal's operation owns the card (it adds per-port results).
+    if (record.meta.opId) return refreshCard(deps, record.meta.opId, { force: true });
+    if (record.meta.cardRef) await deps.outbox.update(record.meta.conv, record.meta.cardRef, renderApprovalCard(record.request));
+  },
+};
+
+const removalCard: CardRenderer = async (deps, op) => {
+  const id = String(op.params.approvalId ?? '');
+  const record = id ? await approvalStore(deps).get<PlannedPort[]>(id) : null;
+  if (!record) return message(`${op.title}: preparing the approval request…`);
+  if (record.request.status !== 'executed') return renderApprovalCard(record.request);
+  const results = Object.values(await deps.ops.results<PortOutcome>(op.id)).sort((a, b) => a.n - b.n);
+  const finished = FINISHED.includes(op.status);
+  const paused = typeof op.params.paused === 'string' ? op.params.paused : undefined;
+  return renderApprovalCard(record.request, { status: finished ? 'done' : op.status === 'queued' ? 'queued' : 'running', results, paused });
+};
+
+
+/** Stale-port removal: its approval handler, its job and its card. */
+export const removeStalePortsWorkflow: Workflow = {
+  name: 'remove-stale-ports',
+  jobs: { [REMOVAL_JOB]: { queue: 'ops', handler: removeStalePorts } },
+  approvals: { 'remove-ports': removalApprovals as ApprovalHandler<never> },
+  cards: { [REMOVAL_KIND]: removalCard },
+};
