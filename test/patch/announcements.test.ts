@@ -106,6 +106,20 @@ describe('patch-window announcements', () => {
     expect((await new WindowStore(a.rt).get('1'))?.status).toBe('completed');
   });
 
+  it('a window made by a command outside a thread announces in the thread of its recorded answer ("this thread")', async () => {
+    const base = Date.UTC(2030, 2, 1, 8, 0);
+    const clock = testClock(base);
+    const h = await makeHarness({ yaml: YAML, prefix: uniquePrefix('pw-thread'), clock });
+    open.push(h);
+    await h.run('patch window hyp06 at 2030-03-03 10:00 UTC for 2h');
+    const recorded = await h.waitFor(async () => h.events.find((e) => e.kind === 'post' && renderText(e.message).includes('Patch window 1 recorded')), 'the recorded answer');
+    expect(renderText(recorded.message)).toContain('this thread');
+    clock.set(Date.UTC(2030, 2, 2, 10, 0) + 1_000);
+    await processWindow(h.deps, '1');
+    const ann = await h.waitFor(async () => h.events.find((e) => e.kind === 'post' && renderText(e.message).includes('Patch window 1 starts in')), 'the 24h announcement');
+    expect(ann.kind === 'post' && recorded.kind === 'post' && ann.threadTs).toBe(recorded.kind === 'post' ? recorded.ref.ts : 'x');
+  });
+
   it('a restart in between loses none and doubles none; a missed one is posted marked late', async () => {
     const base = Date.UTC(2030, 1, 1, 8, 0);
     const clock = testClock(base);

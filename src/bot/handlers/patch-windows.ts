@@ -34,7 +34,7 @@ const patchWindowCommand: HandlerOf<'patch-window'> = async (ctx, cmd) => {
     const patches = 'command' in hook ? `patches (hook \`${hook.command}\`)` : 'patches (you click Done)';
     notes.push(`rolling: at the start Ferry asks for approval, then drains, ${patches} and restores one host at a time`);
   }
-  await ctx.answer(
+  const conv = await ctx.answer(
     message(
       head,
       section(`:calendar: *${head}*${w.note ? `\nNote: ${w.note}` : ''}`),
@@ -42,6 +42,11 @@ const patchWindowCommand: HandlerOf<'patch-window'> = async (ctx, cmd) => {
       context(`${notes.join(' · ')} · cancel: "cancel patch window ${w.id}" · requested by ${who(ctx.user)}`),
     ),
   );
+  // Made outside a thread (a slash command): "this thread" is the thread of this answer, so
+  // the window's copies of its announcements go there, not top-level.
+  if (conv.threadTs && conv.threadTs !== w.conv.threadTs) {
+    await new WindowStore(ctx.deps.rt).update(w.id, { revision: w.revision, status: w.status }, { conv });
+  }
 };
 
 const patchWindowsCommand: HandlerOf<'patch-windows'> = async (ctx) => {
