@@ -12,6 +12,7 @@ import { Queues } from './jobs/queues.js';
 import { Operations } from './jobs/operations.js';
 import { wireJobs, type Workflow } from './jobs/wiring.js';
 import { SurfaceRouter } from './chat/surface-router.js';
+import { configRedactor } from './chat/redact.js';
 import { assertFence } from './jobs/fence.js';
 import { ConsoleSurface } from './bot/console/surface.js';
 import { SlackSurface, createWebClient } from './bot/slack/surface.js';
@@ -91,7 +92,7 @@ export function createFerry(rt: Runtime, _mode: Mode, opts: FerryOptions = {}): 
   const outbox = new SurfaceRouter({ slack, console: new ConsoleSurface(rt.redis, rt.prefix) }, () => {
     if (!warned) rt.log.error('an operation belongs to a Slack conversation but this process has no SLACK_BOT_TOKEN; its messages are dropped (results stay in Redis)');
     warned = true;
-  }, () => assertFence(rt.redis));
+  }, () => assertFence(rt.redis), configRedactor(rt.config));
   const deps: Deps = { rt, queues, ops, outbox, wiring: wireJobs(parts.workflows) };
   return {
     ...deps,

@@ -5,7 +5,7 @@
  * in place on every decision and as the removal runs; only a pending card has buttons, so an
  * expired, rejected, void or finished card cannot be clicked into doing anything.
  */
-import { context, message, plural, section, type Block, type Button, type Message } from '../chat/messages.js';
+import { context, escapeText, message, plural, section, type Block, type Button, type Message } from '../chat/messages.js';
 import { mention } from '../core/permissions.js';
 import { compressNames } from '../core/selectors.js';
 import { formatUtcTime, statusLine, whoMayApprove, type ApprovalRequest } from './policy.js';
@@ -93,7 +93,7 @@ export function renderApprovalCard(request: ApprovalRequest<PlannedPort[]>, prog
       fields: [`*Approvals needed*\n${request.required}`, `*Who may approve*\n${whoMayApprove(request)}`, `*Expires*\n${formatUtcTime(request.expiresAt)}`],
     });
   }
-  const decisions = request.decisions.map((d) => `${d.decision === 'approve' ? '✓ approved' : '✗ rejected'} by ${mention(d.user)} at ${formatUtcTime(d.at)}${d.reason ? `: ${d.reason}` : ''}`);
+  const decisions = request.decisions.map((d) => `${d.decision === 'approve' ? '✓ approved' : '✗ rejected'} by ${mention(d.user)} at ${formatUtcTime(d.at)}${d.reason ? `: ${escapeText(d.reason)}` : ''}`);
   if (decisions.length) blocks.push(context(decisions.join(' · ')));
   if (executing) {
     const t = tally(progress.results);
@@ -170,7 +170,7 @@ export function renderRequestCard(request: ApprovalRequest<unknown>, parts: Requ
       fields: [`*Approvals needed*\n${request.required}`, `*Who may approve*\n${whoMayApprove(request)}`, `*Expires*\n${formatUtcTime(request.expiresAt)}`],
     });
   }
-  const decisions = request.decisions.map((d) => `${d.decision === 'approve' ? '✓ approved' : '✗ rejected'} by ${mention(d.user)} at ${formatUtcTime(d.at)}${d.reason ? `: ${d.reason}` : ''}`);
+  const decisions = request.decisions.map((d) => `${d.decision === 'approve' ? '✓ approved' : '✗ rejected'} by ${mention(d.user)} at ${formatUtcTime(d.at)}${d.reason ? `: ${escapeText(d.reason)}` : ''}`);
   if (decisions.length) blocks.push(context(decisions.join(' · ')));
   blocks.push(context(statusLine(request)));
   if (request.status === 'pending') {

@@ -36,6 +36,14 @@ export function message(text: string, ...blocks: Block[]): Message {
   return { text, blocks: blocks.length ? blocks : [{ type: 'section', text }] };
 }
 
+/**
+ * User-supplied text echoed into mrkdwn (a patch-window note, a rejection reason): & < > as
+ * entities, so `<!channel>` or `<http://x|disguised>` shows as typed instead of acting.
+ */
+export function escapeText(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
 export const section = (text: string): Block => ({ type: 'section', text });
 export const context = (text: string): Block => ({ type: 'context', text });
 export const header = (text: string): Block => ({ type: 'header', text });

@@ -11,6 +11,8 @@ export class SurfaceRouter implements Surface {
     private readonly onMissingSlack: (conv: Conversation) => void = () => {},
     /** Before a post or an update: a job run that lost its job (jobs/fence.ts) says nothing more. */
     private readonly before: () => Promise<void> = async () => {},
+    /** Configuration details (key paths, vCenter endpoint and user) taken out of everything said (redact.ts). */
+    private readonly redact: (msg: Message) => Message = (m) => m,
   ) {}
 
   private route(conv: Conversation): Surface | undefined {
@@ -21,15 +23,15 @@ export class SurfaceRouter implements Surface {
 
   async post(conv: Conversation, msg: Message): Promise<MessageRef | null> {
     await this.before();
-    return (await this.route(conv)?.post(conv, msg)) ?? null;
+    return (await this.route(conv)?.post(conv, this.redact(msg))) ?? null;
   }
 
   async update(conv: Conversation, ref: MessageRef, msg: Message): Promise<void> {
     await this.before();
-    await this.route(conv)?.update(conv, ref, msg);
+    await this.route(conv)?.update(conv, ref, this.redact(msg));
   }
 
   async ephemeral(conv: Conversation, msg: Message): Promise<void> {
-    await this.route(conv)?.ephemeral(conv, msg);
+    await this.route(conv)?.ephemeral(conv, this.redact(msg));
   }
 }

@@ -1,7 +1,7 @@
 /** patch window …, patch windows, cancel patch window <id>: record, list and cancel patch windows. */
 import type { CommandHandler, CommandTable, HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
-import { context, message, plural, section, who } from '../../chat/messages.js';
+import { context, escapeText, message, plural, section, who } from '../../chat/messages.js';
 import { resolveHosts } from './selection.js';
 import { formatInstant, formatWindowTimes, windowEnd } from '../../core/windows.js';
 import { formatDuration } from '../../core/duration.js';
@@ -37,7 +37,7 @@ const patchWindowCommand: HandlerOf<'patch-window'> = async (ctx, cmd) => {
   const conv = await ctx.answer(
     message(
       head,
-      section(`:calendar: *${head}*${w.note ? `\nNote: ${w.note}` : ''}`),
+      section(`:calendar: *${head}*${w.note ? `\nNote: ${escapeText(w.note)}` : ''}`),
       section(`*Announcements* (to ${where.join(' and ')}):\n${lines.join('\n') || '• none left before the start'}`),
       context(`${notes.join(' · ')} · cancel: "cancel patch window ${w.id}" · requested by ${who(ctx.user)}`),
     ),

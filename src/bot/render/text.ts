@@ -26,7 +26,11 @@ export function plainText(text: string): string {
     .replace(/<(https?:[^|>]+)\|([^>]+)>/g, '$2 ($1)')
     .replace(/\*([^*\n]+)\*/g, '$1')
     .replace(/(^|\s)_([^_\n]+)_(?=\s|$|[.,;:])/g, '$1$2')
-    .replace(/`([^`\n]+)`/g, '$1');
+    .replace(/`([^`\n]+)`/g, '$1')
+    // Escaped user text (escapeText) reads as typed.
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&amp;/g, '&');
 }
 
 function renderBlock(b: Block): string[] {

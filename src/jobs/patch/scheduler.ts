@@ -34,7 +34,7 @@ import {
   type ScheduleOptions,
 } from '../../core/windows.js';
 import { compressNames } from '../../core/selectors.js';
-import { context, message, section, who, type Message } from '../../chat/messages.js';
+import { context, escapeText, message, section, who, type Message } from '../../chat/messages.js';
 import type { Conversation } from '../../chat/conversation.js';
 import { audit } from '../../audit/audit.js';
 import { WindowStore, type AnnouncementState, type PatchWindow } from './store.js';
@@ -99,7 +99,7 @@ export function windowLine(w: PatchWindow): string {
 }
 
 export function announcementMessage(w: PatchWindow, a: Announcement, now: number, opts: { late: boolean; maybeRepeat?: boolean }): Message {
-  const note = w.note ? `\nNote: ${w.note}` : '';
+  const note = w.note ? `\nNote: ${escapeText(w.note)}` : '';
   const rolling = w.rolling ? ' Rolling run: one host at a time, drain → patch → restore.' : '';
   let head: string;
   if (a.kind === 'before') head = `Patch window ${w.id} starts ${untilText(now, w.startMs)}.`;
@@ -266,7 +266,7 @@ export async function cancelWindow(deps: Deps, id: string, user: string): Promis
   // Say so where the announcements went; claimed like an announcement, so said once.
   if (await store.claim(id, 'cancel', { state: 'posting', by: `${process.pid}`, atMs: now, token: 'cancel' })) {
     const text = `Patch window ${id} is cancelled by ${who(user)}.`;
-    await postOnce(deps, store, done, 'cancel', () => message(text, section(`:no_entry_sign: *${text}*\n${windowLine(done)}${done.note ? `\nNote: ${done.note}` : ''}`)));
+    await postOnce(deps, store, done, 'cancel', () => message(text, section(`:no_entry_sign: *${text}*\n${windowLine(done)}${done.note ? `\nNote: ${escapeText(done.note)}` : ''}`)));
     await store.setState(id, 'cancel', { state: 'posted', atMs: deps.rt.clock.now(), late: false });
   }
   windowsChanged(deps);
