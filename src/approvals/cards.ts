@@ -37,6 +37,8 @@ export interface RemovalProgress {
 
 export const APPROVE_ACTION = 'ferry:approve';
 export const REJECT_ACTION = 'ferry:reject';
+/** The Reject button's modal (its reason), submitted as a form. */
+export const REJECT_VIEW = 'ferry:reject';
 
 /** Button value: the request id and the hash of the plan this card shows. */
 export function buttonValue(request: ApprovalRequest<unknown>): string {

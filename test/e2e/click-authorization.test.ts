@@ -10,8 +10,7 @@ import type { Redis } from 'ioredis';
 import { makeHarness, type Harness } from '../support/harness.js';
 import { drainLabYaml, setHostVms } from '../support/drain-support.js';
 import { handleClick, handleSubmit } from '../../src/bot/actions.js';
-import { APPROVE_ACTION, REJECT_ACTION } from '../../src/approvals/cards.js';
-import { REJECT_VIEW } from '../../src/bot/handlers/approvals.js';
+import { APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW } from '../../src/approvals/cards.js';
 import type { ChannelRef } from '../../src/core/permissions.js';
 import type { Conversation } from '../../src/chat/conversation.js';
 

@@ -9,7 +9,7 @@ import type { HandlerOf } from '../commands.js';
 import { clickAction, submitView, type ActionContext } from '../actions.js';
 import type { ChatWorkflow } from '../router.js';
 import { decideApproval, approvalStore, unknownRequestSentence } from '../../approvals/service.js';
-import { APPROVE_ACTION, REJECT_ACTION, parseButtonValue } from '../../approvals/cards.js';
+import { APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW, parseButtonValue } from '../../approvals/cards.js';
 import { decide } from '../../approvals/policy.js';
 import { membership } from '../../core/permissions.js';
 
@@ -32,7 +32,6 @@ const approveClick = clickAction('approve', (value) => ({ name: 'approve', id: r
   await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'approve', planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'button' });
 });
 
-export const REJECT_VIEW = 'ferry:reject';
 
 /** Would this click's reject be accepted? Someone who may not decide gets the sentence, not a modal. */
 async function rejectWouldCount(ctx: ActionContext, id: string, planHash: string): Promise<boolean> {

@@ -16,7 +16,7 @@ import { startRestore } from '../../jobs/workflows/restore.js';
 import { startMigrate } from '../../jobs/workflows/migrate.js';
 import { acquireLock, lockedSentence, readLock } from '../../jobs/drain/locks.js';
 import { isOpen, readLedger } from '../../jobs/drain/ledger.js';
-import { decide, startNeeds, type Decision } from '../../jobs/drain/control.js';
+import { DRAIN_ACTIONS, decide, startNeeds, type Decision } from '../../jobs/drain/control.js';
 import type { Deps } from '../../jobs/context.js';
 
 function knownHost(ctx: CommandContext, host: string): string | null {
@@ -172,11 +172,11 @@ export const drainChat: ChatWorkflow = {
     skip: skipCommand,
   },
   actions: {
-    'ferry:drain-start': decisionClick('start'),
-    'ferry:drain-cancel': decisionClick('cancel'),
-    'ferry:drain-rollback': decisionClick('rollback'),
-    'ferry:drain-retry': decisionClick('retry'),
-    'ferry:drain-skip': clickAction('skip', (value) => {
+    [DRAIN_ACTIONS.start]: decisionClick('start'),
+    [DRAIN_ACTIONS.cancel]: decisionClick('cancel'),
+    [DRAIN_ACTIONS.rollback]: decisionClick('rollback'),
+    [DRAIN_ACTIONS.retry]: decisionClick('retry'),
+    [DRAIN_ACTIONS.skip]: clickAction('skip', (value) => {
       const [id, vm] = value.split(' ');
       return id && jobIdOf(id) && vm ? { name: 'skip', id, vm } : NOT_A_JOB;
     }, (ctx) => clicked(ctx, 'skip')),

@@ -8,7 +8,7 @@ import { formatDuration } from '../../core/duration.js';
 import { compressNames } from '../../core/selectors.js';
 import { cancelWindow, createWindow, WindowStore } from '../../jobs/workflows/patch-windows.js';
 import { destinations } from '../../jobs/patch/scheduler.js';
-import { abortRun, approveRun, patchDone, pauseRun, type ControlInput } from '../../jobs/patch/rolling.js';
+import { RUN_ACTIONS, abortRun, approveRun, patchDone, pauseRun, type ControlInput } from '../../jobs/patch/rolling.js';
 import { clickAction, jobIdOf, type ActionSpec } from '../actions.js';
 import type { Command } from '../grammar.js';
 
@@ -130,10 +130,10 @@ export const patchWindowsChat: ChatWorkflow = {
   name: 'patch-windows',
   commands: { 'patch-window': patchWindowCommand, 'patch-windows': patchWindowsCommand, 'cancel-patch-window': cancelPatchWindowCommand, ...controlCommands },
   actions: {
-    'ferry:rr-approve': controlClick('approve-run'),
-    'ferry:rr-pause': controlClick('pause-run'),
-    'ferry:rr-resume': controlClick('resume-run'),
-    'ferry:rr-abort': controlClick('abort-run'),
-    'ferry:rr-done': controlClick('patch-done'),
+    [RUN_ACTIONS.approve]: controlClick('approve-run'),
+    [RUN_ACTIONS.pause]: controlClick('pause-run'),
+    [RUN_ACTIONS.resume]: controlClick('resume-run'),
+    [RUN_ACTIONS.abort]: controlClick('abort-run'),
+    [RUN_ACTIONS.done]: controlClick('patch-done'),
   },
 };

@@ -17,7 +17,7 @@ import { findStalePorts } from '../../core/stale-ports.js';
 import { pSettle } from '../../core/pmap.js';
 import { compressNames } from '../../core/selectors.js';
 import { errorText, withDeadline } from '../../jobs/retry.js';
-import { KIND as SWEEP_KIND, summarize, type HostSweepResult } from '../../jobs/workflows/find-stale-ports.js';
+import { REMOVE_PORTS_ACTION, KIND as SWEEP_KIND, summarize, type HostSweepResult } from '../../jobs/workflows/find-stale-ports.js';
 import { FINISHED } from '../../jobs/operations.js';
 import { audit } from '../../audit/audit.js';
 import { approvalStore } from '../../approvals/service.js';
@@ -121,5 +121,5 @@ const removeClick = clickAction('remove-stale-ports', (value) => ({ name: 'remov
 export const removeStalePortsChat: ChatWorkflow = {
   name: 'remove-stale-ports',
   commands: { 'remove-stale-ports': removeStalePortsCommand },
-  actions: { 'ferry:remove-stale-ports': removeClick },
+  actions: { [REMOVE_PORTS_ACTION]: removeClick },
 };

@@ -40,6 +40,15 @@ import type { Deps } from '../context.js';
 
 export type Decision = 'start' | 'rollback' | 'retry' | 'skip';
 
+/** The plan and hold cards' buttons (src/bot/handlers/drain.ts maps each to its command). */
+export const DRAIN_ACTIONS = {
+  start: 'ferry:drain-start',
+  cancel: 'ferry:drain-cancel',
+  rollback: 'ferry:drain-rollback',
+  retry: 'ferry:drain-retry',
+  skip: 'ferry:drain-skip',
+} as const;
+
 export interface Controlled {
   /** Continue after a decision (enqueue the next job). */
   resume(deps: Deps, op: Operation, decision: Decision, arg?: string): Promise<void>;
@@ -332,12 +341,12 @@ export const plannedMovesWorkflow: Workflow = {
 
 /** The plan card's footer while it waits: Start/Cancel (0 approvals) or the request it waits on, and Cancel. */
 export async function startBlocks(deps: Deps, op: Operation, startLabel: string, extra = ''): Promise<Block[]> {
-  const cancel = { action: 'ferry:drain-cancel', label: 'Cancel', value: String(op.id), command: `cancel ${op.id}` };
+  const cancel = { action: DRAIN_ACTIONS.cancel, label: 'Cancel', value: String(op.id), command: `cancel ${op.id}` };
   const id = typeof op.params.approvalId === 'string' ? op.params.approvalId : undefined;
   if (!id) {
     return [
       context(`${mention(op.requester)} starts it${extra}`),
-      { type: 'actions', buttons: [{ action: 'ferry:drain-start', label: startLabel, value: String(op.id), style: 'primary', command: `start ${op.id}` }, cancel] },
+      { type: 'actions', buttons: [{ action: DRAIN_ACTIONS.start, label: startLabel, value: String(op.id), style: 'primary', command: `start ${op.id}` }, cancel] },
     ];
   }
   const rec = await approvalStore(deps).get(id);

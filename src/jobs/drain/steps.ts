@@ -4,6 +4,7 @@
  * a VM already on its planned host is not migrated again, a host already in maintenance is not
  * entered again. Every mutating adapter call is audited with its outcome.
  */
+import { REMOVE_PORTS_ACTION } from '../workflows/find-stale-ports.js';
 import { AdapterError, type HostFacts, type MigrateProgress, type MigrationMode, type VirtualPort, type VmFacts } from '../../adapters/types.js';
 import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
@@ -300,7 +301,7 @@ export function lingeringMessage(opId: number, sweepId: number, vm: string, sour
       type: 'actions',
       buttons: [
         {
-          action: 'ferry:remove-stale-ports',
+          action: REMOVE_PORTS_ACTION,
           label: `Remove ${plural(ports.length, 'lingering port')}…`,
           value: String(sweepId),
           style: 'danger',

@@ -55,6 +55,15 @@ const POLL_MS = 500;
 const WATCH_MS = 15_000;
 const HOOK_TTL_S = 7 * 86_400;
 
+/** The run card's buttons (src/bot/handlers/patch-windows.ts maps each to its command). */
+export const RUN_ACTIONS = {
+  approve: 'ferry:rr-approve',
+  pause: 'ferry:rr-pause',
+  resume: 'ferry:rr-resume',
+  abort: 'ferry:rr-abort',
+  done: 'ferry:rr-done',
+} as const;
+
 // ---------------------------------------------------------------------------------------
 // The seam to the drain/restore workflows
 
@@ -455,7 +464,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
           op.conv,
           message(`${h.host} is drained, patch it and click Done.`, section(`:hammer_and_wrench: *${h.host} is drained, patch it and click Done.*`), {
             type: 'actions',
-            buttons: [{ action: 'ferry:rr-done', label: `Done: ${h.host} is patched`, value: `${op.id}:${h.host}`, style: 'primary', command: `done ${op.id}` }],
+            buttons: [{ action: RUN_ACTIONS.done, label: `Done: ${h.host} is patched`, value: `${op.id}:${h.host}`, style: 'primary', command: `done ${op.id}` }],
           }),
         );
       }
@@ -819,19 +828,19 @@ const runCard: CardRenderer = async (deps, op) => {
   ];
   if (!s.finished && !FINISHED.includes(op.status)) {
     const buttons: Button[] = [];
-    if (!s.approved) buttons.push({ action: 'ferry:rr-approve', label: 'Approve', value: String(op.id), style: 'primary', command: `approve run ${op.id}` });
+    if (!s.approved) buttons.push({ action: RUN_ACTIONS.approve, label: 'Approve', value: String(op.id), style: 'primary', command: `approve run ${op.id}` });
     if (current?.phase === 'patching' && !current.patchDone && !current.hook) {
-      buttons.push({ action: 'ferry:rr-done', label: `Done: ${current.host} is patched`, value: `${op.id}:${current.host}`, style: 'primary', command: `done ${op.id}` });
+      buttons.push({ action: RUN_ACTIONS.done, label: `Done: ${current.host} is patched`, value: `${op.id}:${current.host}`, style: 'primary', command: `done ${op.id}` });
     }
     if (s.approved) {
       buttons.push(
         s.paused
-          ? { action: 'ferry:rr-resume', label: 'Resume', value: String(op.id), command: `resume run ${op.id}` }
-          : { action: 'ferry:rr-pause', label: 'Pause', value: String(op.id), command: `pause run ${op.id}` },
+          ? { action: RUN_ACTIONS.resume, label: 'Resume', value: String(op.id), command: `resume run ${op.id}` }
+          : { action: RUN_ACTIONS.pause, label: 'Pause', value: String(op.id), command: `pause run ${op.id}` },
       );
     }
     buttons.push({
-      action: 'ferry:rr-abort',
+      action: RUN_ACTIONS.abort,
       label: 'Abort',
       value: String(op.id),
       style: 'danger',

@@ -29,7 +29,7 @@ import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
-import { decide, finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
+import { DRAIN_ACTIONS, decide, finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
   auditedCall,
   clusterFacts,
@@ -478,9 +478,9 @@ async function hold(deps: Deps, op: Operation, plan: DrainPlan, failed: string[]
   await deps.ops.patch(op.id, { status: 'waiting', params: { ...op.params, stage: 'held', round, failed, waitingSince: deps.rt.clock.now() } });
   await refreshLock(deps.rt, p.host, op.id, HOLD_LOCK_MS);
   const buttons: Button[] = [
-    { action: 'ferry:drain-rollback', label: 'Roll back', value: String(op.id), style: 'danger', command: `rollback ${op.id}` },
-    { action: 'ferry:drain-retry', label: 'Retry', value: String(op.id), style: 'primary', command: `retry ${op.id}` },
-    ...failed.slice(0, 10).map((vm): Button => ({ action: 'ferry:drain-skip', label: `Skip ${vm}`, value: `${op.id} ${vm}`, command: `skip ${op.id} ${vm}` })),
+    { action: DRAIN_ACTIONS.rollback, label: 'Roll back', value: String(op.id), style: 'danger', command: `rollback ${op.id}` },
+    { action: DRAIN_ACTIONS.retry, label: 'Retry', value: String(op.id), style: 'primary', command: `retry ${op.id}` },
+    ...failed.slice(0, 10).map((vm): Button => ({ action: DRAIN_ACTIONS.skip, label: `Skip ${vm}`, value: `${op.id} ${vm}`, command: `skip ${op.id} ${vm}` })),
   ];
   const text = `job ${op.id} is on hold: ${namesLine(failed)} failed to move. ${moved} of ${plan.moves.length} VMs moved, ${left} not started; ${p.host} stays in maintenance until you decide.`;
   await deps.outbox.post(

@@ -18,6 +18,9 @@ import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
 import type { Conversation } from '../../chat/conversation.js';
 
+/** The sweep summary's "Remove N stale ports…" button (also on a drain's NPIV note). */
+export const REMOVE_PORTS_ACTION = 'ferry:remove-stale-ports';
+
 export const KIND = 'find-stale-ports';
 const HOST_DEADLINE_MS = 90_000;
 
@@ -118,7 +121,7 @@ export function summaryMessage(op: Operation, results: Record<string, HostSweepR
       type: 'actions',
       buttons: [
         {
-          action: 'ferry:remove-stale-ports',
+          action: REMOVE_PORTS_ACTION,
           label: `Remove ${plural(stale.length, 'stale port')}…`,
           value: String(op.id),
           style: 'danger',
