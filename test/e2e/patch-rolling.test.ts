@@ -6,6 +6,7 @@
  * maxFailedHosts 1: the others are still patched, in order, and the run ends with a per-host
  * report and every VM on its home host.
  */
+import { renderText } from '../../src/bot/render/text.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHarness, fastLabYaml, type Harness } from '../support/harness.js';
 import { setLabFault } from '../../src/adapters/lab/control.js';
@@ -106,5 +107,20 @@ describe('rolling run on the lab', () => {
     expect(t).toMatch(/Rolling run \d+ \(patch window 1\): The run finished with failures/);
     expect(t).toMatch(new RegExp(`${second}\\s+failed\\s+1`));
     expect(t).toMatch(new RegExp(`${first} is drained, patch it and click Done`));
+
+    // One thread per run, the run card at its head: the approval request, each host's drain and
+    // restore cards, the hook prompts and the report are replies in it, none top-level.
+    const posts = h.events.filter((e): e is Extract<(typeof h.events)[number], { kind: 'post' }> => e.kind === 'post');
+    const cardRef = (await h.deps.ops.get(runId))!.cardRef!;
+    const card = posts.find((e) => e.ref.ts === cardRef.ts);
+    expect(card, 'the run card').toBeDefined();
+    expect(card!.threadTs).toBeUndefined();
+    const seq = (ts: string) => Number(ts.replace(/\D/g, ''));
+    // The window's own announcements go where the window was recorded, not into the run.
+    const runPosts = posts.filter((e) => seq(e.ref.ts) > seq(cardRef.ts) && !/^Patch window \d+ (starts|has started|has ended)/.test(renderText(e.message)));
+    const loose = runPosts.filter((e) => e.threadTs !== cardRef.ts).map((e) => renderText(e.message).split('\n')[0]);
+    expect(loose).toEqual([]);
+    expect(runPosts.some((e) => /Drain hyp/.test(renderText(e.message)))).toBe(true);
+    expect(runPosts.some((e) => /The run finished with failures/.test(renderText(e.message)))).toBe(true);
   });
 });

@@ -188,14 +188,19 @@ function hookNote(deps: Deps): string {
 export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Operation> {
   const policy = resolvePolicy(deps.rt.config, 'rolling-run');
   const requester = w.createdBy ?? 'ferry';
-  const op = await deps.ops.create({
+  // One thread per run with the run card at its head: the card goes top-level where the window
+  // was made, and the approval, every host's drain/restore cards, hook results and the report
+  // follow in its thread (op.conv, threaded under the card once it is posted).
+  const { threadTs: _windowThread, ...top } = w.conv;
+  const created = await deps.ops.create({
     kind: RUN_KIND,
     title: `rolling run of patch window ${w.id}`,
     requester,
-    conv: w.conv,
+    conv: top as PatchWindow['conv'],
     hosts: w.hosts,
     params: { windowId: w.id },
   });
+  const op = (await ensureCard(deps, created.id)) ?? created;
   const now = deps.rt.clock.now();
   const state: RunState = {
     windowId: w.id,
@@ -208,7 +213,7 @@ export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Opera
     // The approvals store: its card, expiry sweep, plan-hash binding and execution claim.
     const rec = await requestApproval<RunPlan>(deps, {
       action: 'rolling-run',
-      conv: w.conv,
+      conv: op.conv,
       requester,
       plan: { runOpId: op.id, windowId: w.id, hosts: w.hosts },
       summary: `rolling run of patch window ${w.id}: ${plural(w.hosts.length, 'host')}, one at a time${hookNote(deps)}`,
@@ -223,10 +228,10 @@ export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Opera
   await store.update(w.id, { revision: w.revision, status: w.status }, { runOpId: op.id });
   await deps.ops.patch(op.id, state.approved ? { status: 'running', startedAt: now } : { status: 'waiting', summary: 'waiting for approval' });
   await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `rolling run of patch window ${w.id}`, targets: w.hosts, opId: op.id, outcome: 'started' }).catch(() => undefined);
-  await ensureCard(deps, op.id);
+  await refreshCard(deps, op.id);
   if (!state.approved) {
     await deps.outbox.post(
-      w.conv,
+      op.conv,
       message(`Patch window ${w.id} has started; its rolling run (job ${op.id}) needs ${plural(policy.approvals, 'approval')} from ${describePrincipals(policy.approvers)}: "approve ${state.approvalId}" (or "approve run ${op.id}") or the Approve button.`),
     );
   }
