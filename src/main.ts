@@ -13,6 +13,7 @@ import { createFerry, type Mode } from './ferry.js';
 import { startWorkers, type WorkerSet } from './jobs/worker.js';
 import { Health, healthRedisOptions, redisCheck } from './health.js';
 import { loadDotEnv, readEnv } from './env.js';
+import { assertRedisKeeps, RedisUnsafeError, UNSAFE_OVERRIDE } from './redis-keeps.js';
 
 function pickMode(arg: string | undefined, env: NodeJS.ProcessEnv): Mode {
   if (arg === 'console' || arg === 'web' || arg === 'worker' || arg === 'all') return arg;
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
   const { url } = await resolveRedisUrl(env, { launch: mode !== 'web' && mode !== 'worker' });
   const rt = createRuntime({ loaded, redisUrl: url, log });
   await rt.redis.ping();
+  for (const warning of await assertRedisKeeps(rt.redis, env)) log.warn({ override: UNSAFE_OVERRIDE }, warning);
   const deps = createFerry(rt, mode, { env });
   log.info({ mode, config: loaded.source, hosts: loaded.inventory.hosts.length, ...(envFile ? { envFile } : {}) }, 'Ferry starting');
 
@@ -111,7 +113,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  if (e instanceof ConfigError) {
+  if (e instanceof ConfigError || e instanceof RedisUnsafeError) {
     process.stderr.write(`${e.message}\n`);
   } else {
     process.stderr.write(`Ferry could not start: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/net.js';
 import { ownRedis, type OwnRedis } from '../support/own-redis.js';
+import { bound } from '../support/speed.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BOUND_MS = 800;
@@ -92,7 +93,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', { timeout: 120_000 
       const r = await get(healthPort, '/readyz');
       return r.status === 503 ? r : undefined;
     }, 'worker not ready', w, 10_000);
-    expect(down.ms).toBeLessThan(BOUND_MS + 2000);
+    expect(down.ms).toBeLessThan(BOUND_MS + bound(2000));
     expect(JSON.parse(down.body).checks.redis.ok).toBe(false);
     // Still live: a Redis outage is not a reason to restart the process.
     expect((await get(healthPort, '/livez')).status).toBe(200);
@@ -138,6 +139,33 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', { timeout: 120_000 
     expect(w.out()).toMatch(/shutting down/);
     // The health port is closed: nothing of Ferry is left running.
     expect((await get(healthPort, '/livez')).status).toBe(0);
+  });
+
+  it('refuses a Redis that would lose its data, naming the setting; the override starts anyway', async () => {
+    const volatile = await ownRedis(['--appendonly', 'no', '--save', '']);
+    const evicting = await ownRedis(['--appendonly', 'yes', '--maxmemory-policy', 'allkeys-lru']);
+    try {
+      const a = run(procfile('worker'), { REDIS_URL: volatile.url });
+      procs.push(a);
+      expect(await a.exit).toBe(1);
+      expect(a.out().trim()).toBe(
+        'Redis persists nothing (appendonly no and save ""), so a restart loses every drain ledger, approval and audit entry: set appendonly yes (or a save schedule). (FERRY_ALLOW_UNSAFE_REDIS=1 starts Ferry anyway.)',
+      );
+      const b = run(procfile('worker'), { REDIS_URL: evicting.url });
+      procs.push(b);
+      expect(await b.exit).toBe(1);
+      expect(b.out()).toMatch(/^Redis maxmemory-policy is allkeys-lru, which evicts keys .*: set maxmemory-policy noeviction\./);
+      const healthPort = await freePort();
+      const c = run(procfile('worker'), { REDIS_URL: volatile.url, FERRY_ALLOW_UNSAFE_REDIS: '1', HEALTH_PORT: String(healthPort), FERRY_PREFIX: `ep-${process.pid}-unsafe` });
+      procs.push(c);
+      await until(async () => ((await get(healthPort, '/readyz')).status === 200 ? true : undefined), 'worker on an unsafe Redis with the override', c);
+      expect(c.out()).toMatch(/Redis persists nothing/);
+      c.child.kill('SIGTERM');
+      expect(await c.exit).toBe(0);
+    } finally {
+      await volatile.destroy();
+      await evicting.destroy();
+    }
   });
 
   it('a bad variable stops start-up with one sentence naming it', async () => {

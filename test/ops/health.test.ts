@@ -8,6 +8,7 @@ import { Health, healthRedisOptions, redisCheck } from '../../src/health.js';
 import { Metrics } from '../../src/metrics.js';
 import { connectUrl } from '../../src/redis.js';
 import { ownRedis, type OwnRedis } from '../support/own-redis.js';
+import { bound } from '../support/speed.js';
 
 const BOUND_MS = 500;
 
@@ -69,7 +70,7 @@ describe('health: liveness, readiness with bounded checks, metrics', () => {
     for (let i = 0; i < 3; i++) {
       const r = await get(port, '/readyz');
       expect(r.status).toBe(503);
-      expect(r.ms).toBeLessThan(BOUND_MS + 1500);
+      expect(r.ms).toBeLessThan(BOUND_MS + bound(1500));
       const body = JSON.parse(r.body) as { status: string; checks: Record<string, { ok: boolean; detail?: string }> };
       expect(body.status).toBe('not ready');
       expect(body.checks.redis!.ok).toBe(false);
@@ -86,7 +87,7 @@ describe('health: liveness, readiness with bounded checks, metrics', () => {
     try {
       const r = await get(port, '/readyz');
       expect(r.status).toBe(503);
-      expect(r.ms).toBeLessThan(BOUND_MS + 1500);
+      expect(r.ms).toBeLessThan(BOUND_MS + bound(1500));
       expect(JSON.parse(r.body).checks.stuck).toMatchObject({ ok: false, detail: `stuck did not answer within ${BOUND_MS} ms` });
     } finally {
       hang = false;
