@@ -10,7 +10,7 @@
  *      ideal ⌈10000/16⌉ × 200 ms, Slack calls per sweep, peak RSS of web and worker.
  * `npm run bench -- slack-e2e` runs it alone; FERRY_BENCH_SKIP_10K=1 skips the third part.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -84,7 +84,8 @@ async function startFerry(yaml: string, redisUrl: string, slack: SlackStandin, p
     FERRY_PREFIX: prefix,
     LOG_LEVEL: 'warn',
   };
-  const start = (mode: string) => spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', mode], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  // As deployed (npm run web / worker): the compiled dist, not the TypeScript loader.
+  const start = (mode: string) => spawn(process.execPath, ['dist/main.js', mode], { cwd: ROOT, env, stdio: ['ignore', process.env.FERRY_BENCH_VERBOSE ? 'inherit' : 'ignore', 'inherit'] });
   const procs = { web: start('web'), worker: start('worker') };
   await waitPort(port);
   return {
@@ -103,7 +104,7 @@ async function startFerry(yaml: string, redisUrl: string, slack: SlackStandin, p
 }
 
 const channelOf = (c: StandinCall) => String(c.body.channel ?? c.body.channel_id ?? '');
-const isSummary = (c: StandinCall, n: number) => c.method === 'chat.postMessage' && c.status === 200 && (String(c.body.text).includes(`(of ${n} swept)`) || String(c.body.text).includes(`No stale ports on ${n} hosts`));
+const isSummary = (c: StandinCall, n: number) => c.method === 'chat.postMessage' && c.status === 200 && (String(c.body.text).includes(`(of ${n} swept)`) || String(c.body.text).includes(`No stale ports on ${n} host`));
 
 async function until<T>(probe: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -145,6 +146,8 @@ function pct(xs: number[], p: number): number {
 
 export async function main(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
+  const built = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+  if (built.status !== 0) throw new Error('npm run build failed');
   const redis = await startPrivateRedis();
   const slack = await startSlackStandin();
   try {
@@ -167,7 +170,7 @@ export async function main(): Promise<Record<string, number>> {
       const refusals = acks.filter((a) => a.line.includes('hyp99..hyp01'));
       const refusedInAck = refusals.filter((a) => (JSON.parse(a.text || '{}') as { text?: string }).text?.includes('runs backwards')).length;
       const sweeps = lines.filter((l) => !l.includes('hyp99..hyp01') && l !== 'help').length;
-      await until(() => (slack.calls.slice(before).filter((c) => c.method === 'chat.postMessage' && c.status === 200 && /\(of 12 swept\)|No stale ports on 12 hosts/.test(String(c.body.text))).length >= sweeps ? true : undefined), 'every concurrent sweep’s summary', 120_000);
+      await until(() => (slack.calls.slice(before).filter((c) => c.method === 'chat.postMessage' && c.status === 200 && /\(of 12 swept\)|No stale ports on 12 host/.test(String(c.body.text))).length >= sweeps ? true : undefined), 'every concurrent sweep’s summary', 120_000);
       const during = slack.calls.slice(before);
       const ackMs = acks.map((a) => a.ms);
       Object.assign(out, {
