@@ -83,6 +83,8 @@ async function startFerry(yaml: string, redisUrl: string, slack: SlackStandin, p
     FERRY_CONFIG: config,
     FERRY_PREFIX: prefix,
     LOG_LEVEL: 'warn',
+    // FERRY_BENCH_NODE_OPTIONS: V8 heap settings for web and worker (e.g. --max-old-space-size=128).
+    NODE_OPTIONS: process.env.FERRY_BENCH_NODE_OPTIONS ?? '',
   };
   // As deployed (npm run web / worker): the compiled dist, not the TypeScript loader.
   const start = (mode: string) => spawn(process.execPath, ['dist/main.js', mode], { cwd: ROOT, env, stdio: ['ignore', process.env.FERRY_BENCH_VERBOSE ? 'inherit' : 'ignore', 'inherit'] });
