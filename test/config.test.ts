@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import { parseConfig, loadConfig, ConfigError } from '../src/config/load.js';
+import { parseSshAddress } from '../src/adapters/ssh/address.js';
+import { libvirtSettingsFrom } from '../src/adapters/libvirt/adapter.js';
 
 describe('configuration', () => {
   it('the example file validates (with its secret from the environment)', () => {
@@ -54,8 +56,37 @@ describe('configuration', () => {
     ['limits: { selectorMax: -1 }\nclusters:\n  a: { adapter: lab, hosts: [h1] }\n', /^t\.yml: limits\.selectorMax: Number must be greater than 0/],
     ['clusters: {}\n', /^t\.yml: clusters: at least one cluster is required \(leave clusters out to use the built-in lab\)\./],
     ['clusters: [oops\n', /^t\.yml: not valid YAML/],
+    ['clusters:\n  a:\n    adapter: libvirt\n    hosts: [k1]\n    ssh: { addresses: { k1: "10.0.0.1:99999" } }\n', /^t\.yml: clusters\.a\.ssh\.addresses\.k1: "10\.0\.0\.1:99999" is not an SSH address \(\[user@\]host\[:port\]\): the port must be a number from 1 to 65535/],
+    ['clusters:\n  a:\n    adapter: libvirt\n    hosts: [k1]\n    ssh: { addresses: { k1: "root@" } }\n', /^t\.yml: clusters\.a\.ssh\.addresses\.k1: "root@" is not an SSH address .*: no host name or IP address/],
+    ['clusters:\n  a:\n    adapter: libvirt\n    hosts: [k1]\n    libvirt: { migrateBandwidth: 0 }\n    ssh: {}\n', /^t\.yml: clusters\.a\.libvirt\.migrateBandwidth: Number must be greater than 0/],
   ])('%j is refused naming the key', (yaml, re) => {
     expect(() => parseConfig(yaml, 't.yml', {})).toThrow(ConfigError);
     expect(() => parseConfig(yaml, 't.yml', {})).toThrow(re);
+  });
+
+  it.each([
+    ['10.20.0.11', { host: '10.20.0.11' }],
+    ['127.0.0.1:36871', { host: '127.0.0.1', port: 36871 }],
+    ['admin@kvm01.example.com:2222', { host: 'kvm01.example.com', port: 2222, user: 'admin' }],
+    ['root@127.0.77.2', { host: '127.0.77.2', user: 'root' }],
+    ['[fd00::1]:22', { host: 'fd00::1', port: 22 }],
+    ['fd00::1', { host: 'fd00::1' }],
+  ])('SSH address %j', (text, want) => {
+    expect(parseSshAddress(text)).toEqual({ ok: true, value: want });
+  });
+
+  it('the pair-style libvirt cluster: address with port, per-host user, bandwidth, timeout and auto-converge', () => {
+    const yaml = `clusters:
+  pair:
+    adapter: libvirt
+    hosts: [kvm01, kvm02]
+    ssh: { port: 42622, addresses: { kvm01: "127.0.0.1:36871", kvm02: "admin@10.0.0.2" } }
+    libvirt: { migrateUri: "qemu+ssh://root@{host}:42622/system", migrateBandwidth: 100, migrateTimeout: 15m, autoConverge: true }
+`;
+    const c = parseConfig(yaml, 't.yml', {}).config.clusters['pair']!;
+    const s = libvirtSettingsFrom('pair', ['kvm01', 'kvm02'], c.libvirt!, c.ssh!.addresses);
+    // {host} is the address alone: Ferry's SSH user and port are not the hosts' migration path.
+    expect(s.addresses).toEqual({ kvm01: '127.0.0.1', kvm02: '10.0.0.2' });
+    expect(s).toMatchObject({ migrateBandwidthMiBs: 100, migrateTimeoutMs: 15 * 60_000, autoConverge: true });
   });
 });

@@ -285,6 +285,12 @@ export interface HypervisorAdapter {
   checkMigration(vm: string, target: string, opts?: CallOptions): Promise<CheckFinding[]>;
 
   /**
+   * Optional: try the path a live migration from `source` to `target` would take (libvirt: the
+   * migrate URI opened from the source host). Blocking findings when it does not work.
+   */
+  checkMigrationPath?(source: string, target: string, opts?: CallOptions): Promise<(CheckFinding & { code: 'migration-network' })[]>;
+
+  /**
    * Mutates (whatever the command does). Runs one command on the host itself (a POSIX shell on
    * libvirt hosts, PowerShell on Hyper-V hosts). The command comes ONLY from configuration
    * (patchWindows.hook.command, written by whoever deploys Ferry), never from a user's message:

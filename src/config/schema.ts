@@ -3,6 +3,7 @@
  * Secrets are never written in the file: "${VCENTER_PASSWORD}" is replaced from the environment.
  */
 import { z } from 'zod';
+import { parseSshAddress } from '../adapters/ssh/address.js';
 
 /** Durations in config: "30m", "24h", "90s", "1h30m" or a number of seconds. */
 export const duration = z.union([z.number().nonnegative(), z.string().regex(/^(\d+(ms|s|m|h|d))+$/, 'a duration like 30m, 24h or 1h30m')]);
@@ -20,8 +21,19 @@ const sshConnection = z
     connectTimeout: duration.default('10s'),
     commandTimeout: duration.default('120s'),
     maxConcurrentCommands: z.number().int().positive().default(4),
-    /** host name -> address (IP or DNS) when they differ. */
-    addresses: z.record(z.string()).default({}),
+    /**
+     * host name -> where Ferry reaches it: "[user@]address[:port]" ("10.20.0.11",
+     * "127.0.0.1:36871", "admin@kvm01.example.com:2222", "[fd00::1]:22"). A port or user given
+     * here overrides `port`/`user` for that host alone.
+     */
+    addresses: z
+      .record(
+        z.string().superRefine((v, ctx) => {
+          const r = parseSshAddress(v);
+          if (!r.ok) ctx.addIssue({ code: z.ZodIssueCode.custom, message: r.error });
+        }),
+      )
+      .default({}),
   })
   .strict();
 
@@ -63,8 +75,15 @@ const clusterSchema = z
         virsh: z.string().default('virsh'),
         /** Pools to treat as shared storage whatever their type (e.g. a dir pool on a cluster filesystem). */
         sharedPools: z.array(z.string()).default([]),
-        /** Longest a single `virsh migrate` may run before Ferry gives up on it. */
+        /**
+         * Longest one `virsh migrate` may run: then Ferry aborts it (domjobabort), the domain keeps
+         * running on its source, and the drain treats it as a failed migration (rollback or hold).
+         */
         migrateTimeout: duration.default('2h'),
+        /** `virsh migrate --bandwidth`, in MiB/s; absent: QEMU's default (unlimited in libvirt 9). */
+        migrateBandwidth: z.number().int().positive().optional(),
+        /** `virsh migrate --auto-converge`: slow a guest's vCPUs down when it dirties memory faster than it copies. */
+        autoConverge: z.boolean().default(false),
       })
       .strict()
       .optional(),

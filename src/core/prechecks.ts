@@ -421,6 +421,13 @@ export function precheckMigrate(vm: VmFacts, source: HostFacts, target: HostFact
   return { ...base, ok: !findings.some(isBlocking), findings };
 }
 
+/** A precheck with findings from outside the pure checks (the adapter's migration-path test). */
+export function withFindings(p: MigratePrecheck, extra: readonly Finding[]): MigratePrecheck {
+  if (p.error || extra.length === 0) return p;
+  const findings = sortFindings([...p.findings, ...extra]);
+  return { ...p, findings, ok: !findings.some(isBlocking) };
+}
+
 /** Short sentences for a single-VM precheck: the verdict first, then each finding. */
 export function renderMigratePrecheck(p: MigratePrecheck): string[] {
   if (p.error) return [p.error];

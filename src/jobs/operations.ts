@@ -151,3 +151,14 @@ export class Operations {
     return ops.filter((o): o is Operation => o !== null).sort((a, b) => a.id - b.id);
   }
 }
+
+/** Kinds whose running migrations a cancel aborts at once (the platform job is stopped). */
+const MIGRATING_KINDS = new Set(['migrate', 'drain', 'restore']);
+
+/** What the thread is told when someone asks to cancel a running operation. */
+export function cancelAskedSentence(op: Pick<Operation, 'id' | 'kind' | 'status'>, who: string): string {
+  if (op.status === 'running' && MIGRATING_KINDS.has(op.kind)) {
+    return `${who} asked to cancel job ${op.id}; a migration in progress is stopped now (its VM stays where it was) and nothing new starts.`;
+  }
+  return `${who} asked to cancel job ${op.id}; it stops after the step in progress.`;
+}

@@ -55,6 +55,15 @@ describe.skipIf(!haveSshd)('SshRemoteShell over a real sshd', () => {
     await peer?.stop();
   });
 
+  it('a per-host address with its own port and user ("user@host:port") reaches the host, whatever ssh.port says', async () => {
+    // Before: "127.0.0.1:36871" was taken as a host name ("cannot resolve kvm01 (127.0.0.1:36871:22)").
+    const s = shell({ port: 22, user: 'nobody-by-default', addresses: { kvm01: `${peer.host}:${peer.port}`, kvm02: `${peer.user}@${peer.host}:${peer.port}` } });
+    const bare = await rejection(s.exec('kvm01', ['true']));
+    expect(bare.message).toMatch(new RegExp(`^SSH authentication failed for nobody-by-default@kvm01 \\(127\\.0\\.0\\.1:${peer.port}\\)`));
+    expect(await s.exec('kvm02', ['sh', '-c', 'echo ok'])).toEqual({ stdout: 'ok\n', stderr: '', code: 0 });
+    expect(s.endpoint('kvm02')).toEqual({ address: peer.host, port: peer.port, user: peer.user });
+  });
+
   it('runs a command and returns stdout, stderr and the exit code', async () => {
     const res = await shell().exec('kvm01', ['sh', '-c', 'echo out; echo err >&2; exit 3']);
     expect(res).toEqual({ stdout: 'out\n', stderr: 'err\n', code: 3 });

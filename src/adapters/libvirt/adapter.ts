@@ -19,6 +19,7 @@ import { durationMs } from '../../core/duration.js';
 import { pMap } from '../../core/pmap.js';
 import type { Logger } from '../../log.js';
 import { execChecked } from '../ssh/exec.js';
+import { parseSshAddress } from '../ssh/address.js';
 import type { ExecOptions, RemoteShell } from '../ssh/types.js';
 import {
   AdapterError,
@@ -74,7 +75,14 @@ export interface LibvirtSettings {
   addresses: Record<string, string>;
   /** Pools treated as shared whatever their type (e.g. a "dir" pool on a cluster filesystem). */
   sharedPools?: string[];
+  /** Longest one `virsh migrate` may run; then Ferry aborts it (domjobabort) and the domain stays on its source. */
   migrateTimeoutMs?: number;
+  /** `virsh migrate --bandwidth` in MiB/s; undefined leaves QEMU's default. */
+  migrateBandwidthMiBs?: number;
+  /** `virsh migrate --auto-converge`: throttle the guest's vCPUs when its memory changes faster than it copies. */
+  autoConverge?: boolean;
+  /** How long the migration-path check in the precheck may take. */
+  pathCheckTimeoutMs?: number;
   /** domjobinfo polling interval during a migration. */
   pollMs?: number;
   /** Hosts queried at once by findVm. */
@@ -211,7 +219,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
           )
         ).filter((d): d is DomInfo => d !== null),
       ),
-      this.hostNpiv(host, opts),
+      // NPIV is one part of the host's picture: when nodedev-* fails the rest still shows, and the note says so.
+      this.hostNpiv(host, opts).catch((err: unknown): string => (err instanceof AdapterError ? err.message : String(err))),
       this.deps.redis.get(this.cordonKey(host)),
     ]);
     const node = this.parse(host, 'nodeinfo', () => parseNodeinfo(nodeinfoOut));
@@ -229,8 +238,10 @@ export class LibvirtAdapter implements HypervisorAdapter {
       cordoned: cordon !== null,
       portGroups: nets,
       datastores: pools.map((p): Datastore => ({ name: p.name, shared: p.shared, capacityGiB: p.capacityGiB, freeGiB: p.freeGiB })),
+      // Configured, not proven: the precheck tests the path itself (checkMigrationPath).
       migrationNetwork: this.settings.migrateUri.length > 0,
-      hbas: npiv.hbas.map((d) => this.hba(d)),
+      hbas: typeof npiv === 'string' ? [] : npiv.hbas.map((d) => this.hba(d)),
+      ...(typeof npiv === 'string' ? { notes: [`NPIV (Fibre Channel HBAs and vHBAs) could not be read on ${host}: ${npiv}`] } : {}),
       // ISO images under a shared pool's directory are visible to every host that mounts it.
       isoLibraries: pools.filter((p) => p.shared && p.targetPath).map((p) => p.targetPath!),
       version: undefined,
@@ -253,8 +264,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const [names, pools] = await Promise.all([this.domainNames(host, opts), this.pools(host, opts)]);
     let npiv: HostNpiv | null = null;
     const facts = (await Promise.all(names.map((n) => this.ifStillThere(() => this.vmFacts(host, n, opts))))).filter((f) => f !== null);
-    // Only hosts with passed-through vHBAs need the nodedev picture.
-    if (facts.some((f) => f.dom.scsiHostAdapters.length > 0)) npiv = await this.hostNpiv(host, opts);
+    // Only hosts with passed-through vHBAs need the nodedev picture; without it those VMs list without their vHBA WWPNs.
+    if (facts.some((f) => f.dom.scsiHostAdapters.length > 0)) npiv = await this.hostNpivOrNull(host, opts);
     return facts.map((f) => this.toVm(host, f.dom, f.info, f.sizes, pools, npiv));
   }
 
@@ -274,7 +285,8 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const poolOf = (d: DomainXml['disks'][number]): PoolXml | undefined =>
       d.pool ? pools.find((p) => p.name === d.pool) : pools.filter((p) => p.targetPath && d.path.startsWith(`${p.targetPath.replace(/\/$/, '')}/`)).sort((a, b) => b.targetPath!.length - a.targetPath!.length)[0];
     const disks = dom.disks.map((d) => ({ path: d.path, datastore: poolOf(d)?.name ?? '', sizeGiB: Math.round(((sizes[d.target] ?? 0) / 1024 ** 3) * 10) / 10 }));
-    const allShared = dom.disks.every((d) => poolOf(d)?.shared === true);
+    // A domain without disks has nothing on shared storage that another host could start it from.
+    const allShared = dom.disks.length > 0 && dom.disks.every((d) => poolOf(d)?.shared === true);
     const vfc: VirtualFcAdapter[] = [];
     for (const v of dom.meta?.vhbas ?? []) vfc.push({ name: v.name ?? `vhba-${v.wwpns[0]}`, fabric: v.fabric ?? '0000000000000000', wwnn: v.wwnn, wwpns: v.wwpns });
     const seen = new Set(vfc.flatMap((v) => v.wwpns));
@@ -314,7 +326,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
 
   private async vmOn(host: string, name: string, opts: CallOptions): Promise<VmFacts> {
     const [pools, f] = await Promise.all([this.pools(host, opts), this.vmFacts(host, name, opts)]);
-    const npiv = f.dom.scsiHostAdapters.length > 0 ? await this.hostNpiv(host, opts) : null;
+    const npiv = f.dom.scsiHostAdapters.length > 0 ? await this.hostNpivOrNull(host, opts) : null;
     return this.toVm(host, f.dom, f.info, f.sizes, pools, npiv);
   }
 
@@ -373,6 +385,16 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const hbaNames = new Set(hbas.map((h) => h.name));
     const vports = devs.filter((d) => d.fc && !d.vportOps && d.parent !== undefined && hbaNames.has(d.parent));
     return { devs, hbas, vports };
+  }
+
+  private async hostNpivOrNull(host: string, opts: CallOptions): Promise<HostNpiv | null> {
+    try {
+      return await this.hostNpiv(host, opts);
+    } catch (err) {
+      if (!(err instanceof AdapterError)) throw err;
+      this.deps.log.warn({ host, err: err.message }, 'NPIV could not be read; VMs list without their vHBA WWPNs');
+      return null;
+    }
   }
 
   private hba(d: NodedevXml): PhysicalHba {
@@ -480,6 +502,44 @@ export class LibvirtAdapter implements HypervisorAdapter {
     return []; // capabilities.nativeChecks is false: Ferry's pure prechecks decide.
   }
 
+  /** The destination URI of a migration to `target`: {host} becomes the target's address (no user or port). */
+  private migrateUriFor(target: string): string {
+    return this.settings.migrateUri.replaceAll('{host}', this.settings.addresses[target] ?? target);
+  }
+
+  /**
+   * The path a live migration takes, tried for real: on the source host, `virsh -c <migrateUri>`
+   * opens the target's libvirt exactly as `virsh migrate` will (same user, same SSH key and
+   * known_hosts of the source host), and the host UUID it answers with must be the target's —
+   * not the source's own, nor a third host's. A wrong port, an unknown host key or a missing
+   * key all show here, before anything moves. (QEMU's own data connection, on the ports in the
+   * target's qemu.conf, is not tried: only a migration opens it.)
+   */
+  async checkMigrationPath(source: string, target: string, opts: CallOptions = {}): Promise<(CheckFinding & { code: 'migration-network' })[]> {
+    this.checkHost(source, 'checkMigrationPath');
+    this.checkHost(target, 'checkMigrationPath');
+    const uri = this.migrateUriFor(target);
+    const hostUuid = (xml: string): string | undefined => /<host>\s*<uuid>([^<]+)<\/uuid>/.exec(xml)?.[1]?.trim();
+    const timeoutMs = this.settings.pathCheckTimeoutMs ?? 30_000;
+    const [viaSource, own, targetOwn] = await Promise.allSettled([
+      execChecked(this.deps.shell, source, 'migration path', [this.settings.virsh, '-c', uri, 'capabilities'], { ...opts, timeoutMs }),
+      this.virsh(source, 'capabilities', ['capabilities'], opts),
+      this.virsh(target, 'capabilities', ['capabilities'], opts),
+    ]);
+    const block = (message: string): (CheckFinding & { code: 'migration-network' })[] => [{ code: 'migration-network', severity: 'block', message }];
+    if (viaSource.status === 'rejected') {
+      const e = viaSource.reason as unknown;
+      const why = e instanceof AdapterError ? e.message.replace(/^.*? exited \d+: /, '') : String(e);
+      return block(`${source} cannot reach ${target}'s libvirt at ${uri}, the path a live migration takes: ${why}`);
+    }
+    const seen = hostUuid(viaSource.value.stdout);
+    const mine = own.status === 'fulfilled' ? hostUuid(own.value) : undefined;
+    const theirs = targetOwn.status === 'fulfilled' ? hostUuid(targetOwn.value) : undefined;
+    if (seen && mine && seen === mine) return block(`${uri} leads from ${source} back to ${source} itself (host UUID ${seen}), not to ${target}`);
+    if (seen && theirs && seen !== theirs) return block(`${uri} leads from ${source} to a libvirt host with UUID ${seen}, but ${target} has ${theirs}`);
+    return [];
+  }
+
   async migrateVm(req: MigrateRequest, onProgress?: (p: MigrateProgress) => void, opts: CallOptions = {}): Promise<MigrateResult> {
     const { source, target } = req;
     this.checkHost(source, 'migrateVm');
@@ -566,19 +626,26 @@ export class LibvirtAdapter implements HypervisorAdapter {
   }
 
   private async runMigration(source: string, target: string, dom: string, mode: 'live' | 'cold', onProgress: ((p: MigrateProgress) => void) | undefined, opts: CallOptions): Promise<void> {
-    const targetUri = this.settings.migrateUri.replaceAll('{host}', this.settings.addresses[target] ?? target);
+    const targetUri = this.migrateUriFor(target);
     const flags = mode === 'live' ? ['--live', '--persistent', '--undefinesource'] : ['--offline', '--persistent', '--undefinesource'];
+    if (this.settings.migrateBandwidthMiBs !== undefined) flags.push('--bandwidth', String(this.settings.migrateBandwidthMiBs));
+    if (mode === 'live' && this.settings.autoConverge) flags.push('--auto-converge');
+    const limitMs = this.settings.migrateTimeoutMs ?? 2 * 3_600_000;
     const migrateAbort = new AbortController();
-    let aborted = false;
-    const onAbort = (): void => {
-      aborted = true;
+    let stopped: 'cancel' | 'timeout' | null = null;
+    let last: { percent?: number; remainingMiB?: number } = {};
+    const stop = (why: 'cancel' | 'timeout'): void => {
+      if (stopped) return;
+      stopped = why;
       // Ask libvirt to stop the job; the migrate command then fails by itself and the domain stays on the source.
       this.virsh(source, 'domjobabort', ['domjobabort', '--domain', dom]).catch((err: Error) => {
         this.deps.log.warn({ host: source, vm: dom, err: err.message }, 'domjobabort failed; closing the migrate command');
         migrateAbort.abort();
       });
     };
+    const onAbort = (): void => stop('cancel');
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => stop('timeout'), limitMs);
     let done = false;
     const poll = (async () => {
       const every = this.settings.pollMs ?? 1000;
@@ -588,6 +655,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
         try {
           const info = parseDomjobinfo(await this.virsh(source, 'domjobinfo', ['domjobinfo', '--domain', dom]));
           if (info.type.toLowerCase() !== 'none' && info.percent !== undefined) {
+            last = { percent: info.percent, ...(info.remainingMiB !== undefined ? { remainingMiB: info.remainingMiB } : {}) };
             onProgress?.({ percent: info.percent, phase: 'migrating memory', ...(info.remainingMiB !== undefined ? { remainingMiB: info.remainingMiB } : {}) });
           }
         } catch {
@@ -599,14 +667,23 @@ export class LibvirtAdapter implements HypervisorAdapter {
       if (opts.signal?.aborted) throw new AdapterError(source, 'migrate', `migration of ${dom} cancelled before it started`, { code: 'aborted' });
       onProgress?.({ percent: 0, phase: 'starting' });
       await this.virsh(source, 'migrate', ['migrate', ...flags, '--domain', dom, '--desturi', targetUri], {
-        timeoutMs: this.settings.migrateTimeoutMs ?? 2 * 3_600_000,
+        // domjobabort at limitMs is what ends it; the command's own limit is the backstop.
+        timeoutMs: limitMs + 60_000,
         signal: migrateAbort.signal,
       });
     } catch (err) {
-      if (aborted) throw new AdapterError(source, 'migrate', `migration of ${dom} to ${target} cancelled (domjobabort); it stays on ${source}`, { code: 'aborted', cause: err });
+      if (stopped === 'cancel') throw new AdapterError(source, 'migrate', `migration of ${dom} to ${target} cancelled (domjobabort); it stays on ${source}`, { code: 'aborted', cause: err });
+      if (stopped === 'timeout') {
+        const where = last.percent !== undefined ? ` (at ${last.percent}% of the data${last.remainingMiB !== undefined ? `, ${last.remainingMiB} MiB still to copy` : ''}: the guest changes its memory faster than it copies)` : '';
+        throw new AdapterError(source, 'migrate', `migration of ${dom} to ${target} did not finish within the migrate timeout of ${formatMs(limitMs)}${where}; Ferry aborted it (domjobabort) and ${dom} stays on ${source}`, {
+          code: 'migrate-timeout',
+          cause: err,
+        });
+      }
       throw err;
     } finally {
       done = true;
+      clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       await poll;
     }
@@ -641,15 +718,34 @@ export class LibvirtAdapter implements HypervisorAdapter {
   }
 }
 
-export function libvirtSettingsFrom(cluster: string, hosts: string[], cfg: { uri: string; migrateUri: string; virsh: string; sharedPools?: string[]; migrateTimeout?: string | number }, addresses: Record<string, string>): LibvirtSettings {
+export function libvirtSettingsFrom(
+  cluster: string,
+  hosts: string[],
+  cfg: { uri: string; migrateUri: string; virsh: string; sharedPools?: string[]; migrateTimeout?: string | number; migrateBandwidth?: number; autoConverge?: boolean },
+  addresses: Record<string, string>,
+): LibvirtSettings {
+  // {host} in migrateUri is the address alone: the SSH user and port of `ssh.addresses` are how
+  // Ferry reaches the host, not how the hosts reach each other (the URI says that itself).
+  const hostOnly = Object.fromEntries(Object.entries(addresses).map(([h, a]) => {
+    const parsed = parseSshAddress(a);
+    return [h, parsed.ok ? parsed.value.host : a];
+  }));
   return {
     cluster,
     hosts,
     uri: cfg.uri,
     migrateUri: cfg.migrateUri,
     virsh: cfg.virsh,
-    addresses,
+    addresses: hostOnly,
     sharedPools: cfg.sharedPools,
     migrateTimeoutMs: cfg.migrateTimeout === undefined ? undefined : durationMs(cfg.migrateTimeout),
+    ...(cfg.migrateBandwidth !== undefined ? { migrateBandwidthMiBs: cfg.migrateBandwidth } : {}),
+    ...(cfg.autoConverge ? { autoConverge: true } : {}),
   };
+}
+
+function formatMs(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${Math.round(ms / 100) / 10} s`;
 }

@@ -14,6 +14,7 @@ import type { Logger } from '../../log.js';
 import { AdapterError } from '../types.js';
 import { appendKnownHost, blobKeyType, fingerprint, hostKeyAlgorithms, lookupKnownHosts, readKnownHosts, type KnownHostKey } from './known-hosts.js';
 import { Semaphore } from './semaphore.js';
+import { parseSshAddress } from './address.js';
 import { shellQuote, type ExecOptions, type ExecResult, type RemoteShell } from './types.js';
 
 /** The subset of ssh2's channel we touch (ssh2 ships no types here). */
@@ -91,9 +92,18 @@ export class SshRemoteShell implements RemoteShell {
     this.knownHostsFile = settings.knownHosts ?? path.join(os.homedir(), '.ssh', 'known_hosts');
   }
 
-  /** The address a host name is reached at (config `addresses`, else the name itself). */
+  /** The address a host name is reached at (config `addresses`, else the name itself), without user or port. */
   addressOf(host: string): string {
-    return this.settings.addresses?.[host] ?? host;
+    return this.endpoint(host).address;
+  }
+
+  /** Address, port and user for one host: `addresses` entries may carry their own user and port. */
+  endpoint(host: string): { address: string; port: number; user: string } {
+    const raw = this.settings.addresses?.[host];
+    const parsed = raw === undefined ? null : parseSshAddress(raw);
+    // The schema refuses bad entries at start-up; one that slips through is used as written.
+    const a = parsed?.ok ? parsed.value : { host: raw ?? host };
+    return { address: a.host, port: a.port ?? this.port, user: a.user ?? this.user };
   }
 
   async exec(host: string, argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
@@ -171,9 +181,9 @@ export class SshRemoteShell implements RemoteShell {
   }
 
   private async connect(host: string, entry: PoolEntry): Promise<NodeSSH> {
-    const address = this.addressOf(host);
-    const where = `${host} (${address}:${this.port})`;
-    const pinned = this.pinnedKeys(host, address);
+    const { address, port, user } = this.endpoint(host);
+    const where = `${host} (${address.includes(':') ? `[${address}]` : address}:${port})`;
+    const pinned = this.pinnedKeys(host, address, port);
     let refusal: AdapterError | null = null;
 
     const hostVerifier = (key: Buffer): boolean => {
@@ -195,8 +205,8 @@ export class SshRemoteShell implements RemoteShell {
         return false;
       }
       if (this.settings.trustOnFirstUse) {
-        appendKnownHost(this.knownHostsFile, address, this.port, key);
-        this.opts.log?.warn({ host, address, port: this.port, fingerprint: fp }, 'trust-on-first-use: recorded new SSH host key');
+        appendKnownHost(this.knownHostsFile, address, port, key);
+        this.opts.log?.warn({ host, address, port, fingerprint: fp }, 'trust-on-first-use: recorded new SSH host key');
         return true;
       }
       refusal = new AdapterError(
@@ -210,8 +220,8 @@ export class SshRemoteShell implements RemoteShell {
 
     const config: NodeSshConfig = {
       host: address,
-      port: this.port,
-      username: this.user,
+      port,
+      username: user,
       readyTimeout: this.connectTimeoutMs,
       keepaliveInterval: this.opts.keepaliveMs ?? 15_000,
       keepaliveCountMax: 3,
@@ -246,7 +256,7 @@ export class SshRemoteShell implements RemoteShell {
     } catch (err) {
       ssh.dispose();
       if (refusal) throw refusal;
-      throw this.connectError(host, where, err, Date.now() - started);
+      throw this.connectError(host, where, user, err, Date.now() - started);
     } finally {
       clearTimeout(guard);
     }
@@ -267,26 +277,26 @@ export class SshRemoteShell implements RemoteShell {
     return ssh;
   }
 
-  private pinnedKeys(host: string, address: string): KnownHostKey[] {
+  private pinnedKeys(host: string, address: string, port: number): KnownHostKey[] {
     let content: string;
     try {
       content = readKnownHosts(this.knownHostsFile);
     } catch (err) {
       throw new AdapterError(host, 'connect', `cannot read known_hosts ${this.knownHostsFile}: ${(err as Error).message}`, { code: 'host-key', cause: err });
     }
-    const keys = lookupKnownHosts(content, address, this.port);
-    if (address !== host) keys.push(...lookupKnownHosts(content, host, this.port));
+    const keys = lookupKnownHosts(content, address, port);
+    if (address !== host) keys.push(...lookupKnownHosts(content, host, port));
     return keys;
   }
 
-  private connectError(host: string, where: string, err: unknown, ms: number): AdapterError {
+  private connectError(host: string, where: string, user: string, err: unknown, ms: number): AdapterError {
     const e = err as Error & { level?: string; code?: string };
     const msg = e?.message ?? String(err);
     if (SSH2_TIMEOUT.test(msg) || e.code === 'ETIMEDOUT') {
       return new AdapterError(host, 'connect', `connect timeout: ${where} did not complete the SSH handshake within ${this.connectTimeoutMs} ms`, { retryable: true, code: 'connect-timeout', cause: err });
     }
     if (e.level === 'client-authentication') {
-      return new AdapterError(host, 'connect', `SSH authentication failed for ${this.user}@${where} (${this.settings.privateKeyPath ? `key ${this.settings.privateKeyPath}` : 'agent keys'} rejected)`, { code: 'auth', cause: err });
+      return new AdapterError(host, 'connect', `SSH authentication failed for ${user}@${where} (${this.settings.privateKeyPath ? `key ${this.settings.privateKeyPath}` : 'agent keys'} rejected)`, { code: 'auth', cause: err });
     }
     if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') {
       return new AdapterError(host, 'connect', `cannot resolve ${where}: ${msg}`, { retryable: e.code === 'EAI_AGAIN', code: 'dns', cause: err });

@@ -18,6 +18,7 @@ import { acquireLock, lockedSentence, readLock } from '../../jobs/drain/locks.js
 import { isOpen, readLedger } from '../../jobs/drain/ledger.js';
 import { DRAIN_ACTIONS, decide, startNeeds, type Decision } from '../../jobs/drain/control.js';
 import type { Deps } from '../../jobs/context.js';
+import { cancelAskedSentence } from '../../jobs/operations.js';
 
 function knownHost(ctx: CommandContext, host: string): string | null {
   const lower = host.toLowerCase();
@@ -146,14 +147,14 @@ function decisionClick(name: 'start' | 'cancel' | 'rollback' | 'retry'): ActionS
   }, (ctx) => clicked(ctx, name));
 }
 
-/** Cancel from the plan card: a waiting plan ends at once; a running one stops after its step. */
+/** Cancel from the card: a waiting plan ends at once; a running migration is aborted, other steps finish first. */
 async function cancelClick(deps: Deps, id: string, user: string): Promise<string | null> {
   const op = await deps.ops.get(id);
   if (!op) return `There is no job ${id}.`;
   if (op.status !== 'waiting' && op.status !== 'running') return `job ${op.id} already ended (${op.status}).`;
   if (op.status === 'running') {
     await deps.ops.requestCancel(op.id, user);
-    await deps.outbox.post(op.conv, message(`${mention(user)} asked to cancel job ${op.id}; it stops after the step in progress.`));
+    await deps.outbox.post(op.conv, message(cancelAskedSentence(op, mention(user))));
     return null;
   }
   return decide(deps, id, user, 'cancel', undefined);

@@ -3,7 +3,7 @@ import type { HandlerOf } from '../commands.js';
 import type { ChatWorkflow } from '../router.js';
 import { context, message, section, who } from '../../chat/messages.js';
 import { formatDuration } from '../../core/duration.js';
-import { FINISHED, type Operation } from '../../jobs/operations.js';
+import { FINISHED, cancelAskedSentence, type Operation } from '../../jobs/operations.js';
 import { compressNames } from '../../core/selectors.js';
 
 function when(ms: number): string {
@@ -68,9 +68,9 @@ const cancelCommand: HandlerOf<'cancel'> = async (ctx, cmd) => {
     await ctx.refuse(`job ${op.id} already ended (${op.status}); nothing to cancel.`);
     return;
   }
-  // Workflows check this flag between steps and stop cleanly; a running step finishes first.
+  // Workflows check this flag between steps; a running migration watches it and is aborted at once.
   await ctx.deps.ops.requestCancel(op.id, ctx.user);
-  await ctx.deps.outbox.post(op.conv, message(`${who(ctx.user)} asked to cancel job ${op.id}; it stops after the step in progress.`));
+  await ctx.deps.outbox.post(op.conv, message(cancelAskedSentence(op, who(ctx.user))));
   await ctx.answer(message(`Cancelling job ${op.id} (${op.title}); its thread will say when it has stopped.`));
 };
 

@@ -200,7 +200,7 @@ export interface MoveRequest {
 
 export type MoveOutcome =
   | { ok: true; already: boolean; durationMs: number; attempts: number; lingering: VirtualPort[] }
-  | { ok: false; error: string; attempts: number; code?: string };
+  | { ok: false; error: string; attempts: number; code?: string; stayedOn?: string };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -209,9 +209,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * is looked up again, so one already on the target is not moved twice. After a move of a VM
  * with virtual FC the source is checked for its WWPNs left behind (seed 000's failure).
  */
-export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: { retries?: number; onProgress?: (p: MigrateProgress) => void; cluster: string }): Promise<MoveOutcome> {
+export async function moveVm(
+  deps: Deps,
+  op: Operation,
+  req: MoveRequest,
+  opts: { retries?: number; onProgress?: (p: MigrateProgress) => void; cluster: string; signal?: AbortSignal },
+): Promise<MoveOutcome> {
   const adapter = deps.rt.adapters.forHost(req.source);
   const retries = opts.retries ?? deps.rt.config.limits.migrationRetries;
+  const signal = opts.signal;
   let last: unknown;
   let attempts = 0;
   for (let i = 0; i <= retries; i++) {
@@ -224,6 +230,7 @@ export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: 
 
   /** One attempt, with the VM held for this run: looked up again, then moved. */
   async function moveOnce(i: number): Promise<{ done?: MoveOutcome; stop?: boolean }> {
+    if (signal?.aborted) return { done: { ok: false, error: `cancelled before ${req.vm} started to move`, attempts, code: 'cancelled' } };
     const where = await locateVm(deps, opts.cluster, req.vm, req.vmId);
     if (!where) return { done: { ok: false, error: `${req.vm} is no longer in ${opts.cluster}`, attempts, code: 'gone' } };
     if (where.vm.host === req.target && (!req.datastore || where.vm.disks.every((d) => d.datastore === req.datastore))) return { done: { ok: true, already: true, durationMs: 0, attempts, lingering: [] } };
@@ -237,7 +244,7 @@ export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: 
         op,
         'migrateVm',
         [req.vm, req.source, req.target],
-        () => adapter.migrateVm({ vm: where.vm.name, source: req.source, target: req.target, mode: req.mode, ...(req.datastore ? { datastore: req.datastore } : {}) }, opts.onProgress),
+        () => adapter.migrateVm({ vm: where.vm.name, source: req.source, target: req.target, mode: req.mode, ...(req.datastore ? { datastore: req.datastore } : {}) }, opts.onProgress, signal ? { signal } : {}),
         `${req.vm} ${req.source} -> ${req.target}${req.datastore ? ` datastore ${req.datastore}` : ''} (${req.mode})`,
       );
       deps.rt.metrics.migrationSeconds.labels(adapter.kind, 'ok').observe((Date.now() - t0) / 1000);
@@ -247,10 +254,51 @@ export async function moveVm(deps: Deps, op: Operation, req: MoveRequest, opts: 
       deps.rt.metrics.migrationSeconds.labels(adapter.kind, 'failed').observe((Date.now() - t0) / 1000);
       if (isFencedOut(e)) throw e;
       last = e;
+      if (signal?.aborted) {
+        // The platform job was asked to stop (domjobabort, Msvm_MigrationJob cancel, CancelTask).
+        // A cancel can lose the race with the switch-over: the hosts say where the VM is.
+        const now = await locateVm(deps, opts.cluster, req.vm, req.vmId).catch(() => null);
+        if (now?.vm.host === req.target) return { done: { ok: true, already: false, durationMs: 0, attempts, lingering: [] } };
+        return { done: { ok: false, error: `cancelled while moving: ${errorText(e)}`, attempts, code: 'cancelled', ...(now ? { stayedOn: now.vm.host } : {}) } };
+      }
       const retryable = e instanceof AdapterError ? e.retryable : false;
       return { stop: !retryable || i === retries };
     }
   }
+}
+
+/**
+ * Watches an operation's cancel flag (`cancel <job>`, the Cancel button) while a step runs and
+ * aborts the signal when it is set, so the adapter stops the platform's job at once instead of
+ * after the step. Polls Redis; stop() ends the watch.
+ */
+export function watchCancel(deps: Deps, opId: number, everyMs = 500): { signal: AbortSignal; by(): string | null; stop(): void } {
+  const ctl = new AbortController();
+  let who: string | null = null;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async (): Promise<void> => {
+    if (stopped) return;
+    try {
+      who = await deps.ops.cancelRequested(opId);
+    } catch {
+      /* Redis away for a moment: look again next tick */
+    }
+    if (who) {
+      ctl.abort(new Error(`cancelled by ${who}`));
+      return;
+    }
+    if (!stopped) timer = setTimeout(() => void tick(), everyMs);
+  };
+  void tick();
+  return {
+    signal: ctl.signal,
+    by: () => who,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** The source's virtual ports that carry one of this VM's WWPNs after it left. */

@@ -36,6 +36,7 @@ import {
   ensureMaintenance,
   locateVm,
   moveVm,
+  watchCancel,
   namesLine,
   percents,
   progressReporter,
@@ -382,19 +383,24 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan, keeper: Lo
   const failed: string[] = plan.moves.filter((m) => states[m.vm]?.state === 'failed').map((m) => m.vm);
   let cancelled: string | null = null;
   let lost: HostLock | null = null;
+  // A cancel aborts the migrations in flight (their VMs stay on the host), not only the next ones.
+  const cancel = watchCancel(deps, op.id);
   await pMap(todo, concurrencyFor(deps, p), async (m) => {
     // After a failure no new migration starts: rollback/hold decide what happens next.
     if (failed.length || cancelled || lost) return;
-    cancelled = await deps.ops.cancelRequested(op.id);
+    cancelled = cancel.by() ?? (await deps.ops.cancelRequested(op.id));
     if (cancelled) return;
     // The host must still be this drain's (its lock may have expired while Redis was away).
     lost = await keeper.check();
     if (lost) return;
     await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'moving', target: m.target, from: p.host });
     await refreshCard(deps, op.id);
-    const out = await moveVm(deps, op, { vm: m.vm, vmId: m.vmId, source: p.host, target: m.target, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm) });
+    const out = await moveVm(deps, op, { vm: m.vm, vmId: m.vmId, source: p.host, target: m.target, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm), signal: cancel.signal });
     await setPercent(deps, op.id, m.vm, null);
-    if (out.ok) {
+    if (!out.ok && out.code === 'cancelled') {
+      cancelled = cancel.by() ?? (await deps.ops.cancelRequested(op.id)) ?? 'someone';
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'pending', target: m.target, from: p.host, reason: `migration stopped by the cancel; it stays on ${out.stayedOn ?? p.host}` });
+    } else if (out.ok) {
       await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'moved', target: m.target, from: p.host, attempts: out.attempts, durationMs: out.durationMs, ...(out.already ? { reason: 'already on its target when checked' } : {}) });
       await reportLingering(deps, op, m.vm, p.host, out.lingering);
     } else if (out.code === 'gone' || out.code === 'moved-elsewhere') {
@@ -405,7 +411,7 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan, keeper: Lo
       await deps.outbox.post(op.conv, message(`${m.vm} could not move to ${m.target} after ${plural(out.attempts, 'attempt')}: ${out.error}`));
     }
     await refreshCard(deps, op.id);
-  });
+  }).finally(() => cancel.stop());
   return { failed, cancelled, lost: lost ?? keeper.lost() };
 }
 

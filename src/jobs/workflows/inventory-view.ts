@@ -10,8 +10,10 @@ import { context, message, plural, section, type Block } from '../../chat/messag
 import type { Deps } from '../context.js';
 import type { Conversation } from '../../chat/conversation.js';
 import type { HostFacts, VmFacts } from '../../adapters/types.js';
+import { formatMiB } from '../../core/prechecks.js';
 
-const gib = (mib: number) => `${Math.round(mib / 1024)} GiB`;
+// formatMiB, not whole GiB: a 64 MiB VM must not read "0 GiB".
+const gib = (mib: number): string => formatMiB(mib);
 
 export function vmRow(vm: VmFacts): string[] {
   const flags = [
@@ -64,6 +66,7 @@ function hostDetail(facts: HostFacts, vms: VmFacts[]): Block[] {
         `*FC HBAs*\n${facts.hbas.map((h) => h.wwpn).join(', ') || 'none'}`,
       ],
     },
+    ...(facts.notes?.length ? [context(facts.notes.join(' · '))] : []),
     { type: 'table', title: `*${plural(vms.length, 'VM')}*`, columns: ['VM', 'Power', 'Memory', 'vCPU', 'Datastores', 'Flags'], rows: vms.map(vmRow) },
   ];
 }

@@ -9,7 +9,7 @@
  */
 import type { Job } from 'bullmq';
 import type { VmFacts } from '../../adapters/types.js';
-import { precheckMigrate, renderMigratePrecheck } from '../../core/prechecks.js';
+import { precheckMigrate, renderMigratePrecheck, withFindings } from '../../core/prechecks.js';
 import { formatDuration } from '../../core/duration.js';
 import { audit } from '../../audit/audit.js';
 import { context, message, section, type Block } from '../../chat/messages.js';
@@ -21,7 +21,8 @@ import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
 import { acquireLocks, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
 import { finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled } from '../drain/control.js';
-import { moveVm, percents, progressReporter, reportLingering, setPercent } from '../drain/steps.js';
+import { moveVm, percents, progressReporter, reportLingering, setPercent, watchCancel } from '../drain/steps.js';
+import { mention } from '../../core/permissions.js';
 
 export const KIND = 'migrate';
 export const PRECHECK_KIND = 'precheck';
@@ -98,7 +99,12 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
       deps.rt.adapters.forHost(p.target).describeHost(p.target),
       deps.rt.adapters.forHost(p.target).listVms(p.target),
     ]);
-    const pre = precheckMigrate(vm, source, target, { targetVms, ...(p.datastore ? { datastore: p.datastore } : {}) });
+    let pre = precheckMigrate(vm, source, target, { targetVms, ...(p.datastore ? { datastore: p.datastore } : {}) });
+    // A configured migration network is not a working one: where the adapter can, the path is tried from the source.
+    const adapter = deps.rt.adapters.forHost(vm.host);
+    if (!pre.error && pre.mode === 'live' && vm.host !== p.target && adapter === deps.rt.adapters.forHost(p.target) && adapter.checkMigrationPath) {
+      pre = withFindings(pre, await adapter.checkMigrationPath(vm.host, p.target));
+    }
     lines = renderMigratePrecheck(pre);
     ok = pre.ok && !pre.error;
     mode = pre.mode;
@@ -141,6 +147,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     return;
   }
   const keeper = keepLocks(deps.rt, hosts, opId);
+  const cancel = watchCancel(deps, opId);
   try {
     const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs'));
     if (runs > 1) await deps.outbox.post(op.conv, message(`Resumed job ${opId} after its worker stopped; checking where ${p.vm} is before doing anything.`));
@@ -149,8 +156,9 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       deps,
       op,
       { vm: p.vm, vmId: p.vmId!, source: p.source!, target: p.target, mode: p.mode ?? 'live', ...(p.datastore ? { datastore: p.datastore } : {}) },
-      { cluster: p.cluster!, onProgress: progressReporter(deps, opId, p.vm) },
+      { cluster: p.cluster!, onProgress: progressReporter(deps, opId, p.vm), signal: cancel.signal },
     );
+    cancel.stop();
     await setPercent(deps, opId, p.vm, null);
     for (const h of hosts) await releaseLock(deps.rt, h, opId);
     const storage = p.datastore ? ` with its storage on ${p.datastore}` : '';
@@ -161,13 +169,20 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       await deps.outbox.post(op.conv, message(text));
       await reportLingering(deps, op, p.vm, p.source!, out.lingering);
       await finishOp(deps, op, 'succeeded', text);
+    } else if (out.code === 'cancelled') {
+      const by = cancel.by() ?? (await deps.ops.cancelRequested(opId)) ?? 'someone';
+      const where = out.stayedOn ?? p.source!;
+      const text = `job ${opId} was cancelled by ${mention(by)}: the migration of ${p.vm} to ${p.target} was stopped and ${p.vm} stays on ${where}.`;
+      await deps.outbox.post(op.conv, message(text, section(`:no_entry_sign: ${text}`), context(out.error)));
+      await finishOp(deps, op, 'cancelled', `cancelled by ${mention(by)}; ${p.vm} stays on ${where}`);
     } else {
       const text = `${p.vm} could not move to ${p.target} after ${out.attempts} attempt${out.attempts === 1 ? '' : 's'}: ${out.error}. It stays on ${p.source}; the adapter undid its partial work.`;
       await deps.outbox.post(op.conv, message(text));
       await finishOp(deps, op, 'failed', text);
     }
-    await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: op.title, targets: [p.vm, ...hosts], opId, outcome: out.ok ? 'ok' : 'failed' });
+    await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: op.title, targets: [p.vm, ...hosts], opId, outcome: out.ok ? 'ok' : 'failed', ...(out.ok ? {} : { detail: out.code === 'cancelled' ? 'cancelled' : out.error.slice(0, 500) }) });
   } finally {
+    cancel.stop();
     keeper.stop();
   }
 }
@@ -218,7 +233,13 @@ function card(deps: Deps, op: Operation): Promise<ReturnType<typeof message>> {
     }
     if (op.status === 'running' && stage === 'executing') {
       const pct = (await percents(deps, op.id))[p.vm] ?? 0;
-      return message(`${op.title}: moving ${pct}%`, section(`${head} · moving`), { type: 'progress', done: pct, total: 100, label: `${p.vm}: ${p.source} → ${p.target}` });
+      return message(
+        `${op.title}: moving ${pct}%`,
+        section(`${head} · moving`),
+        { type: 'progress', done: pct, total: 100, label: `${p.vm}: ${p.source} → ${p.target}` },
+        // Cancel stops the migration in flight (domjobabort, CancelTask, the Hyper-V migration job); the VM stays on its source.
+        { type: 'actions', buttons: [{ action: 'ferry:drain-cancel', label: 'Cancel', value: String(op.id), style: 'danger', command: `cancel ${op.id}` }] },
+      );
     }
     return message(`${op.title}: ${op.status}`, section(`${head} · ${op.status}`), ...(op.summary ? [context(op.summary)] : []));
   })();

@@ -22,7 +22,7 @@ import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus } from '../drain/ledger.js';
 import { finishOp, stageOf } from '../drain/control.js';
-import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates } from '../drain/steps.js';
+import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates, watchCancel } from '../drain/steps.js';
 
 export const KIND = 'restore';
 
@@ -100,14 +100,18 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     await refreshCard(deps, opId);
 
     const conc = deps.rt.config.clusters[cluster]?.migrationConcurrency ?? deps.rt.config.limits.migrationConcurrency;
+    // A cancel aborts the migrations in flight (the VMs stay where they are), not only the next ones.
+    const cancel = watchCancel(deps, opId);
     await pMap(plan.moves, conc, async (m) => {
-      if (await deps.ops.cancelRequested(opId)) return;
+      if (cancel.signal.aborted || (await deps.ops.cancelRequested(opId))) return;
       const states = await vmStates(deps, opId);
       if (states[m.vm]?.state === 'returned') return;
       await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'returning', target: host, from: m.from });
-      const out = await moveVm(deps, op!, { vm: m.vm, vmId: m.vmId, source: m.from, target: host, mode: m.mode }, { cluster, onProgress: progressReporter(deps, opId, m.vm) });
+      const out = await moveVm(deps, op!, { vm: m.vm, vmId: m.vmId, source: m.from, target: host, mode: m.mode }, { cluster, onProgress: progressReporter(deps, opId, m.vm), signal: cancel.signal });
       await setPercent(deps, opId, m.vm, null);
-      if (out.ok) {
+      if (!out.ok && out.code === 'cancelled') {
+        await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'pending', target: host, from: m.from, reason: `cancelled; it stays on ${out.stayedOn ?? m.from}` });
+      } else if (out.ok) {
         await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'returned', target: host, from: m.from, durationMs: out.durationMs });
         await reportLingering(deps, op!, m.vm, m.from, out.lingering);
       } else {
@@ -115,7 +119,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
         drift.push({ vm: m.vm, kind: 'failed', sentence: `${m.vm} could not come home from ${m.from}: ${out.error}` });
       }
       await refreshCard(deps, opId);
-    });
+    }).finally(() => cancel.stop());
 
     // save-non-ha: the VMs the drain saved in place (action 'save' in its ledger) start again
     // from their saved state; a VM saved before the drain, or started by hand since, is left be.
