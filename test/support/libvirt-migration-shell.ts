@@ -43,6 +43,15 @@ export class MigrationStandInShell implements RemoteShell {
   ) {}
 
   async exec(host: string, argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    // The precheck's migration-path test (`virsh -c <migrateUri> capabilities` on the source): the
+    // test driver has no qemu+ssh, so the same virsh call goes to the target's own driver file.
+    if (argv[1] === '-c' && argv[2]?.startsWith('qemu+ssh://') && argv[3] === 'capabilities') {
+      const addr = /^qemu\+ssh:\/\/(?:[^@/]+@)?([^:/]+)/.exec(argv[2])?.[1] ?? '';
+      const target = this.opts.hostByAddress[addr];
+      this.calls.push(`${host}: path ${argv[2]}`);
+      if (!target) return fail(`error: failed to connect to the hypervisor\nerror: Cannot recv data: ssh: connect to host ${addr} port 22: Connection refused\n`);
+      return this.inner.exec(host, [argv[0]!, '-c', `test://${this.opts.fileOf(target)}`, ...argv.slice(3)], opts);
+    }
     const sub = argv[1] === '-c' ? argv[3] : undefined;
     if (!sub || !['migrate', 'domjobinfo', 'domjobabort', 'nodedev-create', 'nodedev-destroy', 'metadata'].includes(sub)) return this.inner.exec(host, argv, opts);
     const args = argv.slice(4);

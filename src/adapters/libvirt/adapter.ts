@@ -535,8 +535,11 @@ export class LibvirtAdapter implements HypervisorAdapter {
     const seen = hostUuid(viaSource.value.stdout);
     const mine = own.status === 'fulfilled' ? hostUuid(own.value) : undefined;
     const theirs = targetOwn.status === 'fulfilled' ? hostUuid(targetOwn.value) : undefined;
-    if (seen && mine && seen === mine) return block(`${uri} leads from ${source} back to ${source} itself (host UUID ${seen}), not to ${target}`);
-    if (seen && theirs && seen !== theirs) return block(`${uri} leads from ${source} to a libvirt host with UUID ${seen}, but ${target} has ${theirs}`);
+    // Host UUIDs only tell hosts apart when they differ (libvirt itself refuses to migrate between equal ones).
+    if (seen && mine && theirs && mine !== theirs) {
+      if (seen === mine) return block(`${uri} leads from ${source} back to ${source} itself (host UUID ${seen}), not to ${target}`);
+      if (seen !== theirs) return block(`${uri} leads from ${source} to a libvirt host with UUID ${seen}, but ${target} has ${theirs}`);
+    }
     return [];
   }
 
