@@ -20,7 +20,7 @@ import type { Message } from '../src/bot/messages.js';
 import { inThread, type Conversation } from '../src/bot/surface.js';
 import { silentLogger } from '../src/log.js';
 import { FINISHED, type Operation } from '../src/jobs/operations.js';
-import { libvirtPairMissing, startLibvirtPair } from '../test/peers/libvirt-pair.js';
+import { libvirtPairMissing, startLibvirtPair } from '../test/support/libvirt-pair.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

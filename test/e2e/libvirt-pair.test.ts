@@ -19,8 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handleClick } from '../../src/bot/actions.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import type { Operation } from '../../src/jobs/operations.js';
-import { libvirtPairMissing, startLibvirtPair, type LibvirtPair } from '../peers/libvirt-pair.js';
-import { requirePeer } from '../peers/sshd.js';
+import { libvirtPairMissing, startLibvirtPair, type LibvirtPair } from '../support/libvirt-pair.js';
+import { requirePeer } from '../support/sshd.js';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 
 const missing = libvirtPairMissing();

@@ -1,5 +1,5 @@
 /**
- * Two REAL libvirt hosts on loopback for tests (test/peers/libvirt-pair/, see its README): a
+ * Two REAL libvirt hosts on loopback for tests (scripts in test/peers/libvirt-pair/, see its README): a
  * root libvirtd + sshd per "host", each in its own mount namespace, QEMU under TCG, a 64 MiB
  * guest `lvguest` running on host A. Live migration, domjobinfo and domjobabort are real here;
  * NPIV is not (this kernel has no SCSI layer), so NPIV stays on recorded outputs and the test
@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { findProgram } from './sshd.js';
 
-const DIR = path.resolve(import.meta.dirname, 'libvirt-pair');
+const DIR = path.resolve(import.meta.dirname, '../peers/libvirt-pair');
 
 export interface LibvirtPair {
   base: string;
