@@ -16,16 +16,23 @@ const measuredHere = !process.env.FERRY_TEST_SLOWNESS;
 const slow = exportSlowness(slowness());
 if (measuredHere && slow.factor > 1) console.log(`ferry tests: ${slow.why}`);
 
+// A test's own waits carry derived bounds and say what they waited for; these timeouts are only
+// the backstop, one per tier, scaled the same way (no per-test timeout numbers in test files).
+const scaled = (idleMs: number): number => Math.round(idleMs * slow.factor);
+
 export default defineConfig({
   test: {
-    testTimeout: Math.round(30_000 * slow.factor),
-    hookTimeout: Math.round(60_000 * slow.factor),
+    testTimeout: scaled(30_000),
+    hookTimeout: scaled(60_000),
     // Two cores: integration suites each start peers; keep parallelism modest.
     maxWorkers: 2,
     projects: [
       // No Redis here: a unit test that reaches for one fails instead of finding the shared 6379.
       { extends: true, test: { name: 'unit', include: UNIT, provide: { redisUrl: 'redis://unit-tier-has-no-redis.invalid:1' } } },
-      { extends: true, test: { name: 'e2e', include: ['test/**/*.test.ts'], exclude: UNIT, globalSetup: ['test/support/global-redis.ts'] } },
+      {
+        extends: true,
+        test: { name: 'e2e', include: ['test/**/*.test.ts'], exclude: UNIT, globalSetup: ['test/support/global-redis.ts'], testTimeout: scaled(120_000), hookTimeout: scaled(120_000) },
+      },
     ],
   },
 });

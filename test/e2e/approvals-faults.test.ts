@@ -41,7 +41,7 @@ describe('removal job faults', () => {
     }, 'the removal to end', 20_000);
     expect(op.status).toBe('failed');
     await h.waitFor(async () => h.transcript().includes(`job ${opId} stopped after 3 attempts`), 'the stop notice');
-  }, 30_000);
+  });
 
   it('a removal held by pause all on its last attempt is not given up: it finishes after resume all', async () => {
     const h = await harness();
@@ -66,7 +66,7 @@ describe('removal job faults', () => {
     expect(op.status).toBe('succeeded');
     for (const p of plan) expect((await queryAudit(h.rt, p.wwpn)).filter((e) => e.kind === 'adapter' && e.outcome === 'ok')).toHaveLength(1);
     expect(h.transcript()).not.toContain('stopped after');
-  }, 40_000);
+  });
   it('an approval interrupted before its removal was queued: a later Approve carries it out instead of saying "nothing to do"', async () => {
     const h = await harness();
     await h.run('remove stale ports hyp02', 'alice');
@@ -90,7 +90,7 @@ describe('removal job faults', () => {
     const op = await h.waitForOp(opId, 20_000);
     expect(op.status).toBe('succeeded');
     for (const p of plan) expect((await queryAudit(h.rt, p.wwpn)).filter((e) => e.kind === 'adapter' && e.outcome === 'ok')).toHaveLength(1);
-  }, 30_000);
+  });
 
   it('an approval interrupted before its operation was created: a later Approve creates one operation and runs it once', async () => {
     const h = await harness();
@@ -112,5 +112,5 @@ describe('removal job faults', () => {
     const opId = await h.waitFor(async () => (await store.get(id))!.meta.opId, 'an operation');
     expect((await h.waitForOp(opId, 20_000)).status).toBe('succeeded');
     expect((await h.deps.ops.recent(10)).filter((o) => o.kind === 'remove-stale-ports')).toHaveLength(1);
-  }, 30_000);
+  });
 });

@@ -194,7 +194,7 @@ describe('done means, Slack path', () => {
     expect(at).toMatch(/<@U0BOB>\s+decision\s+approve request \d+\s+ok/);
     for (const w of before) expect(at).toMatch(new RegExp(`<@U0ALICE>\\s+adapter\\s+removeVirtualPort ${w}\\s+ok\\s+\\d+\\s+<@U0BOB>`));
     console.info(`slack done-means flow: ${Date.now() - started} ms`);
-  }, 90_000);
+  });
 });
 
 describe('abuse cases over the real receiver', () => {
@@ -258,7 +258,7 @@ describe('abuse cases over the real receiver', () => {
     // The retries were dropped before any handler: no "already approved" ephemeral either.
     expect(since(t0).filter((c) => c.method === 'chat.postEphemeral')).toEqual([]);
     expect(since(t0).filter((c) => c.method === 'chat.postMessage' && String(c.body.text).startsWith('Approved by'))).toHaveLength(1);
-  }, 40_000);
+  });
 
   it('two approvers racing (N=1): exactly one execution, the other told it is already approved', async () => {
     // hyp08 was emptied above; the first harness still has hyp02's neighbours: use hyp10..hyp30.
@@ -275,7 +275,7 @@ describe('abuse cases over the real receiver', () => {
     expect(String(eph.body.text)).toMatch(/^Already approved by <@U0(BOB|CAROL)>(| and carried out); nothing to do\.$/);
     expect(since(t0).filter((c) => c.method === 'chat.postMessage' && String(c.body.text).startsWith('Approved by'))).toHaveLength(1);
     for (const p of rec.request.plan) expect((await queryAudit(f.h.rt, p.wwpn)).filter((e) => e.kind === 'adapter' && e.outcome === 'ok')).toHaveLength(1);
-  }, 40_000);
+  });
 
   it('Reject opens a modal; its submission with a reason rejects, the card updates and loses its buttons', async () => {
     const { rec, value, where } = await requestVia(f, 'hyp02,hyp06');
@@ -316,7 +316,7 @@ describe('abuse cases over the real receiver', () => {
     t0 = Date.now();
     await postSigned(f.port, blockActions('U0BOB', 'ferry:approve', value, where));
     expect(await ephemeralTo(f.h, t0, 'U0BOB')).toBe('Already rejected by <@U0CAROL>; nothing to do.');
-  }, 40_000);
+  });
 });
 
 describe('a restart between request and approval (Slack)', () => {
@@ -340,7 +340,7 @@ describe('a restart between request and approval (Slack)', () => {
     } finally {
       await second.close();
     }
-  }, 40_000);
+  });
 });
 
 describe('kill switch (Slack)', () => {
@@ -378,5 +378,5 @@ describe('kill switch (Slack)', () => {
       await app.stop();
       await h.close();
     }
-  }, 40_000);
+  });
 });

@@ -22,5 +22,5 @@ describe('ferry console with stdin not a terminal', () => {
     expect(out).toContain('(only @alice) The range hyp99..hyp01 runs backwards; did you mean hyp01..hyp99?');
     expect(out).toMatch(/hyp01\s+prod-a\s+lab\s+ok/);
     expect(out).toContain('find stale ports <selector>');
-  }, 60_000);
+  });
 });

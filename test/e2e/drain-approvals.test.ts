@@ -131,7 +131,7 @@ describe('drain with approvals.drain.approvals: 1', () => {
     expect(actions.some((a) => a.action === `approve request ${id}` && a.actor === 'alice' && a.outcome === 'refused')).toBe(true);
     expect(actions.some((a) => a.action === `approve request ${id}` && a.actor === 'bob' && a.outcome === 'ok')).toBe(true);
     expect(actions.some((a) => a.action === `start job ${op.id}` && a.outcome === 'ok')).toBe(true);
-  }, 60_000);
+  });
 
   it('a VM moved between the card and the approval: the approval is void, nothing moves, the drain is planned again with a new request', async () => {
     const h = await harness();
@@ -161,7 +161,7 @@ describe('drain with approvals.drain.approvals: 1', () => {
     expect(done.summary).toBe('2 moved, 0 skipped, 0 failed');
     expect((await whereIs(h.rt, CLUSTER)).get(names[0]!)).toBe('hyp04');
     expect((await migrationsPerVm(h.rt.redis, h.rt.prefix)).get(names[0]!)).toBeUndefined();
-  }, 60_000);
+  });
 
   it('an expired request: its card loses its buttons, the drain ends with nothing moved and frees the host', async () => {
     let offset = 0;
@@ -181,7 +181,7 @@ describe('drain with approvals.drain.approvals: 1', () => {
     expect(await refusal(h, 'bob', `approve ${id}`)).toMatch(/^This request expired at/);
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
     expect((await migrationsPerVm(h.rt.redis, h.rt.prefix)).size).toBe(0);
-  }, 60_000);
+  });
 
   it('reject on the card ends the drain; Cancel on the plan card voids a pending request', async () => {
     const h = await harness();
@@ -199,7 +199,7 @@ describe('drain with approvals.drain.approvals: 1', () => {
     expect((await request(h, second.id)).status).toBe('void');
     expect(hasButtons(lastCard(h, second.id))).toBe(false);
     expect((await migrationsPerVm(h.rt.redis, h.rt.prefix)).size).toBe(0);
-  }, 60_000);
+  });
 
   it('a restart between request and approval: the new process approves the stored request and the drain runs', async () => {
     const a = await harness();
@@ -220,7 +220,7 @@ describe('drain with approvals.drain.approvals: 1', () => {
     const where = await whereIs(b.rt, CLUSTER);
     for (const n of names) expect(where.get(n)).not.toBe('hyp03');
     expect((await request(b, id)).status).toBe('executed');
-  }, 60_000);
+  });
 
   it('migrate under approvals.migrate: 1 uses the same request; a VM that moved meanwhile voids it and the migration ends', async () => {
     const h = await makeHarness({ yaml: drainLabYaml() + POLICY + `  migrate:\n    approvals: 1\n` });
@@ -247,5 +247,5 @@ describe('drain with approvals.drain.approvals: 1', () => {
     expect((await request(h, b.id)).status).toBe('void');
     expect((await whereIs(h.rt, CLUSTER)).get(vm2!)).toBe('hyp06');
     expect((await migrationsPerVm(h.rt.redis, h.rt.prefix)).get(vm2!)).toBeUndefined();
-  }, 60_000);
+  });
 });

@@ -78,7 +78,7 @@ describe('cards and the channel echo end in a final state', () => {
     await h.waitForOp((await h.deps.ops.recent(1))[0]!.id);
     texts = await settled(h);
     expect(count(texts, `${vmName('hyp03', 1)} is running and not highly available`)).toBe(1);
-  }, 60_000);
+  });
 
   it('a successful drain and its restore: the echo ends succeeded; restore never opens with "100% 0/0"', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
@@ -98,7 +98,7 @@ describe('cards and the channel echo end in a final state', () => {
     expect(restoreCards.length).toBeGreaterThan(0);
     for (const e of restoreCards) expect(renderText(e.message)).not.toMatch(/0\/0 VMs back/);
     expect(renderText(restoreCards.at(-1)!.message)).toMatch(/4\/4 VMs back/);
-  }, 60_000);
+  });
 
   it('rollback: the card counts what is settled, and the final card does not call failed VMs done', async () => {
     h = await makeHarness({ yaml: drainLabYaml({ concurrency: 1, retries: 0 }) });
@@ -123,5 +123,5 @@ describe('cards and the channel echo end in a final state', () => {
     }
     const last = renderText(cards.at(-1)!.message);
     expect(last).toMatch(/2 back home/);
-  }, 60_000);
+  });
 });

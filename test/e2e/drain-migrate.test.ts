@@ -59,7 +59,7 @@ describe('migrate on the lab', () => {
     const moved = (await hostState(h.rt, 'hyp05')).vms.find((v) => v.name === vm2)!;
     expect(moved.disks.every((d) => d.datastore === 'local-hyp05')).toBe(true);
     expect(h.transcript()).toContain(`${vm2} moved live from hyp03 to hyp05 with its storage on local-hyp05`);
-  }, 120_000);
+  });
 
   it('refuses a datastore without room (seed 003 free-space check), the same host, and another cluster without shared storage', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
@@ -81,7 +81,7 @@ describe('migrate on the lab', () => {
     expect((await hostState(h.rt, 'hyp03')).vms.some((v) => v.name === vm)).toBe(true);
     await h.run(`migrate ${vm} to hyp99`);
     await h.waitFor(async () => h!.ephemerals().join('\n').includes('hyp99 is not in the inventory'), 'the refusal');
-  }, 120_000);
+  });
 
   it('NPIV: the target gets the secondary vHBA, the source loses its primary; a failure undoes the target side', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
@@ -106,7 +106,7 @@ describe('migrate on the lab', () => {
     expect(dst.vports.map((p) => p.wwpn)).toEqual(expect.arrayContaining(secondaries));
     expect((await hostState(h.rt, 'hyp03')).vports.filter((p) => primaries.includes(p.wwpn))).toEqual([]);
     expect(h.transcript()).not.toContain('left 2 virtual Fibre Channel ports behind');
-  }, 120_000);
+  });
 
   it('reports ports a migration left behind on the source, with the removal button', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
@@ -124,5 +124,5 @@ describe('migrate on the lab', () => {
     expect(sweep?.status).toBe('succeeded');
     expect(Object.keys(await h.deps.ops.results(sweep!.id))).toEqual(['hyp03']);
     expect(t).toContain(`Remove 2 lingering ports…]  → type: remove stale ports hyp03`);
-  }, 120_000);
+  });
 });

@@ -56,7 +56,7 @@ describe('give up cleanly', () => {
     await setLabFault(h.rt.redis, h.rt.prefix, 'hyp03', null);
     await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, null);
   });
-  it('a rolling run whose own step gives up is finished: no buttons, later kicks do nothing, the drained host is named', { timeout: 60_000 }, async () => {
+  it('a rolling run whose own step gives up is finished: no buttons, later kicks do nothing, the drained host is named', async () => {
     let now = Date.UTC(2030, 6, 1, 8, 0);
     // The run's step throws once the drain has finished (the host is drained, in maintenance),
     // on every attempt: the give-up path ends the run.

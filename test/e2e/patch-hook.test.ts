@@ -32,7 +32,7 @@ afterAll(async () => h.close());
 
 
 describe('rolling run with a command patch hook', () => {
-  it('runs the hook on each drained host; a failed hook fails its host, the others are patched', { timeout: 120_000 }, async () => {
+  it('runs the hook on each drained host; a failed hook fails its host, the others are patched', async () => {
     expect(HOSTS).toHaveLength(3);
     const [first, second, third] = HOSTS as [string, string, string];
     const before = await vmHomes(h, HOSTS);

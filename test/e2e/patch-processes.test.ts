@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 describe('patch-window announcements across processes', () => {
-  it('each announcement once, with a worker killed and replaced in between', { timeout: 60_000 }, async () => {
+  it('each announcement once, with a worker killed and replaced in between', async () => {
     const yaml = fastLabYaml('patchWindows:\n  announceOffsets: [4s, 0s]\n  announceEnd: true\n  scanInterval: 5s\n');
     const prefix = uniquePrefix('pwproc');
     const env = { REDIS_URL: inject('redisUrl'), FERRY_PREFIX: prefix, FERRY_CONFIG: writeConfig(yaml) };

@@ -32,7 +32,7 @@ afterAll(async () => h.close());
 
 
 describe('rolling run on the lab', () => {
-  it('patches the hosts in order around one injected failure and ends with every VM home', { timeout: 120_000 }, async () => {
+  it('patches the hosts in order around one injected failure and ends with every VM home', async () => {
     const before = await vmHomes(h, HOSTS);
     // The injected failure: one running VM of hyp02 cannot migrate, so hyp02's drain fails
     // and rolls back (rollback auto): what moved comes back and hyp02 leaves maintenance.

@@ -36,5 +36,5 @@ describe('remove stale ports across the fleet', () => {
     // Every port's line is in the thread, once.
     for (let n = 1; n <= total; n++) expect(portPosts.join('\n').match(new RegExp(`Port ${n} of ${total}[: ]`, 'g'))).toHaveLength(1);
     expect(Object.keys(await h.deps.ops.results(op.id))).toHaveLength(total);
-  }, 90_000);
+  });
 });

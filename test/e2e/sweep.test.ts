@@ -21,7 +21,7 @@ describe('sweep with the worker in a separate process', () => {
     worker = startFerry('worker', { REDIS_URL: inject('redisUrl'), FERRY_PREFIX: prefix, FERRY_CONFIG: writeConfig(yaml) });
     await worker.waitForLine(/workers ready/);
     h = await makeHarness({ yaml, prefix, workers: false });
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await h?.close();

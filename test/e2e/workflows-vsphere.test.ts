@@ -117,7 +117,7 @@ console: { user: alice }
     expect(text).toContain('No stale ports on 3 hosts; 1 host could not be swept.');
     expect(text).toMatch(/\n\s+esx11\s+npivInventory on esx11: vCenter \S+ refused the login/);
     expect(text).not.toContain('Remove 0');
-  }, 45_000);
+  });
 
   it('drain esx01: refused for a host-backed CD-ROM; after it is removed, drained by vMotion; restore brings the VM home', async () => {
     await h.run('drain esx01');
@@ -147,7 +147,7 @@ console: { user: alice }
     expect(await inMaintenance('esx01')).toBe(false);
     expect(h.transcript()).toMatch(/esx01 restored in .*: 1 VM back home, 0 already there/);
     expect(await readLock(h.rt, 'esx01')).toBeNull();
-  }, 90_000);
+  });
 
   it('precheck names what pins a VM; migrate moves one after Start', async () => {
     await h.run(`precheck ${VM0} to esx01`);
@@ -163,7 +163,7 @@ console: { user: alice }
     expect(done.status, h.transcript()).toBe('succeeded');
     expect(h.transcript()).toMatch(new RegExp(`${VM1} moved live from esx01 to esx02 in `));
     expect(await where(VM1)).toBe('esx02');
-  }, 60_000);
+  });
 
   it('a vCenter task that fails during a drain: a per-VM sentence, then rollback takes the host out of maintenance', async () => {
     // The simulator never fails a relocation, and nock cannot pass the other calls through this
@@ -194,5 +194,5 @@ console: { user: alice }
       client.call = realCall;
       client.taskInfo = realTaskInfo;
     }
-  }, 60_000);
+  });
 });

@@ -49,5 +49,5 @@ describe('App Home', () => {
     await new Promise((r) => setTimeout(r, HOME_DEBOUNCE_MS + 50));
     expect(await publishHome(h.deps, 'U0BOB', { client })).toBe(true);
     expect(published).toHaveLength(3);
-  }, 15_000);
+  });
 });

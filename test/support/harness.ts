@@ -18,6 +18,7 @@ import { renderText } from '../../src/bot/render/text.js';
 import { consoleChannel, type ConsoleEvent } from '../../src/bot/console/surface.js';
 import { inThread, type Conversation } from '../../src/chat/conversation.js';
 import { FINISHED, type Operation } from '../../src/jobs/operations.js';
+import { bound, slowness } from './speed.js';
 
 let counter = 0;
 
@@ -41,7 +42,16 @@ export interface Harness {
   /** Rendered text of everything posted so far (posts, updates, ephemerals). */
   transcript(): string;
   ephemerals(user?: string): string[];
+  /**
+   * Poll until probe returns something truthy. timeoutMs is the idle-machine figure; the wait
+   * allows that times the run's measured slowness (test/support/speed.ts) and says so on failure.
+   */
   waitFor<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs?: number): Promise<T>;
+  /**
+   * Wait until the transcript shows this text (posts arrive over pub/sub after the operation's
+   * state changed, so read the transcript through this, not right after waitForOp). Returns it.
+   */
+  waitForText(text: string | RegExp, timeoutMs?: number): Promise<string>;
   /** Wait until the newest operation of this session (or a given id) has finished. */
   waitForOp(id?: number, timeoutMs?: number): Promise<Operation>;
   /**
@@ -95,13 +105,21 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
       return events.filter((e): e is Extract<ConsoleEvent, { kind: 'ephemeral' }> => e.kind === 'ephemeral' && (!user || e.user === user)).map((e) => renderText(e.message));
     },
     async waitFor(probe, what, timeoutMs = 20_000) {
-      const deadline = Date.now() + timeoutMs;
+      const limit = bound(timeoutMs);
+      const deadline = Date.now() + limit;
       for (;;) {
         const v = await probe();
         if (v) return v as never;
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n--- transcript ---\n${h.transcript()}`);
+        if (Date.now() > deadline) throw new Error(`timed out after ${limit} ms waiting for ${what} (${slowness().why})\n--- transcript ---\n${h.transcript()}`);
         await new Promise((r) => setTimeout(r, 25));
       }
+    },
+    async waitForText(text, timeoutMs = 10_000) {
+      const seen = (): string | undefined => {
+        const t = h.transcript();
+        return (typeof text === 'string' ? t.includes(text) : text.test(t)) ? t : undefined;
+      };
+      return h.waitFor(async () => seen(), `the transcript to show ${String(text)}`, timeoutMs);
     },
     async waitForOp(id, timeoutMs) {
       return h.waitFor(
