@@ -5,6 +5,7 @@
  * one single-quoted literal, the exit code from the envelope or from `exit N`, the 8191-character
  * limit); vSphere's plain refusal. libvirt over the fake RemoteShell is in libvirt-recorded.test.ts.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -22,6 +23,7 @@ import { VsphereAdapter } from '../../src/adapters/vsphere/adapter.js';
 import { AdapterError, UnsupportedError } from '../../src/adapters/types.js';
 import { RecordingShell } from '../fixtures/hyperv/fake-shell.js';
 import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
+import { eventually } from '../support/wait.js';
 
 async function rejection(p: Promise<unknown>): Promise<AdapterError> {
   const err = await p.then(
@@ -197,9 +199,11 @@ describe.skipIf(!sshOk)('libvirt runCommand over a real sshd', () => {
 
   it('a timeout kills the command on the host and throws', async () => {
     const marker = path.join(peer.dir, `hook-${Date.now()}`);
-    const err = await rejection(a.runCommand('kvm01', `sleep 2; touch ${marker}`, { timeoutMs: 300 }));
+    const secs = `2.${process.pid}${Date.now() % 1000}`; // unique: no other run's sleep matches
+    const err = await rejection(a.runCommand('kvm01', `sleep ${secs}; touch ${marker}`, { timeoutMs: 300 }));
     expect(err.code).toBe('command-timeout');
-    await new Promise((r) => setTimeout(r, 2500));
+    // Killed, not left to finish: once no process of the command is left, the touch never ran.
+    await eventually(() => spawnSync('pgrep', ['-f', `sleep ${secs}`]).status === 1, 'the killed command to be gone', 3000, peer.bound(3000));
     expect(fs.existsSync(marker)).toBe(false);
   });
 

@@ -7,6 +7,7 @@ import { silentLogger } from '../../src/log.js';
 import { acquireLock, acquireLocks, lockedSentence, readLock, refreshLock, releaseLock } from '../../src/jobs/drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type Ledger } from '../../src/jobs/drain/ledger.js';
 import { drainLabYaml } from '../support/drain-support.js';
+import { eventually } from '../support/wait.js';
 
 let rt: Runtime;
 beforeAll(() => {
@@ -31,7 +32,7 @@ describe('host locks', () => {
 
   it('frees itself when the owner stops refreshing (a killed worker)', async () => {
     expect(await acquireLock(rt, { host: 'hyp04', opId: 7, owner: 'alice', op: 'drain' }, 150)).toBeNull();
-    await new Promise((r) => setTimeout(r, 250));
+    await eventually(async () => (await readLock(rt, 'hyp04')) === null, 'the unrefreshed lock to expire', 1000);
     expect(await acquireLock(rt, { host: 'hyp04', opId: 8, owner: 'bob', op: 'migrate' })).toBeNull();
   });
 
