@@ -289,8 +289,8 @@ describe('abuse cases', () => {
     const op = await removalOp(h, req.id);
     expect(op.status).toBe('succeeded');
     for (const p of req.plan) expect(await adapterRemovals(h, p.wwpn)).toBe(1);
-    expect(h.transcript()).toMatch(/Approval 1 of 2 recorded from @(bob|carol); one more is needed from the approvers group\./);
-    expect(h.transcript()).toMatch(/Approved by @(bob|carol) and @(bob|carol)\./);
+    await h.waitForText(/Approval 1 of 2 recorded from @(bob|carol); one more is needed from the approvers group\./);
+    await h.waitForText(/Approved by @(bob|carol) and @(bob|carol)\./);
   });
 
   it('the same approval delivered three times (console: typed thrice): executes once', async () => {
@@ -351,7 +351,7 @@ describe('abuse cases', () => {
     await h.run(`approve ${req.id}`, 'carol');
     const op = await removalOp(h, req.id);
     expect(op.status).toBe('partial');
-    expect(h.transcript()).toContain(`Port 3 of 3 failed: hyp06 ${req.plan[2]!.wwpn}: hyp06: remove failed (injected fault). The other ports go on.`);
+    await h.waitForText(`Port 3 of 3 failed: hyp06 ${req.plan[2]!.wwpn}: hyp06: remove failed (injected fault). The other ports go on.`);
     expect(op.summary).toBe('2 of 3 removed, 1 failed.');
     await h.waitFor(async () => h.transcript().includes('Done: 2 of 3 removed, 1 failed.'), 'final card');
     expect((await queryAudit(h.rt, req.plan[2]!.wwpn)).find((e) => e.kind === 'adapter')?.outcome).toBe('failed');
@@ -375,7 +375,7 @@ describe('abuse cases', () => {
     adapter.removeVirtualPort = original;
     expect(op.status).toBe('succeeded');
     expect(op.summary).toBe('2 of 2 removed.');
-    expect(h.transcript()).toContain(`Port 1 of 2: removed ${req.plan[0]!.wwpn} on hyp02`);
+    await h.waitForText(`Port 1 of 2: removed ${req.plan[0]!.wwpn} on hyp02`);
     expect((await staleOn(h, 'hyp02')).length).toBe(0);
     const entry = (await queryAudit(h.rt, req.plan[0]!.wwpn)).find((e) => e.kind === 'adapter');
     expect(entry?.outcome).toBe('ok');

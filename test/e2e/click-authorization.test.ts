@@ -92,7 +92,7 @@ describe('every button and form is authorized like the command it stands for', (
     // Nothing runs in the background from here on: every change in Redis is the click's.
     await h.workers?.close();
     await settle();
-  }, 90_000);
+  });
 
   /** Let what is in flight (trailing card refreshes) settle: two snapshots in a row agree. */
   async function settle(): Promise<void> {

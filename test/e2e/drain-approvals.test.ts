@@ -99,7 +99,7 @@ describe('drain with approvals.drain.approvals: 1', () => {
     expect(text).toContain('*Expires*');
     expect(hasButtons(card)).toBe(true);
     // The plan card keeps Cancel and points at the request; no Start for the requester.
-    expect(h.transcript()).toContain(`waiting for approval request ${id}`);
+    await h.waitForText(`waiting for approval request ${id}`);
 
     // The requester: a typed Start and an approve are the same refused self-approval.
     expect(await refusal(h, 'alice', `start ${op.id}`)).toBe('You asked for this; someone else has to approve it.');
@@ -152,7 +152,7 @@ describe('drain with approvals.drain.approvals: 1', () => {
     expect(JSON.stringify((await request(h, id2)).plan)).not.toContain(names[0]!);
     expect((await migrationsPerVm(h.rt.redis, h.rt.prefix)).size).toBe(0);
     expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
-    expect(h.transcript()).toContain(`Request ${id} is void: the plan no longer holds`);
+    await h.waitForText(`Request ${id} is void: the plan no longer holds`);
     // The old card's approval stays void; the new one runs.
     expect(await refusal(h, 'carol', `approve ${id}`)).toMatch(/^This request is void/);
     await h.run(`approve ${id2}`, 'carol');
@@ -176,8 +176,8 @@ describe('drain with approvals.drain.approvals: 1', () => {
     expect(ended.status).toBe('cancelled');
     await h.waitFor(async () => !hasButtons(lastCard(h, id)), 'the card to lose its buttons');
     expect(JSON.stringify(lastCard(h, id)!.blocks)).toContain('without enough approvals');
-    expect(h.transcript()).toContain(`Request ${id} expired at`);
-    expect(h.transcript()).toContain('Nothing was moved');
+    await h.waitForText(`Request ${id} expired at`);
+    await h.waitForText('Nothing was moved');
     expect(await refusal(h, 'bob', `approve ${id}`)).toMatch(/^This request expired at/);
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
     expect((await migrationsPerVm(h.rt.redis, h.rt.prefix)).size).toBe(0);
@@ -190,7 +190,7 @@ describe('drain with approvals.drain.approvals: 1', () => {
     await h.run(`reject ${id} not tonight`, 'carol');
     const ended = await h.waitForOp(op.id, 10_000);
     expect(ended.status).toBe('cancelled');
-    expect(h.transcript()).toContain('rejected by @carol (not tonight)');
+    await h.waitForText('rejected by @carol (not tonight)');
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
 
     const second = await requested(h, 'hyp03');

@@ -50,7 +50,7 @@ describe('drain on the lab', () => {
     const op = await planned(h, 'drain hyp03');
     // The card is redrawn over pub/sub: wait for it rather than race it.
     await h.waitFor(async () => h!.transcript().includes(`type: start ${op.id}`), 'the plan card with Start');
-    expect(h.transcript()).toContain('hyp03 can be drained: 20 VMs move live');
+    await h.waitForText('hyp03 can be drained: 20 VMs move live');
     // The lock names the drain.
     await h.run('drain hyp03', 'bob');
     await said(h, `hyp03 is being drained by @alice (job ${op.id})`, 'bob');
@@ -66,7 +66,7 @@ describe('drain on the lab', () => {
     const ledger = await readLedger(h.rt, 'hyp03');
     expect(ledger?.status).toBe('drained');
     expect(ledger?.vms.map((v) => v.name).sort()).toEqual([...names].sort());
-    expect(h.transcript()).toMatch(/hyp03 drained in .*: 20 moved, 0 skipped, 0 failed/);
+    await h.waitForText(/hyp03 drained in .*: 20 moved, 0 skipped, 0 failed/);
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
     // Spread: more than one target.
     expect(new Set(names.map((n) => where.get(n))).size).toBeGreaterThan(2);
@@ -87,7 +87,7 @@ describe('drain on the lab', () => {
     for (const n of names) expect(back.get(n)).toBe('hyp03');
     expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
     expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('restored');
-    expect(h.transcript()).toMatch(/hyp03 restored in .*: 20 VMs back home/);
+    await h.waitForText(/hyp03 restored in .*: 20 VMs back home/);
     // A second restore has nothing to read.
     await h.run('restore hyp03');
     await said(h, 'already restored');
@@ -105,9 +105,9 @@ describe('drain on the lab', () => {
     const where = await whereIs(h.rt, CLUSTER);
     for (const n of names) expect(where.get(n)).toBe('hyp03');
     expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
-    expect(h.transcript()).toContain(`${bad} could not move to`);
+    await h.waitForText(`${bad} could not move to`);
     expect(h.transcript()).toContain('after 2 attempts'); // migrationRetries: 1
-    expect(h.transcript()).toMatch(/Rolled back job \d+: \d+ VMs? (is|are) back on hyp03 and hyp03 is out of maintenance/);
+    await h.waitForText(/Rolled back job \d+: \d+ VMs? (is|are) back on hyp03 and hyp03 is out of maintenance/);
     expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('rolled-back');
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
   });
@@ -122,11 +122,11 @@ describe('drain on the lab', () => {
     await h.run(`start ${op.id}`);
     const done = await h.waitForOp(op.id, 30_000);
     expect(done.status).toBe('failed');
-    expect(h.transcript()).toContain(`${bad} could not move to`);
+    await h.waitForText(`${bad} could not move to`);
     const where = await whereIs(h.rt, CLUSTER);
     for (const n of names) expect(where.get(n)).toBe('hyp03');
     expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
-    expect(h.transcript()).toMatch(/Rolled back job \d+: \d+ VMs? (is|are) back on hyp03 and hyp03 is out of maintenance\. Every VM is where it started/);
+    await h.waitForText(/Rolled back job \d+: \d+ VMs? (is|are) back on hyp03 and hyp03 is out of maintenance\. Every VM is where it started/);
     expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('rolled-back');
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
     await setLabFault(h.rt.redis, h.rt.prefix, `vm:${bad}`, null);
@@ -220,7 +220,7 @@ describe('drain on the lab', () => {
     await h.run('drain hyp03 dry-run');
     const dry = await h.waitForOp(undefined);
     expect(dry.status).toBe('succeeded');
-    expect(h.transcript()).toContain('dry run');
+    await h.waitForText('dry run');
     expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
     expect(await readLedger(h.rt, 'hyp03')).toBeNull();
 
@@ -228,7 +228,7 @@ describe('drain on the lab', () => {
     await h.run(`cancel ${op.id}`);
     const c = await h.waitForOp(op.id);
     expect(c.status).toBe('cancelled');
-    expect(h.transcript()).toContain('Nothing was moved');
+    await h.waitForText('Nothing was moved');
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
 
     await h.run('drain hyp33');
@@ -246,7 +246,7 @@ describe('drain on the lab', () => {
     await h.run('drain hyp03');
     const refused = await h.waitForOp(undefined);
     expect(refused.status).toBe('failed');
-    expect(h.transcript()).toContain(`${names[0]} is running and not highly available`);
+    await h.waitForText(`${names[0]} is running and not highly available`);
     expect((await hostState(h.rt, 'hyp03')).facts.maintenance).toBe(false);
 
     const op = await planned(h, 'drain hyp03 save-non-ha');
@@ -254,7 +254,7 @@ describe('drain on the lab', () => {
     const id = op.params.approvalId as string;
     expect(id).toMatch(/^\d+$/);
     await h.waitFor(async () => h!.transcript().includes(`drain hyp03 save-non-ha (job ${op.id}), overriding a refused precheck`), 'the approval card');
-    expect(h.transcript()).toContain(`type: approve ${id}`);
+    await h.waitForText(`type: approve ${id}`);
     // The requester's own Start or approve is a refused self-approval; a non-approver is refused.
     await h.run(`start ${op.id}`);
     await said(h, 'You asked for this; someone else has to approve it.');

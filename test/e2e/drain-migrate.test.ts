@@ -39,7 +39,7 @@ describe('migrate on the lab', () => {
     await h.run(`precheck ${vm} to hyp04`);
     const pre = await h.waitForOp((await newest(h)).id, 40_000);
     expect(pre.status).toBe('succeeded');
-    expect(h.transcript()).toContain(`${vm} can move live from hyp03 to hyp04.`);
+    await h.waitForText(`${vm} can move live from hyp03 to hyp04.`);
 
     const dry = await migrate(h, `migrate ${vm} to hyp04 dry-run`, false);
     expect(dry.status).toBe('succeeded');
@@ -58,7 +58,7 @@ describe('migrate on the lab', () => {
     expect(op2.status).toBe('succeeded');
     const moved = (await hostState(h.rt, 'hyp05')).vms.find((v) => v.name === vm2)!;
     expect(moved.disks.every((d) => d.datastore === 'local-hyp05')).toBe(true);
-    expect(h.transcript()).toContain(`${vm2} moved live from hyp03 to hyp05 with its storage on local-hyp05`);
+    await h.waitForText(`${vm2} moved live from hyp03 to hyp05 with its storage on local-hyp05`);
   });
 
   it('refuses a datastore without room (seed 003 free-space check), the same host, and another cluster without shared storage', async () => {
@@ -72,7 +72,7 @@ describe('migrate on the lab', () => {
     const vm = vmName('hyp03', 1);
     const big = await migrate(h, `migrate ${vm} to hyp04 datastore local-hyp04`, false);
     expect(big.status).toBe('failed');
-    expect(h.transcript()).toMatch(/datastore local-hyp04 has 600 GiB free and .*need 700 GiB/);
+    await h.waitForText(/datastore local-hyp04 has 600 GiB free and .*need 700 GiB/);
 
     const same = await migrate(h, `migrate ${vm} to hyp03`, false);
     expect(same.summary).toContain(`${vm} is already on hyp03`);

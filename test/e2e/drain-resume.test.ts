@@ -53,5 +53,5 @@ it('a drain survives SIGKILL of its worker and finishes on a new one, moving no 
   const per = await migrationsPerVm(h.rt.redis, prefix);
   for (const n of names) expect(per.get(n), n).toBe(1);
   await h.waitFor(async () => h!.transcript().includes(`Resumed job ${op.id} after its worker stopped`), 'the resume note');
-  expect(h.transcript()).toMatch(/hyp03 drained in .*: 20 moved, 0 skipped, 0 failed/);
+  await h.waitForText(/hyp03 drained in .*: 20 moved, 0 skipped, 0 failed/);
 });

@@ -92,7 +92,7 @@ describe('drain review: a held drain keeps its host', () => {
     expect(done.status).toBe('failed');
     const moved = [...(await migrationsPerVm(h.rt.redis, h.rt.prefix)).values()].reduce((a, b) => a + b, 0);
     expect(moved).toBeLessThan(4);
-    expect(h.transcript()).toMatch(new RegExp(`job ${op.id} lost its lock on hyp03: hyp03 is being restored by @bob \\(job 9999\\)\\. It stopped after its current migration: ${moved} of 4 VMs moved`));
+    await h.waitForText(new RegExp(`job ${op.id} lost its lock on hyp03: hyp03 is being restored by @bob \\(job 9999\\)\\. It stopped after its current migration: ${moved} of 4 VMs moved`));
     expect((await readLock(h.rt, 'hyp03'))?.opId).toBe(9999);
     expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('drained');
   });

@@ -55,7 +55,7 @@ describe('rolling run on the lab', () => {
     // `approve run <job>` is an alias of `approve <request>`.
     const reqId = (await readRun(h.deps, runId))!.approvalId!;
     expect(reqId).toMatch(/^\d+$/);
-    expect(h.transcript()).toContain(`"approve ${reqId}"`);
+    await h.waitForText(`"approve ${reqId}"`);
     // The requester cannot approve their own run (either spelling); an approver can.
     await h.run(`approve run ${runId}`, 'alice');
     const refusal = await h.waitFor(async () => h.ephemerals('alice').at(-1), 'the self-approval refusal');

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { FINISHED } from '../../src/jobs/operations.js';
+import { bound } from '../support/speed.js';
 
 const YAML = `
 lab:
@@ -61,5 +62,5 @@ describe('sweep cost per host', () => {
     // The old per-host read of the whole record alone was ~18 kB per host at 2,000 hosts.
     expect(large.outPerHost).toBeLessThan(small.outPerHost * 1.5);
     expect(large.commandsPerHost).toBeLessThan(small.commandsPerHost * 1.5);
-  }, 180_000);
+  }, bound(180_000));
 });

@@ -86,7 +86,7 @@ describe('web and worker as separate processes', () => {
     worker = startFerry('worker', env);
     procs.push(web, worker);
     await Promise.all([web.waitForLine(/Slack app listening/, 90_000), worker.waitForLine(/workers ready/, 90_000)]);
-  }, 120_000);
+  });
 
   afterAll(async () => {
     await Promise.all(procs.map((p) => p.stop()));
@@ -104,7 +104,7 @@ describe('web and worker as separate processes', () => {
     expect(missing, `jobs enqueued somewhere but not run by the worker: ${missing.join(', ')}`).toEqual([]);
   });
 
-  it('the App Home opened in Slack is published again by the worker when a drain starts', { timeout: 60_000 }, async () => {
+  it('the App Home opened in Slack is published again by the worker when a drain starts', async () => {
     const homes = () => slack.calls.filter((c) => c.method === 'views.publish' && c.body.user_id === 'U0ALICE');
     const waitFor = async (ok: () => boolean, what: string | (() => string), ms = 30_000): Promise<void> => {
       const deadline = Date.now() + ms;

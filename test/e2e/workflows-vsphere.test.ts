@@ -123,7 +123,7 @@ console: { user: alice }
     await h.run('drain esx01');
     const refused = await h.waitForOp(undefined, 30_000);
     expect(refused.status).toBe('failed');
-    expect(h.transcript()).toMatch(new RegExp(`${VM1} cannot move[\\s\\S]*its CD-ROM drive is connected to \\S+ on esx01; disconnect it first`));
+    await h.waitForText(new RegExp(`${VM1} cannot move[\\s\\S]*its CD-ROM drive is connected to \\S+ on esx01; disconnect it first`));
     expect(await inMaintenance('esx01')).toBe(false);
 
     await removeHostCdrom(VM1);
@@ -137,7 +137,7 @@ console: { user: alice }
     expect(done.summary).toBe('1 moved, 0 skipped, 0 failed');
     expect(await where(VM1)).toBe('esx02');
     expect(await inMaintenance('esx01')).toBe(true); // EnterMaintenanceMode_Task, really
-    expect(h.transcript()).toMatch(/esx01 drained in .*: 1 moved, 0 skipped, 0 failed/);
+    await h.waitForText(/esx01 drained in .*: 1 moved, 0 skipped, 0 failed/);
     expect((await readLedger(h.rt, 'esx01'))?.status).toBe('drained');
 
     await h.run('restore esx01');
@@ -145,7 +145,7 @@ console: { user: alice }
     expect(r.status, h.transcript()).toBe('succeeded');
     expect(await where(VM1)).toBe('esx01');
     expect(await inMaintenance('esx01')).toBe(false);
-    expect(h.transcript()).toMatch(/esx01 restored in .*: 1 VM back home, 0 already there/);
+    await h.waitForText(/esx01 restored in .*: 1 VM back home, 0 already there/);
     expect(await readLock(h.rt, 'esx01')).toBeNull();
   });
 
@@ -161,7 +161,7 @@ console: { user: alice }
     await h.run(`start ${op.id}`);
     const done = await h.waitForOp(op.id, 30_000);
     expect(done.status, h.transcript()).toBe('succeeded');
-    expect(h.transcript()).toMatch(new RegExp(`${VM1} moved live from esx01 to esx02 in `));
+    await h.waitForText(new RegExp(`${VM1} moved live from esx01 to esx02 in `));
     expect(await where(VM1)).toBe('esx02');
   });
 

@@ -58,7 +58,7 @@ async function until<T>(probe: () => Promise<T | undefined>, what: string, proc?
   }
 }
 
-describe('entry points from dist (Procfile, bin/ferry.mjs)', { timeout: 120_000 }, () => {
+describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
   let redis: OwnRedis;
   const procs: Proc[] = [];
 
@@ -66,7 +66,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', { timeout: 120_000 
     const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, encoding: 'utf8' });
     if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
     redis = await ownRedis(['--appendonly', 'yes', '--save', '']);
-  }, 240_000);
+  }, bound(240_000));
 
   afterAll(async () => {
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
