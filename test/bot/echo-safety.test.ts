@@ -48,4 +48,4 @@ it('hosts kvm01 does not show the SSH private-key path; vCenter endpoint and use
   expect(all).not.toContain('ferry-secret-dir');
   expect(all).not.toContain('127.0.0.1:9');
   expect(all).not.toContain('svc-ferry@vsphere.local');
-}, 40_000);
+});
