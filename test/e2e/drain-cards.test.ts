@@ -125,3 +125,33 @@ describe('cards and the channel echo end in a final state', () => {
     expect(last).toMatch(/2 back home/);
   });
 });
+
+describe('lock keepers', () => {
+  it('restore stops when another operation holds its host, and moves nothing more', async () => {
+    h = await makeHarness({ yaml: drainLabYaml({ concurrency: 1, migrationMs: 400 }) });
+    const names = await setHostVms(h.deps, 'hyp03', 4);
+    const op = await h.planned('drain hyp03');
+    await h.run(`start ${op.id}`);
+    expect((await h.waitForOp(op.id, 30_000)).status).toBe('succeeded');
+    await h.run('restore hyp03');
+    const r = await h.waitFor(async () => {
+      const o = (await h!.deps.ops.recent(1))[0];
+      return o && o.kind === 'restore' ? o : undefined;
+    }, 'the restore');
+    // Once the first VM is home, another operation has the host (its lock expired meanwhile).
+    await h.waitFor(async () => Object.values(await h!.rt.redis.hgetall(`${h!.rt.prefix}:op:${r.id}:vms`)).some((v) => v.includes('"returned"')), 'one VM home');
+    const other = { host: 'hyp03', opId: 999, owner: 'bob', op: 'drain', at: Date.now() };
+    await h.rt.redis.set(`${h.rt.prefix}:lock:host:hyp03`, JSON.stringify(other), 'PX', 60_000);
+    const done = await h.waitForOp(r.id, 30_000);
+    expect(done.status).toBe('failed');
+    expect(done.summary).toMatch(/job 999/);
+    const where = await whereIsAll(h);
+    expect(names.filter((n) => where.get(n) === 'hyp03').length).toBeLessThan(4);
+  }, 60_000);
+});
+
+async function whereIsAll(h: Harness): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const host of ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06']) for (const v of (await hostState(h.rt, host)).vms) out.set(v.name, host);
+  return out;
+}

@@ -146,12 +146,20 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     await finishOp(deps, op, 'failed', lockedSentence(held));
     return;
   }
-  const keeper = keepLocks(deps.rt, hosts, opId);
+  // Takes a lost lock back while nobody else has it; another operation holding it stops the move.
+  const keeper = keepLocks(deps.rt, hosts, opId, undefined, { owner: op.requester, op: 'migrate' });
   const cancel = watchCancel(deps, opId);
   try {
     const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs'));
     if (runs > 1) await deps.outbox.post(op.conv, message(`Resumed job ${opId} after its worker stopped; checking where ${p.vm} is before doing anything.`));
     if (!op.startedAt) op = await deps.ops.patch(opId, { startedAt: deps.rt.clock.now() });
+    const lostTo = await keeper.check();
+    if (lostTo) {
+      keeper.stop();
+      await deps.outbox.post(op.conv, message(`${lockedSentence(lostTo)} job ${opId} stops here; ${p.vm} was not moved.`));
+      await finishOp(deps, op, 'failed', lockedSentence(lostTo));
+      return;
+    }
     const out = await moveVm(
       deps,
       op,

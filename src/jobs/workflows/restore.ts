@@ -104,6 +104,8 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     const cancel = watchCancel(deps, opId);
     await pMap(plan.moves, conc, async (m) => {
       if (cancel.signal.aborted || (await deps.ops.cancelRequested(opId))) return;
+      // The host must still be this restore's: another operation holding it stops the restore.
+      if (await keeper.check()) return;
       const states = await vmStates(deps, opId);
       if (states[m.vm]?.state === 'returned') return;
       await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'returning', target: host, from: m.from });
@@ -120,6 +122,18 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       }
       await refreshCard(deps, opId);
     }).finally(() => cancel.stop());
+
+    const lostTo = keeper.lost();
+    if (lostTo) {
+      keeper.stop();
+      const back = Object.values(await vmStates(deps, opId)).filter((x) => x.state === 'returned').length;
+      const sentence = `stopped after ${back} of ${plan.moves.length} VMs came home: ${lockedSentence(lostTo)}`;
+      await setLedgerStatus(deps.rt, host, 'drained');
+      await deps.outbox.post(op.conv, message(`job ${opId} lost its lock on ${host}: ${lockedSentence(lostTo)} It stopped after its current migration; ${back} of ${plan.moves.length} VMs are home. Once job ${lostTo.opId} is done, restore ${host} brings the rest home.`));
+      await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `restore ${host}: lost the host lock`, targets: [host], opId, outcome: 'failed', detail: lockedSentence(lostTo) });
+      await finishOp(deps, op, 'failed', sentence);
+      return;
+    }
 
     // save-non-ha: the VMs the drain saved in place (action 'save' in its ledger) start again
     // from their saved state; a VM saved before the drain, or started by hand since, is left be.
