@@ -77,7 +77,8 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     log.info({ signal }, 'shutting down: finishing running steps');
     await stopWeb?.().catch(() => undefined);
-    await workers?.close();
+    // Stop taking jobs; running steps get SHUTDOWN_GRACE_MS, then their threads hear of the handover.
+    await workers?.shutdown(fenv.shutdownGraceMs);
     await health.close();
     await deps.close();
     await rt.close();

@@ -27,6 +27,13 @@ async function stalledOut(deps: Deps, queue: Queue, jobId: string): Promise<void
 export interface WorkerSet {
   workers: Worker[];
   close(): Promise<void>;
+  /**
+   * SIGTERM: stop taking jobs and let running steps finish within graceMs. Each operation whose
+   * step is still running then hears in its thread that Ferry is restarting and the operation
+   * will resume (its job is picked up by another worker once this process has gone).
+   * Returns the operations handed over.
+   */
+  shutdown(graceMs: number): Promise<Operation[]>;
 }
 
 export async function startWorkers(
@@ -140,6 +147,27 @@ export async function startWorkers(
     async close() {
       clearInterval(epochTimer);
       await Promise.allSettled([...workers.map((w) => w.close()), ...events.map((e) => e.close())]);
+    },
+    async shutdown(graceMs) {
+      clearInterval(epochTimer);
+      let timer: NodeJS.Timeout | undefined;
+      const finished = await Promise.race([
+        Promise.allSettled([...workers.map((w) => w.close()), ...events.map((e) => e.close())]).then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+      ]);
+      clearTimeout(timer);
+      if (finished) return [];
+      const left = [...new Map([...running.values()].map((o) => [o.id, o])).values()];
+      // Hand over: give up the jobs' locks. Their fenced steps stop here before acting again, and
+      // the next stalled-job check of any worker puts them back in the queue.
+      await Promise.allSettled([...running.keys()].map((jobId) => rt.redis.del(`${rt.prefix}:bull:ops:${jobId}:lock`)));
+      rt.log.warn({ graceMs, ops: left.map((o) => o.id) }, 'shutdown: steps still running after the grace period; handing them over');
+      const notices = Promise.allSettled(
+        left.map((op) => deps.outbox.post(op.conv, message(`Ferry is restarting: the worker running ${op.title} (operation ${op.id}) is stopping. The operation will resume on another worker from where it stopped; nothing done so far is repeated.`))),
+      );
+      // Slack being slow must not hold the exit past the orchestrator's kill.
+      await Promise.race([notices, new Promise((r) => setTimeout(r, 3000).unref())]);
+      return left;
     },
   };
 }
