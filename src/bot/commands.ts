@@ -4,6 +4,7 @@
  * behave the same; a button or form (src/bot/actions.ts) stands for a command and goes through
  * the same authorize(). Handlers answer fast: anything that touches a hypervisor becomes a job.
  */
+import { userRate, USER_COMMANDS_MAX, USER_COMMANDS_WINDOW_MS } from './rate-limit.js';
 import { parseCommand, type Command, type CommandName } from './grammar.js';
 import { mayRun, type ChannelRef, type GroupMembers } from '../core/permissions.js';
 import type { Message } from '../chat/messages.js';
@@ -107,6 +108,15 @@ function dryRunOf(cmd: Command): boolean {
 /** Handle one line. Returns the parsed command (or null for bad input) for logging and tests. */
 export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Command | null> {
   const log = deps.rt.log.child({ user: input.user, surface: input.conv.surface });
+  // One person's flood must not silence a channel: over the rate, one sentence, then nothing.
+  const rate = await userRate(deps.rt.redis, deps.rt.prefix, input.user);
+  if (!rate.ok) {
+    if (rate.say) {
+      log.warn({ limit: USER_COMMANDS_MAX, windowMs: USER_COMMANDS_WINDOW_MS }, 'commands refused: over the per-user rate');
+      await input.refuse(rate.say);
+    }
+    return null;
+  }
   const parsed = parseCommand(input.text);
   if (!parsed.ok) {
     log.info({ text: input.text.slice(0, 200), refused: parsed.error }, 'command refused: bad input');
