@@ -123,6 +123,12 @@ describe.skipIf(!ok)('live migration on two real libvirt hosts', () => {
     await h.run('migrate lvguest to lv02');
     const mig = await h.waitForOp(undefined, slow);
     expect(mig.status).toBe('failed');
+    // And so does a drain's plan, before the host is cordoned.
+    await h.run('drain lv01');
+    const drain = await h.waitForOp(undefined, slow);
+    expect(drain.status, h.transcript()).toBe('failed');
+    expect(h.transcript()).toMatch(/lv01 cannot be drained: live migration from it does not work to 1 planned target\.[\s\S]*lv01 cannot reach lv02's libvirt at qemu\+ssh:\/\/root@127\.0\.77\.2:42699\/system/);
+    expect(await h.rt.redis.exists(`${h.rt.prefix}:libvirt:cordon:lv01`)).toBe(0);
     expect(on('a', 'lvguest').state).toBe('running');
     expect(pair.domains('b')).toEqual([]);
   }, 300_000);

@@ -650,14 +650,23 @@ export class LibvirtAdapter implements HypervisorAdapter {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => stop('timeout'), limitMs);
     let done = false;
+    // The poll's nap ends the moment the migration does: waiting out a whole interval (and a
+    // domjobinfo round trip) after `virsh migrate` returned was pure delay on every migration.
+    let wake = (): void => undefined;
     const poll = (async () => {
       const every = this.settings.pollMs ?? 1000;
       while (!done) {
-        await new Promise((r) => setTimeout(r, every));
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, every);
+          wake = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
         if (done) break;
         try {
           const info = parseDomjobinfo(await this.virsh(source, 'domjobinfo', ['domjobinfo', '--domain', dom]));
-          if (info.type.toLowerCase() !== 'none' && info.percent !== undefined) {
+          if (!done && info.type.toLowerCase() !== 'none' && info.percent !== undefined) {
             last = { percent: info.percent, ...(info.remainingMiB !== undefined ? { remainingMiB: info.remainingMiB } : {}) };
             onProgress?.({ percent: info.percent, phase: 'migrating memory', ...(info.remainingMiB !== undefined ? { remainingMiB: info.remainingMiB } : {}) });
           }
@@ -686,10 +695,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
       throw err;
     } finally {
       done = true;
+      wake();
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      await poll;
     }
+    // A domjobinfo already in flight finishes on its own (its answer is dropped); it is not waited for.
+    void poll;
     // Resolve only when the domain runs on the target.
     const state = (await this.virsh(target, 'domstate', ['domstate', '--domain', dom])).trim();
     if (mode === 'live' && powerState(state, false) !== 'running') {

@@ -153,9 +153,22 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     return;
   }
   const moves: PlannedMove[] = pre.plan.assignments.map((a) => ({ vm: a.vm, vmId: a.vmId, target: a.target, mode: a.mode, memoryMiB: a.memoryMiB }));
+  // A configured migration network is not a working one: where the adapter can, each planned
+  // live target is tried from this host (libvirt: the migrate URI opened on the source).
+  const pathProblems: string[] = [];
+  const adapter = deps.rt.adapters.forCluster(p.cluster);
+  if (pre.ok && adapter.checkMigrationPath) {
+    const targets = [...new Set(moves.filter((m) => m.mode === 'live').map((m) => m.target))];
+    const found = await Promise.all(
+      targets.map((t) => adapter.checkMigrationPath!(p.host, t).catch((e: unknown) => [{ severity: 'block' as const, message: `the migration path from ${p.host} to ${t} could not be checked: ${errorText(e)}` }])),
+    );
+    pathProblems.push(...found.flat().filter((f) => f.severity === 'block').map((f) => f.message));
+  }
+  const ok = pre.ok && pathProblems.length === 0;
   const plan: DrainPlan = {
-    ok: pre.ok,
+    ok,
     lines: [
+      ...(pathProblems.length ? [`${p.host} cannot be drained: live migration from it does not work to ${plural(pathProblems.length, 'planned target')}.`, ...pathProblems.map((m) => `  ${m}`)] : []),
       ...renderDrainPrecheck(pre),
       ...(pre.verdicts.some((v) => v.action === 'refuse' && !v.ha) ? [`To save the running non-HA VMs in place instead, add save-non-ha: drain ${p.host} save-non-ha (an approver must start it).`] : []),
       ...Object.entries(errors).map(([h, e]) => `${h} did not answer and is not a candidate target (${e}).`),
@@ -169,9 +182,9 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     unreachable: errors,
   };
   await deps.rt.redis.set(deps.rt.key('op', opId, 'plan'), JSON.stringify(plan));
-  await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `drain ${p.host}: plan`, targets: [p.host, ...moves.map((m) => m.vm)], opId, outcome: pre.ok ? 'ok' : 'refused', detail: plan.lines[0] });
+  await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `drain ${p.host}: plan`, targets: [p.host, ...moves.map((m) => m.vm)], opId, outcome: ok ? 'ok' : 'refused', detail: plan.lines[0] });
 
-  if (!pre.ok) {
+  if (!ok) {
     // The card shows the refused plan in full; it is not posted a second time.
     await releaseLock(deps.rt, p.host, opId);
     await finishOp(deps, op, 'failed', plan.lines[0]!);
