@@ -29,6 +29,8 @@ function answers(port: number, host: string, timeoutMs = 500): Promise<boolean> 
 
 /** Resolve the Redis URL to use, launching a private server when allowed and needed. */
 export async function resolveRedisUrl(env: NodeJS.ProcessEnv, opts: { launch: boolean; probePort?: number }): Promise<{ url: string; launched?: () => Promise<void> }> {
+  const sentinel = sentinelUrl(env);
+  if (sentinel) return { url: sentinel };
   if (env.REDIS_URL) return { url: env.REDIS_URL };
   const port = opts.probePort ?? 6379;
   if (await answers(port, '127.0.0.1')) return { url: `redis://127.0.0.1:${port}` };
@@ -66,7 +68,44 @@ export function redisOptionsFromUrl(url: string): { url?: string; path?: string 
   return { url };
 }
 
+/**
+ * Redis Sentinel: REDIS_SENTINELS=host:port,host:port (used instead of REDIS_URL when set),
+ * REDIS_SENTINEL_MASTER (default ferry), REDIS_PASSWORD / REDIS_USERNAME for the data nodes,
+ * REDIS_SENTINEL_PASSWORD for the sentinels, REDIS_TLS=1 for TLS to both. Carried as one
+ * `redis-sentinel://` URL so every connection (runtime, duplicates, BullMQ) is built the same way.
+ */
+export function sentinelUrl(env: NodeJS.ProcessEnv): string | undefined {
+  const list = env.REDIS_SENTINELS?.trim();
+  if (!list) return undefined;
+  const nodes = list.split(',').map((s) => s.trim());
+  for (const n of nodes) {
+    const m = /^([^:\s]+):(\d{1,5})$/.exec(n);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Error(`REDIS_SENTINELS must be host:port[,host:port…], and "${n}" is not host:port.`);
+  }
+  const q = new URLSearchParams();
+  for (const k of ['REDIS_PASSWORD', 'REDIS_USERNAME', 'REDIS_SENTINEL_PASSWORD', 'REDIS_TLS'] as const) if (env[k]) q.set(k, env[k]);
+  return `redis-sentinel://${nodes.join(',')}/${encodeURIComponent(env.REDIS_SENTINEL_MASTER?.trim() || 'ferry')}${q.size ? `?${q}` : ''}`;
+}
+
+function sentinelOptions(url: string): RedisOptions {
+  const m = /^redis-sentinel:\/\/([^/]+)\/([^?]*)(?:\?(.*))?$/.exec(url);
+  if (!m) throw new Error(`not a redis-sentinel URL: ${url}`);
+  const q = new URLSearchParams(m[3] ?? '');
+  const tls = q.get('REDIS_TLS') === '1' ? {} : undefined;
+  return {
+    sentinels: m[1]!.split(',').map((hp) => ({ host: hp.slice(0, hp.lastIndexOf(':')), port: Number(hp.slice(hp.lastIndexOf(':') + 1)) })),
+    name: decodeURIComponent(m[2]!),
+    ...(q.get('REDIS_PASSWORD') ? { password: q.get('REDIS_PASSWORD')! } : {}),
+    ...(q.get('REDIS_USERNAME') ? { username: q.get('REDIS_USERNAME')! } : {}),
+    ...(q.get('REDIS_SENTINEL_PASSWORD') ? { sentinelPassword: q.get('REDIS_SENTINEL_PASSWORD')! } : {}),
+    ...(tls ? { tls, sentinelTLS: tls, enableTLSForSentinelMode: true } : {}),
+    // Ask the sentinels again as soon as one announces a new primary (narrows the window of writes to a demoted one).
+    failoverDetector: true,
+  };
+}
+
 export function connectUrl(url: string, opts: RedisOptions = {}): Redis {
+  if (url.startsWith('redis-sentinel://')) return new Redis({ maxRetriesPerRequest: null, enableReadyCheck: true, ...sentinelOptions(url), ...opts });
   const o = redisOptionsFromUrl(url);
   if (o.path) return new Redis({ path: o.path, maxRetriesPerRequest: null, ...opts });
   return connect(o.url!, opts);
