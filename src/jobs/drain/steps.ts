@@ -171,6 +171,8 @@ export async function locateVm(deps: Deps, cluster: string, name: string, id: st
 export async function auditedCall<T>(deps: Deps, op: Operation, action: string, targets: string[], fn: () => Promise<T>, detail?: string): Promise<T> {
   // A run that lost its job stops before it acts (fence.ts).
   await assertFence(deps.rt.redis);
+  // The intent first: a call cut short (worker killed mid-migration) still leaves its trace.
+  await audit(deps.rt, { actor: op.requester, kind: 'adapter', action, targets, opId: op.id, outcome: 'started', detail });
   try {
     const out = await fn();
     await audit(deps.rt, { actor: op.requester, kind: 'adapter', action, targets, opId: op.id, outcome: 'ok', detail }).catch(() => undefined);
