@@ -15,7 +15,8 @@ export function configRedactor(config: FerryConfig): (msg: Message) => Message {
     if (c.ssh?.knownHosts) pairs.push([c.ssh.knownHosts, 'the configured known_hosts file']);
     if (c.vsphere) {
       const u = new URL(c.vsphere.url);
-      pairs.push([c.vsphere.url, 'the cluster\u2019s vCenter'], [u.origin, 'the cluster\u2019s vCenter'], [u.host, 'the cluster\u2019s vCenter']);
+      // "vCenter <host>" as adapters word it reads "the cluster's vCenter", not "vCenter the cluster's vCenter".
+      for (const s of [c.vsphere.url, u.origin, u.host]) pairs.push([`vCenter ${s}`, 'the cluster\u2019s vCenter'], [s, 'the cluster\u2019s vCenter']);
       // A user name that is also an ordinary word ("ferry") is left alone; account names are not.
       if (/[@\\]/.test(c.vsphere.user) || c.vsphere.user.length >= 8) pairs.push([c.vsphere.user, 'the configured vCenter user']);
     }

@@ -98,7 +98,7 @@ describe.skipIf(!ok)('live migration on two real libvirt hosts', () => {
 
     await h.run('status lv01');
     await h.waitForOp(undefined, slow);
-    text = h.transcript();
+    text = await h.waitForText(/lvdirty\s+running/);
     expect(text).toMatch(/lvguest\s+running\s+64 MiB\s+1\s+\S*\s*HA/);
     expect(text).toMatch(/lvdirty\s+running\s+64 MiB\s+1\s+\S*\s*non-HA/);
     expect(text).not.toMatch(/(^|[^\d.])0 GiB/); // "10 GiB" of host memory is fine
@@ -106,7 +106,7 @@ describe.skipIf(!ok)('live migration on two real libvirt hosts', () => {
     await h.run('precheck lvguest to lv02');
     const pre = await h.waitForOp(undefined, slow);
     expect(pre.status, h.transcript()).toBe('succeeded');
-    expect(h.transcript()).toContain('lvguest can move live from lv01 to lv02.');
+    await h.waitForText('lvguest can move live from lv01 to lv02.');
     expect(on('a', 'lvguest').state).toBe('running');
   }, 300_000);
 
@@ -127,7 +127,7 @@ describe.skipIf(!ok)('live migration on two real libvirt hosts', () => {
     await h.run('drain lv01');
     const drain = await h.waitForOp(undefined, slow);
     expect(drain.status, h.transcript()).toBe('failed');
-    expect(h.transcript()).toMatch(/lv01 cannot be drained: live migration from it does not work to 1 planned target\.[\s\S]*lv01 cannot reach lv02's libvirt at qemu\+ssh:\/\/root@127\.0\.77\.2:42699\/system/);
+    await h.waitForText(/lv01 cannot be drained: live migration from it does not work to 1 planned target\.[\s\S]*lv01 cannot reach lv02's libvirt at qemu\+ssh:\/\/root@127\.0\.77\.2:42699\/system/);
     expect(await h.rt.redis.exists(`${h.rt.prefix}:libvirt:cordon:lv01`)).toBe(0);
     expect(on('a', 'lvguest').state).toBe('running');
     expect(pair.domains('b')).toEqual([]);
@@ -215,7 +215,7 @@ describe.skipIf(!ok)('live migration on two real libvirt hosts', () => {
     await h.run('restore lv01');
     const restored = await h.waitForOp(undefined, slow * 2);
     expect(restored.status, h.transcript()).toBe('succeeded');
-    expect(h.transcript()).toMatch(/lv01 restored in .*: 1 VM back home/);
+    await h.waitForText(/lv01 restored in .*: 1 VM back home/);
     expect(on('a', 'lvguest')).toEqual({ state: 'running', persistent: true });
     expect(pair.domains('b')).toEqual([]);
     expect((await readLedger(h.rt, 'lv01'))?.status).toBe('restored');

@@ -192,7 +192,7 @@ console: { user: alice }
     await h.run('drain kvm01');
     const refused = await h.waitForOp(undefined, 90_000);
     expect(refused.status).toBe('failed');
-    let text = await h.waitForText('drain kvm01 save-non-ha');
+    let text = await h.waitForText(`${f.vms.db} cannot move: no host of kvm can take it`);
     expect(text).toContain(`${f.vms.db} cannot move: no host of kvm can take it`);
     expect(text).toContain(`${f.vms.db} cannot move live to kvm02: its CD-ROM drive has /iso/tools.iso mounted, which kvm02 cannot see`);
     expect(text).not.toMatch(/port group 'prod' is untagged/); // web's own VLAN tag moves with it
