@@ -62,7 +62,7 @@ it('a drain whose worker dies more often than the stall limit ends failed and re
     await kill(w);
     w = await worker(yaml, prefix);
   }
-  const done = await h.waitForOp(op.id, 30_000);
+  const done = await h.waitForOp(op.id, 90_000);
   expect(done.status).toBe('failed');
   await h.waitFor(async () => h!.transcript().includes(`job ${op.id} stopped after`), 'the give-up sentence');
   await h.waitForText(/the ledger of hyp03 is kept: \W?restore hyp03\W? brings its VMs home/);
