@@ -193,8 +193,10 @@ describe.skipIf(!haveSshd)('Hyper-V adapter over a real sshd with a stand-in pow
     expect(progress.at(-1)).toEqual({ percent: 100, phase: 'done' });
     expect(res.lingeringPorts?.map((p) => p.wwpn)).toContain('C003FF6EDB4A0005');
     const markers = recorded().map((c) => c.marker);
-    // Polled in other sessions while the move ran: progress calls come after the move's start.
-    expect(markers.indexOf('migration-progress')).toBeGreaterThan(markers.indexOf('migrate-vm'));
+    // Polled in other sessions while the move ran (the move only ends once the second poll has
+    // started). Sessions open in parallel, so on a loaded machine the first poll can reach the
+    // host before the move's own session does: order of arrival is not asserted, overlap is.
+    expect(markers.filter((m) => m === 'migration-progress').length).toBeGreaterThanOrEqual(2);
     expect(markers.filter((m) => m === 'migrate-vm')).toHaveLength(1);
   });
 

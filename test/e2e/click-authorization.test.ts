@@ -45,7 +45,10 @@ async function snapshot(redis: Redis, prefix: string): Promise<Map<string, strin
 
 function changes(a: Map<string, string>, b: Map<string, string>): string[] {
   const keys = new Set([...a.keys(), ...b.keys()]);
-  return [...keys].filter((k) => a.get(k) !== b.get(k) && !(b.get(k) === undefined && a.get(k)?.startsWith('expiring:')) && !(a.get(k)?.startsWith('expiring:') && b.get(k)?.startsWith('expiring:')));
+  // A short-lived throttle key (a card refresh's one-second lock, set by a trailing refresh that
+  // was already in flight) coming or going is not a change; state a click changes lives elsewhere.
+  const throttle = (v: string | undefined): boolean => v === undefined || v.startsWith('expiring:');
+  return [...keys].filter((k) => a.get(k) !== b.get(k) && !(throttle(a.get(k)) && throttle(b.get(k))));
 }
 
 describe('every button and form is authorized like the command it stands for', () => {
