@@ -6,7 +6,7 @@ import { labKeys } from '../../src/adapters/lab/control.js';
 import type { Runtime } from '../../src/runtime.js';
 import type { Deps } from '../../src/jobs/context.js';
 
-export function drainLabYaml(opts: { latencyMs?: number; migrationMs?: number; hosts?: string; concurrency?: number; retries?: number } = {}): string {
+export function drainLabYaml(opts: { latencyMs?: number; migrationMs?: number; hosts?: string; concurrency?: number; retries?: number; maxInMaintenance?: number } = {}): string {
   return `
 timezone: UTC
 lab:
@@ -19,7 +19,8 @@ limits:
 clusters:
   prod-a:
     adapter: lab
-    hosts: ["${opts.hosts ?? 'hyp[01-06]'}"]
+    hosts: ["${opts.hosts ?? 'hyp[01-06]'}"]${opts.maxInMaintenance ? `
+    maxInMaintenance: ${opts.maxInMaintenance}` : ''}
   prod-b:
     adapter: lab
     hosts: ["hyp[07-09]"]

@@ -12,7 +12,13 @@ export interface LedgerVm {
   name: string;
   /** Stable platform id: a VM found under another name with this id was renamed. */
   id: string;
+  /**
+   * The host it belongs to. Normally the drained host; a VM that was on it only because another
+   * host's drain (still open) had moved it there keeps that host as its home, and `homeOpId`
+   * names the drain whose ledger brings it home.
+   */
   home: string;
+  homeOpId?: number;
   power: PowerState;
   ha: boolean;
   memoryMiB: number;
@@ -44,6 +50,25 @@ function key(rt: Runtime, host: string): string {
 export async function readLedger(rt: Runtime, host: string): Promise<Ledger | null> {
   const raw = await rt.redis.get(key(rt, host));
   return raw ? (JSON.parse(raw) as Ledger) : null;
+}
+
+/**
+ * VMs that other hosts' open ledgers place away from home, by VM id: a drain of the host they
+ * sit on now must record their real home, not the host it drains.
+ */
+export async function awayFromHome(rt: Runtime, hosts: string[], except: string): Promise<Map<string, { home: string; opId: number }>> {
+  const others = hosts.filter((h) => h !== except);
+  const out = new Map<string, { home: string; opId: number }>();
+  if (!others.length) return out;
+  const raws = await rt.redis.mget(others.map((h) => key(rt, h)));
+  for (const raw of raws) {
+    if (!raw) continue;
+    const l = JSON.parse(raw) as Ledger;
+    if (!isOpen(l)) continue;
+    // The recorded home, which is already the original one when the ledger itself chained it.
+    for (const v of l.vms) if (v.home !== except) out.set(v.id, { home: v.home, opId: v.homeOpId ?? l.opId });
+  }
+  return out;
 }
 
 /** A ledger restore has work in: the drain ran (or is running) and nobody restored it yet. */

@@ -28,7 +28,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
-import { isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
+import { awayFromHome, isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
 import { DRAIN_ACTIONS, decide, finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
   auditedCall,
@@ -137,6 +137,9 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     return;
   }
   const snapshot = vms[p.host] ?? [];
+  // A VM here only because another host's drain (not yet restored) moved it here belongs to that host.
+  const away = await awayFromHome(deps.rt, deps.rt.inventory.clusters[p.cluster] ?? [], p.host);
+  const homeOf = (v: VmFacts): { home: string; opId: number } | undefined => away.get(v.id);
   const pre = precheckDrain({
     host,
     vms: snapshot,
@@ -172,12 +175,17 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
       ...renderDrainPrecheck(pre),
       ...(pre.verdicts.some((v) => v.action === 'refuse' && !v.ha) ? [`To save the running non-HA VMs in place instead, add save-non-ha: drain ${p.host} save-non-ha (an approver must start it).`] : []),
       ...Object.entries(errors).map(([h, e]) => `${h} did not answer and is not a candidate target (${e}).`),
+      ...snapshot.flatMap((v) => {
+        const a = homeOf(v);
+        return a ? [`${v.name} belongs to ${a.home} (moved here by drain job ${a.opId}, not restored yet): its home stays ${a.home}, and restore ${a.home} brings it back there, not restore ${p.host}.`] : [];
+      }),
     ],
     moves,
     stays: pre.verdicts.filter((v) => v.action !== 'live' && v.action !== 'cold').map((v) => ({ vm: v.vm, vmId: v.vmId, action: v.action, sentence: v.sentence })),
     ledger: snapshot.map((v: VmFacts) => {
       const m = moves.find((x) => x.vmId === v.id);
-      return { name: v.name, id: v.id, home: p.host, power: v.power, ha: v.ha, memoryMiB: v.memoryMiB, action: pre.verdicts.find((x) => x.vmId === v.id)?.action ?? 'skip', ...(m ? { target: m.target } : {}) };
+      const a = homeOf(v);
+      return { name: v.name, id: v.id, home: a?.home ?? p.host, ...(a ? { homeOpId: a.opId } : {}), power: v.power, ha: v.ha, memoryMiB: v.memoryMiB, action: pre.verdicts.find((x) => x.vmId === v.id)?.action ?? 'skip', ...(m ? { target: m.target } : {}) };
     }),
     unreachable: errors,
   };

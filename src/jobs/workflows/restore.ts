@@ -20,7 +20,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
-import { isOpen, readLedger, setLedgerStatus } from '../drain/ledger.js';
+import { isOpen, readLedger, setLedgerStatus, type LedgerVm } from '../drain/ledger.js';
 import { finishOp, stageOf } from '../drain/control.js';
 import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates, watchCancel } from '../drain/steps.js';
 
@@ -28,7 +28,8 @@ export const KIND = 'restore';
 
 interface Drift {
   vm: string;
-  kind: 'gone' | 'renamed' | 'blocked' | 'failed';
+  /** 'elsewhere': the VM belongs to another host (it was here only because that host was drained). */
+  kind: 'gone' | 'renamed' | 'blocked' | 'failed' | 'elsewhere';
   sentence: string;
 }
 
@@ -80,6 +81,11 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     const moves: HomeMove[] = [];
     const located = await pMap(ledger.vms, 8, async (lv) => ({ lv, where: await locateVm(deps, cluster, lv.name, lv.id) }));
     for (const { lv, where } of located) {
+      if (lv.home !== host) {
+        // Not this host's VM: it came here from a drained host, whose restore brings it home.
+        drift.push({ vm: lv.name, kind: 'elsewhere', sentence: await belongsElsewhere(deps, lv, where?.vm.host ?? null) });
+        continue;
+      }
       if (!where) {
         drift.push({ vm: lv.name, kind: 'gone', sentence: `${lv.name} is gone: no VM of ${cluster} has its id any more.` });
         continue;
@@ -159,6 +165,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     const back = plan.moves.filter((m) => states[m.vm]?.state === 'returned');
     const cancelledBy = await deps.ops.cancelRequested(opId);
     const failed = drift.filter((d) => d.kind === 'failed');
+    const elsewhere = drift.filter((d) => d.kind === 'elsewhere').length;
     const blocked = plan.blocked.map((b) => b.vm);
     // Failed moves leave the ledger open: another restore tries them again. A VM a precheck
     // blocks (a hard limit of its home host) would be blocked again by every restore, and an
@@ -167,10 +174,11 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     if (failed.length || cancelledBy) await setLedgerStatus(deps.rt, host, 'drained');
     else await setLedgerStatus(deps.rt, host, 'restored', { restoredBy: opId, ...(blocked.length ? { leftOut: blocked } : {}) });
     const durationMs = deps.rt.clock.now() - (op.startedAt ?? op.createdAt);
-    const headline = `${host} ${blocked.length || failed.length ? 'partly restored' : 'restored'} in ${formatDuration(durationMs)}: ${plural(back.length, 'VM')} back home, ${plan.alreadyHome.length} already there${toResume.length ? `, ${resumed.length} resumed from saved state` : ''}${drift.length ? `, ${plural(drift.length, 'drift')} to look at` : ''}`;
+    const headline = `${host} ${blocked.length || failed.length ? 'partly restored' : 'restored'} in ${formatDuration(durationMs)}: ${plural(back.length, 'VM')} back home, ${plan.alreadyHome.length} already there${toResume.length ? `, ${resumed.length} resumed from saved state` : ''}${elsewhere ? `, ${elsewhere} left to ${elsewhere === 1 ? 'its own home host' : 'their own home hosts'}` : ''}${drift.length > elsewhere ? `, ${plural(drift.length - elsewhere, 'drift')} to look at` : ''}`;
     const blocks: Block[] = [section(`*${headline}.*`)];
     if (back.length) blocks.push({ type: 'table', title: '*Back home*', columns: ['VM', 'From', 'Took'], rows: back.map((m) => [m.vm, m.from, formatDuration(states[m.vm]?.durationMs ?? 0)]) });
-    if (drift.length) blocks.push({ type: 'table', title: '*Drift*', columns: ['VM', 'What'], rows: drift.map((d) => [d.vm, d.sentence]) });
+    if (drift.length > elsewhere) blocks.push({ type: 'table', title: '*Drift*', columns: ['VM', 'What'], rows: drift.filter((d) => d.kind !== 'elsewhere').map((d) => [d.vm, d.sentence]) });
+    if (elsewhere) blocks.push({ type: 'table', title: `*Not ${host}'s VMs* (left where they are)`, columns: ['VM', 'Where it belongs'], rows: drift.filter((d) => d.kind === 'elsewhere').map((d) => [d.vm, d.sentence]) });
     const blockedText = blocked.length
       ? `${plural(blocked.length, 'VM')} could not come home: ${blocked.join(', ')}. ${blocked.length === 1 ? 'It stays where it is and keeps' : 'They stay where they are and keep'} running; fix what blocks ${blocked.length === 1 ? 'it' : 'them'} (see Drift), then \`migrate ${blocked[0]} to ${host}\`${blocked.length > 1 ? ' (and the same for the others)' : ''} brings ${blocked.length === 1 ? 'it' : 'them'} home.${failed.length || cancelledBy ? '' : ` The ledger is closed so ${host} can be drained again; restore ${host} no longer covers ${blocked.length === 1 ? 'it' : 'them'}.`}`
       : '';
@@ -197,6 +205,20 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
   } finally {
     keeper.stop();
   }
+}
+
+/**
+ * One sentence saying where a VM of this ledger belongs when that is another host: the drain
+ * that moved it here from there is not restored yet, or was restored while the VM was here.
+ */
+async function belongsElsewhere(deps: Deps, lv: LedgerVm, now: string | null): Promise<string> {
+  if (now === lv.home) return `${lv.name} is home on ${lv.home} already.`;
+  const where = now ? `it stays on ${now}` : 'it is not found in the cluster now';
+  const other = await readLedger(deps.rt, lv.home);
+  if (other && isOpen(other) && other.vms.some((v) => v.id === lv.id)) {
+    return `${lv.name} belongs to ${lv.home}, not here (drain job ${other.opId} moved it off ${lv.home}); ${where}, and restore ${lv.home} brings it home.`;
+  }
+  return `${lv.name} belongs to ${lv.home}, not here; ${where}${now ? `, and migrate ${lv.name} to ${lv.home} brings it home` : ''}.`;
 }
 
 const restoreCard: CardRenderer = async (deps, op) => {
