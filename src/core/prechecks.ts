@@ -386,13 +386,17 @@ function baseName(path: string): string {
 // ---------------------------------------------------------------------------------------
 // Single VM: `precheck web01 to hyp05`, `migrate web01 to hyp05 [datastore ds2]`
 
-export interface MigratePrecheck {
+/** One VM's move: what a migrate precheck checks and what the workers carry out. */
+export interface MoveSpec {
   vm: string;
   vmId: string;
   source: string;
   target: string;
   mode: MigrationMode;
   datastore?: string;
+}
+
+export interface MigratePrecheck extends MoveSpec {
   /** No input error and no blocking finding. */
   ok: boolean;
   /** Bad input, one sentence: nothing to check further (same host, other cluster without shared storage…). */

@@ -5,13 +5,14 @@
  * entered again. Every mutating adapter call is audited with its outcome.
  */
 import { REMOVE_PORTS_ACTION } from '../workflows/find-stale-ports.js';
-import { AdapterError, type HostFacts, type MigrateProgress, type MigrationMode, type VirtualPort, type VmFacts } from '../../adapters/types.js';
+import { AdapterError, type HostFacts, type MigrateProgress, type VirtualPort, type VmFacts } from '../../adapters/types.js';
 import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
 import { assertFence, currentFence, fencedEval, fencedScript, isFencedOut } from '../fence.js';
 import { refreshCard } from '../cards.js';
 import { context, message, plural, section, type Message } from '../../chat/messages.js';
 import { compressNames } from '../../core/selectors.js';
+import type { MoveSpec } from '../../core/prechecks.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
 import { KIND as SWEEP_KIND, type HostSweepResult } from '../workflows/find-stale-ports.js';
@@ -191,14 +192,7 @@ export async function ensureMaintenance(deps: Deps, op: Operation, host: string,
   return true;
 }
 
-export interface MoveRequest {
-  vm: string;
-  vmId: string;
-  source: string;
-  target: string;
-  mode: MigrationMode;
-  datastore?: string;
-}
+export type MoveRequest = MoveSpec;
 
 export type MoveOutcome =
   | { ok: true; already: boolean; durationMs: number; attempts: number; lingering: VirtualPort[] }

@@ -17,19 +17,17 @@ import type { Job } from 'bullmq';
 import type { VmFacts } from '../../adapters/types.js';
 import { precheckDrain, renderDrainPrecheck } from '../../core/prechecks.js';
 import { pMap } from '../../core/pmap.js';
-import { formatDuration } from '../../core/duration.js';
-import { mention } from '../../core/permissions.js';
 import { audit } from '../../audit/audit.js';
-import { context, message, plural, progressBar, section, type Block, type Button } from '../../chat/messages.js';
+import { plural } from '../../chat/messages.js';
 import type { Conversation, MessageRef } from '../../chat/conversation.js';
-import type { CardRenderer, Workflow } from '../wiring.js';
+import type { Workflow } from '../wiring.js';
 import { ensureCard, refreshCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
 import { awayFromHome, isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
-import { DRAIN_ACTIONS, decide, finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
+import { decide, finishOp, requestStartApproval, stageOf, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
   auditedCall,
   clusterFacts,
@@ -38,7 +36,6 @@ import {
   moveVm,
   watchCancel,
   namesLine,
-  percents,
   progressReporter,
   reportLingering,
   setPercent,
@@ -46,55 +43,18 @@ import {
   vmStates,
   type VmState,
 } from '../drain/steps.js';
+import { concurrencyFor, drainParams as params, KIND, readPlan, type DrainPlan, type DrainRequest, type PlannedMove } from '../drain/model.js';
+import type { DrainEvent, DrainTally } from '../drain/events.js';
+import { narrateDrain, tallyLine } from '../drain/narration.js';
+import { drainCard, drainPlanBlocks } from '../drain/card.js';
 
-export const KIND = 'drain';
+export { KIND, type DrainPlan, type DrainRequest, type PlannedMove };
 /** A held drain keeps its host this long without a running job. */
 const HOLD_LOCK_MS = 7 * 86_400_000;
 
-export interface DrainRequest {
-  host: string;
-  dryRun: boolean;
-  rollback: 'auto' | 'hold';
-  parallel?: number;
-  saveNonHa: boolean;
-  coldMigrate: boolean;
-}
-
-export interface PlannedMove {
-  vm: string;
-  vmId: string;
-  target: string;
-  mode: 'live' | 'cold';
-  memoryMiB: number;
-}
-
-export interface DrainPlan {
-  ok: boolean;
-  lines: string[];
-  moves: PlannedMove[];
-  stays: { vm: string; vmId: string; action: string; sentence: string }[];
-  ledger: LedgerVm[];
-  unreachable: Record<string, string>;
-}
-
-interface Params extends DrainRequest {
-  cluster: string;
-  stage?: string;
-  round?: number;
-  failed?: string[];
-}
-
-function params(op: Operation): Params {
-  return op.params as unknown as Params;
-}
-
-async function readPlan(deps: Deps, opId: number): Promise<DrainPlan | null> {
-  const raw = await deps.rt.redis.get(deps.rt.key('op', opId, 'plan'));
-  return raw ? (JSON.parse(raw) as DrainPlan) : null;
-}
-
-function concurrencyFor(deps: Deps, p: Params): number {
-  return p.parallel ?? deps.rt.config.clusters[p.cluster]?.migrationConcurrency ?? deps.rt.config.limits.migrationConcurrency;
+/** The runner's one way to speak: an event, narrated into the operation's thread. */
+async function emit(deps: Deps, op: Pick<Operation, 'conv'>, e: DrainEvent): Promise<void> {
+  await deps.outbox.post(op.conv, narrateDrain(e));
 }
 
 /** Handler side: create the operation (the lock is taken by the caller for real drains) and queue the plan. */
@@ -212,10 +172,6 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   await watchWaiting(deps, opId);
 }
 
-function esc(s: string): string {
-  return s.replace(/^ {2}/, '    ↳ ');
-}
-
 /** The card (and the channel's answer) carry the sentence: it is not posted a second time. */
 async function refuse(deps: Deps, op: Operation, sentence: string): Promise<void> {
   await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: op.title, targets: op.hosts, opId: op.id, outcome: 'refused', detail: sentence });
@@ -242,7 +198,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
 
   const held = await acquireLock(deps.rt, { host: p.host, opId, owner: op.requester, op: 'drain' });
   if (held) {
-    await deps.outbox.post(op.conv, message(`${lockedSentence(held)} job ${opId} stops here; nothing more was changed.`));
+    await emit(deps, op, { type: 'locked-out', opId, held });
     await finishOp(deps, op, 'failed', lockedSentence(held));
     return;
   }
@@ -253,10 +209,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     if (runs > 1) {
       const states = await vmStates(deps, opId);
       const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
-      await deps.outbox.post(
-        op.conv,
-        message(`Resumed job ${opId} after its worker stopped: ${moved} of ${plan.moves.length} VMs had already moved. Carrying on from the hosts' real state; nothing moves twice.`),
-      );
+      await emit(deps, op, { type: 'resumed', opId, moved, total: plan.moves.length });
     }
     if (!op.startedAt) op = await deps.ops.patch(opId, { startedAt: deps.rt.clock.now() });
     if (stageOf(op) === 'rolling-back') {
@@ -270,7 +223,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     const gate = await maintenanceGate(deps, op, plan);
     if (gate.refused) {
       try {
-        await deps.outbox.post(op.conv, message(`${gate.refused} job ${opId} stops here; nothing was moved and ${p.host} stays out of maintenance.`));
+        await emit(deps, op, { type: 'gate-refused', opId, host: p.host, why: gate.refused });
         const mine = await readLedger(deps.rt, p.host);
         if (mine?.opId === opId && isOpen(mine)) await setLedgerStatus(deps.rt, p.host, 'rolled-back');
         await releaseLock(deps.rt, p.host, opId);
@@ -284,20 +237,16 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       // Ledger: before anything moves.
       const ledger = await writeLedger(deps.rt, { host: p.host, cluster: p.cluster, opId, requester: op.requester, createdAt: deps.rt.clock.now(), status: 'draining', vms: plan.ledger });
       if (ledger.opId !== opId) {
-        await deps.outbox.post(op.conv, message(`${p.host} still has the ledger of job ${ledger.opId}, which was never restored; restore ${p.host} first. Nothing was changed.`));
+        await emit(deps, op, { type: 'open-ledger', host: p.host, ledgerOpId: ledger.opId });
         await releaseLock(deps.rt, p.host, opId);
         await finishOp(deps, op, 'failed', `open ledger of job ${ledger.opId}`);
         return;
       }
       if (await ensureMaintenance(deps, op, p.host, true)) {
-        // vSphere enters maintenance only once the host is empty; until then it refuses new VMs.
-        // Its notes (a fully automated DRS moving VMs on its own) belong in the thread too.
+        // The host read again: vSphere is only entering maintenance until the host is empty, and
+        // its notes (a fully automated DRS moving VMs on its own) belong in the thread too.
         const after = await deps.rt.adapters.forHost(p.host).describeHost(p.host).catch(() => undefined);
-        const state = after?.enteringMaintenance
-          ? `${p.host} is entering maintenance: no new VMs land on it, and the platform completes it once the last running VM has left.`
-          : `${p.host} is in maintenance: no new VMs land on it.`;
-        const notes = after?.notes?.length ? ` Note: ${after.notes.join(' ')}` : '';
-        await deps.outbox.post(op.conv, message(`${state} Moving ${plural(plan.moves.length, 'VM')}, ${concurrencyFor(deps, p)} at a time.${notes}`));
+        await emit(deps, op, { type: 'maintenance-entered', host: p.host, entering: after?.enteringMaintenance === true, notes: after?.notes ?? [], moves: plan.moves.length, concurrency: concurrencyFor(deps, p) });
       }
     } finally {
       await gate.release();
@@ -312,12 +261,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       const states = await vmStates(deps, opId);
       const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
       await setLedgerStatus(deps.rt, p.host, 'drained');
-      await deps.outbox.post(
-        op.conv,
-        message(
-          `job ${opId} lost its lock on ${p.host}: ${lockedSentence(outcome.lost)} It stopped after its current migration: ${moved} of ${plan.moves.length} VMs moved and ${p.host} stays in maintenance. Once job ${outcome.lost.opId} is done, restore ${p.host} brings them home.`,
-        ),
-      );
+      await emit(deps, op, { type: 'lock-lost', opId, host: p.host, lost: outcome.lost, moved, total: plan.moves.length });
       await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `drain ${p.host}: lost the host lock`, targets: [p.host], opId, outcome: 'failed', detail: lockedSentence(outcome.lost) });
       await finishOp(deps, op, 'failed', `stopped after ${moved} of ${plan.moves.length} VMs moved: job ${outcome.lost.opId} has ${p.host} now`);
       return;
@@ -326,10 +270,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       const states = await vmStates(deps, opId);
       const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
       await setLedgerStatus(deps.rt, p.host, 'drained');
-      await deps.outbox.post(
-        op.conv,
-        message(`job ${opId} was cancelled by ${mention(outcome.cancelled)}: ${moved} of ${plan.moves.length} VMs had moved. ${p.host} stays in maintenance; restore ${p.host} brings them home.`),
-      );
+      await emit(deps, op, { type: 'cancelled', opId, host: p.host, by: outcome.cancelled, moved, total: plan.moves.length });
       await releaseLock(deps.rt, p.host, opId);
       await finishOp(deps, op, 'cancelled', `cancelled after ${moved} of ${plan.moves.length} VMs moved`);
       return;
@@ -429,7 +370,7 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan, keeper: Lo
     } else {
       failed.push(m.vm);
       await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'failed', target: m.target, from: p.host, attempts: out.attempts, error: out.error });
-      await deps.outbox.post(op.conv, message(`${m.vm} could not move to ${m.target} after ${plural(out.attempts, 'attempt')}: ${out.error}`));
+      await emit(deps, op, { type: 'vm-failed', vm: m.vm, target: m.target, attempts: out.attempts, error: out.error });
     }
     await refreshCard(deps, op.id);
   }).finally(() => cancel.stop());
@@ -445,11 +386,11 @@ async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<voi
   const located = await pMap(plan.ledger, 8, async (lv) => ({ lv, where: await locate(lv) }));
   const errors = new Map<string, string>();
   const back = located.flatMap(({ lv, where }) => (where && where.vm.host !== p.host ? [{ lv, vm: where.vm }] : []));
-  await deps.outbox.post(op.conv, message(`Rolling back job ${op.id}: ${p.host} leaves maintenance and ${plural(back.length, 'VM')} ${back.length === 1 ? 'moves' : 'move'} back to it.`));
+  await emit(deps, op, { type: 'rollback-started', opId: op.id, host: p.host, back: back.length });
   try {
     await ensureMaintenance(deps, op, p.host, false);
   } catch (e) {
-    await deps.outbox.post(op.conv, message(`${p.host} could not leave maintenance: ${errorText(e)}. The VMs stay where they are; restore ${p.host} tries again.`));
+    await emit(deps, op, { type: 'rollback-stuck', host: p.host, error: errorText(e) });
     await releaseLock(deps.rt, p.host, op.id);
     await finishOp(deps, op, 'failed', `rollback failed: ${errorText(e)}`);
     return;
@@ -483,16 +424,11 @@ async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<voi
     .filter(({ where }) => !where || where.vm.host !== p.host)
     .map(({ lv, where }) => errors.get(lv.name) ?? (where ? `${lv.name} is on ${where.vm.host}` : `${lv.name} could not be found in ${p.cluster}`));
   const returned = back.filter(({ lv }) => after.find((x) => x.lv.id === lv.id)?.where?.vm.host === p.host).length;
-  const failedVms = (params((await deps.ops.get(op.id))!).failed ?? []).join(', ');
-  if (problems.length) {
-    await setLedgerStatus(deps.rt, p.host, 'drained');
-    await deps.outbox.post(op.conv, message(`Rollback of job ${op.id} finished with problems: ${returned} of ${back.length} VMs are back on ${p.host}; ${problems.join('; ')}. restore ${p.host} tries the rest again.`));
-  } else {
-    await setLedgerStatus(deps.rt, p.host, 'rolled-back');
-    await deps.outbox.post(op.conv, message(`Rolled back job ${op.id}: ${plural(returned, 'VM')} ${returned === 1 ? 'is' : 'are'} back on ${p.host} and ${p.host} is out of maintenance. Every VM is where it started.`));
-  }
+  const failedVms = params((await deps.ops.get(op.id))!).failed ?? [];
+  await setLedgerStatus(deps.rt, p.host, problems.length ? 'drained' : 'rolled-back');
+  await emit(deps, op, { type: 'rolled-back', opId: op.id, host: p.host, returned, back: back.length, problems });
   await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `drain ${p.host}: rollback`, targets: [p.host], opId: op.id, outcome: problems.length ? 'failed' : 'ok', detail: `${returned}/${back.length} back` });
-  await summary(deps, (await deps.ops.get(op.id))!, plan, { status: 'failed', headline: `drain of ${p.host} failed${failedVms ? ` (${failedVms})` : ''} and was rolled back` });
+  await summary(deps, (await deps.ops.get(op.id))!, plan, { status: 'failed', rolledBack: { failed: failedVms } });
   await releaseLock(deps.rt, p.host, op.id);
 }
 
@@ -504,16 +440,7 @@ async function hold(deps: Deps, op: Operation, plan: DrainPlan, failed: string[]
   const left = plan.moves.filter((m) => !states[m.vm] || states[m.vm]!.state === 'pending').length;
   await deps.ops.patch(op.id, { status: 'waiting', params: { ...op.params, stage: 'held', round, failed, waitingSince: deps.rt.clock.now() } });
   await refreshLock(deps.rt, p.host, op.id, HOLD_LOCK_MS);
-  const buttons: Button[] = [
-    { action: DRAIN_ACTIONS.rollback, label: 'Roll back', value: String(op.id), style: 'danger', command: `rollback ${op.id}` },
-    { action: DRAIN_ACTIONS.retry, label: 'Retry', value: String(op.id), style: 'primary', command: `retry ${op.id}` },
-    ...failed.slice(0, 10).map((vm): Button => ({ action: DRAIN_ACTIONS.skip, label: `Skip ${vm}`, value: `${op.id} ${vm}`, command: `skip ${op.id} ${vm}` })),
-  ];
-  const text = `job ${op.id} is on hold: ${namesLine(failed)} failed to move. ${moved} of ${plan.moves.length} VMs moved, ${left} not started; ${p.host} stays in maintenance until you decide.`;
-  await deps.outbox.post(
-    op.conv,
-    message(text, section(`:pause_button: ${text}`), context('Roll back moves every moved VM home and takes the host out of maintenance; Retry tries the failed VMs again; Skip leaves a VM on the host and carries on.'), { type: 'actions', buttons }),
-  );
+  await emit(deps, op, { type: 'held', opId: op.id, host: p.host, failed, moved, total: plan.moves.length, left });
   await refreshCard(deps, op.id, { force: true });
   await watchWaiting(deps, op.id);
 }
@@ -551,42 +478,35 @@ async function saveInPlace(deps: Deps, op: Operation, plan: DrainPlan): Promise<
     }
     await deps.rt.redis.hset(key, s.vm, JSON.stringify(result));
     await deps.rt.redis.expire(key, 30 * 86_400);
-    if (!result.ok) await deps.outbox.post(op.conv, message(`${s.vm} could not be saved on ${p.host}: ${result.error}. It keeps running there while ${p.host} is in maintenance.`));
+    if (!result.ok) await emit(deps, op, { type: 'save-failed', vm: s.vm, host: p.host, error: result.error ?? 'not saved' });
   }
 }
 
-async function summary(deps: Deps, op: Operation, plan: DrainPlan, opts: { status?: Operation['status']; headline?: string } = {}): Promise<void> {
+async function summary(deps: Deps, op: Operation, plan: DrainPlan, opts: { status?: Operation['status']; rolledBack?: { failed: string[] } } = {}): Promise<void> {
   const p = params(op);
   const states = await vmStates(deps, op.id);
   const durationMs = deps.rt.clock.now() - (op.startedAt ?? op.createdAt);
-  const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved');
-  const returned = plan.moves.filter((m) => states[m.vm]?.state === 'returned');
   const savedState = await savedStates(deps, op.id);
   const toSave = plan.stays.filter((s) => s.action === 'save');
-  const saved = toSave.filter((s) => savedState[s.vm]?.ok);
-  const saveFailed = toSave.filter((s) => savedState[s.vm] && !savedState[s.vm]!.ok);
-  const skipped = [
-    ...plan.stays.filter((s) => s.action !== 'save').map((s) => [s.vm, s.sentence]),
-    ...plan.moves.filter((m) => states[m.vm]?.state === 'skipped').map((m) => [m.vm, states[m.vm]!.reason ?? 'skipped']),
-  ];
-  const failed = plan.moves.filter((m) => ['failed', 'return-failed'].includes(states[m.vm]?.state ?? ''));
-  const status = opts.status ?? (failed.length || saveFailed.length ? 'partial' : 'succeeded');
-  const savedPart = toSave.length ? ` ${saved.length} saved,` : '';
-  const failedN = failed.length + saveFailed.length;
-  const headline =
-    opts.headline ??
-    `${p.host} drained in ${formatDuration(durationMs)}: ${moved.length} moved,${savedPart} ${skipped.length} skipped, ${failedN} failed`;
-  const blocks: Block[] = [section(`*${headline}.*`)];
-  if (moved.length) blocks.push({ type: 'table', title: '*Moved*', columns: ['VM', 'To', 'Took'], rows: moved.map((m) => [m.vm, m.target, formatDuration(states[m.vm]?.durationMs ?? 0)]) });
-  if (returned.length) blocks.push({ type: 'table', title: `*Back on ${p.host}*`, columns: ['VM', 'From'], rows: returned.map((m) => [m.vm, states[m.vm]?.from ?? m.target]) });
-  if (saved.length) blocks.push({ type: 'table', title: `*Saved on ${p.host}* (cut off until restore ${p.host} resumes them)`, columns: ['VM'], rows: saved.map((s) => [s.vm]) });
-  if (skipped.length) blocks.push({ type: 'table', title: '*Skipped*', columns: ['VM', 'Why'], rows: skipped });
-  if (failedN) blocks.push({ type: 'table', title: '*Failed*', columns: ['VM', 'Error'], rows: [...failed.map((m) => [m.vm, states[m.vm]?.error ?? '']), ...saveFailed.map((s) => [s.vm, `not saved: ${savedState[s.vm]!.error ?? ''}`])] });
-  blocks.push(context(`job ${op.id} · ${formatDuration(durationMs)}${status === 'succeeded' ? ` · ledger saved: restore ${p.host} brings the VMs home` : ''}`));
-  await deps.outbox.post(op.conv, message(`${headline}.`, ...blocks));
+  const tally: DrainTally = {
+    moved: plan.moves.filter((m) => states[m.vm]?.state === 'moved').map((m) => ({ vm: m.vm, target: m.target, durationMs: states[m.vm]?.durationMs ?? 0 })),
+    returned: plan.moves.filter((m) => states[m.vm]?.state === 'returned').map((m) => ({ vm: m.vm, from: states[m.vm]?.from ?? m.target })),
+    toSave: toSave.length,
+    saved: toSave.filter((s) => savedState[s.vm]?.ok).map((s) => s.vm),
+    skipped: [
+      ...plan.stays.filter((s) => s.action !== 'save').map((s): [string, string] => [s.vm, s.sentence]),
+      ...plan.moves.filter((m) => states[m.vm]?.state === 'skipped').map((m): [string, string] => [m.vm, states[m.vm]!.reason ?? 'skipped']),
+    ],
+    failed: [
+      ...plan.moves.filter((m) => ['failed', 'return-failed'].includes(states[m.vm]?.state ?? '')).map((m): [string, string] => [m.vm, states[m.vm]?.error ?? '']),
+      ...toSave.filter((s) => savedState[s.vm] && !savedState[s.vm]!.ok).map((s): [string, string] => [s.vm, `not saved: ${savedState[s.vm]!.error ?? ''}`]),
+    ],
+  };
+  const status = opts.status ?? (tally.failed.length ? 'partial' : 'succeeded');
+  await emit(deps, op, { type: 'finished', opId: op.id, host: p.host, tally, status, durationMs, ...(opts.rolledBack ? { rolledBack: opts.rolledBack } : {}) });
   // The host is free before the operation says it ended: whoever waits on it (a rolling run's restore) finds it free.
   await releaseLock(deps.rt, p.host, op.id);
-  await finishOp(deps, op, status, `${moved.length} moved, ${returned.length ? `${returned.length} back, ` : ''}${toSave.length ? `${saved.length} saved, ` : ''}${skipped.length} skipped, ${failedN} failed`);
+  await finishOp(deps, op, status, tallyLine(tally));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -607,12 +527,12 @@ const drainDecisions: Controlled = {
       await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'rolling-back' } });
     } else if (decision === 'retry') {
       for (const s of Object.values(states)) if (s.state === 'failed') await setVmState(deps, op.id, { ...s, state: 'pending', error: undefined });
-      await deps.outbox.post(op.conv, message(`Retrying ${namesLine(p.failed ?? [])}; the drain carries on.`));
+      await emit(deps, op, { type: 'retrying', vms: p.failed ?? [] });
       await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing', failed: [] } });
     } else if (decision === 'skip') {
       const s: VmState | undefined = arg ? states[arg] : undefined;
       if (s) await setVmState(deps, op.id, { ...s, state: 'skipped', reason: `skipped after it failed (${s.error ?? 'error'})` });
-      await deps.outbox.post(op.conv, message(`${arg} stays on ${p.host}; the drain carries on.`));
+      await emit(deps, op, { type: 'vm-skipped', vm: arg ?? '', host: p.host });
       await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing', failed: (p.failed ?? []).filter((v) => v !== arg) } });
     }
     await refreshCard(deps, op.id, { force: true });
@@ -644,10 +564,7 @@ const drainDecisions: Controlled = {
     await deps.queues.ops.add('drain-plan', { opId: op.id }, { jobId: `op-${op.id}-plan-${n}`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
   },
   planBlocks(plan) {
-    const d = plan as DrainPlan;
-    const blocks: Block[] = [section(d.lines.map(esc).join('\n').slice(0, 2900))];
-    if (d.moves.length) blocks.push({ type: 'table', title: '*Plan* (frozen: these moves, nothing else)', columns: ['VM', 'To', 'How', 'Memory'], rows: d.moves.map((m) => [m.vm, m.target, m.mode, `${Math.round(m.memoryMiB / 1024)} GiB`]) });
-    return blocks;
+    return drainPlanBlocks(plan as DrainPlan);
   },
   async stopWaiting(deps, op, why) {
     const p = params(op);
@@ -656,10 +573,10 @@ const drainDecisions: Controlled = {
       const states = await vmStates(deps, op.id);
       const moved = Object.values(states).filter((s) => s.state === 'moved').length;
       await setLedgerStatus(deps.rt, p.host, 'drained');
-      await deps.outbox.post(op.conv, message(`job ${op.id} was ${why} while on hold: ${moved} moved VMs stay on their new hosts and ${p.host} stays in maintenance; restore ${p.host} brings them home.`));
+      await emit(deps, op, { type: 'stopped-waiting', opId: op.id, title: op.title, host: p.host, why, held: true, moved });
       await finishOp(deps, op, 'cancelled', `${why} on hold after ${moved} moved`);
     } else {
-      await deps.outbox.post(op.conv, message(`job ${op.id} (${op.title}): ${why}. Nothing was moved.`));
+      await emit(deps, op, { type: 'stopped-waiting', opId: op.id, title: op.title, host: p.host, why, held: false, moved: 0 });
       await finishOp(deps, op, 'cancelled', `${why}; nothing moved`);
     }
   },
@@ -675,77 +592,6 @@ export async function validateSkip(deps: Deps, opId: string, vm: string): Promis
 }
 
 export { decide };
-
-// ---------------------------------------------------------------------------------------
-// The card: plan with Start / Cancel, then progress per VM
-
-const STATE_LABEL: Record<string, string> = {
-  pending: 'waiting',
-  moving: 'moving',
-  moved: 'moved',
-  failed: 'FAILED',
-  skipped: 'skipped',
-  returning: 'moving back',
-  returned: 'back home',
-  'return-failed': 'could not go back',
-};
-
-const drainCard: CardRenderer = async (deps, op) => {
-  const p = params(op);
-  const stage = stageOf(op);
-  const plan = await readPlan(deps, op.id);
-  const head = `*Drain ${p.host}* · job ${op.id}`;
-  if (!plan && FINISHED.includes(op.status)) {
-    // Ended before a plan was stored (refused, host unreachable): the card says so, with why.
-    const word = op.status === 'failed' ? 'refused: nothing was changed' : op.status;
-    return message(`${op.title}: ${word}`, section(`${head} · ${word}`), ...(op.summary ? [section(op.summary)] : []), context(`requested by ${mention(op.requester)}`));
-  }
-  if (!plan || stage === 'planning') {
-    return message(`${op.title}: checking`, section(`${head} · checking ${p.host}'s VMs and the other hosts of ${p.cluster}…`), context(`requested by ${mention(op.requester)}`));
-  }
-  const blocks: Block[] = [];
-  const states = await vmStates(deps, op.id);
-  // Nothing ran yet (waiting for Start, a dry run, a refused plan): the card is the plan.
-  if (stage === 'awaiting-start' || Object.keys(states).length === 0) {
-    const word = op.status === 'failed' ? 'refused: nothing was changed' : p.dryRun ? 'dry run: nothing will change' : op.status === 'waiting' ? 'plan ready' : op.status === 'cancelled' ? 'cancelled' : op.status;
-    blocks.push(section(`${head} · ${word}`));
-    blocks.push(section(plan.lines.map(esc).join('\n').slice(0, 2900)));
-    if (plan.moves.length) blocks.push({ type: 'table', title: '*Plan*', columns: ['VM', 'To', 'How', 'Memory'], rows: plan.moves.map((m) => [m.vm, m.target, m.mode, `${Math.round(m.memoryMiB / 1024)} GiB`]) });
-    if (stage === 'awaiting-start' && op.status === 'waiting') {
-      blocks.push(...(await startBlocks(deps, op, `Start: drain ${p.host}`, ` · rollback ${p.rollback} · ${concurrencyFor(deps, p)} at a time`)));
-    }
-    return message(`${op.title}: ${plan.lines[0]}`, ...blocks);
-  }
-  const pct = await percents(deps, op.id);
-  const total = plan.moves.length;
-  const rollingBack = stage === 'rolling-back' || Object.values(states).some((s) => s.state === 'returning' || s.state === 'returned');
-  const stateOf = (vm: string): string => states[vm]?.state ?? 'pending';
-  const n = (...which: string[]): number => plan.moves.filter((m) => which.includes(stateOf(m.vm))).length;
-  // The figures count what the table shows. Rolling back, a VM that never left is home
-  // ("stayed home", settled); one that failed and stayed is named as failed, not as done.
-  const done = rollingBack ? n('returned', 'return-failed', 'failed', 'pending', 'skipped') : n('moved', 'skipped');
-  const failedN = n('failed', 'return-failed');
-  const label = rollingBack
-    ? `${done}/${total} VMs settled: ${n('returned')} back home, ${n('pending', 'skipped')} never left${failedN ? `, ${failedN} failed` : ''}`
-    : `${n('moved')}/${total} VMs moved${n('skipped') ? `, ${n('skipped')} skipped` : ''}${failedN ? `, ${failedN} failed` : ''}`;
-  const word =
-    op.status === 'waiting' ? 'on hold: waiting for a decision' : stage === 'done' ? op.status : rollingBack ? 'rolling back' : 'draining';
-  blocks.push(section(`${head} · ${word}`));
-  blocks.push({ type: 'progress', done, total, label });
-  blocks.push({
-    type: 'table',
-    columns: ['VM', 'To', 'State'],
-    rows: plan.moves.map((m) => {
-      const s = states[m.vm];
-      const st = s?.state ?? 'pending';
-      const base = rollingBack && st === 'pending' ? 'stayed home' : rollingBack && st === 'failed' ? 'FAILED, stayed home' : (STATE_LABEL[st] ?? st);
-      const label = base + ((st === 'moving' || st === 'returning') && pct[m.vm] !== undefined ? ` ${pct[m.vm]}%` : '');
-      return [m.vm, st === 'returning' || st === 'returned' || (rollingBack && (st === 'pending' || st === 'failed')) ? p.host : m.target, label];
-    }),
-  });
-  blocks.push(context(`requested by ${mention(op.requester)} · rollback ${p.rollback} · ${concurrencyFor(deps, p)} at a time`));
-  return message(`${op.title}: ${word} ${progressBar(done, total, 10)}`, ...blocks);
-};
 
 export const drainWorkflow: Workflow = {
   name: 'drain',
