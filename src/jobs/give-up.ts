@@ -12,6 +12,7 @@ import { refreshCard } from './cards.js';
 import { errorText } from './retry.js';
 import { releaseLock } from './drain/locks.js';
 import { readLedger, isOpen } from './drain/ledger.js';
+import { releaseReservations } from './drain/reserve.js';
 import { audit } from '../audit/audit.js';
 import { message } from '../chat/messages.js';
 
@@ -34,6 +35,7 @@ export async function giveUp(deps: Deps, job: Job, err: unknown): Promise<void> 
   // Ended like finishOp ends it: a staged operation (drain, restore, migrate) is at stage
   // 'done', so its card shows the failure and a re-delivered step of it does nothing.
   const fresh = (await deps.ops.get(opId)) ?? op;
+  if (typeof fresh.params.cluster === 'string') await releaseReservations(deps.rt, fresh.params.cluster, opId).catch(() => undefined);
   const stage = typeof fresh.params.stage === 'string' ? { params: { ...fresh.params, stage: 'done' } } : {};
   await deps.ops.patch(opId, { status: 'failed', finishedAt: deps.rt.clock.now(), summary: `stopped: ${why}`, ...stage });
   const hook = deps.wiring.giveUp.get(op.kind);

@@ -6,6 +6,7 @@ import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { silentLogger } from '../../src/log.js';
 import { acquireLock, acquireLocks, lockedSentence, readLock, refreshLock, releaseLock } from '../../src/jobs/drain/locks.js';
 import { isOpen, readLedger, setLedgerStatus, writeLedger, type Ledger } from '../../src/jobs/drain/ledger.js';
+import { redisNow, releaseReservations, reservationsOf, reservedByOthers, reserveMoves, settleReservation } from '../../src/jobs/drain/reserve.js';
 import { drainLabYaml } from '../support/drain-support.js';
 import { eventually } from '../support/wait.js';
 
@@ -66,5 +67,30 @@ describe('ledger', () => {
     await setLedgerStatus(rt, 'hyp02', 'restored', { restoredBy: 3 });
     expect(isOpen(await readLedger(rt, 'hyp02'))).toBe(false);
     expect((await writeLedger(rt, ledger(4))).opId).toBe(4);
+  });
+});
+
+describe('memory reservations', () => {
+  it('all or nothing against the others of that moment; a finished move counts for plans whose facts predate it; an ended operation frees the rest', async () => {
+    const avail = { hyp03: 10_000, hyp04: 10_000 };
+    const t0 = await redisNow(rt);
+    expect(await reserveMoves(rt, 'c1', 1, [{ vmId: 'a', target: 'hyp03', memoryMiB: 6000 }, { vmId: 'b', target: 'hyp04', memoryMiB: 1000 }], avail, t0)).toBeNull();
+    // A second plan read the same facts: hyp03 has 4,000 left for it, hyp04 9,000; nothing of it is kept when one target is short.
+    expect(await reserveMoves(rt, 'c1', 2, [{ vmId: 'c', target: 'hyp04', memoryMiB: 2000 }, { vmId: 'd', target: 'hyp03', memoryMiB: 6000 }], avail, t0)).toEqual({ target: 'hyp03', reserved: 6000, want: 6000, available: 10_000 });
+    expect(await reservationsOf(rt, 'c1', 2)).toEqual({});
+    expect((await reservedByOthers(rt, 'c1', 2, t0)).hyp03?.mib).toBe(6000);
+    // a moved: plans with older facts still count it; plans with facts read afterwards see the VM itself.
+    await settleReservation(rt, 'c1', 1, 'a', true);
+    expect((await reservedByOthers(rt, 'c1', 2, t0)).hyp03?.mib).toBe(6000);
+    await eventually(async () => (await redisNow(rt)) > t0 + 2, 'Redis time to move on', 1000);
+    expect((await reservedByOthers(rt, 'c1', 2, await redisNow(rt))).hyp03).toBeUndefined();
+    // b failed: free again. The operation ended: nothing pending of it is left.
+    await settleReservation(rt, 'c1', 1, 'b', false);
+    expect((await reservedByOthers(rt, 'c1', 2, t0)).hyp04).toBeUndefined();
+    expect(await reserveMoves(rt, 'c1', 1, [{ vmId: 'e', target: 'hyp04', memoryMiB: 500 }], avail, t0)).toBeNull();
+    // Re-planning replaces the operation's entries (a's done entry included).
+    expect(Object.keys(await reservationsOf(rt, 'c1', 1))).toEqual(['e']);
+    expect(await releaseReservations(rt, 'c1', 1)).toBe(1);
+    expect(await reservationsOf(rt, 'c1', 1)).toEqual({});
   });
 });

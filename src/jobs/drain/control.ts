@@ -35,6 +35,7 @@ import { audit } from '../../audit/audit.js';
 import { context, message, type Block } from '../../chat/messages.js';
 import type { Workflow } from '../wiring.js';
 import { refreshCard } from '../cards.js';
+import { releaseReservations } from './reserve.js';
 import { FINISHED, type Operation } from '../operations.js';
 import type { Deps } from '../context.js';
 
@@ -360,6 +361,8 @@ export async function startBlocks(deps: Deps, op: Operation, startLabel: string,
 
 export async function finishOp(deps: Deps, op: Operation, status: Operation['status'], summary: string, params: Record<string, unknown> = {}): Promise<Operation> {
   const fresh = (await deps.ops.get(op.id)) ?? op;
+  // Moves that will not happen now free the memory their plan reserved (drain/reserve.ts).
+  if (typeof fresh.params.cluster === 'string') await releaseReservations(deps.rt, fresh.params.cluster, op.id);
   const end = {
     status,
     finishedAt: deps.rt.clock.now(),

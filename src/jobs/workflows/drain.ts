@@ -15,7 +15,7 @@
  */
 import type { Job } from 'bullmq';
 import type { VmFacts } from '../../adapters/types.js';
-import { precheckDrain, renderDrainPrecheck } from '../../core/prechecks.js';
+import { formatMiB, precheckDrain, renderDrainPrecheck } from '../../core/prechecks.js';
 import { pMap } from '../../core/pmap.js';
 import { audit } from '../../audit/audit.js';
 import { plural } from '../../chat/messages.js';
@@ -26,6 +26,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
+import { availableMiB, redisNow, reserveMoves, reservedByOthers, withReserved, settleReservation } from '../drain/reserve.js';
 import { awayFromHome, isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
 import { decide, finishOp, requestStartApproval, stageOf, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
@@ -89,6 +90,8 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   op = await deps.ops.patch(opId, { status: 'running', startedAt: op.startedAt ?? deps.rt.clock.now() });
   await refreshCard(deps, opId);
 
+  // Redis's time before the facts are read: moves of other drains that ended later are not in them yet.
+  const factsAt = await redisNow(deps.rt);
   const { facts, vms, errors } = await clusterFacts(deps, p.cluster);
   const host = facts.find((f) => f.name === p.host);
   if (!host) {
@@ -100,22 +103,44 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   // A VM here only because another host's drain (not yet restored) moved it here belongs to that host.
   const away = await awayFromHome(deps.rt, deps.rt.inventory.clusters[p.cluster] ?? [], p.host);
   const homeOf = (v: VmFacts): { home: string; opId: number } | undefined => away.get(v.id);
-  const pre = precheckDrain({
-    host,
-    vms: snapshot,
-    clusterHosts: facts,
-    vmsByHost: vms,
-    maxInMaintenance: deps.rt.config.clusters[p.cluster]?.maxInMaintenance ?? 1,
-    allowSaveNonHa: p.saveNonHa,
-    coldMigratePoweredOff: p.coldMigrate,
-  });
+  // Memory other drains of the cluster reserved (planned, not moved yet) is used memory to this
+  // plan; its own moves are reserved in one atomic step, and planned again if another drain
+  // reserved the same memory in between.
+  const available = Object.fromEntries(facts.map((f) => [f.name, availableMiB(f)]));
+  let reserved = await reservedByOthers(deps.rt, p.cluster, opId, factsAt);
+  const precheck = () =>
+    precheckDrain({
+      host,
+      vms: snapshot,
+      clusterHosts: withReserved(facts, reserved),
+      vmsByHost: vms,
+      maxInMaintenance: deps.rt.config.clusters[p.cluster]?.maxInMaintenance ?? 1,
+      allowSaveNonHa: p.saveNonHa,
+      coldMigratePoweredOff: p.coldMigrate,
+    });
+  let pre = precheck();
   // Bad input: one clear sentence, nothing else.
   const fatal = pre.blockers.find((b) => b.code === 'host-maintenance' || b.code === 'last-host');
   if (fatal) {
     await refuse(deps, op, `${fatal.message} Nothing was changed.`);
     return;
   }
-  const moves: PlannedMove[] = pre.plan.assignments.map((a) => ({ vm: a.vm, vmId: a.vmId, target: a.target, mode: a.mode, memoryMiB: a.memoryMiB }));
+  const planMoves = () => pre.plan.assignments.map((a): PlannedMove => ({ vm: a.vm, vmId: a.vmId, target: a.target, mode: a.mode, memoryMiB: a.memoryMiB }));
+  for (let attempt = 1; pre.ok && !p.dryRun; attempt++) {
+    const short = await reserveMoves(deps.rt, p.cluster, opId, planMoves(), available, factsAt);
+    if (!short) break;
+    if (attempt >= 5) {
+      await refuse(deps, op, `Other drains of ${p.cluster} kept reserving the memory this plan counted on (${short.target}); nothing was changed. Run drain ${p.host} again.`);
+      return;
+    }
+    reserved = await reservedByOthers(deps.rt, p.cluster, opId, factsAt);
+    pre = precheck();
+  }
+  const moves = planMoves();
+  const reservedLines = Object.entries(reserved)
+    .filter(([t]) => t !== p.host)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([t, r]) => `${formatMiB(r.mib)} of ${t}'s memory is reserved by ${r.ops.length === 1 ? 'drain job' : 'drain jobs'} ${r.ops.join(', ')} (planned, not moved yet) and counted as used.`);
   // A configured migration network is not a working one: where the adapter can, each planned
   // live target is tried from this host (libvirt: the migrate URI opened on the source).
   const pathProblems: string[] = [];
@@ -135,6 +160,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
       ...renderDrainPrecheck(pre),
       ...(pre.verdicts.some((v) => v.action === 'refuse' && !v.ha) ? [`To save the running non-HA VMs in place instead, add save-non-ha: drain ${p.host} save-non-ha (an approver must start it).`] : []),
       ...Object.entries(errors).map(([h, e]) => `${h} did not answer and is not a candidate target (${e}).`),
+      ...reservedLines,
       ...snapshot.flatMap((v) => {
         const a = homeOf(v);
         return a ? [`${v.name} belongs to ${a.home} (moved here by drain job ${a.opId}, not restored yet): its home stays ${a.home}, and restore ${a.home} brings it back there, not restore ${p.host}.`] : [];
@@ -359,6 +385,8 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan, keeper: Lo
     await refreshCard(deps, op.id);
     const out = await moveVm(deps, op, { vm: m.vm, vmId: m.vmId, source: p.host, target: m.target, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm), signal: cancel.signal });
     await setPercent(deps, op.id, m.vm, null);
+    // The memory this move counted on: on its target now (done), or free again.
+    await settleReservation(deps.rt, p.cluster, op.id, m.vmId, out.ok).catch(() => undefined);
     if (!out.ok && out.code === 'cancelled') {
       cancelled = cancel.by() ?? (await deps.ops.cancelRequested(op.id)) ?? 'someone';
       await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'pending', target: m.target, from: p.host, reason: `migration stopped by the cancel; it stays on ${out.stayedOn ?? p.host}` });
