@@ -29,40 +29,43 @@
  * The hook job is its own job, not a step: a step holds the run's lock for a moment, a patch
  * can take hours. It never runs twice for one attempt (a re-delivery after a crash reports
  * "outcome unknown" instead of patching again).
+ *
+ * Split as kubectl's drain is: this runner acts and emits RunEvents; run-narration.ts turns
+ * them into the thread's sentences, run-card.ts draws the card and report, run-state.ts keeps
+ * the record and its lock, hook.ts runs the command hook.
  */
 import type { Job } from 'bullmq';
 import type { Deps } from '../context.js';
-import type { CardRenderer, GiveUpHook, Workflow } from '../wiring.js';
+import type { GiveUpHook, Workflow } from '../wiring.js';
 import { ensureCard, refreshCard } from '../cards.js';
 import { FINISHED, type Operation, type OpStatus } from '../operations.js';
-import { rollingRunDecision, windowEnd, formatInstant, type RollingHost } from '../../core/windows.js';
+import { rollingRunDecision, windowEnd, formatInstant } from '../../core/windows.js';
 import { durationMs, formatDuration } from '../../core/duration.js';
-import { resolvePolicy, approvedBy, statusLine, type ApprovalRequest } from '../../approvals/policy.js';
+import { resolvePolicy, approvedBy, type ApprovalRequest } from '../../approvals/policy.js';
 import { planHash } from '../../approvals/plan-hash.js';
 import { renderRequestCard } from '../../approvals/cards.js';
 import { approvalStore, claimExecution, decideApproval, expireRequest, requestApproval, voidApproval, type ApprovalHandler } from '../../approvals/service.js';
 import { describePrincipals, type GroupMembers } from '../../core/permissions.js';
-import { context, message, plural, section, who, type Block, type Button, type Message } from '../../chat/messages.js';
+import { plural, who, type Message } from '../../chat/messages.js';
 import type { Conversation } from '../../chat/conversation.js';
 import { audit } from '../../audit/audit.js';
-import { errorText, withDeadline } from '../retry.js';
+import { errorText } from '../retry.js';
 import { WindowStore, type PatchWindow } from './store.js';
-import { windowLine, windowsChanged } from './scheduler.js';
+import { windowsChanged } from './scheduler.js';
+import { kick, POLL_MS, readRun, RUN_ACTIONS, RUN_KIND, withRunLock, writeRun, type HookOutcome, type HookState, type RunHost, type RunState } from './run-state.js';
+import { expandHook, hookKey, hookOk, hookSummary, runHookJob, type HookJobData } from './hook.js';
+import { narrateRun, type RunEvent } from './run-narration.js';
+import { runCard } from './run-card.js';
 
-export const RUN_KIND = 'rolling-run';
-const POLL_MS = 500;
+// Callers (handlers, App Home, tests) keep importing the run's names from here.
+export { readRun, RUN_ACTIONS, RUN_KIND };
 /** While a command hook runs: its job kicks the run when done, this is only the safety net. */
 const WATCH_MS = 15_000;
-const HOOK_TTL_S = 7 * 86_400;
 
-/** The run card's buttons (src/bot/handlers/patch-windows.ts maps each to its command). */
-export const RUN_ACTIONS = {
-  approve: 'ferry:rr-approve',
-  pause: 'ferry:rr-pause',
-  resume: 'ferry:rr-resume',
-  abort: 'ferry:rr-abort',
-  done: 'ferry:rr-done',
-} as const;
+/** The runner's one way to speak: an event, narrated into the run's thread. */
+async function emit(deps: Deps, op: Pick<Operation, 'conv'>, e: RunEvent): Promise<void> {
+  await deps.outbox.post(op.conv, narrateRun(e));
+}
 
 // ---------------------------------------------------------------------------------------
 // The seam to the drain/restore workflows
@@ -86,95 +89,6 @@ export interface HostCycle {
   nudge?(deps: Deps, opId: number, req: CycleRequest): Promise<void>;
 }
 
-
-// ---------------------------------------------------------------------------------------
-// State
-
-type Phase = 'snapshot' | 'draining' | 'patching' | 'restoring' | 'verifying';
-
-export interface RunHost extends RollingHost {
-  phase?: Phase;
-  drainOp?: number;
-  restoreOp?: number;
-  /** VMs on the host when its turn came: all must be back on it before the next host. */
-  homeVms?: string[];
-  patchDone?: { by: string; atMs: number };
-  /** The command patch hook of this attempt (absent with the manual hook). */
-  hook?: HookState;
-  /** The hook failed: the host is restored (its VMs come home), then counts as failed with this. */
-  hookFailed?: string;
-  startedAtMs?: number;
-  finishedAtMs?: number;
-  /** Per-attempt history for the report. */
-  log: string[];
-}
-
-export interface HookOutcome {
-  /** Absent when the command could not be run or finished (connection fault, timeout). */
-  exitCode?: number;
-  error?: string;
-  durationMs: number;
-  /** Last lines of its output, stdout then stderr. */
-  tail: string[];
-}
-
-export interface HookState {
-  /** As run: "{host}" already replaced. */
-  command: string;
-  timeoutMs: number;
-  jobId?: string;
-  outcome?: HookOutcome;
-}
-
-export interface RunState {
-  windowId: string;
-  hosts: RunHost[];
-  /** The run's start approval in the approvals store (`approve <id>`, alias `approve run <job>`). */
-  approvalId?: string;
-  /** Legacy: runs created before the approvals store served rolling runs kept their request here. */
-  approval?: ApprovalRequest<{ windowId: string; hosts: string[] }>;
-  approved: boolean;
-  approvedBy: string[];
-  paused: boolean;
-  pausedBy?: string;
-  /** Set when the run cannot go on whatever the policy says (a host's VMs are not home). */
-  halt?: string;
-  finished?: { status: OpStatus; message: string; atMs: number };
-}
-
-const stateKey = (deps: Deps, opId: number) => deps.rt.key('rr', opId);
-
-export async function readRun(deps: Deps, opId: number): Promise<RunState | null> {
-  const raw = await deps.rt.redis.get(stateKey(deps, opId));
-  return raw ? (JSON.parse(raw) as RunState) : null;
-}
-
-async function writeRun(deps: Deps, opId: number, s: RunState): Promise<void> {
-  await deps.rt.redis.set(stateKey(deps, opId), JSON.stringify(s));
-}
-
-/** The run's lock: one writer at a time, whichever process. */
-async function withRunLock<T>(deps: Deps, opId: number, fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false }> {
-  const key = deps.rt.key('rr', opId, 'lock');
-  const token = `${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const deadline = Date.now() + 3000;
-  while (!(await deps.rt.redis.set(key, token, 'PX', 120_000, 'NX'))) {
-    if (Date.now() > deadline) return { ok: false };
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  try {
-    return { ok: true, value: await fn() };
-  } finally {
-    await deps.rt.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, token);
-  }
-}
-
-let kickSeq = 0;
-/** Ask for a step; delayed ones are deduplicated per time slot so polling never piles up jobs. */
-export async function kick(deps: Deps, opId: number, delayMs = 0): Promise<void> {
-  const slot = delayMs > 0 ? `d${Math.floor((Date.now() + delayMs) / POLL_MS)}` : `n${process.pid}-${Date.now()}-${kickSeq++}`;
-  await deps.queues.ops.add('rolling-step', { opId }, { jobId: `rr-${opId}-${slot}`, delay: delayMs, removeOnComplete: true, removeOnFail: 100, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
-}
 
 // ---------------------------------------------------------------------------------------
 // Start
@@ -230,10 +144,7 @@ export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Opera
   await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `rolling run of patch window ${w.id}`, targets: w.hosts, opId: op.id, outcome: 'started' }).catch(() => undefined);
   await refreshCard(deps, op.id);
   if (!state.approved) {
-    await deps.outbox.post(
-      op.conv,
-      message(`Patch window ${w.id} has started; its rolling run (job ${op.id}) needs ${plural(policy.approvals, 'approval')} from ${describePrincipals(policy.approvers)}: "approve ${state.approvalId}" (or "approve run ${op.id}") or the Approve button.`),
-    );
+    await emit(deps, op, { type: 'approval-needed', windowId: w.id, opId: op.id, approvals: policy.approvals, approvers: describePrincipals(policy.approvers), approvalId: state.approvalId ?? '' });
   }
   windowsChanged(deps);
   await kick(deps, op.id);
@@ -249,7 +160,7 @@ async function finishRun(deps: Deps, op: Operation, state: RunState, status: OpS
   state.finished = { status, message: text, atMs: now };
   await writeRun(deps, op.id, state);
   await deps.ops.patch(op.id, { status, finishedAt: now, summary: text.slice(0, 200) });
-  await deps.outbox.post(op.conv, reportMessage(op, state));
+  await emit(deps, op, { type: 'finished', op, state });
   await audit(deps.rt, { actor: 'ferry', kind: 'workflow', action: `rolling run of patch window ${state.windowId} ended`, targets: op.hosts, opId: op.id, outcome: status === 'succeeded' ? 'ok' : 'failed', detail: text }).catch(() => undefined);
   await refreshCard(deps, op.id, { force: true });
   windowsChanged(deps);
@@ -291,85 +202,6 @@ async function subOp(deps: Deps, id: number): Promise<Operation | undefined> {
   return FINISHED.includes(op.status) ? op : undefined;
 }
 
-// ---------------------------------------------------------------------------------------
-// The command patch hook
-
-interface HookJobData {
-  runOpId: number;
-  host: string;
-  attempt: number;
-  command: string;
-  timeoutMs: number;
-  approvedBy: string[];
-}
-
-const hookKey = (deps: Deps, opId: number, host: string, attempt: number) => deps.rt.key('rr', opId, 'hook', host, attempt);
-
-/** The configured command for one host: "{host}" is the Ferry host name (inventory-validated). */
-export function expandHook(command: string, host: string): string {
-  return command.replaceAll('{host}', host);
-}
-
-/** Last lines of stdout then stderr; mention syntax and code fences defused for the thread. */
-export function outputTail(stdout: string, stderr: string, lines = 6): string[] {
-  const pick = (t: string) =>
-    t
-      .split(/\r?\n/)
-      .map((l) => l.trimEnd())
-      .filter(Boolean)
-      .slice(-lines)
-      .map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l).replace(/```/g, "'''").replace(/<([!@#])/g, '‹$1'));
-  return [...pick(stdout), ...pick(stderr)];
-}
-
-const hookOk = (o: HookOutcome): boolean => o.error === undefined && o.exitCode === 0;
-
-/** "exited 1 after 12s: E: Unable to fetch …" / "failed after 2h: command timeout …" */
-export function hookSummary(o: HookOutcome): string {
-  const took = formatDuration(o.durationMs);
-  if (o.error !== undefined) return `failed after ${took}: ${o.error}`;
-  const last = o.exitCode === 0 ? undefined : o.tail.at(-1);
-  return `exited ${o.exitCode} after ${took}${last ? `: ${last}` : ''}`;
-}
-
-/** The 'patch-hook' job: run the hook once, keep its outcome, audit it, wake the run. */
-async function runHookJob(deps: Deps, d: HookJobData): Promise<void> {
-  const key = hookKey(deps, d.runOpId, d.host, d.attempt);
-  const target = { actor: 'ferry', kind: 'adapter' as const, action: 'patch hook', targets: [d.host], opId: d.runOpId, approvedBy: d.approvedBy };
-  let outcome: HookOutcome;
-  if (!(await deps.rt.redis.set(`${key}:started`, String(Date.now()), 'EX', HOOK_TTL_S, 'NX'))) {
-    if (await deps.rt.redis.exists(key)) return;
-    // Delivered again after a crash: patching twice is worse than asking a person to look.
-    outcome = { error: `Ferry was interrupted while the hook ran on ${d.host}; it is not run a second time and whether it finished is unknown`, durationMs: 0, tail: [] };
-  } else {
-    await audit(deps.rt, { ...target, outcome: 'started', detail: d.command }).catch(() => undefined);
-    const started = Date.now();
-    try {
-      const adapter = deps.rt.adapters.forHost(d.host);
-      // The adapter honours timeoutMs itself; the deadline only guards against one that hangs.
-      const r = await withDeadline(d.timeoutMs + 30_000, `the patch hook on ${d.host}`, (signal) => adapter.runCommand(d.host, d.command, { timeoutMs: d.timeoutMs, signal }));
-      outcome = { exitCode: r.exitCode, durationMs: r.durationMs, tail: outputTail(r.stdout, r.stderr) };
-    } catch (e) {
-      outcome = { error: errorText(e), durationMs: Date.now() - started, tail: [] };
-    }
-  }
-  await deps.rt.redis.set(key, JSON.stringify(outcome), 'EX', HOOK_TTL_S);
-  await audit(deps.rt, { ...target, outcome: hookOk(outcome) ? 'ok' : 'failed', detail: `${d.command}: ${hookSummary(outcome)}` }).catch(() => undefined);
-  await kick(deps, d.runOpId);
-}
-
-// runOpId, not opId: a failed hook job must not make the give-up path end the whole run.
-
-function hookMessage(h: RunHost, o: HookOutcome, command: string): Message {
-  const head = hookOk(o)
-    ? `${h.host}: the patch hook exited 0 after ${formatDuration(o.durationMs)}; restoring it now.`
-    : `${h.host}: the patch hook ${hookSummary(o)}; its VMs are brought home and the host counts as failed.`;
-  const blocks: Block[] = [section(`${hookOk(o) ? ':white_check_mark:' : ':x:'} *${head}*`)];
-  if (o.tail.length) blocks.push(section(`\`\`\`${o.tail.join('\n')}\`\`\``));
-  blocks.push(context(`patch hook \`${command.length > 200 ? `${command.slice(0, 200)}…` : command}\`${o.exitCode !== undefined ? ` · exit code ${o.exitCode}` : ''} · ${formatDuration(o.durationMs)}`));
-  return message(head, ...blocks);
-}
-
 /** The patching phase with a command hook: start its job once, then wait for its outcome. */
 async function patchWithHook(deps: Deps, op: Operation, state: RunState, h: RunHost, hook: HookState): Promise<HostProgress> {
   const key = hookKey(deps, op.id, h.host, h.attempts);
@@ -379,7 +211,7 @@ async function patchWithHook(deps: Deps, op: Operation, state: RunState, h: RunH
     // One attempt: a patch command is not blindly run again.
     await deps.queues.ops.add('patch-hook', data, { jobId, attempts: 1, removeOnComplete: true, removeOnFail: 100 });
     hook.jobId = jobId;
-    await deps.outbox.post(op.conv, message(`${h.host} is drained; running the patch hook (timeout ${formatDuration(hook.timeoutMs)}): \`${hook.command}\``));
+    await emit(deps, op, { type: 'hook-started', host: h.host, timeoutMs: hook.timeoutMs, command: hook.command });
     return 'watch';
   }
   if (!hook.outcome) {
@@ -398,7 +230,7 @@ async function patchWithHook(deps: Deps, op: Operation, state: RunState, h: RunH
     hook.outcome = JSON.parse(raw) as HookOutcome;
   }
   const o = hook.outcome;
-  await deps.outbox.post(op.conv, hookMessage(h, o, hook.command));
+  await emit(deps, op, { type: 'hook-finished', host: h.host, outcome: o, command: hook.command });
   if (hookOk(o)) {
     h.log.push(`attempt ${h.attempts}: patched (hook exited 0 after ${formatDuration(o.durationMs)})`);
   } else {
@@ -446,7 +278,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
           failHost(deps, h, errorText(e));
           return 'again';
         }
-        await deps.outbox.post(op.conv, message(`${h.host}: draining (job ${h.drainOp}).`));
+        await emit(deps, op, { type: 'draining', host: h.host, job: h.drainOp });
         return 'poll';
       }
       await cycle.nudge?.(deps, h.drainOp, req);
@@ -465,13 +297,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
         return 'again';
       }
       if ('manual' in hook) {
-        await deps.outbox.post(
-          op.conv,
-          message(`${h.host} is drained, patch it and click Done.`, section(`:hammer_and_wrench: *${h.host} is drained, patch it and click Done.*`), {
-            type: 'actions',
-            buttons: [{ action: RUN_ACTIONS.done, label: `Done: ${h.host} is patched`, value: `${op.id}:${h.host}`, style: 'primary', command: `done ${op.id}` }],
-          }),
-        );
+        await emit(deps, op, { type: 'patch-due', opId: op.id, host: h.host });
       }
       return 'wait';
     }
@@ -496,7 +322,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
           state.halt = `${h.host} could not be restored (${errorText(e)}); it stays in maintenance and the run stops here`;
           return 'again';
         }
-        await deps.outbox.post(op.conv, message(`${h.host}: restoring (job ${h.restoreOp}).`));
+        await emit(deps, op, { type: 'restoring', host: h.host, job: h.restoreOp });
         return 'poll';
       }
       const r = await subOp(deps, h.restoreOp);
@@ -518,16 +344,16 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
         return 'again';
       }
       if (h.hookFailed) {
-        const vms = plural(h.homeVms?.length ?? 0, 'VM');
-        failHost(deps, h, h.hookFailed);
-        await deps.outbox.post(op.conv, message(`${h.host}'s ${vms} are home again; the host counts as failed: its ${h.hookFailed}.`));
+        const hookFailed = h.hookFailed;
+        failHost(deps, h, hookFailed);
+        await emit(deps, op, { type: 'home-after-hook-failed', host: h.host, vms: h.homeVms?.length ?? 0, hookFailed });
         return 'again';
       }
       h.status = 'succeeded';
       h.phase = undefined;
       h.finishedAtMs = deps.rt.clock.now();
       h.log.push(`attempt ${h.attempts}: patched, ${plural(h.homeVms?.length ?? 0, 'VM')} home`);
-      await deps.outbox.post(op.conv, message(`${h.host} is patched and its ${plural(h.homeVms?.length ?? 0, 'VM')} are home.`));
+      await emit(deps, op, { type: 'host-patched', host: h.host, vms: h.homeVms?.length ?? 0 });
       return 'again';
     }
   }
@@ -602,7 +428,7 @@ export async function rollingStep(deps: Deps, opId: number): Promise<void> {
         h.startedAtMs = now;
         const index = state.hosts.indexOf(h) + 1;
         await writeRun(deps, opId, state);
-        await deps.outbox.post(op.conv, message(`${h.host} (${index}/${state.hosts.length})${decision.attempt > 1 ? `, attempt ${decision.attempt}` : ''}: starting.`));
+        await emit(deps, op, { type: 'host-starting', host: h.host, index, total: state.hosts.length, attempt: decision.attempt });
         continue;
       }
       if (decision.action === 'wait') {
@@ -648,7 +474,7 @@ async function control(deps: Deps, opId: number, fn: (op: Operation, s: RunState
   });
   if (!got.ok) return { ok: false, refusal: `Rolling run ${opId} is busy; try again in a moment.` };
   if (got.value.ok) {
-    await deps.outbox.post(op.conv, message(got.value.sentence));
+    await emit(deps, op, { type: 'control', sentence: got.value.sentence });
     await kick(deps, opId);
     await refreshCard(deps, opId, { force: true });
   }
@@ -789,74 +615,6 @@ export async function patchDone(deps: Deps, input: ControlInput): Promise<Contro
     return { ok: true, sentence: `${who(input.user)}: ${h.host} is patched; restoring it now.` };
   });
 }
-
-// ---------------------------------------------------------------------------------------
-// Card and report
-
-function hostRow(h: RunHost): string[] {
-  const took = h.startedAtMs && h.finishedAtMs ? formatDuration(h.finishedAtMs - h.startedAtMs) : '';
-  const phase = h.phase === 'patching' && h.hook ? 'patching (hook running)' : h.phase;
-  const state = h.status === 'running' ? (phase ?? 'starting') : h.status === 'succeeded' ? 'patched' : h.status === 'failed' ? 'failed' : 'not started';
-  return [h.host, state, String(h.attempts), took, (h.error ?? (h.homeVms ? `${h.homeVms.length} VMs` : '')).slice(0, 200)];
-}
-
-export function reportMessage(op: Operation, s: RunState): Message {
-  const head = s.finished?.message ?? `Rolling run ${op.id}`;
-  return message(
-    head,
-    section(`*Rolling run ${op.id}* (patch window ${s.windowId}): ${head}`),
-    { type: 'table', title: '*Per host*', columns: ['Host', 'Result', 'Attempts', 'Took', 'Detail'], rows: s.hosts.map(hostRow) },
-    context(`${s.approvedBy.length ? `approved by ${s.approvedBy.map(who).join(', ')} · ` : ''}job ${op.id}`),
-  );
-}
-
-const runCard: CardRenderer = async (deps, op) => {
-  const s = await readRun(deps, op.id);
-  const w = s ? await new WindowStore(deps.rt).get(s.windowId) : null;
-  if (!s) return message(`${op.title}: ${op.status}`);
-  const done = s.hosts.filter((h) => h.status === 'succeeded' || (h.status === 'failed' && !s.hosts.some((x) => x.status === 'running' && x.host === h.host))).length;
-  const current = s.hosts.find((h) => h.status === 'running');
-  const approval = s.approvalId && !s.approved ? (await approvalStore(deps).get(s.approvalId))?.request : undefined;
-  const state = s.finished
-    ? s.finished.status
-    : !s.approved
-      ? `waiting for approval (${approval ? `request ${approval.id}: ${statusLine(approval)}` : s.approval ? statusLine(s.approval) : ''})`
-      : s.paused
-        ? `paused by ${who(s.pausedBy ?? '?')}`
-        : current
-          ? `${current.host}: ${current.phase ?? 'starting'}`
-          : 'between hosts';
-  const blocks: Block[] = [
-    section(`*Rolling run* · job ${op.id} · patch window ${s.windowId} · ${state}${w ? `\n${windowLine(w)}` : ''}`),
-    { type: 'progress', done, total: s.hosts.length, label: `${done}/${s.hosts.length} hosts` },
-    { type: 'table', columns: ['Host', 'State', 'Attempts', 'Took', 'Detail'], rows: s.hosts.map(hostRow) },
-  ];
-  if (!s.finished && !FINISHED.includes(op.status)) {
-    const buttons: Button[] = [];
-    if (!s.approved) buttons.push({ action: RUN_ACTIONS.approve, label: 'Approve', value: String(op.id), style: 'primary', command: `approve run ${op.id}` });
-    if (current?.phase === 'patching' && !current.patchDone && !current.hook) {
-      buttons.push({ action: RUN_ACTIONS.done, label: `Done: ${current.host} is patched`, value: `${op.id}:${current.host}`, style: 'primary', command: `done ${op.id}` });
-    }
-    if (s.approved) {
-      buttons.push(
-        s.paused
-          ? { action: RUN_ACTIONS.resume, label: 'Resume', value: String(op.id), command: `resume run ${op.id}` }
-          : { action: RUN_ACTIONS.pause, label: 'Pause', value: String(op.id), command: `pause run ${op.id}` },
-      );
-    }
-    buttons.push({
-      action: RUN_ACTIONS.abort,
-      label: 'Abort',
-      value: String(op.id),
-      style: 'danger',
-      command: `abort run ${op.id}`,
-      confirm: { title: 'Abort the rolling run?', text: 'The host in progress is finished; no further host starts.', confirm: 'Abort', deny: 'Keep going' },
-    });
-    blocks.push({ type: 'actions', buttons });
-  }
-  blocks.push(context(`requested by ${who(op.requester)}${s.approvedBy.length ? ` · approved by ${s.approvedBy.map(who).join(', ')}` : ''}`));
-  return message(`${op.title}: ${state}`, ...blocks);
-};
 
 // ---------------------------------------------------------------------------------------
 // Give-up: the run's own step job used up its attempts
