@@ -10,16 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
-import { startPrivateRedis } from '../test/support/redis-server.js';
-import { parseConfig } from '../src/config/load.js';
-import { createRuntime } from '../src/runtime.js';
-import { createFerry } from '../src/ferry.js';
-import { startWorkers } from '../src/jobs/worker.js';
-import { handleLine } from '../src/bot/commands.js';
-import type { Message } from '../src/chat/messages.js';
-import { inThread, type Conversation } from '../src/chat/conversation.js';
-import { silentLogger } from '../src/log.js';
-import { FINISHED, type Operation } from '../src/jobs/operations.js';
+import { benchFerry, type BenchFerry } from './support.js';
 import { libvirtPairMissing, startLibvirtPair } from '../test/support/libvirt-pair.js';
 
 function arg(name: string, fallback: number): number {
@@ -45,7 +36,6 @@ export async function main(): Promise<Record<string, number> | null> {
   }
   const rounds = arg('rounds', 3);
   const pair = await startLibvirtPair({ fillMiB: 48 });
-  const redis = await startPrivateRedis();
   const yaml = `
 clusters:
   pair:
@@ -55,44 +45,17 @@ clusters:
     libvirt: { migrateUri: "qemu+ssh://root@{host}:${pair.sshPort}/system" }
 groups: { operators: [alice] }
 `;
-  const rt = createRuntime({ loaded: parseConfig(yaml, 'bench', {}), redisUrl: redis.url, log: silentLogger(), prefix: 'bench-lvmig' });
-  const deps = createFerry(rt, 'all', { env: {} });
-  const workers = await startWorkers(deps);
-  const conv: Conversation = { surface: 'console', session: 'bench', user: 'alice' };
-  const run = (text: string) =>
-    handleLine(deps, {
-      text,
-      user: 'alice',
-      conv,
-      channel: 'console',
-      refuse: async (s) => {
-        throw new Error(`refused: ${s}`);
-      },
-      answer: async (msg: Message) => inThread(conv, await deps.outbox.post(conv, msg)),
-    });
-  const until = async (probe: () => Promise<Operation | undefined>): Promise<Operation> => {
-    for (;;) {
-      const op = await probe();
-      if (op) return op;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
+  let f: BenchFerry;
+  try {
+    f = await benchFerry(yaml, 'bench-lvmig');
+  } catch (e) {
+    await pair.stop();
+    throw e;
+  }
   const ferry = async (target: string): Promise<number> => {
-    const before = (await deps.ops.recent(1))[0]?.id ?? 0;
-    await run(`migrate ${pair.domain} to ${target}`);
-    const planned = await until(async () => {
-      const [op] = await deps.ops.recent(1);
-      if (op && op.id > before && FINISHED.includes(op.status)) throw new Error(`migrate ended ${op.status}: ${op.summary}`);
-      return op && op.id > before && op.params.stage === 'awaiting-start' ? op : undefined;
-    });
-    const t0 = performance.now();
-    await run(`start ${planned.id}`);
-    const done = await until(async () => {
-      const op = await deps.ops.get(planned.id);
-      return op && FINISHED.includes(op.status) ? op : undefined;
-    });
-    if (done.status !== 'succeeded') throw new Error(`migrate ${done.status}: ${done.summary}`);
-    return performance.now() - t0;
+    const { op, ms } = await f.startAndWait(await f.planned(`migrate ${pair.domain} to ${target}`));
+    if (op.status !== 'succeeded') throw new Error(`migrate ${op.status}: ${op.summary}`);
+    return ms;
   };
   const raw = async (from: 'a' | 'b'): Promise<number> => {
     const src = from === 'a' ? pair.addrA : pair.addrB;
@@ -122,10 +85,7 @@ groups: { operators: [alice] }
     console.log(`  ferry/raw ${(f / r).toFixed(2)}x; target ≤ 1.1 × raw + 1 s = ${((1.1 * r + 1000) / 1000).toFixed(2)} s: ${ok ? 'met' : 'NOT met'}`);
     return { migrate_ferry_ms: Math.round(f), migrate_raw_ms: Math.round(r), migrate_ratio: Number((f / r).toFixed(3)) };
   } finally {
-    await workers.close();
-    await deps.close();
-    await rt.close();
-    await redis.stop();
+    await f.close();
     await pair.stop();
   }
 }

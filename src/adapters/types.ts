@@ -185,6 +185,12 @@ export interface MigrateRequest {
   mode: MigrationMode;
   /** Move storage too (vSphere RelocateVM_Task with datastore, Hyper-V Move-VM -IncludeStorage). */
   datastore?: string;
+  /**
+   * The VM as the caller read it on `source` just before (the migration step looks it up before
+   * every attempt): an adapter may use it instead of reading it again. The platform itself still
+   * refuses a VM that is not on the source.
+   */
+  seen?: VmFacts;
 }
 
 export interface MigrateProgress {

@@ -211,6 +211,42 @@ describe('libvirt adapter on recorded virsh outputs (fake RemoteShell: the test 
     expect(fake.hosts['kvm01']!.domains.has('web01')).toBe(true);
   });
 
+  it('a VM the caller just read (req.seen) is not read again before the move; the landing is checked on both hosts at once', async () => {
+    const fake = new FakeVirsh();
+    const a = make(fake);
+    const seen = (await a.findVm('web01'))!;
+    fake.calls = [];
+    await a.migrateVm({ vm: 'web01', source: 'kvm01', target: 'kvm02', mode: 'live', seen });
+    const before = fake.calls.slice(0, fake.calls.findIndex((c) => c.argv[3] === 'migrate'));
+    // Only the vHBA pair's own work (nodedev-*, the source's NPIV picture) precedes the migrate:
+    // the VM's own facts (dominfo, domblkinfo: read only for a VM's facts) are not read again.
+    expect(before.filter((c) => ['dominfo', 'domblkinfo'].includes(c.argv[3]!))).toEqual([]);
+    expect(before.some((c) => c.argv[3] === 'nodedev-create')).toBe(true);
+    // Right after the migrate (before the vHBA pair's clean-up), both hosts are asked together.
+    const after = fake.calls.slice(fake.calls.findIndex((c) => c.argv[3] === 'migrate') + 1).filter((c) => c.argv[3] !== 'domjobinfo');
+    expect(after.slice(0, 2).map((c) => `${c.host}: ${c.argv[3]}`).sort()).toEqual(['kvm01: list', 'kvm02: dominfo']);
+  });
+
+  it('a move the hosts contradict is not a success: still defined on the source, or not persistent on the target', async () => {
+    const still = new FakeVirsh();
+    const exec = still.exec.bind(still);
+    // --undefinesource did not take: the source keeps a shut-off definition.
+    still.exec = async (host, argv, opts) => {
+      const res = await exec(host, argv, opts);
+      if (argv[3] === 'migrate' && res.code === 0) still.hosts['kvm01']!.domains.set('web01', 'shut off');
+      return res;
+    };
+    await expect(make(still).migrateVm({ vm: 'web01', source: 'kvm01', target: 'kvm02', mode: 'live' })).rejects.toMatchObject({ code: 'source-still-defined', host: 'kvm01' });
+
+    const transient = new FakeVirsh();
+    const exec2 = transient.exec.bind(transient);
+    transient.exec = async (host, argv, opts) => {
+      const res = await exec2(host, argv, opts);
+      return host === 'kvm02' && argv[3] === 'dominfo' ? { ...res, stdout: res.stdout.replace('Persistent:     yes', 'Persistent:     no') } : res;
+    };
+    await expect(make(transient).migrateVm({ vm: 'web01', source: 'kvm01', target: 'kvm02', mode: 'live' })).rejects.toMatchObject({ code: 'landed-not-persistent', host: 'kvm02' });
+  });
+
   it('removes a stale vport with nodedev-destroy, falling back to sysfs vport_delete when libvirt refuses', async () => {
     const fake = new FakeVirsh();
     fake.hosts['kvm01']!.domains.clear(); // no domain uses anything now

@@ -114,9 +114,11 @@ export class MigrationStandInShell implements RemoteShell {
       let line: string | undefined;
       editLines(this.opts.fileOf(source), (lines) => lines.filter((l) => (isDomain(l, dom) ? ((line = l), false) : true)));
       if (!line) return fail(`error: failed to get domain '${dom}'\n`);
+      // --persistent: the domain is defined on the target even if it was transient on the source.
+      const arrived = line.replace('<test:transient/>', '');
       editLines(this.opts.fileOf(target), (lines) => {
         const at = lines.findIndex((l) => l.startsWith('<network>'));
-        lines.splice(at < 0 ? lines.length - 2 : at, 0, line!);
+        lines.splice(at < 0 ? lines.length - 2 : at, 0, arrived);
         return lines;
       });
       return ok('\n');

@@ -549,9 +549,9 @@ export class LibvirtAdapter implements HypervisorAdapter {
     this.checkHost(target, 'migrateVm');
     if (source === target) throw new AdapterError(source, 'migrateVm', `${req.vm} is already on ${target}`, { code: 'same-host' });
     if (req.datastore) throw new UnsupportedError(source, 'migrate with storage', 'libvirt', 'Ferry migrates libvirt domains between hosts sharing storage only (no --copy-storage-all)');
-    const names = await this.domainNames(source, opts);
-    if (!names.includes(req.vm)) throw new AdapterError(source, 'migrateVm', `${req.vm} is not on ${source}`, { code: 'not-found' });
-    const vm = await this.vmOn(source, req.vm, opts);
+    // The caller's fresh reading of the VM on the source spares two rounds of virsh calls; without
+    // one it is read here. Either way `virsh migrate` itself refuses a domain the source lacks.
+    const vm = req.seen && req.seen.host === source && req.seen.name === req.vm ? req.seen : await this.vmFromSource(source, req.vm, opts);
     if (req.mode === 'live' && vm.power !== 'running') throw new AdapterError(source, 'migrateVm', `${req.vm} is ${vm.power}; live migration needs it running`, { code: 'not-running' });
     const started = Date.now();
     const dom = safeName(source, 'migrateVm', req.vm);
@@ -628,6 +628,12 @@ export class LibvirtAdapter implements HypervisorAdapter {
     return { vm: req.vm, host: target, durationMs: Date.now() - started, ...(lingering.length ? { lingeringPorts: lingering } : {}) };
   }
 
+  private async vmFromSource(source: string, name: string, opts: CallOptions): Promise<VmFacts> {
+    const names = await this.domainNames(source, opts);
+    if (!names.includes(name)) throw new AdapterError(source, 'migrateVm', `${name} is not on ${source}`, { code: 'not-found' });
+    return this.vmOn(source, name, opts);
+  }
+
   private async runMigration(source: string, target: string, dom: string, mode: 'live' | 'cold', onProgress: ((p: MigrateProgress) => void) | undefined, opts: CallOptions): Promise<void> {
     const targetUri = this.migrateUriFor(target);
     const flags = mode === 'live' ? ['--live', '--persistent', '--undefinesource'] : ['--offline', '--persistent', '--undefinesource'];
@@ -701,12 +707,26 @@ export class LibvirtAdapter implements HypervisorAdapter {
     }
     // A domjobinfo already in flight finishes on its own (its answer is dropped); it is not waited for.
     void poll;
-    // Resolve only when the domain runs on the target.
-    const state = (await this.virsh(target, 'domstate', ['domstate', '--domain', dom])).trim();
-    if (mode === 'live' && powerState(state, false) !== 'running') {
-      throw new AdapterError(target, 'migrate', `${dom} reached ${target} but is "${state}", not running`, { code: 'not-running' });
-    }
+    await this.checkLanding(source, target, dom, mode);
     onProgress?.({ percent: 100, phase: 'done' });
+  }
+
+  /**
+   * Resolve only when both hosts say the move happened: the domain runs (live) and is persistent
+   * on the target, and the source no longer has it (--undefinesource). Both hosts are asked at
+   * once: one round trip after the migration, not two.
+   */
+  private async checkLanding(source: string, target: string, dom: string, mode: 'live' | 'cold'): Promise<void> {
+    const [infoOut, sourceNames] = await Promise.all([this.virsh(target, 'dominfo', ['dominfo', '--domain', dom]), this.domainNames(source, {})]);
+    const info = this.parse(target, 'dominfo', () => parseDominfo(infoOut));
+    const state = powerState(info.state, info.managedSave);
+    if (mode === 'live' && state !== 'running') {
+      throw new AdapterError(target, 'migrate', `${dom} reached ${target} but is "${info.state}", not running`, { code: 'landed-not-running' });
+    }
+    if (!info.persistent) throw new AdapterError(target, 'migrate', `${dom} reached ${target} but is not persistent there (a restart of ${target}'s libvirt would lose it)`, { code: 'landed-not-persistent' });
+    if (sourceNames.includes(dom)) {
+      throw new AdapterError(source, 'migrate', `${dom} runs on ${target} but ${source} still has a definition of it (--undefinesource did not take): starting it there would run the VM twice`, { code: 'source-still-defined' });
+    }
   }
 
   // ---- host commands --------------------------------------------------------------------

@@ -200,6 +200,9 @@ export type MoveOutcome =
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Adapter error codes that mean the VM reached its target and the check after the move failed. */
+const LANDED_BUT = new Set(['landed-not-running', 'landed-not-persistent', 'source-still-defined']);
+
 /**
  * Move one VM, with retries per policy (limits.migrationRetries); before each attempt the VM
  * is looked up again, so one already on the target is not moved twice. After a move of a VM
@@ -240,7 +243,8 @@ export async function moveVm(
         op,
         'migrateVm',
         [req.vm, req.source, req.target],
-        () => adapter.migrateVm({ vm: where.vm.name, source: req.source, target: req.target, mode: req.mode, ...(req.datastore ? { datastore: req.datastore } : {}) }, opts.onProgress, signal ? { signal } : {}),
+        // The VM just located is handed over: the adapter need not read it again before it moves it.
+        () => adapter.migrateVm({ vm: where.vm.name, source: req.source, target: req.target, mode: req.mode, seen: where.vm, ...(req.datastore ? { datastore: req.datastore } : {}) }, opts.onProgress, signal ? { signal } : {}),
         `${req.vm} ${req.source} -> ${req.target}${req.datastore ? ` datastore ${req.datastore}` : ''} (${req.mode})`,
       );
       deps.rt.metrics.migrationSeconds.labels(adapter.kind, 'ok').observe((Date.now() - t0) / 1000);
@@ -257,6 +261,9 @@ export async function moveVm(
         if (now?.vm.host === req.target) return { done: { ok: true, already: false, durationMs: 0, attempts, lingering: [] } };
         return { done: { ok: false, error: `cancelled while moving: ${errorText(e)}`, attempts, code: 'cancelled', ...(now ? { stayedOn: now.vm.host } : {}) } };
       }
+      // The platform moved it, but the check after the move found something wrong: no retry, and
+      // nobody may be told it stayed on its source.
+      if (e instanceof AdapterError && e.code && LANDED_BUT.has(e.code)) return { done: { ok: false, error: errorText(e), attempts, code: e.code, stayedOn: req.target } };
       const retryable = e instanceof AdapterError ? e.retryable : false;
       return { stop: !retryable || i === retries };
     }

@@ -183,6 +183,10 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       const text = `job ${opId} was cancelled by ${mention(by)}: the migration of ${p.vm} to ${p.target} was stopped and ${p.vm} stays on ${where}.`;
       await deps.outbox.post(op.conv, message(text, section(`:no_entry_sign: ${text}`), context(out.error)));
       await finishOp(deps, op, 'cancelled', `cancelled by ${mention(by)}; ${p.vm} stays on ${where}`);
+    } else if (out.stayedOn === p.target) {
+      const text = `${p.vm} reached ${p.target}, but the check after the move found a problem: ${out.error}. Ferry leaves it there for someone to look at.`;
+      await deps.outbox.post(op.conv, message(text));
+      await finishOp(deps, op, 'failed', text);
     } else {
       const text = `${p.vm} could not move to ${p.target} after ${out.attempts} attempt${out.attempts === 1 ? '' : 's'}: ${out.error}. It stays on ${p.source}; the adapter undid its partial work.`;
       await deps.outbox.post(op.conv, message(text));
