@@ -10,6 +10,7 @@ import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
 import { assertFence, currentFence, fencedEval, fencedScript, isFencedOut } from '../fence.js';
 import { refreshCard } from '../cards.js';
+import { lockedSentence, type LockKeeper } from './locks.js';
 import { context, message, plural, section, type Message } from '../../chat/messages.js';
 import { compressNames } from '../../core/selectors.js';
 import type { MoveSpec } from '../../core/prechecks.js';
@@ -212,7 +213,14 @@ export async function moveVm(
   deps: Deps,
   op: Operation,
   req: MoveRequest,
-  opts: { retries?: number; onProgress?: (p: MigrateProgress) => void; cluster: string; signal?: AbortSignal },
+  opts: {
+    retries?: number;
+    onProgress?: (p: MigrateProgress) => void;
+    cluster: string;
+    signal?: AbortSignal;
+    /** The operation's host locks: an attempt (a retry too) starts only while they are still its own. */
+    locks?: LockKeeper;
+  },
 ): Promise<MoveOutcome> {
   const adapter = deps.rt.adapters.forHost(req.source);
   const retries = opts.retries ?? deps.rt.config.limits.migrationRetries;
@@ -234,6 +242,8 @@ export async function moveVm(
     if (!where) return { done: { ok: false, error: `${req.vm} is no longer in ${opts.cluster}`, attempts, code: 'gone' } };
     if (where.vm.host === req.target && (!req.datastore || where.vm.disks.every((d) => d.datastore === req.datastore))) return { done: { ok: true, already: true, durationMs: 0, attempts, lingering: [] } };
     if (where.vm.host !== req.source) return { done: { ok: false, error: `${req.vm} is on ${where.vm.host} now, not ${req.source}`, attempts, code: 'moved-elsewhere' } };
+    const lostTo = await opts.locks?.check();
+    if (lostTo) return { done: { ok: false, error: lockedSentence(lostTo), attempts, code: 'lock-lost', stayedOn: where.vm.host } };
     attempts++;
     if (i > 0) await deps.outbox.post(op.conv, message(`Retrying ${req.vm} → ${req.target} (attempt ${i + 1} of ${retries + 1}).`));
     const t0 = Date.now();

@@ -383,13 +383,17 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan, keeper: Lo
     if (lost) return;
     await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'moving', target: m.target, from: p.host });
     await refreshCard(deps, op.id);
-    const out = await moveVm(deps, op, { vm: m.vm, vmId: m.vmId, source: p.host, target: m.target, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm), signal: cancel.signal });
+    const out = await moveVm(deps, op, { vm: m.vm, vmId: m.vmId, source: p.host, target: m.target, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm), signal: cancel.signal, locks: keeper });
     await setPercent(deps, op.id, m.vm, null);
     // The memory this move counted on: on its target now (done), or free again.
     await settleReservation(deps.rt, p.cluster, op.id, m.vmId, out.ok).catch(() => undefined);
     if (!out.ok && out.code === 'cancelled') {
       cancelled = cancel.by() ?? (await deps.ops.cancelRequested(op.id)) ?? 'someone';
       await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'pending', target: m.target, from: p.host, reason: `migration stopped by the cancel; it stays on ${out.stayedOn ?? p.host}` });
+    } else if (!out.ok && out.code === 'lock-lost') {
+      // Another operation has the host now (between retries, say): this VM stays, the drain stops.
+      lost = keeper.lost();
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'pending', target: m.target, from: p.host, reason: `not moved: ${out.error}` });
     } else if (out.ok) {
       await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'moved', target: m.target, from: p.host, attempts: out.attempts, durationMs: out.durationMs, ...(out.already ? { reason: 'already on its target when checked' } : {}) });
       await reportLingering(deps, op, m.vm, p.host, out.lingering);

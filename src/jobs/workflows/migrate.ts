@@ -164,9 +164,12 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       deps,
       op,
       { vm: p.vm, vmId: p.vmId!, source: p.source!, target: p.target, mode: p.mode ?? 'live', ...(p.datastore ? { datastore: p.datastore } : {}) },
-      { cluster: p.cluster!, onProgress: progressReporter(deps, opId, p.vm), signal: cancel.signal },
+      { cluster: p.cluster!, onProgress: progressReporter(deps, opId, p.vm), signal: cancel.signal, locks: keeper },
     );
     cancel.stop();
+    // Another operation took a host while the VM moved (its lock had expired): said, not hidden.
+    const lostDuring = out.ok ? keeper.lost() : null;
+    keeper.stop();
     await setPercent(deps, opId, p.vm, null);
     for (const h of hosts) await releaseLock(deps.rt, h, opId);
     const storage = p.datastore ? ` with its storage on ${p.datastore}` : '';
@@ -174,9 +177,15 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
       const text = out.already
         ? `${p.vm} is on ${p.target}${storage} (it got there before this run checked); nothing moved twice.`
         : `${p.vm} moved ${p.mode === 'cold' ? 'cold' : 'live'} from ${p.source} to ${p.target}${storage} in ${formatDuration(out.durationMs)}.`;
-      await deps.outbox.post(op.conv, message(text));
+      const lostNote = lostDuring ? ` While it moved, job ${lostDuring.opId} took ${lostDuring.host} (this job's lock had expired): ${lockedSentence(lostDuring)} Ferry did nothing more there.` : '';
+      await deps.outbox.post(op.conv, message(text + lostNote));
       await reportLingering(deps, op, p.vm, p.source!, out.lingering);
       await finishOp(deps, op, 'succeeded', text);
+    } else if (out.code === 'lock-lost') {
+      // Another operation holds a host now (between attempts): no further attempt starts.
+      const text = `job ${opId} lost its lock: ${out.error} It stops here; ${p.vm} stays on ${out.stayedOn ?? p.source} after ${out.attempts} attempt${out.attempts === 1 ? '' : 's'}.`;
+      await deps.outbox.post(op.conv, message(text));
+      await finishOp(deps, op, 'failed', text);
     } else if (out.code === 'cancelled') {
       const by = cancel.by() ?? (await deps.ops.cancelRequested(opId)) ?? 'someone';
       const where = out.stayedOn ?? p.source!;

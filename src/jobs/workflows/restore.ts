@@ -115,9 +115,12 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       const states = await vmStates(deps, opId);
       if (states[m.vm]?.state === 'returned') return;
       await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'returning', target: host, from: m.from });
-      const out = await moveVm(deps, op!, { vm: m.vm, vmId: m.vmId, source: m.from, target: host, mode: m.mode }, { cluster, onProgress: progressReporter(deps, opId, m.vm), signal: cancel.signal });
+      const out = await moveVm(deps, op!, { vm: m.vm, vmId: m.vmId, source: m.from, target: host, mode: m.mode }, { cluster, onProgress: progressReporter(deps, opId, m.vm), signal: cancel.signal, locks: keeper });
       await setPercent(deps, opId, m.vm, null);
-      if (!out.ok && out.code === 'cancelled') {
+      if (!out.ok && out.code === 'lock-lost') {
+        // Another operation has the host now: this VM stays where it is; the restore stops below.
+        await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'pending', target: host, from: m.from, reason: `not moved: ${out.error}` });
+      } else if (!out.ok && out.code === 'cancelled') {
         await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'pending', target: host, from: m.from, reason: `cancelled; it stays on ${out.stayedOn ?? m.from}` });
       } else if (out.ok) {
         await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'returned', target: host, from: m.from, durationMs: out.durationMs });
