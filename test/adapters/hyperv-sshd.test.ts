@@ -18,7 +18,7 @@ import { ADAPTER_FACTORIES } from '../../src/adapters/index.js';
 import { AdapterRegistry } from '../../src/adapters/registry.js';
 import '../../src/adapters/hyperv/index.js';
 import { HypervAdapter } from '../../src/adapters/hyperv/adapter.js';
-import { npivInventoryScript, vmFactsScript } from '../../src/adapters/hyperv/scripts.js';
+import { npivInventoryScript, saveVmScript, startVmScript, vmFactsScript } from '../../src/adapters/hyperv/scripts.js';
 import { SshRemoteShell, type SshSettings } from '../../src/adapters/ssh/index.js';
 import { AdapterError, type MigrateProgress } from '../../src/adapters/types.js';
 import { configSchema } from '../../src/config/schema.js';
@@ -175,6 +175,24 @@ describe.skipIf(!haveSshd)('Hyper-V adapter over a real sshd with a stand-in pow
     expect(calls[0]!.script).toContain('Suspend-ClusterNode -Name $hn');
     expect(calls[0]!.script).not.toContain('-Drain');
     expect(calls[2]!.script).toContain('.RemoveVirtualPort([byte[]](0xC0,0x03,0xFF,0x6E,0xDB,0x4A,0x00,0x05))');
+  });
+
+  it('save-non-ha: Save-VM and Start-VM arrive exactly as built, and the state read back decides', async () => {
+    scenario({
+      'save-vm': [{ fixture: 'save-vm.json' }, { stdout: '{"ok":true,"data":{"State":"Running"}}' }, { fixture: 'error-save-vm.json', exit: 1 }],
+      'start-vm': { fixture: 'start-vm.json' },
+    });
+    const a = direct();
+    await a.saveVm('hyp02', 'log04');
+    expect(await rejection(a.saveVm('hyp02', 'log04'))).toMatchObject({ code: 'not-saved', message: 'saveVm on hyp02: Save-VM ran but log04 is Running' });
+    const failed = await rejection(a.saveVm('hyp02', 'log04'));
+    expect(failed).toMatchObject({ host: 'hyp02', op: 'saveVm', code: 'powershell' });
+    expect(failed.message).toContain("'web01' failed to change state.");
+    await a.resumeVm('hyp02', 'log04');
+    const calls = recorded();
+    expect(calls.map((c) => c.marker)).toEqual(['save-vm', 'save-vm', 'save-vm', 'start-vm']);
+    expect(calls[0]!.script).toBe(saveVmScript('log04'));
+    expect(calls[3]!.script).toBe(startVmScript('log04'));
   });
 
   it('live migration with progress polled in parallel sessions, and the ports left on the source', async () => {

@@ -19,11 +19,12 @@ import {
   migrationProgressScript,
   cancelMigrationScript,
   startVmScript,
+  saveVmScript,
 } from '../../src/adapters/hyperv/scripts.js';
 import { datastoreOfPath, powerOf, wwnOf } from '../../src/adapters/hyperv/parse.js';
 import { AdapterError, UnsupportedError, type MigrateProgress } from '../../src/adapters/types.js';
 import { findStalePorts } from '../../src/core/stale-ports.js';
-import { RecordingShell, type Responder } from '../fixtures/hyperv/fake-shell.js';
+import { RecordingShell, fixture, type Responder } from '../fixtures/hyperv/fake-shell.js';
 
 const HOSTS = ['hyp01', 'hyp02', 'hyp03'];
 
@@ -512,6 +513,70 @@ describe('removeVirtualPort', () => {
     const err = await rejection(a.removeVirtualPort({ ...port, wwpn: "C003'; Stop-Computer" }));
     expect(err.code).toBe('invalid');
     expect(shell.calls).toHaveLength(0);
+  });
+});
+
+describe('save-non-ha: saveVm (Save-VM) and resumeVm (Start-VM)', () => {
+  it('sends exactly the save-vm script to the VM\'s host: the VM by exact name, Save-VM only while Running, the state read back by VMId', async () => {
+    const { a, shell } = adapter({ 'save-vm': { fixture: 'save-vm.json' } });
+    await a.saveVm('hyp02', 'web01');
+    const [call] = shell.byMarker('save-vm');
+    expect(shell.calls).toHaveLength(1);
+    expect(call!.host).toBe('hyp02');
+    expect(call!.script).toBe(saveVmScript('web01'));
+    const body = call!.script.split('\n');
+    expect(body).toContain("$vn='web01'");
+    expect(body).toContain('$v=@(foreach($x in @(Get-VM)){if($x.Name -eq $vn){$x}})');
+    expect(body).toContain("if([string]$v.State -eq 'Running'){Save-VM -VM $v}");
+    expect(body).toContain('$out=[pscustomobject]@{State=[string](Get-VM -Id $v.VMId).State}');
+    // Never a wildcard, never by -Name (which matches patterns), never Stop-VM or -Force.
+    expect(call!.script).not.toMatch(/Get-VM -Name|Stop-VM|-Force|Suspend-VM/);
+  });
+
+  it('checks the state Hyper-V reports after Save-VM: Saved is done; anything else is an AdapterError naming host, VM and state', async () => {
+    // VMState as [string]: Saved, Running, Paused, Off (Microsoft.HyperV.PowerShell.VMState).
+    for (const state of ['Running', 'Paused', 'Off']) {
+      const err = await rejection(adapter({ 'save-vm': { stdout: JSON.stringify({ ok: true, data: { State: state } }) } }).a.saveVm('hyp02', 'web01'));
+      expect(err).toMatchObject({ host: 'hyp02', op: 'saveVm', code: 'not-saved' });
+      expect(err.message).toBe(`saveVm on hyp02: Save-VM ran but web01 is ${state}`);
+    }
+    // Save-VM's own failure (a VirtualizationException record).
+    const failed = await rejection(adapter({ 'save-vm': { fixture: 'error-save-vm.json', code: 1 } }).a.saveVm('hyp02', 'web01'));
+    expect(failed).toMatchObject({ host: 'hyp02', op: 'saveVm', code: 'powershell' });
+    expect(failed.message).toContain("'web01' failed to change state.");
+    // A VM that is not on the host: the script's own not-found, nothing saved elsewhere.
+    const missing = await rejection(
+      adapter({ 'save-vm': { stdout: JSON.stringify({ ok: false, error: { code: 'not-found', message: "VM 'web01' is not on HYP02 (0 matches)" } }), code: 1 } }).a.saveVm('hyp02', 'web01'),
+    );
+    expect(missing.code).toBe('not-found');
+    // Unknown host: refused before anything is sent.
+    const { a, shell } = adapter({ 'save-vm': { fixture: 'save-vm.json' } });
+    await rejection(a.saveVm('hyp99', 'web01'));
+    expect(shell.calls).toHaveLength(0);
+  });
+
+  it('the drain\'s check after saving: listVms reads the VM as saved from the vm-facts State', async () => {
+    let saved = false;
+    const facts = (): string => {
+      const doc = JSON.parse(fixture('vm-facts.json')) as { ok: true; data: { Name: string; State: string }[] };
+      for (const v of doc.data) if (v.Name === 'web01' && saved) v.State = 'Saved';
+      return JSON.stringify(doc);
+    };
+    const { a } = adapter({ 'vm-facts': () => ({ stdout: facts() }), 'save-vm': () => ((saved = true), { fixture: 'save-vm.json' }), 'start-vm': () => ((saved = false), { fixture: 'start-vm.json' }) });
+    expect((await a.listVms('hyp02')).find((v) => v.name === 'web01')?.power).toBe('running');
+    await a.saveVm('hyp02', 'web01');
+    expect((await a.listVms('hyp02')).find((v) => v.name === 'web01')?.power).toBe('saved');
+    await a.resumeVm('hyp02', 'web01');
+    expect((await a.listVms('hyp02')).find((v) => v.name === 'web01')?.power).toBe('running');
+  });
+
+  it('resumeVm sends Start-VM only when not Running and checks it runs after', async () => {
+    const { a, shell } = adapter({ 'start-vm': { fixture: 'start-vm.json' } });
+    await a.resumeVm('hyp02', 'web01');
+    expect(shell.byMarker('start-vm')[0]!.script).toBe(startVmScript('web01'));
+    expect(shell.byMarker('start-vm')[0]!.script.split('\n')).toContain("if([string]$v.State -ne 'Running'){Start-VM -VM $v}");
+    const err = await rejection(adapter({ 'start-vm': { stdout: JSON.stringify({ ok: true, data: { State: 'Saved' } }) } }).a.resumeVm('hyp02', 'web01'));
+    expect(err).toMatchObject({ op: 'resumeVm', code: 'not-running' });
   });
 });
 
