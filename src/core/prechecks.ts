@@ -39,7 +39,8 @@ export type FindingCode =
   | 'last-host'
   | 'maintenance-limit'
   | 'capacity'
-  | 'n-plus-one';
+  | 'n-plus-one'
+  | 'save-non-ha-moot';
 
 export type Severity = CheckFinding['severity'];
 
@@ -566,6 +567,14 @@ export function precheckDrain(input: DrainInput): DrainPrecheck {
     details,
   });
   const nonHaRule = maintenanceSavesNonHa(host.adapter);
+  if (input.allowSaveNonHa && !nonHaRule) {
+    // The override asks for something this platform never does: say so rather than ignore it.
+    warnings.push({
+      code: 'save-non-ha-moot',
+      severity: 'warn',
+      message: `save-non-ha changes nothing on ${host.adapter === 'vsphere' ? 'vSphere' : host.adapter}: ${host.name}'s maintenance saves no VM, and Ferry moves its running VMs live whether or not they are highly available.`,
+    });
+  }
   for (const vm of sorted) {
     const live = defaultMode(vm) === 'live';
     if (live && !vm.ha && nonHaRule) {

@@ -509,6 +509,22 @@ const drainRows: DrainRow[] = [
     actions: { db01: 'live', web01: 'live', web02: 'live' },
   },
   {
+    name: 'libvirt with save-non-ha: nothing is saved, every running VM moves, and the plan says the override changes nothing',
+    input: { allowSaveNonHa: true, tweak: (h, v) => (h.forEach((x) => (x.adapter = 'libvirt')), (v[1]!.ha = false)) },
+    ok: true,
+    actions: { db01: 'live', web01: 'live', web02: 'live' },
+    warnings: ['save-non-ha-moot'],
+    sentences: ["save-non-ha changes nothing on libvirt: hyp03's maintenance saves no VM, and Ferry moves its running VMs live whether or not they are highly available."],
+  },
+  {
+    name: 'vSphere with save-non-ha: the same, said once',
+    input: { allowSaveNonHa: true, tweak: (h, v) => (h.forEach((x) => (x.adapter = 'vsphere')), (v[1]!.ha = false)) },
+    ok: true,
+    actions: { web02: 'live' },
+    warnings: ['save-non-ha-moot'],
+    sentences: ["save-non-ha changes nothing on vSphere: hyp03's maintenance saves no VM, and Ferry moves its running VMs live whether or not they are highly available."],
+  },
+  {
     name: 'Hyper-V: the running non-HA VM is refused, saying why',
     input: { tweak: (h, v) => (h.forEach((x) => (x.adapter = 'hyperv')), (v[1]!.ha = false)) },
     ok: false,
@@ -572,7 +588,7 @@ describe('precheckDrain (seed 001 + host-level blockers)', () => {
     for (const [name, action] of Object.entries(row.actions ?? {})) {
       expect(p.verdicts.find((v) => v.vm === name)?.action, name).toBe(action);
     }
-    const all = [...p.blockers.map((b) => b.message), ...p.verdicts.map((v) => v.sentence)];
+    const all = [...p.blockers.map((b) => b.message), ...p.warnings.map((w) => w.message), ...p.verdicts.map((v) => v.sentence)];
     for (const s of row.sentences ?? []) expect(all).toContain(s);
     // Invariants on every row.
     expect(Object.values(p.counts).reduce((a, b) => a + b, 0)).toBe(p.verdicts.length);
