@@ -15,6 +15,7 @@ import { SurfaceRouter } from './chat/surface-router.js';
 import { configRedactor } from './chat/redact.js';
 import { assertFence } from './jobs/fence.js';
 import { ConsoleSurface } from './bot/console/surface.js';
+import { tableFileLines } from './jobs/table-file.js';
 import { SlackSurface, createWebClient } from './bot/slack/surface.js';
 import { SlackBudget } from './bot/slack/budget.js';
 import { buildRouter, type ChatDeps, type ChatWorkflow } from './bot/router.js';
@@ -86,7 +87,7 @@ export function createFerry(rt: Runtime, _mode: Mode, opts: FerryOptions = {}): 
   const queues = new Queues(rt);
   const ops = new Operations(rt);
   const slack = env.SLACK_BOT_TOKEN
-    ? new SlackSurface(createWebClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL), new SlackBudget(rt.redis, rt.prefix), rt.log.child({ part: 'slack' }), rt.metrics)
+    ? new SlackSurface(createWebClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL), new SlackBudget(rt.redis, rt.prefix), rt.log.child({ part: 'slack' }), rt.metrics, (file) => tableFileLines(rt.redis, file))
     : undefined;
   let warned = false;
   const outbox = new SurfaceRouter({ slack, console: new ConsoleSurface(rt.redis, rt.prefix) }, () => {

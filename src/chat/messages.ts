@@ -22,9 +22,23 @@ export type Block =
   | { type: 'fields'; fields: string[] }
   | { type: 'context'; text: string }
   | { type: 'progress'; done: number; total: number; label: string }
-  | { type: 'table'; title?: string; columns: string[]; rows: string[][] }
+  | { type: 'table'; title?: string; columns: string[]; rows: string[][]; full?: TableFile; /** Name of its file when attached (else from the title). */ name?: string }
   | { type: 'actions'; buttons: Button[] }
   | { type: 'divider' };
+
+/**
+ * A table too long to hold in memory: its CSV lines (header first) in a Redis list, written in
+ * pages (jobs/table-file.ts). The block's `rows` are the first few, shown inline; surfaces that
+ * take files stream the rest from Redis.
+ */
+export interface TableFile {
+  /** Redis list key of the CSV lines. */
+  key: string;
+  /** Data rows in the list (the header not counted). */
+  rows: number;
+  /** Size of the CSV in bytes (each line and its newline). */
+  bytes: number;
+}
 
 export interface Message {
   /** Plain fallback (notifications, screen readers) and the console's first line. */

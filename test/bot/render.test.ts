@@ -44,7 +44,7 @@ describe('Slack rendering stays inside Block Kit limits', () => {
     // Past the inline size the full table goes to a file, and the file has every row.
     if (staleRows > INLINE_TABLE_ROWS) {
       const file = r.files.find((f) => f.filename.startsWith('stale-ports'));
-      expect(file?.content.trim().split('\n')).toHaveLength(staleRows + 1);
+      expect(file && 'content' in file ? file.content.trim().split('\n') : []).toHaveLength(staleRows + 1);
     }
     const single = renderSlackSingle(summaryMessage(o, results, 1234));
     assertWithinLimits(single.blocks);
@@ -58,6 +58,16 @@ describe('Slack rendering stays inside Block Kit limits', () => {
     expect(text).toContain('C003FF0000010000');
     expect(text).toContain('hyp01');
     expect(text).toContain('[Remove 4 stale ports…]  → type: remove stale ports hyp02,hyp03');
+  });
+
+  it('a table streamed from Redis shows its first rows and attaches the full file by reference, never its content', () => {
+    const full = { key: 'ferry:op:7:csv:stale', rows: 4000, bytes: 240_000 };
+    const rows = Array.from({ length: 60 }, (_, i) => [`h${i}`, `C003FF${String(i).padStart(10, '0')}`]);
+    const r = renderSlack({ text: 't', blocks: [{ type: 'table', title: '*Stale ports*', columns: ['Host', 'WWPN'], rows, full }] });
+    expect(r.files).toEqual([{ filename: 'stale-ports.csv', title: '*Stale ports*', stream: full }]);
+    const texts = r.messages.flatMap((m) => m.blocks.map((b) => JSON.stringify(b)));
+    expect(texts.join('\n')).toContain('Showing 60 of 4000 rows; the full table is attached as stale-ports.csv.');
+    expect(renderText({ text: 't', blocks: [{ type: 'table', columns: ['Host', 'WWPN'], rows, full }] })).toContain('(showing 60 of 4000 rows)');
   });
 
   it('splits a very long section over several sections, never cutting a line', () => {

@@ -92,13 +92,13 @@ export interface SlackStandin {
   close(): Promise<void>;
 }
 
-async function readBody(req: http.IncomingMessage): Promise<{ raw: Buffer; bytes: number }> {
+async function readBody(req: http.IncomingMessage, keepUploads = false): Promise<{ raw: Buffer; bytes: number }> {
   const chunks: Buffer[] = [];
   let bytes = 0;
   for await (const c of req) {
     bytes += (c as Buffer).length;
-    // Uploads are counted, not kept: a 10,000-host CSV must not sit in the stand-in's memory.
-    if (!req.url?.startsWith('/upload/')) chunks.push(c as Buffer);
+    // Uploads are counted, not kept (unless a test asks): a 10,000-host CSV must not sit in the stand-in's memory.
+    if (keepUploads || !req.url?.startsWith('/upload/')) chunks.push(c as Buffer);
   }
   return { raw: Buffer.concat(chunks), bytes };
 }
@@ -118,7 +118,7 @@ function parseBody(raw: Buffer, contentType: string | undefined): Record<string,
   return out;
 }
 
-export async function startSlackStandin(opts: { limits?: Record<string, Limit>; notMemberOf?: string[] } = {}): Promise<SlackStandin> {
+export async function startSlackStandin(opts: { limits?: Record<string, Limit>; notMemberOf?: string[]; /** Keep uploaded files' content in the call's body.content. */ keepUploads?: boolean } = {}): Promise<SlackStandin> {
   const limits = { ...STANDIN_LIMITS, ...opts.limits };
   const calls: StandinCall[] = [];
   const buckets = new Map<string, { tokens: number; at: number }>();
@@ -175,10 +175,10 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
   const server = http.createServer((req, res) => {
     void (async () => {
       const at = Date.now();
-      const { raw, bytes } = await readBody(req);
+      const { raw, bytes } = await readBody(req, opts.keepUploads);
       const url = req.url ?? '/';
       if (url.startsWith('/upload/')) {
-        calls.push({ method: 'upload', body: { id: url.slice(8) }, at, status: 200, bytes });
+        calls.push({ method: 'upload', body: { id: url.slice(8), ...(opts.keepUploads ? { content: raw.toString('utf8') } : {}) }, at, status: 200, bytes });
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end('OK');
         return;

@@ -3,7 +3,7 @@
  * section text, 10 fields, 25 elements per actions block, 150 characters per header. Long
  * tables are split over several sections and, past a size, attached as a file instead.
  */
-import type { Block, Message } from '../../chat/messages.js';
+import type { Block, Message, TableFile } from '../../chat/messages.js';
 import { progressBar } from '../../chat/messages.js';
 import { tableCsv, tableLines } from './table.js';
 
@@ -22,8 +22,8 @@ export interface SlackPayload {
 export interface SlackRendering {
   /** One or more messages; the first is the one a card update replaces. */
   messages: SlackPayload[];
-  /** Full tables too long to show inline. */
-  files: { filename: string; title: string; content: string }[];
+  /** Full tables too long to show inline: in memory (`content`) or streamed from Redis (`stream`). */
+  files: ({ filename: string; title: string; content: string } | { filename: string; title: string; stream: TableFile })[];
 }
 
 function clip(text: string, max: number): string {
@@ -78,13 +78,15 @@ function renderBlock(block: Block, files: SlackRendering['files']): SlackBlock[]
     case 'divider':
       return [{ type: 'divider' }];
     case 'table': {
-      if (block.rows.length <= INLINE_TABLE_ROWS) return tableSections(block.title, tableLines(block.columns, block.rows));
-      const name = (block.title ?? 'table').replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').toLowerCase() || 'table';
-      files.push({ filename: `${name}.csv`, title: block.title ?? 'Full table', content: tableCsv(block.columns, block.rows) });
-      const shown = tableLines(block.columns, block.rows.slice(0, INLINE_TABLE_ROWS));
+      const total = block.full?.rows ?? block.rows.length;
+      if (total <= INLINE_TABLE_ROWS && block.rows.length <= INLINE_TABLE_ROWS) return tableSections(block.title, tableLines(block.columns, block.rows));
+      const name = (block.name ?? block.title ?? 'table').replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').toLowerCase() || 'table';
+      const title = block.title ?? 'Full table';
+      files.push(block.full ? { filename: `${name}.csv`, title, stream: block.full } : { filename: `${name}.csv`, title, content: tableCsv(block.columns, block.rows) });
+      const shown = block.rows.slice(0, INLINE_TABLE_ROWS);
       return [
-        ...tableSections(block.title, shown),
-        { type: 'context', elements: [mrkdwn(`Showing ${INLINE_TABLE_ROWS} of ${block.rows.length} rows; the full table is attached as ${name}.csv.`)] },
+        ...tableSections(block.title, tableLines(block.columns, shown)),
+        { type: 'context', elements: [mrkdwn(`Showing ${shown.length} of ${total} rows; the full table is attached as ${name}.csv.`)] },
       ];
     }
     case 'actions': {

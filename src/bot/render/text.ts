@@ -48,7 +48,12 @@ function renderBlock(b: Block): string[] {
     case 'divider':
       return ['—'];
     case 'table':
-      return [...(b.title ? [plainText(b.title)] : []), ...tableLines(b.columns, b.rows).map((l) => `  ${l}`)];
+      return [
+        ...(b.title ? [plainText(b.title)] : []),
+        ...tableLines(b.columns, b.rows).map((l) => `  ${l}`),
+        // The console takes no files: it says how much of a long table it shows.
+        ...(b.full && b.full.rows > b.rows.length ? [`  (showing ${b.rows.length} of ${b.full.rows} rows)`] : []),
+      ];
     case 'actions':
       return b.buttons.map((btn) => `  [${btn.label}]  → type: ${btn.command}`);
   }

@@ -44,6 +44,9 @@ export const PLANS: Record<string, RatePlan & { perChannel: boolean }> = {
   'chat.postEphemeral': { intervalMs: 600, burst: 10, perChannel: false },
   'chat.update': { intervalMs: 1200, burst: 5, perChannel: false },
   'files.uploadV2': { intervalMs: 3000, burst: 2, perChannel: false },
+  // Tier 4 each (a streamed upload: URL, bytes, complete).
+  'files.getUploadURLExternal': { intervalMs: 600, burst: 10, perChannel: false },
+  'files.completeUploadExternal': { intervalMs: 600, burst: 10, perChannel: false },
   'views.publish': { intervalMs: 1200, burst: 5, perChannel: false },
 };
 

@@ -3,9 +3,12 @@
  * and Web API errors (channel_not_found, not_in_channel, invalid_auth…) logged with the job
  * id and swallowed: the operation's result stays in Redis even when Slack cannot show it.
  */
+import http from 'node:http';
+import https from 'node:https';
+import { once } from 'node:events';
 import { WebClient, ErrorCode, LogLevel } from '@slack/web-api';
 import type { Logger } from '../../log.js';
-import type { Message } from '../../chat/messages.js';
+import type { Message, TableFile } from '../../chat/messages.js';
 import { renderSlack, renderSlackSingle } from '../render/slack.js';
 import type { Conversation, MessageRef, Surface } from '../../chat/conversation.js';
 import type { SlackBudget } from './budget.js';
@@ -37,6 +40,8 @@ export class SlackSurface implements Surface {
     private readonly budget: SlackBudget,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
+    /** The lines of a long table's CSV, page by page (jobs/table-file.ts), for a streamed upload. */
+    private readonly fileLines?: (file: TableFile) => AsyncIterable<string[]>,
   ) {}
 
   private async call<T>(method: string, channel: string | undefined, fn: () => Promise<T>, extra: Record<string, unknown>): Promise<T | null> {
@@ -84,9 +89,52 @@ export class SlackSurface implements Surface {
     const threadTs = conv.threadTs ?? first?.ts;
     for (const file of rendered.files) {
       const dest = threadTs ? { channel_id: channel, thread_ts: threadTs } : { channel_id: channel };
-      await this.call('files.uploadV2', channel, () => this.client.filesUploadV2({ ...dest, filename: file.filename, title: file.title, content: file.content }), context);
+      if ('stream' in file) await this.uploadStream(dest, file, context);
+      else await this.call('files.uploadV2', channel, () => this.client.filesUploadV2({ ...dest, filename: file.filename, title: file.title, content: file.content }), context);
     }
     return first;
+  }
+
+  /**
+   * A long table's CSV, streamed from Redis into Slack's upload URL a page at a time (never whole
+   * in memory): files.getUploadURLExternal with its length, the bytes, files.completeUploadExternal.
+   */
+  private async uploadStream(dest: { channel_id: string; thread_ts?: string }, file: { filename: string; title: string; stream: TableFile }, context: Record<string, unknown>): Promise<void> {
+    const channel = dest.channel_id;
+    if (!this.fileLines) {
+      this.log.error({ channel, file: file.filename, ...context }, 'a streamed table file cannot be read by this process; not attached');
+      return;
+    }
+    const url = await this.call('files.getUploadURLExternal', channel, () => this.client.files.getUploadURLExternal({ filename: file.filename, length: file.stream.bytes }), context);
+    if (!url?.upload_url || !url.file_id) return;
+    try {
+      await this.sendLines(url.upload_url, file.stream, this.fileLines);
+    } catch (e) {
+      this.log.error({ channel, file: file.filename, err: e instanceof Error ? e.message : String(e), ...context }, 'Slack file upload failed');
+      return;
+    }
+    await this.call('files.completeUploadExternal', channel, () => this.client.files.completeUploadExternal({ files: [{ id: url.file_id!, title: file.title }], ...dest }), context);
+  }
+
+  private sendLines(url: string, file: TableFile, lines: (file: TableFile) => AsyncIterable<string[]>): Promise<void> {
+    const target = new URL(url);
+    return new Promise((resolve, reject) => {
+      const req = (target.protocol === 'https:' ? https : http).request(
+        target,
+        { method: 'POST', headers: { 'content-type': 'text/csv', 'content-length': String(file.bytes), ...(this.client.token ? { authorization: `Bearer ${this.client.token}` } : {}) } },
+        (res) => {
+          res.resume();
+          res.on('end', () => ((res.statusCode ?? 500) < 300 ? resolve() : reject(new Error(`the upload URL answered ${res.statusCode}`))));
+        },
+      );
+      req.on('error', reject);
+      void (async () => {
+        for await (const page of lines(file)) {
+          if (!req.write(page.map((l) => `${l}\n`).join(''))) await once(req, 'drain');
+        }
+        req.end();
+      })().catch((e: unknown) => req.destroy(e instanceof Error ? e : new Error(String(e))));
+    });
   }
 
   async update(conv: Conversation, ref: MessageRef, msg: Message, context: Record<string, unknown> = {}): Promise<void> {

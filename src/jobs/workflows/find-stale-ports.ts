@@ -1,6 +1,8 @@
 /**
  * find stale ports (seed 000), as a runbook:
- *   1. fan out: one child job per host, at a global bounded concurrency;
+ *   1. fan out: child jobs of a batch of hosts each (core/batches.ts), at a global bounded
+ *      concurrency: the sweep still ends at the ideal rounds, and a 10,000-host sweep enqueues
+ *      a few hundred jobs, not 10,000;
  *   2. per host: read the NPIV picture, subtract ports in use and physical ports, record;
  *      an unreachable host is a result, not a failure, and the others go on;
  *   3. summary: every stale port by host (WWPN in hex as the seed prints it), its fabric, the
@@ -9,8 +11,10 @@
 import type { Job } from 'bullmq';
 import { findStalePorts, type StalePort } from '../../core/stale-ports.js';
 import { compressNames } from '../../core/selectors.js';
+import { batches } from '../../core/batches.js';
 import { formatDuration } from '../../core/duration.js';
-import { context, message, plural, section, who, type Block, type Message } from '../../chat/messages.js';
+import { context, message, plural, section, who, type Block, type Message, type TableFile } from '../../chat/messages.js';
+import { TableFileWriter } from '../table-file.js';
 import type { CardRenderer, Workflow } from '../wiring.js';
 import { postCardBeside, refreshCard, withCard } from '../cards.js';
 import { errorText, withDeadline, withRetry } from '../retry.js';
@@ -26,24 +30,28 @@ const HOST_DEADLINE_MS = 90_000;
 
 export type HostSweepResult = { ok: true; stale: StalePort[]; virtualPorts: number } | { ok: false; error: string };
 
+/** Hosts per batch job at most: small enough that lanes finish together, large enough that a big sweep is a few hundred jobs. */
+export const MAX_BATCH = 25;
+
 /**
  * Start the sweep at once; the card (the command's one top-level answer) is posted beside it.
- * Each host job carries only its host: nothing per host reads the whole operation record.
+ * Each batch job carries only its hosts: nothing per host reads the whole operation record.
  */
 export async function startSweep(deps: Deps, req: { conv: Conversation; requester: string; title: string; hosts: string[] }): Promise<Operation> {
   const selection = `${plural(req.hosts.length, 'host')}: ${compressNames(req.hosts)}`;
   const op = await deps.ops.create({ kind: KIND, title: req.title, requester: req.requester, conv: req.conv, hosts: req.hosts, params: { selection } });
+  const total = req.hosts.length;
   const work = deps.queues.flow.add({
     name: 'sweep',
     queueName: 'ops',
     data: { opId: op.id },
     opts: { jobId: `op-${op.id}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 } },
-    children: req.hosts.map((host) => ({
+    children: batches(req.hosts, deps.rt.config.limits.sweepConcurrency, MAX_BATCH).map((hosts, i) => ({
       name: 'sweep-host',
       queueName: 'hosts',
-      data: { opId: op.id, host, total: req.hosts.length },
+      data: { opId: op.id, hosts, total },
       // Infrastructure faults (Redis, a killed worker) retry; host faults are results.
-      opts: { jobId: `op-${op.id}-${host}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, ignoreDependencyOnFailure: true, removeOnComplete: true },
+      opts: { jobId: `op-${op.id}-b${i}`, attempts: 3, backoff: { type: 'exponential', delay: 1000 }, ignoreDependencyOnFailure: true, removeOnComplete: true },
     })),
   });
   postCardBeside(deps, op.id);
@@ -51,14 +59,22 @@ export async function startSweep(deps: Deps, req: { conv: Conversation; requeste
   return op;
 }
 
-async function sweepHost(deps: Deps, job: Job): Promise<void> {
-  const { opId, host, total } = job.data as { opId: number; host: string; total?: number };
-  if (await deps.ops.cancelRequested(opId)) return;
+/** A batch of hosts, one after another (the global concurrency counts batches, so hosts in flight stay at sweepConcurrency). */
+async function sweepBatch(deps: Deps, job: Job): Promise<void> {
+  const data = job.data as { opId: number; hosts?: string[]; host?: string; total?: number };
+  // `host`: a one-host job enqueued before batches.
+  for (const host of data.hosts ?? (data.host ? [data.host] : [])) {
+    if (await deps.ops.cancelRequested(data.opId)) return;
+    await sweepHost(deps, data.opId, host, data.total);
+  }
+}
+
+async function sweepHost(deps: Deps, opId: number, host: string, total: number | undefined): Promise<void> {
   // The first host to start marks the operation running (one read of the record per sweep).
   if (await deps.rt.redis.set(deps.rt.key('op', opId, 'started'), String(Date.now()), 'EX', 7 * 86_400, 'NX')) {
     await deps.ops.patch(opId, { status: 'running', startedAt: Date.now() });
   }
-  // Idempotent: a retried child does not count its host twice.
+  // Idempotent: a retried batch does not count its hosts twice.
   const already = await deps.rt.redis.hexists(deps.rt.key('op', opId, 'results'), host);
   if (already) return;
   let result: HostSweepResult;
@@ -94,38 +110,147 @@ export function summarize(op: Operation, results: Record<string, HostSweepResult
   return { stale, failed, missing };
 }
 
-export function summaryMessage(op: Operation, results: Record<string, HostSweepResult>, durationMs: number): Message {
+/** What the summary says: counts, the first rows of each table, and the full tables as files when longer. */
+export interface SweepReport {
+  hosts: number;
+  stale: number;
+  /** Hosts with stale ports, in selector order (the removal button's selector). */
+  staleHosts: string[];
+  staleRows: string[][];
+  staleFile: TableFile | null;
+  failed: number;
+  failedRows: string[][];
+  failedFile: TableFile | null;
+  /** Hosts without a result (their batch failed for good). */
+  missing: string[];
+}
+
+/** Rows of a table the summary carries inline; past them the full table is a streamed file. */
+export const SHOWN_ROWS = 60;
+const STALE_COLUMNS = ['Host', 'WWPN', 'Fabric', 'HBA'];
+const FAILED_COLUMNS = ['Host', 'Error'];
+const staleRow = (p: StalePort) => [p.host, p.wwpn, p.fabric, p.hbaWwpn];
+
+/** The report of results held in memory (small sweeps, tests): every row inline; the renderer attaches what is long. */
+export function reportOf(op: Operation, results: Record<string, HostSweepResult>): SweepReport {
   const { stale, failed, missing } = summarize(op, results);
-  const staleHosts = [...new Set(stale.map((p) => p.host))];
-  const swept = op.hosts.length - failed.length - missing.length;
+  return {
+    hosts: op.hosts.length,
+    stale: stale.length,
+    staleHosts: [...new Set(stale.map((p) => p.host))],
+    staleRows: stale.map(staleRow),
+    staleFile: null,
+    failed: failed.length,
+    failedRows: failed.map((f) => [f.host, f.error]),
+    failedFile: null,
+    missing,
+  };
+}
+
+/** Rows kept inline up to SHOWN_ROWS; past that, every row goes to a Redis CSV file a page at a time. */
+class ReportTable {
+  readonly shown: string[][] = [];
+  private file: TableFileWriter | null = null;
+  count = 0;
+
+  constructor(private readonly open: () => TableFileWriter) {}
+
+  async add(row: string[]): Promise<void> {
+    this.count++;
+    if (this.shown.length < SHOWN_ROWS) {
+      this.shown.push(row);
+      return;
+    }
+    if (!this.file) {
+      this.file = this.open();
+      for (const r of this.shown) await this.file.add(r);
+    }
+    await this.file.add(row);
+  }
+
+  close(): Promise<TableFile | null> {
+    return this.file ? this.file.close() : Promise.resolve(null);
+  }
+}
+
+/**
+ * The report of a sweep from its results in Redis, a page of hosts at a time: memory holds a
+ * page, the first rows and the names of hosts with stale ports, whatever the fleet size.
+ */
+export async function collectReport(deps: Deps, op: Operation, page = 500): Promise<SweepReport> {
+  const { redis } = deps.rt;
+  const stale = new ReportTable(() => new TableFileWriter(redis, deps.rt.key('op', op.id, 'csv', 'stale'), STALE_COLUMNS));
+  const failed = new ReportTable(() => new TableFileWriter(redis, deps.rt.key('op', op.id, 'csv', 'failed'), FAILED_COLUMNS));
+  const staleHosts: string[] = [];
+  const missing: string[] = [];
+  const key = deps.rt.key('op', op.id, 'results');
+  for (let i = 0; i < op.hosts.length; i += page) {
+    const hosts = op.hosts.slice(i, i + page);
+    const raws = await redis.hmget(key, ...hosts);
+    for (const [j, raw] of raws.entries()) {
+      const host = hosts[j]!;
+      if (!raw) {
+        missing.push(host);
+        continue;
+      }
+      const r = JSON.parse(raw) as HostSweepResult;
+      if (!r.ok) {
+        await failed.add([host, r.error]);
+        continue;
+      }
+      if (r.stale.length) staleHosts.push(host);
+      for (const p of r.stale) await stale.add(staleRow(p));
+    }
+  }
+  return {
+    hosts: op.hosts.length,
+    stale: stale.count,
+    staleHosts,
+    staleRows: stale.shown,
+    staleFile: await stale.close(),
+    failed: failed.count,
+    failedRows: failed.shown,
+    failedFile: await failed.close(),
+    missing,
+  };
+}
+
+export function summaryMessage(op: Operation, results: Record<string, HostSweepResult>, durationMs: number): Message {
+  return reportMessage(op, reportOf(op, results), durationMs);
+}
+
+export function reportMessage(op: Operation, r: SweepReport, durationMs: number): Message {
+  const swept = r.hosts - r.failed - r.missing.length;
   const headline =
-    stale.length === 0
-      ? `No stale ports on ${plural(swept, 'host')}${failed.length ? `; ${plural(failed.length, 'host')} could not be swept` : ''}.`
-      : `${plural(stale.length, 'stale port')} on ${plural(staleHosts.length, 'host')} (of ${swept} swept)${failed.length ? `; ${plural(failed.length, 'host')} could not be swept` : ''}.`;
+    r.stale === 0
+      ? `No stale ports on ${plural(swept, 'host')}${r.failed ? `; ${plural(r.failed, 'host')} could not be swept` : ''}.`
+      : `${plural(r.stale, 'stale port')} on ${plural(r.staleHosts.length, 'host')} (of ${swept} swept)${r.failed ? `; ${plural(r.failed, 'host')} could not be swept` : ''}.`;
   const blocks: Block[] = [section(`*${headline}*`)];
-  if (stale.length) {
+  if (r.stale) {
     blocks.push({
       type: 'table',
       title: '*Stale ports* (virtual ports on the HBAs that no running VM uses)',
-      columns: ['Host', 'WWPN', 'Fabric', 'HBA'],
-      rows: stale.map((p) => [p.host, p.wwpn, p.fabric, p.hbaWwpn]),
+      name: 'stale-ports',
+      columns: STALE_COLUMNS,
+      rows: r.staleRows,
+      ...(r.staleFile ? { full: r.staleFile } : {}),
     });
   }
-  if (failed.length) {
-    blocks.push({ type: 'table', title: '*Could not be swept* (their ports are unknown, not clean)', columns: ['Host', 'Error'], rows: failed.map((f) => [f.host, f.error]) });
+  if (r.failed) {
+    blocks.push({ type: 'table', title: '*Could not be swept* (their ports are unknown, not clean)', name: 'not-swept', columns: FAILED_COLUMNS, rows: r.failedRows, ...(r.failedFile ? { full: r.failedFile } : {}) });
   }
-  if (missing.length) blocks.push(section(`*Not swept* (worker error, see logs): ${compressNames(missing)}`));
-  blocks.push(context(`job ${op.id} · ${op.hosts.length} hosts in ${formatDuration(durationMs)} · read-only: nothing was changed`));
-  if (stale.length) {
+  if (r.missing.length) blocks.push(section(`*Not swept* (worker error, see logs): ${compressNames(r.missing)}`));
+  blocks.push(context(`job ${op.id} · ${r.hosts} hosts in ${formatDuration(durationMs)} · read-only: nothing was changed`));
+  if (r.stale) {
     blocks.push({
       type: 'actions',
       buttons: [
         {
           action: REMOVE_PORTS_ACTION,
-          label: `Remove ${plural(stale.length, 'stale port')}…`,
+          label: `Remove ${plural(r.stale, 'stale port')}…`,
           value: String(op.id),
           style: 'danger',
-          command: `remove stale ports ${compressNames(staleHosts, 1000).replace(/…/g, '..').replace(/, /g, ',')}`,
+          command: `remove stale ports ${compressNames(r.staleHosts, 1000).replace(/…/g, '..').replace(/, /g, ',')}`,
         },
       ],
     });
@@ -138,17 +263,16 @@ async function sweepParent(deps: Deps, job: Job): Promise<void> {
   const op = await deps.ops.get(opId);
   if (!op) return;
   if (op.status === 'succeeded' || op.status === 'partial') return; // already reported
-  const results = await deps.ops.results<HostSweepResult>(opId);
   const durationMs = Date.now() - (op.startedAt ?? op.createdAt);
-  const { stale, failed, missing } = summarize(op, results);
+  const report = await collectReport(deps, op);
   const cancelled = op.status === 'cancelled' || (await deps.ops.cancelRequested(opId)) !== null;
-  const status = cancelled ? 'cancelled' : failed.length || missing.length ? 'partial' : 'succeeded';
-  const line = `${plural(stale.length, 'stale port')} on ${op.hosts.length} hosts${failed.length ? `, ${failed.length} unreachable` : ''}`;
+  const status = cancelled ? 'cancelled' : report.failed || report.missing.length ? 'partial' : 'succeeded';
+  const line = `${plural(report.stale, 'stale port')} on ${op.hosts.length} hosts${report.failed ? `, ${report.failed} unreachable` : ''}`;
   // Record the outcome first: the result is kept even if Slack cannot show it.
   const done = await deps.ops.patch(opId, { status, finishedAt: Date.now(), summary: line, params: { ...op.params, durationMs } });
   // The summary goes in the card's thread; the card may still be on its way.
   const threaded = (await withCard(deps, opId)) ?? done;
-  await deps.outbox.post(threaded.conv, summaryMessage(done, results, durationMs));
+  await deps.outbox.post(threaded.conv, reportMessage(done, report, durationMs));
   await refreshCard(deps, opId, { force: true });
 }
 
@@ -171,6 +295,6 @@ const sweepCard: CardRenderer = async (deps, op) => {
 
 export const findStalePortsWorkflow: Workflow = {
   name: 'find-stale-ports',
-  jobs: { 'sweep-host': { queue: 'hosts', handler: sweepHost }, sweep: { queue: 'ops', handler: sweepParent } },
+  jobs: { 'sweep-host': { queue: 'hosts', handler: sweepBatch }, sweep: { queue: 'ops', handler: sweepParent } },
   cards: { [KIND]: sweepCard },
 };
