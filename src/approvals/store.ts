@@ -12,6 +12,7 @@
  *   approvals:pending   zset id -> expiresAt, read by the expiry sweep
  */
 import type { Runtime } from '../runtime.js';
+import { runScript } from '../redis-scripts.js';
 import type { Conversation, MessageRef } from '../chat/conversation.js';
 import { createRequest, type ApprovalRequest, type NewRequest, type ResolvedPolicy } from './policy.js';
 
@@ -30,21 +31,6 @@ export interface ApprovalRecord<P = unknown> {
   request: ApprovalRequest<P>;
   meta: ApprovalMeta;
 }
-
-// KEYS[1] approval hash, KEYS[2] pending zset; ARGV: expected version, json, new version,
-// id, pending score ('' = remove from pending).
-const CAS = `
-local v = redis.call('HGET', KEYS[1], 'v')
-if not v then return -1 end
-if v ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'json', ARGV[2], 'v', ARGV[3])
-if ARGV[5] == '' then
-  redis.call('ZREM', KEYS[2], ARGV[4])
-else
-  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
-end
-return 1
-`;
 
 export type Transition<P, R> = (request: ApprovalRequest<P>) => { next: ApprovalRequest<P> | null; result: R };
 
@@ -89,7 +75,7 @@ export class ApprovalStore {
   /** Write `next` only if the stored version is still `expected`. */
   async compareAndSet<P>(expected: number, next: ApprovalRequest<P>): Promise<'ok' | 'conflict' | 'missing'> {
     const score = next.status === 'pending' ? String(next.expiresAt) : '';
-    const r = (await this.rt.redis.eval(CAS, 2, this.key(next.id), this.pendingKey(), String(expected), JSON.stringify(next), String(next.version), next.id, score)) as number;
+    const r = Number(await runScript(this.rt.redis, 'approval-cas', [this.key(next.id), this.pendingKey()], [String(expected), JSON.stringify(next), String(next.version), next.id, score]));
     return r === 1 ? 'ok' : r === 0 ? 'conflict' : 'missing';
   }
 

@@ -6,24 +6,17 @@
  * audit entry or any Slack call, so a flood costs nothing but this counter.
  */
 import type { Redis } from 'ioredis';
+import { runScript } from '../redis-scripts.js';
 
 export const USER_COMMANDS_MAX = Number(process.env.FERRY_USER_COMMANDS_MAX ?? 20);
 export const USER_COMMANDS_WINDOW_MS = Number(process.env.FERRY_USER_COMMANDS_WINDOW_MS ?? 10_000);
 
 /** Count this command; over the limit, 1 when this flood has not been told yet (told once per flood: the mark lasts while it goes on). */
-const COUNT = `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-if n <= tonumber(ARGV[2]) then return {n, 0} end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return {n, 1} end
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return {n, 0}`;
-
 export type RateVerdict = { ok: true } | { ok: false; say: string | null };
 
 export async function userRate(redis: Redis, prefix: string, user: string, now = Date.now(), max = USER_COMMANDS_MAX, windowMs = USER_COMMANDS_WINDOW_MS): Promise<RateVerdict> {
   const slot = Math.floor(now / windowMs);
-  const [n, tell] = (await redis.eval(COUNT, 2, `${prefix}:ratelimit:user:${user}:${slot}`, `${prefix}:ratelimit:told:${user}`, String(windowMs * 2), String(max))) as [number, number];
+  const [n, tell] = (await runScript(redis, 'user-rate', [`${prefix}:ratelimit:user:${user}:${slot}`, `${prefix}:ratelimit:told:${user}`], [String(windowMs * 2), String(max)])) as [number, number];
   if (n <= max) return { ok: true };
   const seconds = Math.max(1, Math.ceil(((slot + 1) * windowMs - now) / 1000));
   return { ok: false, say: tell === 1 ? `You sent more than ${max} commands in ${Math.round(windowMs / 1000)} s; Ferry ignores your commands for the next ${seconds} s. Nothing was started.` : null };

@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
+import { runScript } from '../redis-scripts.js';
 
 interface EpochState {
   /** The epoch this process saw last. */
@@ -27,11 +28,6 @@ function state(rt: Runtime): EpochState {
 
 /** Room above the highest id one process saw, for ids other processes issued just before the loss. */
 const ID_MARGIN = 1000;
-
-const RAISE_SEQ = `
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return 1`;
 
 export function noteOpId(rt: Runtime, id: number): void {
   const s = state(rt);
@@ -57,7 +53,7 @@ export async function checkEpoch(rt: Runtime): Promise<EpochCheck> {
   const lost = Boolean(s.known) || s.maxOp > 0;
   if (lost) {
     s.lostAt = Date.now();
-    await rt.redis.eval(RAISE_SEQ, 1, rt.key('op', 'seq'), String(s.maxOp + ID_MARGIN));
+    await runScript(rt.redis, 'raise-seq', [rt.key('op', 'seq')], [String(s.maxOp + ID_MARGIN)]);
     rt.log.error({ knownEpoch: s.known ?? null, highestOpSeen: s.maxOp }, "Ferry's Redis lost its data (its epoch key is gone): operations, ledgers and approvals before it are unknown now");
   }
   if (!cur) await rt.redis.set(key, JSON.stringify({ id: randomUUID(), at: Date.now(), ...(lost ? { afterLoss: true } : {}) }), 'NX');

@@ -11,6 +11,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Redis } from 'ioredis';
+import { FENCE_ERROR, runScript, type ScriptName } from '../redis-scripts.js';
 
 export interface Fence {
   /** BullMQ's lock key of the job: `<prefix>:<queue>:<jobId>:lock`. */
@@ -45,26 +46,17 @@ export async function assertFence(redis: Redis): Promise<void> {
 }
 
 export function isFencedOut(e: unknown): e is FencedOut {
-  return e instanceof FencedOut || (e instanceof Error && /FERRY_FENCED/.test(e.message));
+  return e instanceof FencedOut || (e instanceof Error && e.message.includes(FENCE_ERROR));
 }
 
 /**
- * Prefix a Lua script with the fence check: its last key is the lock key and its last argument
- * the token ('' when not fenced); both are taken off KEYS/ARGV before the script body runs.
+ * Run a fenced script (a src/lua file marked `-- fenced`): the write happens only while this run
+ * holds its job. Its lock key and token go after the script's own keys and arguments.
  */
-export function fencedScript(body: string): string {
-  return `
-local __fk = table.remove(KEYS)
-local __ft = table.remove(ARGV)
-if __ft ~= '' and redis.call('GET', __fk) ~= __ft then return redis.error_reply('FERRY_FENCED') end
-${body}`;
-}
-
-/** Run a fencedScript body: the write happens only while this run holds its job. */
-export async function fencedEval(redis: Redis, script: string, keys: string[], args: string[]): Promise<unknown> {
+export async function fencedEval(redis: Redis, script: ScriptName, keys: string[], args: string[]): Promise<unknown> {
   const f = currentFence();
   try {
-    return await redis.eval(script, keys.length + 1, ...keys, f?.lockKey ?? keys[0] ?? 'none', ...args, f?.token ?? '');
+    return await runScript(redis, script, [...keys, f?.lockKey ?? keys[0] ?? 'none'], [...args, f?.token ?? '']);
   } catch (e) {
     if (f && isFencedOut(e)) throw new FencedOut(f);
     throw e;

@@ -15,6 +15,7 @@
  * forgotten: the host's own runtime.inMaintenanceMode says the rest.
  */
 import type { Redis } from 'ioredis';
+import { runScript } from '../../redis-scripts.js';
 
 export type EnterState = 'running' | 'cancelling' | 'failed';
 
@@ -33,15 +34,6 @@ export interface EnterRecord {
 const TTL_S = 30 * 24 * 3600;
 
 /** Compare-and-set: change or delete the record only if it is still this task in this state. */
-const CAS = `
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local r = cjson.decode(v)
-if r.task ~= ARGV[1] or r.state ~= ARGV[2] then return 0 end
-if ARGV[3] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) end
-return 1
-`;
-
 export class EnterTasks {
   private readonly memory = new Map<string, EnterRecord>();
 
@@ -83,7 +75,7 @@ export class EnterTasks {
       else this.memory.delete(host);
       return true;
     }
-    const done = await this.redis.eval(CAS, 1, this.key(host), task, from, next ? JSON.stringify(next) : '', String(TTL_S));
+    const done = await runScript(this.redis, 'vsphere-enter-cas', [this.key(host)], [task, from, next ? JSON.stringify(next) : '', String(TTL_S)]);
     return done === 1;
   }
 

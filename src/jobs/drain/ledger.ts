@@ -6,7 +6,7 @@
  */
 import type { Runtime } from '../../runtime.js';
 import type { PowerState } from '../../adapters/types.js';
-import { fencedEval, fencedScript } from '../fence.js';
+import { fencedEval } from '../fence.js';
 
 export interface LedgerVm {
   name: string;
@@ -80,25 +80,13 @@ export function isOpen(l: Ledger | null): boolean {
  * Write the ledger for this drain unless it is already there (a resumed job must not replace
  * the snapshot taken before the first move). Refuses to overwrite another drain's open ledger.
  */
-const WRITE = fencedScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local doc = cjson.decode(cur)
-  if tostring(doc.opId) == ARGV[2] then return cur end
-  if doc.status == 'draining' or doc.status == 'drained' or doc.status == 'restoring' then return cur end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]`);
-
 export async function writeLedger(rt: Runtime, ledger: Ledger): Promise<Ledger> {
-  const out = (await fencedEval(rt.redis, WRITE, [key(rt, ledger.host)], [JSON.stringify(ledger), String(ledger.opId)])) as string;
+  const out = (await fencedEval(rt.redis, 'ledger-write', [key(rt, ledger.host)], [JSON.stringify(ledger), String(ledger.opId)])) as string;
   return JSON.parse(out) as Ledger;
 }
-
-const SET = fencedScript(`return redis.call('SET', KEYS[1], ARGV[1])`);
 
 export async function setLedgerStatus(rt: Runtime, host: string, status: LedgerStatus, extra: Partial<Ledger> = {}): Promise<void> {
   const l = await readLedger(rt, host);
   if (!l) return;
-  await fencedEval(rt.redis, SET, [key(rt, host)], [JSON.stringify({ ...l, ...extra, status })]);
+  await fencedEval(rt.redis, 'fenced-set', [key(rt, host)], [JSON.stringify({ ...l, ...extra, status })]);
 }

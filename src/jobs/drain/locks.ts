@@ -6,7 +6,7 @@
  */
 import type { Runtime } from '../../runtime.js';
 import { mention } from '../../core/permissions.js';
-import { fencedEval, fencedScript } from '../fence.js';
+import { fencedEval } from '../fence.js';
 
 export interface HostLock {
   host: string;
@@ -19,25 +19,6 @@ export interface HostLock {
 
 /** FERRY_LOCK_TTL_MS: tests shorten it so keepers tick within a test's time (keepers run at a quarter of it, at least 1 s). */
 export const LOCK_TTL_MS = Number(process.env.FERRY_LOCK_TTL_MS ?? 60_000);
-
-/** Compare-and-set: take the lock if it is free or already ours (same op id). */
-const ACQUIRE = fencedScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, doc = pcall(cjson.decode, cur)
-  if not ok or tostring(doc.opId) ~= ARGV[2] then return cur end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return false`);
-
-/** Refresh or release only if the lock is still ours. */
-const REFRESH = fencedScript(`
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-local ok, doc = pcall(cjson.decode, cur)
-if not ok or tostring(doc.opId) ~= ARGV[1] then return 0 end
-if ARGV[2] == 'release' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1`);
 
 function lockKey(rt: Runtime, host: string): string {
   return rt.key('lock', 'host', host);
@@ -58,7 +39,7 @@ export async function readLock(rt: Runtime, host: string): Promise<HostLock | nu
 /** Take the host for `opId`; returns null on success, else the holder. */
 export async function acquireLock(rt: Runtime, lock: Omit<HostLock, 'at'>, ttlMs = LOCK_TTL_MS): Promise<HostLock | null> {
   const doc: HostLock = { ...lock, at: rt.clock.now() };
-  const held = (await fencedEval(rt.redis, ACQUIRE, [lockKey(rt, lock.host)], [JSON.stringify(doc), String(lock.opId), String(ttlMs)])) as string | null;
+  const held = (await fencedEval(rt.redis, 'host-lock-acquire', [lockKey(rt, lock.host)], [JSON.stringify(doc), String(lock.opId), String(ttlMs)])) as string | null;
   return held ? (JSON.parse(held) as HostLock) : null;
 }
 
@@ -77,7 +58,7 @@ export async function acquireLocks(rt: Runtime, hosts: string[], lock: Omit<Host
 }
 
 export async function refreshLock(rt: Runtime, host: string, opId: number, ttlMs = LOCK_TTL_MS): Promise<boolean> {
-  return (await fencedEval(rt.redis, REFRESH, [lockKey(rt, host)], [String(opId), String(ttlMs)])) === 1;
+  return (await fencedEval(rt.redis, 'host-lock-refresh', [lockKey(rt, host)], [String(opId), String(ttlMs)])) === 1;
 }
 
 /** Releases asked for in this process: a keeper must not take back a lock its step let go. */
@@ -87,7 +68,7 @@ const relKey = (rt: Runtime, host: string, opId: number) => `${rt.prefix}:${host
 export async function releaseLock(rt: Runtime, host: string, opId: number): Promise<void> {
   if (released.size > 10_000) released.delete(released.values().next().value!);
   released.add(relKey(rt, host, opId));
-  await fencedEval(rt.redis, REFRESH, [lockKey(rt, host)], [String(opId), 'release']);
+  await fencedEval(rt.redis, 'host-lock-refresh', [lockKey(rt, host)], [String(opId), 'release']);
 }
 
 export interface LockKeeper {
@@ -118,7 +99,7 @@ export function keepLocks(rt: Runtime, hosts: string[], opId: number, ttlMs = LO
     const held = await acquireLock(rt, { host, opId, owner: as.owner, op: as.op }, ttlMs);
     if (held) return held;
     // Let go in the meantime (the step finished): do not keep what was just released.
-    if (stopped || released.has(relKey(rt, host, opId))) await fencedEval(rt.redis, REFRESH, [lockKey(rt, host)], [String(opId), 'release']);
+    if (stopped || released.has(relKey(rt, host, opId))) await fencedEval(rt.redis, 'host-lock-refresh', [lockKey(rt, host)], [String(opId), 'release']);
     return null;
   };
   const check = async (): Promise<HostLock | null> => {

@@ -14,7 +14,8 @@
 import type { Runtime } from '../../runtime.js';
 import type { HostFacts } from '../../adapters/types.js';
 import { DEFAULT_MEMORY_HEADROOM } from '../../core/prechecks.js';
-import { fencedEval, fencedScript } from '../fence.js';
+import { fencedEval } from '../fence.js';
+import { runScript } from '../../redis-scripts.js';
 
 export interface Reservation {
   target: string;
@@ -65,35 +66,6 @@ export function availableMiB(f: HostFacts, headroom = DEFAULT_MEMORY_HEADROOM): 
   return f.memoryMiB * (1 - headroom) - f.memoryUsedMiB;
 }
 
-const RESERVE = fencedScript(`
-local all = redis.call('HGETALL', KEYS[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local factsAt = tonumber(ARGV[1])
-local prefix = ARGV[2] .. '|'
-local others = {}
-local mine = {}
-for i = 1, #all, 2 do
-  local f, d = all[i], cjson.decode(all[i + 1])
-  if string.sub(f, 1, #prefix) == prefix then
-    table.insert(mine, f)
-  elseif d.done ~= nil and d.done < now - tonumber(ARGV[5]) then
-    redis.call('HDEL', KEYS[1], f)
-  elseif d.done == nil or d.done > factsAt then
-    others[d.target] = (others[d.target] or 0) + d.mib
-  end
-end
-local want = cjson.decode(ARGV[3])
-for _, w in ipairs(want) do
-  if (others[w[1]] or 0) + w[2] > w[3] + 0.001 then
-    return cjson.encode({ w[1], others[w[1]] or 0, w[2], w[3] })
-  end
-end
-for _, f in ipairs(mine) do redis.call('HDEL', KEYS[1], f) end
-local entries = cjson.decode(ARGV[4])
-for _, e in ipairs(entries) do redis.call('HSET', KEYS[1], e[1], e[2]) end
-return 'ok'`);
-
 export interface Shortfall {
   target: string;
   /** MiB other drains hold there now. */
@@ -119,45 +91,20 @@ export async function reserveMoves(
   for (const m of moves) per.set(m.target, (per.get(m.target) ?? 0) + m.memoryMiB);
   const want = [...per].map(([t, mib]) => [t, mib, available[t] ?? 0]);
   const entries = moves.map((m) => [`${opId}|${m.vmId}`, JSON.stringify({ target: m.target, mib: m.memoryMiB } satisfies Reservation)]);
-  const out = (await fencedEval(rt.redis, RESERVE, [key(rt, cluster)], [String(factsAt), String(opId), JSON.stringify(want), JSON.stringify(entries), String(DONE_KEEP_MS)])) as string;
+  const out = (await fencedEval(rt.redis, 'reserve-moves', [key(rt, cluster)], [String(factsAt), String(opId), JSON.stringify(want), JSON.stringify(entries), String(DONE_KEEP_MS)])) as string;
   if (out === 'ok') return null;
   const [target, reserved, w, avail] = JSON.parse(out) as [string, number, number, number];
   return { target, reserved, want: w, available: avail };
 }
 
-const SETTLE = `
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return 0 end
-if ARGV[2] == 'done' then
-  local d = cjson.decode(cur)
-  local t = redis.call('TIME')
-  d.done = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(d))
-else
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 1`;
-
 /** A migration ended: on its target (done) or not (the memory is free again). */
 export async function settleReservation(rt: Runtime, cluster: string, opId: number, vmId: string, movedThere: boolean): Promise<void> {
-  await rt.redis.eval(SETTLE, 1, key(rt, cluster), `${opId}|${vmId}`, movedThere ? 'done' : 'drop');
+  await runScript(rt.redis, 'reserve-settle', [key(rt, cluster)], [`${opId}|${vmId}`, movedThere ? 'done' : 'drop']);
 }
-
-const RELEASE = `
-local all = redis.call('HGETALL', KEYS[1])
-local prefix = ARGV[1] .. '|'
-local n = 0
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, #prefix) == prefix and cjson.decode(all[i + 1]).done == nil then
-    redis.call('HDEL', KEYS[1], all[i])
-    n = n + 1
-  end
-end
-return n`;
 
 /** The operation ended: every move of it that did not happen frees its memory. */
 export async function releaseReservations(rt: Runtime, cluster: string, opId: number): Promise<number> {
-  return (await rt.redis.eval(RELEASE, 1, key(rt, cluster), String(opId))) as number;
+  return Number(await runScript(rt.redis, 'reserve-release', [key(rt, cluster)], [String(opId)]));
 }
 
 /** This operation's reservations (for the card, tests). */

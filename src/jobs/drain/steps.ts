@@ -8,7 +8,8 @@ import { REMOVE_PORTS_ACTION } from '../workflows/find-stale-ports.js';
 import { AdapterError, type HostFacts, type MigrateProgress, type VirtualPort, type VmFacts } from '../../adapters/types.js';
 import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
-import { assertFence, currentFence, fencedEval, fencedScript, isFencedOut } from '../fence.js';
+import { assertFence, currentFence, fencedEval, isFencedOut } from '../fence.js';
+import { runScript } from '../../redis-scripts.js';
 import { refreshCard } from '../cards.js';
 import { lockedSentence, type LockKeeper } from './locks.js';
 import { context, message, plural, section, type Message } from '../../chat/messages.js';
@@ -42,11 +43,9 @@ export async function vmStates(deps: Deps, opId: number): Promise<Record<string,
   return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as VmState]));
 }
 
-const HSET = fencedScript(`return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])`);
-
 /** Fenced: a run that lost its job (fence.ts) does not write a VM's state. */
 export async function setVmState(deps: Deps, opId: number, s: VmState): Promise<void> {
-  await fencedEval(deps.rt.redis, HSET, [deps.rt.key('op', opId, 'vms')], [s.name, JSON.stringify({ ...s, at: deps.rt.clock.now() })]);
+  await fencedEval(deps.rt.redis, 'fenced-hset', [deps.rt.key('op', opId, 'vms')], [s.name, JSON.stringify({ ...s, at: deps.rt.clock.now() })]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -57,19 +56,6 @@ export async function setVmState(deps: Deps, opId: number, s: VmState): Promise<
 
 export const INFLIGHT_BEAT_MS = Number(process.env.FERRY_INFLIGHT_BEAT_MS ?? 1000);
 const INFLIGHT_STALE_BEATS = 5;
-
-/** Claim (fenced): 'ok', or the current marker when another run holds the VM. ARGV[3]: a stale marker to take over. */
-const CLAIM = fencedScript(`
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur and string.sub(cur, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' and cur ~= ARGV[3] then return cur end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|0')
-return 'ok'`);
-/** Beat or let go, only while the marker is still this run's. */
-const BEAT = `
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur or string.sub(cur, 1, #ARGV[2] + 1) ~= ARGV[2] .. '|' then return 0 end
-if ARGV[3] == 'release' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. ARGV[3]) end
-return 1`;
 
 const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -82,7 +68,7 @@ export async function inFlight<T>(deps: Deps, opId: number, vm: string, fn: () =
   const token = currentFence()?.token ?? `local-${process.pid}-${Math.random().toString(36).slice(2)}`;
   let stale = '';
   for (;;) {
-    const got = (await fencedEval(deps.rt.redis, CLAIM, [key], [vm, token, stale])) as string;
+    const got = (await fencedEval(deps.rt.redis, 'inflight-claim', [key], [vm, token, stale])) as string;
     if (got === 'ok') break;
     // Another run has it: watch its beat.
     let seen = got;
@@ -104,13 +90,13 @@ export async function inFlight<T>(deps: Deps, opId: number, vm: string, fn: () =
     await assertFence(deps.rt.redis);
   }
   let beat = 0;
-  const timer = setInterval(() => void deps.rt.redis.eval(BEAT, 1, key, vm, token, String(++beat)).catch(() => undefined), INFLIGHT_BEAT_MS);
+  const timer = setInterval(() => void runScript(deps.rt.redis, 'inflight-beat', [key], [vm, token, String(++beat)]).catch(() => undefined), INFLIGHT_BEAT_MS);
   timer.unref();
   try {
     return await fn();
   } finally {
     clearInterval(timer);
-    await deps.rt.redis.eval(BEAT, 1, key, vm, token, 'release').catch(() => undefined);
+    await runScript(deps.rt.redis, 'inflight-beat', [key], [vm, token, 'release']).catch(() => undefined);
   }
 }
 

@@ -4,6 +4,7 @@
  * its card run-card.ts; the command patch hook hook.ts.
  */
 import type { Deps } from '../context.js';
+import { withMutex } from '../../mutex.js';
 import type { OpStatus } from '../operations.js';
 import type { RollingHost } from '../../core/windows.js';
 import type { ApprovalRequest } from '../../approvals/policy.js';
@@ -86,18 +87,7 @@ export async function writeRun(deps: Deps, opId: number, s: RunState): Promise<v
 
 /** The run's lock: one writer at a time, whichever process. */
 export async function withRunLock<T>(deps: Deps, opId: number, fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false }> {
-  const key = deps.rt.key('rr', opId, 'lock');
-  const token = `${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const deadline = Date.now() + 3000;
-  while (!(await deps.rt.redis.set(key, token, 'PX', 120_000, 'NX'))) {
-    if (Date.now() > deadline) return { ok: false };
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  try {
-    return { ok: true, value: await fn() };
-  } finally {
-    await deps.rt.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, token);
-  }
+  return withMutex(deps.rt.redis, deps.rt.key('rr', opId, 'lock'), { ttlMs: 120_000, waitMs: 3000 }, fn);
 }
 
 let kickSeq = 0;

@@ -14,6 +14,8 @@
  *                          `patch window` commands cannot both pass the overlap check
  */
 import type { Runtime } from '../../runtime.js';
+import { runScript } from '../../redis-scripts.js';
+import { withMutex } from '../../mutex.js';
 import type { Window } from '../../core/windows.js';
 import type { Conversation } from '../../chat/conversation.js';
 
@@ -40,18 +42,9 @@ export class WindowStore {
 
   /** Run `fn` while holding the store's write lock (bounded wait; Redis-side expiry guards crashes). */
   async withLock<T>(fn: () => Promise<T>, waitMs = 5000): Promise<T> {
-    const token = `${process.pid}-${Math.random().toString(36).slice(2)}`;
-    const deadline = Date.now() + waitMs;
-    while (!(await this.rt.redis.set(this.k('lock'), token, 'PX', 10_000, 'NX'))) {
-      if (Date.now() > deadline) throw new Error('patch windows are busy (another change is being recorded); try again');
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    try {
-      return await fn();
-    } finally {
-      // Release only our own lock.
-      await this.rt.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, this.k('lock'), token);
-    }
+    const got = await withMutex(this.rt.redis, this.k('lock'), { ttlMs: 10_000, waitMs }, fn);
+    if (!got.ok) throw new Error('patch windows are busy (another change is being recorded); try again');
+    return got.value;
   }
 
   async nextId(): Promise<string> {
@@ -107,8 +100,7 @@ export class WindowStore {
 
   /** Replace a field only if it still holds `expected` (taking over a stale 'posting' claim). */
   async replaceIf(id: string, field: string, expected: AnnouncementState, next: AnnouncementState): Promise<boolean> {
-    const script = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 end return 0`;
-    const ok = await this.rt.redis.eval(script, 1, this.k(id, 'ann'), field, JSON.stringify(expected), JSON.stringify(next));
+    const ok = await runScript(this.rt.redis, 'hash-replace-if', [this.k(id, 'ann')], [field, JSON.stringify(expected), JSON.stringify(next)]);
     return Number(ok) === 1;
   }
 

@@ -18,6 +18,7 @@ import type { VmFacts } from '../../adapters/types.js';
 import { formatMiB, precheckDrain, renderDrainPrecheck } from '../../core/prechecks.js';
 import { pMap } from '../../core/pmap.js';
 import { audit } from '../../audit/audit.js';
+import { acquireMutex } from '../../mutex.js';
 import { plural } from '../../chat/messages.js';
 import type { Conversation, MessageRef } from '../../chat/conversation.js';
 import type { Workflow } from '../wiring.js';
@@ -335,16 +336,9 @@ async function maintenanceGate(deps: Deps, op: Operation, plan: DrainPlan): Prom
   if (Object.keys(await vmStates(deps, op.id)).length) return none;
   const adapter = deps.rt.adapters.forHost(p.host);
   if ((await adapter.describeHost(p.host)).maintenance) return none;
-  const key = deps.rt.key('lock', 'cluster-maintenance', p.cluster);
-  const token = `${op.id}-${Math.random().toString(36).slice(2)}`;
-  const deadline = Date.now() + GATE_WAIT_MS;
-  while (!(await deps.rt.redis.set(key, token, 'PX', GATE_WAIT_MS, 'NX'))) {
-    if (Date.now() > deadline) throw new Error(`another drain of ${p.cluster} is entering maintenance; try again`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const release = async (): Promise<void> => {
-    await deps.rt.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, key, token);
-  };
+  const held = await acquireMutex(deps.rt.redis, deps.rt.key('lock', 'cluster-maintenance', p.cluster), { ttlMs: GATE_WAIT_MS, waitMs: GATE_WAIT_MS });
+  if (!held) throw new Error(`another drain of ${p.cluster} is entering maintenance; try again`);
+  const release = (): Promise<void> => held.release();
   try {
     const { facts } = await clusterFacts(deps, p.cluster);
     const others = facts.filter((f) => f.name !== p.host);

@@ -28,6 +28,7 @@ import type { Conversation } from '../../chat/conversation.js';
 import { removalHeadline, renderApprovalCard, summaryLine, tally, type PlannedPort, type PortOutcome } from '../../approvals/cards.js';
 import { pauseState, pausedBy } from '../../approvals/kill-switch.js';
 import { mention } from '../../core/permissions.js';
+import { withMutex } from '../../mutex.js';
 
 export const REMOVAL_KIND = 'remove-stale-ports';
 export const REMOVAL_JOB = 'remove-stale-ports';
@@ -232,22 +233,14 @@ export async function requestRemoval(
 async function createRemovalOp(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {
   const { request } = record;
   // One operation per request: the approving caller and a later recovery (recover below) both
-  // come here. Whoever loses waits for the winner's operation.
-  const claim = deps.rt.key('approval', request.id, 'op-claim');
-  if (!(await deps.rt.redis.set(claim, '1', 'PX', 60_000, 'NX'))) {
-    for (let i = 0; i < 100; i++) {
-      const cur = await approvalStore(deps).get<PlannedPort[]>(request.id);
-      if (cur?.meta.opId !== undefined) return { request, meta: cur.meta };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`the operation for approval request ${request.id} is being created elsewhere`);
-  }
-  try {
-    return await createRemovalOpClaimed(deps, record);
-  } catch (e) {
-    await deps.rt.redis.del(claim);
-    throw e;
-  }
+  // come here. Under the request's mutex, whoever comes second finds the first one's operation.
+  const got = await withMutex(deps.rt.redis, deps.rt.key('approval', request.id, 'op-claim'), { ttlMs: 60_000, waitMs: 5000 }, async () => {
+    const cur = await approvalStore(deps).get<PlannedPort[]>(request.id);
+    if (cur?.meta.opId !== undefined) return { request, meta: cur.meta };
+    return createRemovalOpClaimed(deps, record);
+  });
+  if (!got.ok) throw new Error(`the operation for approval request ${request.id} is being created elsewhere`);
+  return got.value;
 }
 
 async function createRemovalOpClaimed(deps: Deps, record: ApprovalRecord<PlannedPort[]>): Promise<ApprovalRecord<PlannedPort[]>> {

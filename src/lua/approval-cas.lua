@@ -1,0 +1,14 @@
+-- keys: 2
+-- Replace an approval request (KEYS[1]) if its version is still ARGV[1]; keep the pending index
+-- (KEYS[2]) in step. ARGV: expected version, json, new version, id, score ('' = not pending).
+-- Returns -1 (gone), 0 (changed meanwhile) or 1.
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if v ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'v', ARGV[3])
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+else
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+end
+return 1
