@@ -33,11 +33,11 @@ it('SIGTERM mid-migration: exit 0 within the bound, the thread says it will resu
   h = await makeHarness({ yaml, prefix, workers: false });
   const names = await setHostVms(h.deps, 'hyp03', 4);
   first = startFerry('worker', { REDIS_URL: inject('redisUrl'), FERRY_PREFIX: prefix, FERRY_CONFIG: writeConfig(yaml), SHUTDOWN_GRACE_MS: String(GRACE_MS) });
-  await first.waitForLine(/workers ready/, bound(60_000));
+  await first.waitForLine(/workers ready/, 60_000);
 
   const op = await h.planned('drain hyp03');
   await h.run(`start ${op.id}`);
-  await h.waitFor(async () => Object.values(await vmStates(h!.deps, op.id)).some((s) => s.state === 'moving'), 'a migration in flight', bound(30_000));
+  await h.waitFor(async () => Object.values(await vmStates(h!.deps, op.id)).some((s) => s.state === 'moving'), 'a migration in flight', 30_000);
 
   const t0 = Date.now();
   const code = await first.stop('SIGTERM');
@@ -50,7 +50,7 @@ it('SIGTERM mid-migration: exit 0 within the bound, the thread says it will resu
   expect((await h.deps.ops.get(op.id))?.status).toBe('running');
 
   await workers.start(yaml, prefix);
-  const done = await h.waitForOp(op.id, bound(90_000));
+  const done = await h.waitForOp(op.id, 90_000);
   expect(done.status).toBe('succeeded');
   const ledger = await readLedger(h.rt, 'hyp03');
   const where = await whereIs(h.rt, CLUSTER);

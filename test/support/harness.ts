@@ -18,7 +18,7 @@ import { renderText } from '../../src/bot/render/text.js';
 import { consoleChannel, type ConsoleEvent } from '../../src/bot/console/surface.js';
 import { inThread, type Conversation } from '../../src/chat/conversation.js';
 import { FINISHED, type Operation } from '../../src/jobs/operations.js';
-import { bound, slowness } from './speed.js';
+import { timeBound } from './speed.js';
 
 let counter = 0;
 
@@ -44,7 +44,7 @@ export interface Harness {
   ephemerals(user?: string): string[];
   /**
    * Poll until probe returns something truthy. timeoutMs is the idle-machine figure; the wait
-   * allows that times the run's measured slowness (test/support/speed.ts) and says so on failure.
+   * allows that times the slowness measured as the wait starts (test/support/speed.ts) and says so on failure.
    */
   waitFor<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs?: number): Promise<T>;
   /**
@@ -105,12 +105,12 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
       return events.filter((e): e is Extract<ConsoleEvent, { kind: 'ephemeral' }> => e.kind === 'ephemeral' && (!user || e.user === user)).map((e) => renderText(e.message));
     },
     async waitFor(probe, what, timeoutMs = 20_000) {
-      const limit = bound(timeoutMs);
-      const deadline = Date.now() + limit;
+      const limit = timeBound(timeoutMs);
+      const deadline = Date.now() + limit.ms;
       for (;;) {
         const v = await probe();
         if (v) return v as never;
-        if (Date.now() > deadline) throw new Error(`timed out after ${limit} ms waiting for ${what} (${slowness().why})\n--- transcript ---\n${h.transcript()}`);
+        if (Date.now() > deadline) throw new Error(`timed out after ${limit.ms} ms waiting for ${what} (${limit.why})\n--- transcript ---\n${h.transcript()}`);
         await new Promise((r) => setTimeout(r, 25));
       }
     },

@@ -3,11 +3,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { timeBound } from './speed.js';
 
 export interface FerryProcess {
   child: ChildProcess;
   output(): string;
-  waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** idleMs: an idle-machine bound, scaled by the slowness measured when the wait starts. */
+  waitForLine(re: RegExp, idleMs?: number): Promise<string>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -34,9 +36,10 @@ export function startFerry(mode: string, env: NodeJS.ProcessEnv, opts: { stdin?:
   return {
     child,
     output: () => out,
-    waitForLine(re, timeoutMs = 30_000) {
+    waitForLine(re, idleMs = 30_000) {
+      const limit = timeBound(idleMs);
       return new Promise((resolve, reject) => {
-        const deadline = setTimeout(() => reject(new Error(`timed out waiting for ${re} in:\n${out}`)), timeoutMs);
+        const deadline = setTimeout(() => reject(new Error(`timed out after ${limit.ms} ms waiting for ${re} (${limit.why}) in:\n${out}`)), limit.ms);
         const check = () => {
           const m = out.split('\n').find((l) => re.test(l));
           if (m) {

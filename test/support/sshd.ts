@@ -22,7 +22,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './net.js';
-import { slowness } from './speed.js';
+import { slowness, timeBound } from './speed.js';
 
 export interface SshdPeer {
   host: string;
@@ -42,7 +42,7 @@ export interface SshdPeer {
   roundTripMs: number;
   /**
    * A time bound for something that takes about `idleMs` through this peer on an idle machine,
-   * scaled by the measured round trip (and by the run's measured slowness, test/support/speed.ts).
+   * scaled by the measured round trip (and by the slowness measured when it is called, test/support/speed.ts).
    */
   bound(idleMs: number): number;
   /** sshd's stderr so far (it runs with -e). */
@@ -164,7 +164,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     // Readiness: the listening socket answers with a banner (polled: sshd -D says nothing on
     // stdout when it is listening), then one real command round trip.
-    const startBound = 10_000 * slowness().factor;
+    const start = timeBound(10_000);
+    const startBound = start.ms;
     const deadline = Date.now() + startBound;
     let up = false;
     while (Date.now() < deadline && child.exitCode === null) {
@@ -178,7 +179,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
       child.kill('SIGKILL');
       if (/address already in use/i.test(stderr) && attempt < 2) continue;
       fs.rmSync(dir, { recursive: true, force: true });
-      throw new Error(`sshd did not start on 127.0.0.1:${port} within ${startBound} ms (${slowness().why}): ${stderr.trim() || 'no output'}`);
+      throw new Error(`sshd did not start on 127.0.0.1:${port} within ${startBound} ms (${start.why}): ${stderr.trim() || 'no output'}`);
     }
 
     const knownHostsPath = path.join(dir, 'known_hosts');
@@ -206,7 +207,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
     const code = (probe.err as (Error & { code?: unknown }) | null)?.code;
     if (probe.err && (typeof code !== 'number' || code === 255)) {
       await stop();
-      throw new Error(`sshd on 127.0.0.1:${port} is up but \`ssh … true\` failed after ${roundTripMs} ms (${slowness().why}): ${probe.err.message} ${probe.out.trim()} ${stderr.trim()}`);
+      throw new Error(`sshd on 127.0.0.1:${port} is up but \`ssh … true\` failed after ${roundTripMs} ms (bound ${startBound} ms, ${start.why}): ${probe.err.message} ${probe.out.trim()} ${stderr.trim()}`);
     }
     return {
       host: '127.0.0.1',
@@ -229,7 +230,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshdPeer> {
 /** One `ssh true` on an idle machine of the CI kind takes about this long. */
 const IDLE_ROUND_TRIP_MS = 250;
 
-/** idleMs scaled by how much slower than idle the peer answered (at least the run's slowness). */
+/** idleMs scaled by how much slower than idle the peer answered (at least the slowness now). */
 export function peerBound(idleMs: number, roundTripMs: number): number {
   return Math.round(idleMs * Math.max(slowness().factor, Math.min(10, roundTripMs / IDLE_ROUND_TRIP_MS)));
 }

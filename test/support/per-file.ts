@@ -1,0 +1,18 @@
+/**
+ * Runs before each test file (vitest setupFiles): measure the machine again as the file loads
+ * (the run's figure was taken at its start, before the QEMU pair or a neighbour loaded it), scale
+ * this file's backstop timeouts by the larger figure, and make a backstop that runs out say why.
+ */
+import { afterEach, inject, vi } from 'vitest';
+import { slowness } from './speed.js';
+
+const s = slowness();
+const idle = inject('idleTimeouts');
+vi.setConfig({ testTimeout: Math.round(idle.test * s.factor), hookTimeout: Math.round(idle.hook * s.factor) });
+
+// Vitest's own timeout message names the bound but not the scaling behind it.
+afterEach(({ task }) => {
+  for (const e of task.result?.errors ?? []) {
+    if (/timed out in \d+ms/.test(e.message) && !e.message.includes('time bounds ×')) e.message = `${e.message}\n(backstop ${s.why})`;
+  }
+});
