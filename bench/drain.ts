@@ -4,9 +4,8 @@
  * ideal ceil(40 / 2) × migration time (1.00 would mean zero overhead per migration).
  * Redis is a private redis-server; messages go to a console session nobody reads.
  */
-import { pathToFileURL } from 'node:url';
 import { drainLabYaml, setHostVms } from '../test/support/drain-support.js';
-import { benchFerry } from './support.js';
+import { benchFerry, runAsScript } from './support.js';
 
 const VMS = 40;
 const MIGRATION_MS = 500;
@@ -29,12 +28,4 @@ export async function main(): Promise<Record<string, number>> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runAsScript(import.meta, main);

@@ -9,8 +9,7 @@
  *   npx tsx bench/libvirt-migrate.ts [--rounds 3]
  */
 import { spawn } from 'node:child_process';
-import { pathToFileURL } from 'node:url';
-import { benchFerry, type BenchFerry } from './support.js';
+import { benchFerry, runAsScript, type BenchFerry } from './support.js';
 import { libvirtPairMissing, startLibvirtPair } from '../test/support/libvirt-pair.js';
 
 function arg(name: string, fallback: number): number {
@@ -90,12 +89,4 @@ groups: { operators: [alice] }
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runAsScript(import.meta, main);

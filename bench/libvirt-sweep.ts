@@ -8,7 +8,6 @@
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { LibvirtAdapter } from '../src/adapters/libvirt/adapter.js';
 import { SshRemoteShell } from '../src/adapters/ssh/index.js';
@@ -19,6 +18,7 @@ import { silentLogger } from '../src/log.js';
 import { VIRSH_TESTDRIVER, writeFleet } from '../test/fixtures/libvirt/fleet.js';
 import { findProgram, startSshd } from '../test/support/sshd.js';
 import { startPrivateRedis } from '../test/support/redis-server.js';
+import { runAsScript } from './support.js';
 
 export interface SweepBenchResult {
   hosts: number;
@@ -116,14 +116,9 @@ export async function main(opts: { hosts?: number; concurrency?: number } = {}):
     return result;
   } finally {
     client.disconnect();
-    await redis.stop();
+    await redis.close();
     await peer.stop();
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  });
-}
+runAsScript(import.meta, main);

@@ -12,10 +12,11 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { listening } from '../test/support/net.js';
 import { startPrivateRedis } from '../test/support/redis-server.js';
+import { runAsScript } from './support.js';
 import { startSlackStandin, type SlackStandin, type StandinCall } from '../test/support/slack-standin.js';
 import { SIGNING_SECRET, freePort, postSigned, slashBody } from '../test/support/slack.js';
 import { LAB_DEFAULT_YAML } from '../src/config/lab-default.js';
@@ -55,14 +56,7 @@ function vmHwmMiB(pid: number | undefined): number {
 async function waitPort(port: number, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.end();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (await listening(port)) return;
     if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -214,17 +208,9 @@ export async function main(): Promise<Record<string, number>> {
     console.log(`429s answered by the stand-in over the whole run: ${slack.rateLimited().length}`);
   } finally {
     await slack.close();
-    await redis.stop();
+    await redis.close();
   }
   return out;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runAsScript(import.meta, main);

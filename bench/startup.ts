@@ -5,23 +5,12 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../test/support/net.js';
+import { startPrivateRedis } from '../test/support/redis-server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const RUNS = 3;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function until(ok: () => Promise<boolean>, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
@@ -37,11 +26,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 export async function main(): Promise<void> {
   const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, encoding: 'utf8' });
   if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-redis-'));
-  const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', ''], { stdio: 'ignore' });
+  // AOF as in production (Ferry refuses a Redis that persists nothing).
+  const redis = await startPrivateRedis(['--appendonly', 'yes', '--save', '']);
   try {
-    await until(() => new Promise((r) => net.connect(redisPort, '127.0.0.1').on('connect', function (this: net.Socket) { this.end(); r(true); }).on('error', () => r(false))), 10_000);
     for (const mode of ['worker', 'web'] as const) {
       const starts: number[] = [];
       const rss: number[] = [];
@@ -49,7 +36,7 @@ export async function main(): Promise<void> {
         const healthPort = await freePort();
         const env = {
           PATH: process.env.PATH,
-          REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+          REDIS_URL: redis.url,
           HEALTH_PORT: String(healthPort),
           FERRY_PREFIX: `bench-startup-${process.pid}`,
           LOG_LEVEL: 'warn',
@@ -69,7 +56,6 @@ export async function main(): Promise<void> {
       console.log(`${mode.padEnd(6)} from dist: ready in ${(median(starts) / 1000).toFixed(2)} s (median of ${RUNS}; min ${(Math.min(...starts) / 1000).toFixed(2)} s), idle RSS ${median(rss).toFixed(0)} MiB (median; max ${Math.max(...rss).toFixed(0)} MiB)`);
     }
   } finally {
-    redis.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
+    await redis.close();
   }
 }

@@ -3,6 +3,7 @@
  * in-process workers, a console session nobody reads, and the plan / Start / finished steps
  * timed from the Start. Figures are end to end through handleLine, as a user's typed line goes.
  */
+import { pathToFileURL } from 'node:url';
 import { startPrivateRedis } from '../test/support/redis-server.js';
 import { parseConfig } from '../src/config/load.js';
 import { createRuntime } from '../src/runtime.js';
@@ -78,7 +79,19 @@ export async function benchFerry(yaml: string, prefix: string): Promise<BenchFer
       await workers.close();
       await deps.close();
       await rt.close();
-      await redis.stop();
+      await redis.close();
     },
   };
+}
+
+/** Run main when this module is the script node was started with (not imported by run.ts). */
+export function runAsScript(meta: ImportMeta, main: () => Promise<unknown>): void {
+  if (!process.argv[1] || meta.url !== pathToFileURL(process.argv[1]).href) return;
+  main().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
 }

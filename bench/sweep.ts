@@ -5,6 +5,7 @@
  */
 import nock from 'nock';
 import { startPrivateRedis } from '../test/support/redis-server.js';
+import { runAsScript } from './support.js';
 import { parseConfig } from '../src/config/load.js';
 import { LAB_DEFAULT_YAML } from '../src/config/lab-default.js';
 import { createRuntime } from '../src/runtime.js';
@@ -63,17 +64,9 @@ export async function main(): Promise<Record<string, number>> {
     await rt.close();
     slack.done();
     nock.restore();
-    await redis.stop();
+    await redis.close();
   }
   return out;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runAsScript(import.meta, main);

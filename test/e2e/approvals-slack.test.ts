@@ -5,37 +5,17 @@
  * ephemerally and opened as a modal).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fastLabYaml, makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { SIGNING_SECRET, SLACK_API_URL, callText, freePort, interactionBody, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
-import { createSlackApp } from '../../src/bot/slack/app.js';
+import { fastLabYaml, uniquePrefix, type Harness } from '../support/harness.js';
+import { callText, interactionBody, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
+import { startSlackFerry, type SlackFerry } from '../support/slack-receiver.js';
 import { ApprovalStore, type ApprovalRecord } from '../../src/approvals/store.js';
 import { queryAudit } from '../../src/audit/audit.js';
 import { findStalePorts } from '../../src/core/stale-ports.js';
 import type { PlannedPort } from '../../src/approvals/cards.js';
 
-const env = { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_API_URL };
 const YAML = fastLabYaml().replace('operators: [alice, bob, carol, dave]', 'operators: [U0ALICE, U0BOB, U0CAROL, U0DAVE]').replace('approvers: [bob, carol]', 'approvers: [U0BOB, U0CAROL]');
 
-interface Ferry {
-  h: Harness;
-  port: number;
-  close(): Promise<void>;
-}
-
-async function startFerry(prefix = uniquePrefix('appr-slack')): Promise<Ferry> {
-  const h = await makeHarness({ env, yaml: YAML, prefix });
-  const port = await freePort();
-  const app = createSlackApp(h.deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: SIGNING_SECRET, port, slackApiUrl: SLACK_API_URL });
-  await app.start(port);
-  return {
-    h,
-    port,
-    async close() {
-      await app.stop();
-      await h.close();
-    },
-  };
-}
+const startFerry = (prefix = uniquePrefix('appr-slack')): Promise<SlackFerry> => startSlackFerry({ yaml: YAML, prefix });
 
 let slack: ReturnType<typeof mockSlackApi>;
 let actionSeq = 0;
@@ -74,7 +54,7 @@ async function staleOn(h: Harness, host: string): Promise<string[]> {
 }
 
 /** /ferry remove stale ports <hosts> as alice; the request and where its card is. */
-async function requestVia(f: Ferry, hosts: string): Promise<{ rec: ApprovalRecord<PlannedPort[]>; value: string; where: { messageTs: string; threadTs: string } }> {
+async function requestVia(f: SlackFerry, hosts: string): Promise<{ rec: ApprovalRecord<PlannedPort[]>; value: string; where: { messageTs: string; threadTs: string } }> {
   const t0 = Date.now();
   const seq0 = Number((await f.h.rt.redis.get(f.h.rt.key('approval', 'seq'))) ?? 0);
   expect((await postSigned(f.port, slashBody(`remove stale ports ${hosts}`))).status).toBe(200);
@@ -110,7 +90,7 @@ async function ephemeralTo(h: Harness, t0: number, user: string): Promise<string
 }
 
 describe('done means, Slack path', () => {
-  let f: Ferry;
+  let f: SlackFerry;
   beforeAll(async () => {
     f = await startFerry();
   });
@@ -198,7 +178,7 @@ describe('done means, Slack path', () => {
 });
 
 describe('abuse cases over the real receiver', () => {
-  let f: Ferry;
+  let f: SlackFerry;
   beforeAll(async () => {
     f = await startFerry();
   });
@@ -346,10 +326,7 @@ describe('a restart between request and approval (Slack)', () => {
 describe('kill switch (Slack)', () => {
   it('pause all is announced in the announcements channel, refuses new mutating commands with who and when; resume all lifts it', async () => {
     const prefix = uniquePrefix('appr-slack-pause');
-    const h = await makeHarness({ env, yaml: `${YAML}channels:\n  announcements: C0ANNOUNCE\n`, prefix });
-    const port = await freePort();
-    const app = createSlackApp(h.deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: SIGNING_SECRET, port, slackApiUrl: SLACK_API_URL });
-    await app.start(port);
+    const { h, port, close } = await startSlackFerry({ yaml: `${YAML}channels:\n  announcements: C0ANNOUNCE\n`, prefix });
     try {
       let t0 = Date.now();
       // Refusals of slash commands are the ack body itself (ephemeral, no Web API call).
@@ -375,8 +352,7 @@ describe('kill switch (Slack)', () => {
       const entries = raw.map(([, f]) => JSON.parse(f[f.indexOf('json') + 1]!) as { kind: string; action: string; actor: string; outcome: string });
       expect(entries.filter((e) => e.kind === 'workflow').map((e) => `${e.actor} ${e.action} ${e.outcome}`)).toEqual(['U0BOB pause all ok', 'U0CAROL resume all ok']);
     } finally {
-      await app.stop();
-      await h.close();
+      await close();
     }
   });
 });

@@ -11,7 +11,7 @@
  */
 import { afterEach, expect, it } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { startRestartableRedis, type RestartableRedis } from '../support/restartable-redis.js';
+import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { DrainWorkers } from '../support/drain-worker-process.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
@@ -23,7 +23,7 @@ const STALLED_MS = Number(process.env.FERRY_TEST_STALLED_MS ?? 1000);
 const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
 
 let h: Harness | undefined;
-let redis: RestartableRedis | undefined;
+let redis: PrivateRedis | undefined;
 let workers: DrainWorkers | undefined;
 
 afterEach(async () => {
@@ -34,7 +34,7 @@ afterEach(async () => {
 
 it(`a drain whose Redis is away ${OUTAGE_MS} ms (longer than the job lock) runs once: no VM moves twice`, async () => {
   expect(OUTAGE_MS).toBeGreaterThan(LOCK_MS);
-  redis = await startRestartableRedis();
+  redis = await startPrivateRedis(DURABLE);
   workers = new DrainWorkers(redis.url);
   // Migrations long enough that the outage starts with some in flight.
   const yaml = drainLabYaml({ migrationMs: 1500, concurrency: 2 });

@@ -6,14 +6,14 @@
  */
 import { afterEach, expect, it } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { startRestartableRedis, type RestartableRedis } from '../support/restartable-redis.js';
+import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { DrainWorkers } from '../support/drain-worker-process.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
 import { drainLabYaml, setHostVms } from '../support/drain-support.js';
 import { bound } from '../support/speed.js';
 
 let h: Harness | undefined;
-let redis: RestartableRedis | undefined;
+let redis: PrivateRedis | undefined;
 let workers: DrainWorkers | undefined;
 
 afterEach(async () => {
@@ -23,7 +23,7 @@ afterEach(async () => {
 });
 
 it('a drain whose Redis comes back empty: the thread is told, the worker lives on, operation ids are not reused', async () => {
-  redis = await startRestartableRedis();
+  redis = await startPrivateRedis(DURABLE);
   workers = new DrainWorkers(redis.url);
   const yaml = drainLabYaml({ migrationMs: 1000, concurrency: 2 });
   const prefix = uniquePrefix('loss');

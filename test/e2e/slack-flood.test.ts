@@ -6,29 +6,25 @@
  * answers still queue ahead of the operator's.)
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { makeHarness, type Harness } from '../support/harness.js';
-import { SIGNING_SECRET, SLACK_API_URL, freePort, mockSlackApi, postSigned, slashBody } from '../support/slack.js';
-import { createSlackApp } from '../../src/bot/slack/app.js';
+import type { Harness } from '../support/harness.js';
+import { mockSlackApi, postSigned, slashBody } from '../support/slack.js';
+import { startSlackFerry, type SlackFerry } from '../support/slack-receiver.js';
 import { pMap } from '../../src/core/pmap.js';
 import { USER_COMMANDS_MAX } from '../../src/bot/rate-limit.js';
 
+let ferry: SlackFerry;
 let h: Harness;
-let app: ReturnType<typeof createSlackApp>;
 let port: number;
 let slack: ReturnType<typeof mockSlackApi>;
-const env = { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_API_URL };
 
 beforeAll(async () => {
   slack = mockSlackApi();
-  h = await makeHarness({ env });
-  port = await freePort();
-  app = createSlackApp(h.deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: SIGNING_SECRET, port, slackApiUrl: SLACK_API_URL });
-  await app.start(port);
+  ferry = await startSlackFerry();
+  ({ h, port } = ferry);
 });
 
 afterAll(async () => {
-  await app.stop();
-  await h.close();
+  await ferry?.close();
   slack.done();
 });
 

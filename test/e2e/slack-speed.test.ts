@@ -4,29 +4,25 @@
  * limits (test/support/slack-standin.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeHarness, type Harness } from '../support/harness.js';
-import { SIGNING_SECRET, freePort, postSigned, slashBody } from '../support/slack.js';
+import type { Harness } from '../support/harness.js';
+import { postSigned, slashBody } from '../support/slack.js';
+import { startSlackFerry, type SlackFerry } from '../support/slack-receiver.js';
 import { startSlackStandin, type SlackStandin, type StandinCall } from '../support/slack-standin.js';
-import { createSlackApp } from '../../src/bot/slack/app.js';
 
 describe('Slack: the card beside the work, answers in the ack', () => {
+  let ferry: SlackFerry;
   let h: Harness;
-  let app: ReturnType<typeof createSlackApp>;
   let port: number;
   let slack: SlackStandin;
 
   beforeAll(async () => {
     slack = await startSlackStandin({ notMemberOf: ['G0PRIVATE'] });
-    const env = { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_API_URL: slack.url };
-    h = await makeHarness({ env, yaml: undefined });
-    port = await freePort();
-    app = createSlackApp(h.deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: SIGNING_SECRET, port, slackApiUrl: slack.url });
-    await app.start(port);
+    ferry = await startSlackFerry({ slackApiUrl: slack.url });
+    ({ h, port } = ferry);
   });
 
   afterAll(async () => {
-    await app.stop();
-    await h.close();
+    await ferry?.close();
     await slack.close();
   });
 

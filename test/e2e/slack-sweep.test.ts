@@ -4,16 +4,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
-import { SIGNING_SECRET, SLACK_API_URL, callText, freePort, interactionBody, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
+import { SLACK_API_URL, callText, interactionBody, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
+import { startSlackFerry, type SlackFerry } from '../support/slack-receiver.js';
 import { clickAction } from '../../src/bot/actions.js';
-import { createSlackApp } from '../../src/bot/slack/app.js';
 
 describe('Slack: /ferry find stale ports through the real HTTP receiver', () => {
+  let ferry: SlackFerry;
   let h: Harness;
-  let app: ReturnType<typeof createSlackApp>;
   let port: number;
   let slack: ReturnType<typeof mockSlackApi>;
-  const env = { SLACK_BOT_TOKEN: 'xoxb-test', SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_API_URL };
 
   beforeAll(async () => {
     slack = mockSlackApi();
@@ -21,15 +20,12 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
     const explode = clickAction('jobs', () => ({ name: 'jobs' }), async () => {
       throw new Error('the lab is on fire');
     });
-    h = await makeHarness({ env, adjust: (workflows, chat) => ({ workflows, chat: [...chat, { name: 'test', actions: { 'ferry:test-explode': explode } }] }) });
-    port = await freePort();
-    app = createSlackApp(h.deps, { botToken: env.SLACK_BOT_TOKEN, signingSecret: SIGNING_SECRET, port, slackApiUrl: SLACK_API_URL });
-    await app.start(port);
+    ferry = await startSlackFerry({ adjust: (workflows, chat) => ({ workflows, chat: [...chat, { name: 'test', actions: { 'ferry:test-explode': explode } }] }) });
+    ({ h, port } = ferry);
   });
 
   afterAll(async () => {
-    await app.stop();
-    await h.close();
+    await ferry?.close();
     slack.done();
   });
 

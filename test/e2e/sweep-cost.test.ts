@@ -39,7 +39,7 @@ describe('sweep cost per host', () => {
   });
   afterAll(async () => {
     await h.close();
-    await redis.stop();
+    await redis.close();
   });
 
   async function sweep(selector: string, n: number): Promise<{ outPerHost: number; commandsPerHost: number }> {

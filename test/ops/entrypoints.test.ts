@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/net.js';
-import { ownRedis, type OwnRedis } from '../support/own-redis.js';
+import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { bound } from '../support/speed.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -59,18 +59,18 @@ async function until<T>(probe: () => Promise<T | undefined>, what: string, proc?
 }
 
 describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
-  let redis: OwnRedis;
+  let redis: PrivateRedis;
   const procs: Proc[] = [];
 
   beforeAll(async () => {
     const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, encoding: 'utf8' });
     if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
-    redis = await ownRedis(['--appendonly', 'yes', '--save', '']);
+    redis = await startPrivateRedis(['--appendonly', 'yes', '--save', '']);
   }, bound(240_000));
 
   afterAll(async () => {
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
-    await redis?.destroy();
+    await redis?.close();
   });
 
   it('worker (Procfile): ready with Redis and workers, 503 within the bound while Redis is down, ready again, exit 0 on SIGTERM', async () => {
@@ -142,8 +142,8 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
   });
 
   it('refuses a Redis that would lose its data, naming the setting; the override starts anyway', async () => {
-    const volatile = await ownRedis(['--appendonly', 'no', '--save', '']);
-    const evicting = await ownRedis(['--appendonly', 'yes', '--maxmemory-policy', 'allkeys-lru']);
+    const volatile = await startPrivateRedis(['--appendonly', 'no', '--save', '']);
+    const evicting = await startPrivateRedis(['--appendonly', 'yes', '--maxmemory-policy', 'allkeys-lru']);
     try {
       const a = run(procfile('worker'), { REDIS_URL: volatile.url });
       procs.push(a);
@@ -163,8 +163,8 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
       c.child.kill('SIGTERM');
       expect(await c.exit).toBe(0);
     } finally {
-      await volatile.destroy();
-      await evicting.destroy();
+      await volatile.close();
+      await evicting.close();
     }
   });
 

@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import { Health, healthRedisOptions, redisCheck } from '../../src/health.js';
 import { Metrics } from '../../src/metrics.js';
 import { connectUrl } from '../../src/redis.js';
-import { ownRedis, type OwnRedis } from '../support/own-redis.js';
+import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { bound } from '../support/speed.js';
 
 const BOUND_MS = 500;
@@ -30,14 +30,14 @@ async function until<T>(probe: () => Promise<T | undefined>, what: string, timeo
 }
 
 describe('health: liveness, readiness with bounded checks, metrics', () => {
-  let redis: OwnRedis;
+  let redis: PrivateRedis;
   let conn: Redis;
   let health: Health;
   let port: number;
   let hang = false;
 
   beforeAll(async () => {
-    redis = await ownRedis();
+    redis = await startPrivateRedis();
     conn = connectUrl(redis.url, healthRedisOptions(BOUND_MS));
     health = new Health({ checkTimeoutMs: BOUND_MS });
     health.add('redis', redisCheck(conn));
@@ -51,7 +51,7 @@ describe('health: liveness, readiness with bounded checks, metrics', () => {
   afterAll(async () => {
     await health.close();
     conn.disconnect();
-    await redis.destroy();
+    await redis.close();
   });
 
   it('is live and ready while Redis answers', async () => {

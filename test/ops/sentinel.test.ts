@@ -6,36 +6,30 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { connectUrl, resolveRedisUrl, sentinelUrl } from '../../src/redis.js';
-import { ownRedis, type OwnRedis } from '../support/own-redis.js';
-import { freePort } from '../support/net.js';
+import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
+import { freePort, listening } from '../support/net.js';
+import { eventually } from '../support/wait.js';
 
 describe('Redis Sentinel', () => {
-  let primary: OwnRedis;
+  let primary: PrivateRedis;
   let sentinel: ChildProcess;
   let sentinelPort: number;
 
   beforeAll(async () => {
-    primary = await ownRedis(['--appendonly', 'yes']);
+    primary = await startPrivateRedis(['--appendonly', 'yes']);
     sentinelPort = await freePort();
     const conf = path.join(primary.dir, 'sentinel.conf');
     fs.writeFileSync(conf, `port ${sentinelPort}\nbind 127.0.0.1\ndir ${primary.dir}\nsentinel monitor ferry 127.0.0.1 ${primary.port} 1\n`);
     sentinel = spawn('redis-sentinel', [conf], { stdio: 'ignore' });
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const up = await new Promise<boolean>((r) => net.connect(sentinelPort, '127.0.0.1').on('connect', function (this: net.Socket) { this.end(); r(true); }).on('error', () => r(false)));
-      if (up) break;
-      if (Date.now() > deadline) throw new Error('redis-sentinel did not start');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }, 30_000);
+    await eventually(() => listening(sentinelPort), `redis-sentinel to listen on ${sentinelPort}`, 10_000);
+  });
 
   afterAll(async () => {
     sentinel?.kill('SIGKILL');
-    await primary?.destroy();
+    await primary?.close();
   });
 
   it('REDIS_SENTINELS wins over REDIS_URL, and the connection reaches the primary the sentinel names', async () => {

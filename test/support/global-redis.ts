@@ -13,6 +13,6 @@ export async function setup(project: TestProject): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
-  await redis?.stop();
+  await redis?.close();
 }
 

@@ -1,60 +1,85 @@
 /**
- * A private redis-server for tests: unix socket in a temp dir, no persistence. Never the shared
- * Redis on 6379. Fails with a clear message if redis-server is missing.
+ * A private redis-server for tests and benchmarks, never the shared Redis on 6379: the run's
+ * (global-redis.ts), or a test's own when it stops, crashes, restarts or reconfigures Redis.
+ * It can be stopped (SIGTERM, or SIGKILL for a crash) and started again on the same port and
+ * data directory, keeping its data (with AOF) or dropping it (`start({ fresh: true })`).
+ * Fails with a clear message if redis-server is missing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
-import { freePort } from './net.js';
+import { freePort, listening } from './net.js';
+import { timeBound } from './speed.js';
 
 export interface PrivateRedis {
   url: string;
   port: number;
-  stop(): Promise<void>;
+  /** Its data directory (AOF, a sentinel's config beside it). */
+  dir: string;
+  /** Start it again on the same port; `fresh` drops its data first (a Redis that lost it). */
+  start(opts?: { fresh?: boolean }): Promise<void>;
+  /** SIGTERM by default (the AOF is complete); SIGKILL for a crash. Resolves once it is gone. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Stop it and remove its directory. */
+  close(): Promise<void>;
 }
 
+/** No persistence: the run's Redis and most tests'. */
+export const VOLATILE = ['--save', '', '--appendonly', 'no'];
+/** Every write on disk before it is answered: a restart loses nothing. */
+export const DURABLE = ['--save', '', '--appendonly', 'yes', '--appendfsync', 'always'];
 
-export async function startPrivateRedis(): Promise<PrivateRedis> {
-  const which = spawnSync('sh', ['-c', 'command -v redis-server']);
-  if (which.status !== 0) {
+/** `args` are redis-server settings (`VOLATILE` unless given; given ones replace it). */
+export async function startPrivateRedis(args: string[] = VOLATILE): Promise<PrivateRedis> {
+  if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) {
     throw new Error('The test suite needs redis-server on PATH (Debian: apt-get install redis-server); it starts its own private instance and never uses the shared one.');
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-redis-'));
   const port = await freePort();
-  const child: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.end();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
+  let child: ChildProcess | undefined;
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    await new Promise((r) => {
+      c.once('exit', r);
+      c.kill(signal);
     });
-    if (ok) break;
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`private redis-server did not start: ${output.trim()}`);
+  };
+  const start = async (opts: { fresh?: boolean } = {}) => {
+    if (opts.fresh) {
+      for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
     }
-    await new Promise((r) => setTimeout(r, 50));
+    let output = '';
+    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--loglevel', 'warning', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    c.stdout!.on('data', (d) => (output += d));
+    c.stderr!.on('data', (d) => (output += d));
+    child = c;
+    const limit = timeBound(10_000);
+    const deadline = Date.now() + limit.ms;
+    while (!(await listening(port))) {
+      if (c.exitCode !== null || Date.now() > deadline) {
+        await stop('SIGKILL');
+        throw new Error(`private redis-server did not start on ${port} within ${limit.ms} ms (${limit.why}): ${output.trim()}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  try {
+    await start();
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
   }
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await new Promise((r) => child.once('exit', r));
-      }
+    dir,
+    start,
+    stop,
+    async close() {
+      await stop();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
