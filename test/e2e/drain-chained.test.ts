@@ -46,6 +46,9 @@ describe('a VM that came from another host\'s open drain', () => {
     expect(ledger?.vms.find((v) => v.name === a)).toMatchObject({ home: 'hyp01', homeOpId: first.id });
     const parked = (await whereIs(h.rt, CLUSTER)).get(a!)!;
     expect([via, 'hyp01']).not.toContain(parked);
+    // status says where it belongs, from the open ledgers.
+    await h.run(`status ${a}`);
+    await h.waitForText(`${a} is running on ${parked} (home: hyp01, drained by job ${first.id}; restore hyp01 brings it back)`);
 
     // Restore of the host it passed through: its own VM comes home, hyp01's stays and is named.
     const r1 = await restore(h, via);

@@ -24,6 +24,7 @@ import { readLock } from '../../src/jobs/drain/locks.js';
 import type { Operation } from '../../src/jobs/operations.js';
 import { buildVcsim, startVcsim, vcsimAvailable, type Vcsim } from '../support/vcsim.js';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
+import { renderText } from '../../src/bot/render/text.js';
 
 const available = vcsimAvailable();
 const HOSTS = { DC0_C0_H0: 'esx01', DC0_C0_H1: 'esx02', DC0_C0_H2: 'esx03' };
@@ -119,6 +120,24 @@ console: { user: alice }
     expect(text).toMatch(/\n\s+esx11\s+npivInventory on esx11: the cluster\u2019s vCenter refused the login/);
     expect(text).not.toMatch(/127\.0\.0\.1:\d+/);
     expect(text).not.toContain('Remove 0');
+  });
+
+  it('drain on a cluster whose vCenter refuses the login: one sentence naming the host, and the card and the echo end refused, not "checking…"', async () => {
+    await h.run('drain esx11');
+    const op = await h.waitForOp((await h.deps.ops.recent(1))[0]!.id, 30_000);
+    expect(op.status).toBe('failed');
+    expect(op.summary).toMatch(/^esx11 could not be read \((describeHost|listVms) on esx11: vCenter \S+ refused the login for ferry: .*\); nothing was changed\.$/);
+    // Every message as it reads now (its last update): none is left at "checking".
+    const final = await h.waitFor(async () => {
+      const out = new Map<string, string>();
+      for (const e of h.events) {
+        if (e.kind === 'post' || e.kind === 'update') out.set(e.ref.ts, renderText(e.message));
+      }
+      const texts = [...out.values()].filter((t) => t.includes('drain esx11') || t.includes('Drain esx11'));
+      return texts.length >= 2 && !texts.some((t) => /checking/.test(t)) ? texts : undefined;
+    }, 'the card and the echo of drain esx11 to leave "checking"');
+    expect(final.find((t) => t.startsWith('Drain esx11'))).toMatch(/refused: nothing was changed\nesx11 could not be read \((describeHost|listVms) on esx11: the cluster\u2019s vCenter refused the login/);
+    expect(final.join('\n')).not.toMatch(/esx0[123]|127\.0\.0\.1/);
   });
 
   it('drain esx01: refused for a host-backed CD-ROM; after it is removed, drained by vMotion; restore brings the VM home', async () => {

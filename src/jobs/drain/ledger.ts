@@ -71,6 +71,19 @@ export async function awayFromHome(rt: Runtime, hosts: string[], except: string)
   return out;
 }
 
+/** Where an open drain ledger of these hosts says this VM belongs (the original home when chained). */
+export async function ledgerHome(rt: Runtime, hosts: string[], vmId: string): Promise<{ home: string; opId: number } | null> {
+  if (!hosts.length) return null;
+  let found: { home: string; opId: number } | null = null;
+  for (const raw of await rt.redis.mget(hosts.map((h) => key(rt, h)))) {
+    if (!raw) continue;
+    const l = JSON.parse(raw) as Ledger;
+    const v = isOpen(l) ? l.vms.find((x) => x.id === vmId) : undefined;
+    if (v && (!found || v.home !== l.host)) found = { home: v.home, opId: v.homeOpId ?? l.opId };
+  }
+  return found;
+}
+
 /** A ledger restore has work in: the drain ran (or is running) and nobody restored it yet. */
 export function isOpen(l: Ledger | null): boolean {
   return l !== null && (l.status === 'draining' || l.status === 'drained' || l.status === 'restoring');

@@ -97,7 +97,9 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   const host = facts.find((f) => f.name === p.host);
   if (!host) {
     const why = errors[p.host] ?? `${p.host} did not answer`;
-    await refuse(deps, op, `${why.startsWith(p.host) ? why : `${p.host} did not answer (${why})`}; nothing was changed.`);
+    // An adapter error names its host and call ("describeHost on esx11: … refused the login"):
+    // the host may have answered and refused, so it is not called silent.
+    await refuse(deps, op, `${why.startsWith(p.host) ? why : `${p.host} could not be read (${why})`}; nothing was changed.`);
     return;
   }
   const snapshot = vms[p.host] ?? [];

@@ -11,6 +11,7 @@ import type { Deps } from '../context.js';
 import type { Conversation } from '../../chat/conversation.js';
 import type { HostFacts, VmFacts } from '../../adapters/types.js';
 import { formatMiB } from '../../core/prechecks.js';
+import { ledgerHome } from '../drain/ledger.js';
 
 // formatMiB, not whole GiB: a 64 MiB VM must not read "0 GiB".
 const gib = (mib: number): string => formatMiB(mib);
@@ -90,12 +91,13 @@ async function statusView(deps: Deps, conv: Conversation, target: string): Promi
     await deps.outbox.post(conv, message(`${target} is neither a host in the inventory nor a VM Ferry can find${errors ? ` (${plural(errors, 'cluster')} did not answer)` : ''}.`));
     return;
   }
-  const home = await rt.redis.hget(rt.key('ledger', 'home'), vm.name);
+  // An open drain ledger says where it belongs while its home host is drained.
+  const home = await ledgerHome(rt, rt.inventory.clusters[rt.inventory.clusterOf[vm.host] ?? ''] ?? [], vm.id);
   await deps.outbox.post(
     conv,
     message(
       `${vm.name} is ${vm.power} on ${vm.host}`,
-      section(`*${vm.name}* is ${vm.power} on *${vm.host}*${home && home !== vm.host ? ` (home: ${home})` : ''}`),
+      section(`*${vm.name}* is ${vm.power} on *${vm.host}*${home && home.home !== vm.host ? ` (home: ${home.home}, drained by job ${home.opId}; restore ${home.home} brings it back)` : ''}`),
       { type: 'table', columns: ['VM', 'Power', 'Memory', 'vCPU', 'Datastores', 'Flags'], rows: [vmRow(vm)] },
       context(
         [
