@@ -5,6 +5,7 @@ import { context, message, section, who } from '../../chat/messages.js';
 import { formatDuration } from '../../core/duration.js';
 import { FINISHED, cancelAskedSentence, type Operation } from '../../jobs/operations.js';
 import { compressNames } from '../../core/selectors.js';
+import { decide } from '../../jobs/drain/control.js';
 
 function when(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
@@ -71,6 +72,8 @@ const cancelCommand: HandlerOf<'cancel'> = async (ctx, cmd) => {
   // Workflows check this flag between steps; a running migration watches it and is aborted at once.
   await ctx.deps.ops.requestCancel(op.id, ctx.user);
   await ctx.deps.outbox.post(op.conv, message(cancelAskedSentence(op, who(ctx.user))));
+  // A plan waiting for Start or a decision has no step to see the flag: it ends now (nothing polls it).
+  if (op.status === 'waiting' && ctx.deps.wiring.controlled.has(op.kind)) await decide(ctx.deps, op.id, ctx.user, 'cancel', undefined);
   await ctx.answer(message(`Cancelling job ${op.id} (${op.title}); its thread will say when it has stopped.`));
 };
 

@@ -13,8 +13,10 @@
  * state is read again; a plan that no longer holds (a VM moved) voids the approval and the
  * drain is planned again, with a new request.
  *
- * While an operation waits for a decision no worker is busy: a small timer job ('op-watch')
- * looks once a second for a typed `cancel <id>` and for the plan's expiry.
+ * While an operation waits for a decision no worker is busy and nothing polls: one delayed
+ * timer job ('op-watch') runs when the wait expires (the plan's expiry, or its request's), and a
+ * cancel (typed or clicked) ends the wait itself through decide(). The patch windows' catch-up
+ * scan re-arms lost watches and finishes what a crash between an approval and its start left.
  */
 import type { Job } from 'bullmq';
 import { approvedBy as approvedByOf, resolvePolicy, statusLine, type ApprovalAction, type ApprovalRequest, type ResolvedPolicy } from '../../approvals/policy.js';
@@ -148,35 +150,69 @@ export async function decide(deps: Deps, opId: string | number, user: string, de
 // ---------------------------------------------------------------------------------------
 // Waiting: cancel and expiry without a busy worker.
 
-export async function watchWaiting(deps: Deps, opId: number, delayMs = 1000): Promise<void> {
-  await deps.queues.timers.add('op-watch', { opId }, { jobId: `op-${opId}-watch-${Date.now()}`, delay: delayMs, removeOnComplete: true, removeOnFail: 50 });
+/** When a wait ends by itself: the plan's expiry, or its approval request's; null on hold (a person decides). */
+async function waitEndsAt(deps: Deps, op: Operation): Promise<number | null> {
+  if (stageOf(op) !== 'awaiting-start') return null;
+  if (typeof op.params.approvalId === 'string') {
+    const rec = await approvalStore(deps).get(op.params.approvalId);
+    return rec?.request.expiresAt ?? deps.rt.clock.now();
+  }
+  return Number(op.params.waitingSince ?? op.createdAt) + startNeeds(deps, op).expiryMs;
 }
 
+/**
+ * Arm the one watch of a waiting operation, delayed to the moment its wait expires (about one
+ * job per plan, where a 1 Hz re-queue made 86,400 a day). The job id names that moment, so
+ * arming it again (a retry, the catch-up scan) adds nothing.
+ */
+export async function watchWaiting(deps: Deps, opId: number, again = false): Promise<void> {
+  const op = await deps.ops.get(opId);
+  if (!op || op.status !== 'waiting') return;
+  const at = await waitEndsAt(deps, op);
+  if (at === null) return;
+  const jobId = `op-${opId}-watch-${at}${again ? `-${Date.now()}` : ''}`;
+  await deps.queues.timers.add('op-watch', { opId }, { jobId, delay: Math.max(0, at - deps.rt.clock.now()), removeOnComplete: true, removeOnFail: 50 });
+}
+
+/** The watch, at the wait's expiry (or a cancel flag left by a process that stopped mid-cancel). */
 async function watchJob(deps: Deps, job: Job): Promise<void> {
   const { opId } = job.data as { opId: number };
   const op = await deps.ops.get(opId);
   if (!op || op.status !== 'waiting') return;
+  if (await settleWaiting(deps, op)) return;
+  // Early (another process's clock, or a re-planned wait): look again at the expiry.
+  await watchWaiting(deps, opId, true);
+}
+
+/** Stop or start a waiting operation whose wait is over; true when it no longer waits. */
+async function settleWaiting(deps: Deps, op: Operation): Promise<boolean> {
   const ctl = controlledOf(deps, op.kind);
-  if (!ctl) return;
-  const who = await deps.ops.cancelRequested(opId);
+  if (!ctl) return true;
+  const who = await deps.ops.cancelRequested(op.id);
   if (who) {
     await closeApprovalOf(deps, op, `job ${op.id} was cancelled by ${mention(who)}`, who);
     await ctl.stopWaiting(deps, op, `cancelled by ${mention(who)}`);
-    return;
+    return true;
   }
   if (stageOf(op) === 'awaiting-start' && typeof op.params.approvalId === 'string') {
     // The request decides; this only catches what a crash or a late sweep left undone.
-    if (await followApproval(deps, op, ctl, op.params.approvalId)) return;
-  } else {
-    const since = Number(op.params.waitingSince ?? op.createdAt);
-    if (stageOf(op) === 'awaiting-start' && deps.rt.clock.now() - since > startNeeds(deps, op).expiryMs) {
-      await ctl.stopWaiting(deps, op, 'the plan expired before anyone started it');
-      return;
-    }
+    return followApproval(deps, op, ctl, op.params.approvalId);
   }
-  await watchWaiting(deps, opId);
+  const ends = await waitEndsAt(deps, op);
+  if (ends !== null && deps.rt.clock.now() >= ends) {
+    await ctl.stopWaiting(deps, op, 'the plan expired before anyone started it');
+    return true;
+  }
+  return false;
 }
 
+/** Catch-up scan: every waiting planned move is settled if its wait is over, else its watch is armed again (lost with a Redis that lost data). */
+async function scanWaiting(deps: Deps): Promise<void> {
+  for (const op of await deps.ops.active()) {
+    if (op.status !== 'waiting' || !controlledOf(deps, op.kind)) continue;
+    if (!(await settleWaiting(deps, op))) await watchWaiting(deps, op.id);
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // Approval requests for a planned move (drain, migrate, override)
@@ -337,6 +373,7 @@ const opHandler: ApprovalHandler<OpApprovalPlan> = {
 export const plannedMovesWorkflow: Workflow = {
   name: 'planned-moves',
   jobs: { 'op-watch': { queue: 'timers', handler: watchJob } },
+  scan: scanWaiting,
   approvals: { drain: opHandler as ApprovalHandler<never>, migrate: opHandler as ApprovalHandler<never>, override: opHandler as ApprovalHandler<never> },
 };
 
