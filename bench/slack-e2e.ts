@@ -142,7 +142,8 @@ function pct(xs: number[], p: number): number {
 
 export async function main(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  const built = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+  // npm run build, as deployed: it also copies the Lua scripts (src/lua) beside the compiled code.
+  const built = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
   if (built.status !== 0) throw new Error('npm run build failed');
   const redis = await startPrivateRedis();
   const slack = await startSlackStandin();
