@@ -10,6 +10,7 @@ import { reservationsOf } from '../../src/jobs/drain/reserve.js';
 import { setLabFault } from '../../src/adapters/lab/control.js';
 import type { Operation } from '../../src/jobs/operations.js';
 import { drainLabYaml, hostState, setHostVms, whereIs } from '../support/drain-support.js';
+import { queryAudit } from '../../src/audit/audit.js';
 
 const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
 let h: Harness | undefined;
@@ -97,7 +98,7 @@ describe('memory reserved by concurrent drains', () => {
     const loser = lost[0]!;
     expect(Object.values(await reservationsOf(h.rt, 'prod-a', winner.id))).toEqual([{ target: 'hyp03', mib: S }]);
     expect(await reservationsOf(h.rt, 'prod-a', loser.id)).toEqual({});
-    await h.waitForText(`of hyp03's memory is reserved by drain job ${winner.id} (planned, not moved yet) and counted as used.`);
+    await h.waitForText(`of hyp03's memory is reserved by job ${winner.id} (VMs planned there, not moved yet) and counted as used.`);
 
     // Cancelling the plan frees the memory: the other host now plans onto hyp03.
     await h.run(`cancel ${winner.id}`);
@@ -123,5 +124,31 @@ describe('memory reserved by concurrent drains', () => {
     const [entry] = Object.values(await reservationsOf(h.rt, 'prod-a', third.id));
     expect(entry?.done).toBeGreaterThan(0);
     expect((await hostState(h.rt, 'hyp03')).vms.reduce((s, v) => s + v.memoryMiB, 0)).toBe(2048 + S);
+  });
+
+  it('a restore reserves the memory its VMs take back before its host leaves maintenance: a drain planned meanwhile does not count it', async () => {
+    h = await makeHarness({ yaml: drainLabYaml({ maxInMaintenance: 2, migrationMs: 3000 }) });
+    const [a] = await setHostVms(h.deps, 'hyp01', 1, { memoryMiB: S });
+    await setHostVms(h.deps, 'hyp02', 1, { memoryMiB: S });
+    await setHostVms(h.deps, 'hyp03', 1, { memoryMiB: 2048 });
+    for (const host of ['hyp04', 'hyp05', 'hyp06']) await setHostVms(h.deps, host, 1, { memoryMiB: S });
+    const drain = await h.planned('drain hyp01');
+    await h.run(`start ${drain.id}`);
+    expect((await h.waitForOp(drain.id)).status).toBe('succeeded');
+    expect((await whereIs(h.rt, ['hyp03'])).get(a!)).toBe('hyp03');
+
+    await h.run('restore hyp01');
+    const restore = (await h.deps.ops.recent(1))[0]!;
+    // While the VM is on its way home, hyp01 is out of maintenance and still looks empty.
+    await h.waitFor(async () => (await queryAudit(h!.rt, a!)).filter((e) => e.action === 'migrateVm' && e.outcome === 'started').length === 2, `${a} to start home`);
+    expect((await hostState(h.rt, 'hyp01')).facts.maintenance).toBe(false);
+    expect((await hostState(h.rt, 'hyp01')).vms).toHaveLength(0);
+    const before = (await h.deps.ops.recent(1))[0]!.id;
+    await h.run('drain hyp02');
+    const plan = await settled(h, 'hyp02', before);
+    expect(plan.status, h.transcript()).toBe('failed');
+    await h.waitForText(`of hyp01's memory is reserved by job ${restore.id} (VMs planned there, not moved yet) and counted as used.`);
+    expect((await h.waitForOp(restore.id)).status).toBe('succeeded');
+    expect(Object.values(await reservationsOf(h.rt, 'prod-a', restore.id)).every((r) => r.done !== undefined)).toBe(true);
   });
 });

@@ -143,7 +143,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   const reservedLines = Object.entries(reserved)
     .filter(([t]) => t !== p.host)
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([t, r]) => `${formatMiB(r.mib)} of ${t}'s memory is reserved by ${r.ops.length === 1 ? 'drain job' : 'drain jobs'} ${r.ops.join(', ')} (planned, not moved yet) and counted as used.`);
+    .map(([t, r]) => `${formatMiB(r.mib)} of ${t}'s memory is reserved by ${r.ops.length === 1 ? 'job' : 'jobs'} ${r.ops.join(', ')} (VMs planned there, not moved yet) and counted as used.`);
   // A configured migration network is not a working one: where the adapter can, each planned
   // live target is tried from this host (libvirt: the migrate URI opened on the source).
   const pathProblems: string[] = [];

@@ -20,6 +20,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
+import { redisNow, reserveMoves, settleReservation } from '../drain/reserve.js';
 import { isOpen, readLedger, setLedgerStatus, type LedgerVm } from '../drain/ledger.js';
 import { finishOp, stageOf } from '../drain/control.js';
 import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates, watchCancel } from '../drain/steps.js';
@@ -71,6 +72,11 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       return;
     }
     await setLedgerStatus(deps.rt, host, 'restoring');
+    // The memory its VMs take back is reserved before the host leaves maintenance, so a drain of
+    // the cluster planning meanwhile does not count it as free (drain/reserve.ts). The home host
+    // is not judged here: its VMs lived there (the return plan checks hard limits).
+    const unlimited = { [host]: Number.MAX_SAFE_INTEGER };
+    await reserveMoves(deps.rt, cluster, opId, ledger.vms.filter((v) => v.home === host).map((v) => ({ vmId: v.id, target: host, memoryMiB: v.memoryMiB })), unlimited, await redisNow(deps.rt));
     if (await ensureMaintenance(deps, op, host, false)) await deps.outbox.post(op.conv, message(`${host} is out of maintenance. Bringing its VMs home.`));
 
     const { facts, vms } = await clusterFacts(deps, cluster);
@@ -99,6 +105,9 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       moves.push({ vm: where.vm, current });
     }
     const plan = planReturnHome({ home, moves, homeVms: vms[host] ?? [] });
+    // Only what really moves home stays reserved.
+    const sizes = new Map(located.flatMap(({ where }) => (where ? [[where.vm.id, where.vm.memoryMiB] as const] : [])));
+    await reserveMoves(deps.rt, cluster, opId, plan.moves.map((m) => ({ vmId: m.vmId, target: host, memoryMiB: sizes.get(m.vmId) ?? 0 })), unlimited, await redisNow(deps.rt));
     for (const b of plan.blocked) drift.push({ vm: b.vm, kind: 'blocked', sentence: `${b.vm} cannot come home now: ${b.reasons.join(' ')}` });
     const total = plan.moves.length;
     await deps.ops.patch(opId, { params: { ...op.params, total, alreadyHome: plan.alreadyHome.length } });
@@ -117,6 +126,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'returning', target: host, from: m.from });
       const out = await moveVm(deps, op!, { vm: m.vm, vmId: m.vmId, source: m.from, target: host, mode: m.mode }, { cluster, onProgress: progressReporter(deps, opId, m.vm), signal: cancel.signal, locks: keeper });
       await setPercent(deps, opId, m.vm, null);
+      await settleReservation(deps.rt, cluster, opId, m.vmId, out.ok).catch(() => undefined);
       if (!out.ok && out.code === 'lock-lost') {
         // Another operation has the host now: this VM stays where it is; the restore stops below.
         await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'pending', target: host, from: m.from, reason: `not moved: ${out.error}` });
