@@ -21,5 +21,5 @@ USER node
 EXPOSE 3000 9091
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s CMD ["node", "-e", "fetch('http://127.0.0.1:'+process.env.HEALTH_PORT+'/livez').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "dist/main.js"]
+ENTRYPOINT ["node", "--optimize-for-size", "--max-semi-space-size=1", "dist/main.js"]
 CMD ["worker"]

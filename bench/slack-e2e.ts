@@ -8,7 +8,8 @@
  *   2. 20 commands at once from 20 users in 5 channels: acks, 429s, refusals in the ack;
  *   3. 10,000 hosts (one lab cluster h[00001-10000], selectorMax raised): final report vs the
  *      ideal ⌈10000/16⌉ × 200 ms, Slack calls per sweep, peak RSS of web and worker.
- * `npm run bench -- slack-e2e` runs it alone; FERRY_BENCH_SKIP_10K=1 skips the third part.
+ * `npm run bench -- slack-e2e` runs it alone; FERRY_BENCH_SKIP_10K=1 skips the third part,
+ * FERRY_BENCH_ONLY_10K=1 the first two.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,6 +48,13 @@ interface Ferry {
   stop(): Promise<void>;
 }
 
+/** The Procfile's command for a process type, split into words. */
+function procfileCommand(mode: string): string[] {
+  const line = fs.readFileSync(path.join(ROOT, 'Procfile'), 'utf8').split('\n').find((l) => l.startsWith(`${mode}:`));
+  if (!line) throw new Error(`the Procfile has no ${mode} line`);
+  return line.slice(mode.length + 1).trim().split(/\s+/);
+}
+
 function vmHwmMiB(pid: number | undefined): number {
   if (!pid) return NaN;
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -77,11 +85,15 @@ async function startFerry(yaml: string, redisUrl: string, slack: SlackStandin, p
     FERRY_CONFIG: config,
     FERRY_PREFIX: prefix,
     LOG_LEVEL: 'warn',
-    // FERRY_BENCH_NODE_OPTIONS: V8 heap settings for web and worker (e.g. --max-old-space-size=128).
-    NODE_OPTIONS: process.env.FERRY_BENCH_NODE_OPTIONS ?? '',
   };
-  // As deployed (npm run web / worker): the compiled dist, not the TypeScript loader.
-  const start = (mode: string) => spawn(process.execPath, ['dist/main.js', mode], { cwd: ROOT, env, stdio: ['ignore', process.env.FERRY_BENCH_VERBOSE ? 'inherit' : 'ignore', 'inherit'] });
+  // As deployed: the Procfile's command lines (node flags included), from the compiled dist.
+  // FERRY_BENCH_NODE_OPTIONS: extra node flags for both (e.g. --trace-gc).
+  const extra = (process.env.FERRY_BENCH_NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean);
+  const start = (mode: 'web' | 'worker') => {
+    const [node, ...args] = procfileCommand(mode);
+    if (node !== 'node') throw new Error(`the Procfile's ${mode} line does not start with node`);
+    return spawn(process.execPath, [...extra, ...args], { cwd: ROOT, env, stdio: ['ignore', process.env.FERRY_BENCH_VERBOSE ? 'inherit' : 'ignore', 'inherit'] });
+  };
   const procs = { web: start('web'), worker: start('worker') };
   await waitPort(port);
   return {
@@ -129,6 +141,9 @@ async function sweep(f: Ferry, slack: SlackStandin, selector: string, n: number,
   return { ackMs: ack.ms, reportMs: summary.at - t0, lastMs: last - t0, finalCardMs: finalCard.at - t0, calls };
 }
 
+/** FERRY_BENCH_ONLY_10K=1: parts 1 and 2 are skipped. */
+class SkipSmall extends Error {}
+
 function byMethod(calls: StandinCall[]): string {
   const m = new Map<string, number>();
   for (const c of calls) m.set(c.method, (m.get(c.method) ?? 0) + 1);
@@ -145,12 +160,14 @@ export async function main(): Promise<Record<string, number>> {
   // npm run build, as deployed: it also copies the Lua scripts (src/lua) beside the compiled code.
   const built = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
   if (built.status !== 0) throw new Error('npm run build failed');
-  const redis = await startPrivateRedis();
+  // As deployed (compose.yaml): an AOF fsynced every second; Ferry refuses a Redis that persists nothing.
+  const redis = await startPrivateRedis(['--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec']);
   const slack = await startSlackStandin();
   try {
     // 1 and 2: the built-in 99-host lab.
     let f = await startFerry(YAML_99, redis.url, slack, 'bench99');
     try {
+      if (process.env.FERRY_BENCH_ONLY_10K) throw new SkipSmall();
       await sweep(f, slack, 'hyp01', 1, 'C0WARM', 60_000); // warm both processes and the lab
       const r = await sweep(f, slack, 'hyp01..hyp99', 99, 'C0QUIET', 60_000);
       const ideal = Math.ceil(99 / CONCURRENCY) * LATENCY_MS;
@@ -185,6 +202,8 @@ export async function main(): Promise<Record<string, number>> {
       const rss = f.peakRss();
       Object.assign(out, { rss_99_web_mib: rss.web, rss_99_worker_mib: rss.worker });
       console.log(`peak RSS (99-host lab): web ${rss.web.toFixed(0)} MiB, worker ${rss.worker.toFixed(0)} MiB`);
+    } catch (e) {
+      if (!(e instanceof SkipSmall)) throw e;
     } finally {
       await f.stop();
     }

@@ -70,7 +70,8 @@ describe('Kubernetes manifests', () => {
       const dep = find('Deployment', name);
       const pod = dep.spec.template.spec;
       const c = pod.containers[0];
-      expect(`node dist/main.js ${c.args.join(' ')}`).toBe(procfile[kind]);
+      // The image's entrypoint (node, its memory flags, dist/main.js) plus the mode.
+      expect(procfile[kind]).toMatch(new RegExp(`^node (--[\\w-]+(=\\S+)? )*dist/main\\.js ${c.args.join(' ')}$`));
       expect(matches(dep.spec.selector.matchLabels, dep.spec.template.metadata.labels)).toBe(true);
       const health = c.ports.find((p: { name: string }) => p.name === 'health');
       expect(health.containerPort).toBe(parsed.healthPort);

@@ -77,7 +77,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
     const healthPort = await freePort();
     const w = run(procfile('worker'), { REDIS_URL: redis.url, HEALTH_PORT: String(healthPort), HEALTH_TIMEOUT_MS: String(BOUND_MS), FERRY_PREFIX: `ep-${process.pid}-w` });
     procs.push(w);
-    expect(procfile('worker')).toEqual(['node', 'dist/main.js', 'worker']);
+    expect(procfile('worker')).toEqual(['node', '--optimize-for-size', '--max-semi-space-size=1', 'dist/main.js', 'worker']);
     const ready = await until(async () => {
       const r = await get(healthPort, '/readyz');
       return r.status === 200 ? r : undefined;

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { NodeSSH, type Config as NodeSshConfig } from 'node-ssh';
+import type { NodeSSH, Config as NodeSshConfig } from 'node-ssh';
 import type { SshConnectionConfig } from '../../config/schema.js';
 import { durationMs } from '../../core/duration.js';
 import type { Logger } from '../../log.js';
@@ -242,6 +242,8 @@ export class SshRemoteShell implements RemoteShell {
       throw new AdapterError(host, 'connect', `no SSH credentials for ${where}: set ssh.privateKeyPath or run an agent (SSH_AUTH_SOCK)`, { code: 'auth' });
     }
 
+    // Loaded on first connection: a lab-only or vSphere-only process does not carry ssh2 (~20 MiB resident).
+    const { NodeSSH } = await import('node-ssh');
     const ssh = new NodeSSH();
     const started = Date.now();
     // node-ssh relies on ssh2's readyTimeout; a guard timer covers DNS or socket stalls outside it.
