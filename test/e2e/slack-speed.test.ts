@@ -95,4 +95,20 @@ describe('Slack: the card beside the work, answers in the ack', () => {
     await h.waitFor(async () => since(t0, (c) => c.method === 'chat.postMessage').at(0), 'the next command’s card');
     expect(since(t0, (c) => c.method === 'chat.postEphemeral' || c.method === 'response_url')).toEqual([]);
   });
+
+  it('a mention or DM with bad input is refused with a message in its thread or the DM, never an ephemeral', async () => {
+    const t0 = Date.now();
+    const event = (id: string, e: Record<string, unknown>) =>
+      JSON.stringify({ token: 'legacy', team_id: 'T1', api_app_id: 'A1', type: 'event_callback', event_id: id, event_time: Math.floor(t0 / 1000), event: e });
+    const sentence = 'The range hyp99..hyp01 runs backwards; did you mean hyp01..hyp99?';
+    const mention = await postSigned(port, event('Ev0BADMENTION', { type: 'app_mention', user: 'U0ALICE', text: '<@UFERRY> find stale ports hyp99..hyp01', ts: '1700000050.000300', channel: 'C0MENTION', event_ts: '1700000050.000300' }), { contentType: 'application/json' });
+    const dm = await postSigned(port, event('Ev0BADDM', { type: 'message', channel_type: 'im', user: 'U0ALICE', text: 'find stale ports hyp99..hyp01', ts: '1700000051.000300', channel: 'D0ALICE', event_ts: '1700000051.000300' }), { contentType: 'application/json' });
+    expect([mention.status, dm.status]).toEqual([200, 200]);
+    const inThread = await h.waitFor(async () => since(t0, (c) => c.method === 'chat.postMessage' && c.body.channel === 'C0MENTION').at(0), 'the refusal under the mention');
+    expect(inThread.body.text).toBe(sentence);
+    expect(inThread.body.thread_ts).toBe('1700000050.000300');
+    const inDm = await h.waitFor(async () => since(t0, (c) => c.method === 'chat.postMessage' && c.body.channel === 'D0ALICE').at(0), 'the refusal in the DM');
+    expect(inDm.body.text).toBe(sentence);
+    expect(since(t0, (c) => c.method === 'chat.postEphemeral')).toEqual([]);
+  });
 });

@@ -187,17 +187,22 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     }
   });
 
+  // A mention has no response URL: its refusal is a reply in the mention's thread (as public as
+  // the mention; no ephemeral call, which Slack paces per workspace and which fails to reach a
+  // user where the message is gone).
   app.event('app_mention', async ({ event }) => {
     if (!event.user) return;
     const conv: Conversation = { surface: 'slack', channel: event.channel, threadTs: event.thread_ts, user: event.user };
-    await run(event.text, event.user, conv);
+    const underMention: Conversation = { ...conv, threadTs: event.thread_ts ?? event.ts };
+    await run(event.text, event.user, conv, undefined, { refuse: async (sentence) => void (await deps.outbox.post(underMention, message(sentence))) });
   });
 
+  // A DM is already private: refusals and answers are plain messages in it.
   app.message(async ({ message: msg }) => {
     const m = msg as { channel_type?: string; subtype?: string; bot_id?: string; user?: string; text?: string; channel: string; thread_ts?: string };
     if (m.channel_type !== 'im' || m.subtype || m.bot_id || !m.user || !m.text) return;
     const conv: Conversation = { surface: 'slack', channel: m.channel, threadTs: m.thread_ts, user: m.user };
-    await run(m.text, m.user, conv, 'im');
+    await run(m.text, m.user, conv, 'im', { refuse: async (sentence) => void (await deps.outbox.post(conv, message(sentence))) });
   });
 
   app.action(/^ferry:/, async ({ ack, body, action, client, context }) => {
