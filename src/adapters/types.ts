@@ -311,13 +311,72 @@ export interface HypervisorAdapter {
   close(): Promise<void>;
 }
 
+/** What an adapter failure means to its caller, whatever the platform. */
+export type AdapterErrorKind = 'unreachable' | 'auth' | 'not-found' | 'conflict' | 'timeout' | 'cancelled' | 'invalid' | 'unsupported' | 'malformed' | 'platform';
+
+/**
+ * Every code an adapter throws with, and its kind: a closed set (the compiler refuses any
+ * other). One spelling per meaning: a timeout is 'timeout' whether the connect, a command or a
+ * migration ran out; a missing thing is 'not-found' whatever it is; a cancel is 'cancelled'.
+ */
+const KIND_OF = {
+  unreachable: 'unreachable',
+  connection: 'unreachable',
+  dns: 'unreachable',
+  auth: 'auth',
+  'host-key': 'auth',
+  tls: 'auth',
+  'not-found': 'not-found',
+  'unknown-host': 'not-found',
+  'in-use': 'conflict',
+  'wrong-state': 'conflict',
+  'not-running': 'conflict',
+  'powered-on': 'conflict',
+  'wrong-source': 'conflict',
+  'not-on-source': 'conflict',
+  'same-host': 'conflict',
+  maintenance: 'conflict',
+  'cancel-too-late': 'conflict',
+  timeout: 'timeout',
+  cancelled: 'cancelled',
+  invalid: 'invalid',
+  'unsafe-name': 'invalid',
+  'too-long': 'invalid',
+  unsupported: 'unsupported',
+  'no-npiv': 'unsupported',
+  malformed: 'malformed',
+  exit: 'platform',
+  killed: 'platform',
+  powershell: 'platform',
+  fault: 'platform',
+  'maintenance-failed': 'platform',
+  'not-moved': 'platform',
+  'not-on-target': 'platform',
+  'not-saved': 'platform',
+  'npiv-status': 'platform',
+  partial: 'platform',
+  'rollback-failed': 'platform',
+  'still-present': 'platform',
+  'landed-not-running': 'platform',
+  'landed-not-persistent': 'platform',
+  'source-still-defined': 'platform',
+  injected: 'platform',
+} as const satisfies Record<string, AdapterErrorKind>;
+
+export type AdapterErrorCode = keyof typeof KIND_OF;
+
+/** A code that arrives as data (a PowerShell error record, a vSphere fault): its own if Ferry knows it, else `fallback`. */
+export function adapterErrorCode(raw: string | null | undefined, fallback: AdapterErrorCode): AdapterErrorCode {
+  return typeof raw === 'string' && Object.hasOwn(KIND_OF, raw) ? (raw as AdapterErrorCode) : fallback;
+}
+
 /** A failure talking to a hypervisor, attributed to a host and an operation. */
 export class AdapterError extends Error {
   constructor(
     readonly host: string,
     readonly op: string,
     message: string,
-    readonly options: { retryable?: boolean; code?: string; cause?: unknown } = {},
+    readonly options: { retryable?: boolean; code?: AdapterErrorCode; cause?: unknown; fault?: string } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = 'AdapterError';
@@ -325,8 +384,16 @@ export class AdapterError extends Error {
   get retryable(): boolean {
     return this.options.retryable ?? false;
   }
-  get code(): string | undefined {
+  get code(): AdapterErrorCode | undefined {
     return this.options.code;
+  }
+  /** The platform's own name for it, when it gave one (a vSphere fault type, a PowerShell error code). */
+  get fault(): string | undefined {
+    return this.options.fault;
+  }
+  /** What the failure means; an error thrown without a code is the platform's. */
+  get kind(): AdapterErrorKind {
+    return this.options.code ? KIND_OF[this.options.code] : 'platform';
   }
 }
 

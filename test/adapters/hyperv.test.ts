@@ -478,8 +478,8 @@ describe('faults become AdapterErrors naming host and operation', () => {
     const t = await rejection(adapter({ 'vm-facts': { stdout: '', code: null } }).a.listVms('hyp01'));
     expect(t).toMatchObject({ code: 'timeout', retryable: true });
     expect(t.message).toMatch(/^listVms on hyp01: PowerShell did not finish/);
-    const ssh = await rejection(adapter({ 'vm-facts': { throws: new AdapterError('hyp01', 'ssh', 'host key mismatch for hyp01', { code: 'hostkey' }) } }).a.listVms('hyp01'));
-    expect(ssh).toMatchObject({ code: 'hostkey', retryable: false, op: 'listVms' });
+    const ssh = await rejection(adapter({ 'vm-facts': { throws: new AdapterError('hyp01', 'ssh', 'host key mismatch for hyp01', { code: 'host-key' }) } }).a.listVms('hyp01'));
+    expect(ssh).toMatchObject({ code: 'host-key', kind: 'auth', retryable: false, op: 'listVms' });
     expect(ssh.message).toBe('listVms on hyp01: host key mismatch for hyp01');
   });
 
@@ -719,7 +719,7 @@ describe('migrateVm', () => {
 
   it('aborted while reading the VM: cancelled, and no move is sent', async () => {
     const ac = new AbortController();
-    const { a, shell } = adapter({ 'vm-facts': () => (ac.abort(), { throws: new AdapterError('hyp01', 'ssh', 'command aborted', { code: 'aborted' }) }) });
+    const { a, shell } = adapter({ 'vm-facts': () => (ac.abort(), { throws: new AdapterError('hyp01', 'ssh', 'command aborted', { code: 'cancelled' }) }) });
     const err = await rejection(a.migrateVm(req, undefined, { signal: ac.signal }));
     expect(err).toMatchObject({ code: 'cancelled', host: 'hyp01' });
     expect(err.message).toBe('migrateVm sql01: cancelled before the move started');
@@ -753,7 +753,7 @@ describe('migrateVm', () => {
     expect(shell.byMarker('start-vm').map((c) => c.host)).toEqual(['hyp02']);
     moved = false;
     const unknown = await rejection(a.migrateVm({ ...req, datastore: 'nowhere' }));
-    expect(unknown.code).toBe('unknown-datastore');
+    expect(unknown.code).toBe('not-found');
   });
 
   it('a non-HA VM on a cluster node moves with Move-VM (storage included), not as a cluster role', async () => {

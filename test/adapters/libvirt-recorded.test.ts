@@ -205,7 +205,7 @@ describe('libvirt adapter on recorded virsh outputs (fake RemoteShell: the test 
     const err = await make(fake)
       .migrateVm({ vm: 'web01', source: 'kvm01', target: 'kvm02', mode: 'live' }, () => ac.abort(), { signal: ac.signal })
       .catch((e: unknown) => e as AdapterError);
-    expect(err).toMatchObject({ code: 'aborted', host: 'kvm01' });
+    expect(err).toMatchObject({ code: 'cancelled', host: 'kvm01' });
     expect(fake.mutations()).toContain('kvm01: domjobabort --domain web01');
     expect([...fake.hosts['kvm02']!.devices.keys()]).toEqual(['scsi_host5']);
     expect(fake.hosts['kvm01']!.domains.has('web01')).toBe(true);

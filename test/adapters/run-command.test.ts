@@ -72,10 +72,10 @@ describe('lab runCommand', () => {
     await setLabFault(rt.redis, rt.prefix, 'hyp05', 'unreachable');
     expect((await rejection(lab.runCommand('hyp05', 'patch'))).code).toBe('unreachable');
     await setLabFault(rt.redis, rt.prefix, 'hyp05', 'slow:200');
-    expect((await rejection(lab.runCommand('hyp05', 'patch', { timeoutMs: 50 }))).code).toBe('command-timeout');
+    expect((await rejection(lab.runCommand('hyp05', 'patch', { timeoutMs: 50 }))).code).toBe('timeout');
     const ctl = new AbortController();
     setTimeout(() => ctl.abort(), 30);
-    expect((await rejection(lab.runCommand('hyp05', 'patch', { signal: ctl.signal }))).code).toBe('aborted');
+    expect((await rejection(lab.runCommand('hyp05', 'patch', { signal: ctl.signal }))).code).toBe('cancelled');
     await setLabFault(rt.redis, rt.prefix, 'hyp05', null);
   });
 });
@@ -158,13 +158,13 @@ describe('Hyper-V runCommand (decoded PowerShell)', () => {
   });
 
   it('a command too long for cmd.exe is refused with advice; SSH faults throw', async () => {
-    const { a, shell } = make({ 'run-command': { throws: new AdapterError('hyp01', 'exec', 'command timeout: did not finish', { code: 'command-timeout' }) } });
+    const { a, shell } = make({ 'run-command': { throws: new AdapterError('hyp01', 'exec', 'command timeout: did not finish', { code: 'timeout' }) } });
     const long = await rejection(a.runCommand('hyp01', 'x'.repeat(MAX_COMMAND_LINE)));
     expect(long.code).toBe('too-long');
     expect(long.message).toMatch(/over cmd\.exe's 8191.*put it in a script on the host/);
     expect(shell.calls).toHaveLength(0);
     const t = await rejection(a.runCommand('hyp01', 'C:\\patch.ps1'));
-    expect(t.code).toBe('command-timeout');
+    expect(t.code).toBe('timeout');
     expect(t.message).toMatch(/^runCommand on hyp01: command timeout/);
   });
 });
@@ -201,7 +201,7 @@ describe.skipIf(!sshOk)('libvirt runCommand over a real sshd', () => {
     const marker = path.join(peer.dir, `hook-${Date.now()}`);
     const secs = `2.${process.pid}${Date.now() % 1000}`; // unique: no other run's sleep matches
     const err = await rejection(a.runCommand('kvm01', `sleep ${secs}; touch ${marker}`, { timeoutMs: 300 }));
-    expect(err.code).toBe('command-timeout');
+    expect(err.code).toBe('timeout');
     // Killed, not left to finish: once no process of the command is left, the touch never ran.
     await eventually(() => spawnSync('pgrep', ['-f', `sleep ${secs}`]).status === 1, 'the killed command to be gone', 3000, peer.bound(3000));
     expect(fs.existsSync(marker)).toBe(false);

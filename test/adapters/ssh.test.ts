@@ -174,7 +174,7 @@ describe.skipIf(!haveSshd)('SshRemoteShell over a real sshd', () => {
     try {
       const started = Date.now();
       const err = await rejection(shell({ port, connectTimeout: '700ms' }).exec('kvm01', ['true']));
-      expect(err.code).toBe('connect-timeout');
+      expect(err.code).toBe('timeout');
       expect(err.retryable).toBe(true);
       expect(err.op).toBe('connect');
       expect(err.message).toContain('700 ms');
@@ -203,7 +203,7 @@ describe.skipIf(!haveSshd)('SshRemoteShell over a real sshd', () => {
     const marker = '31.4159';
     const started = Date.now();
     const err = await rejection(s.exec('kvm01', ['sleep', marker], { timeoutMs: 600 }));
-    expect(err.code).toBe('command-timeout');
+    expect(err.code).toBe('timeout');
     expect(err.message).toContain(`sleep ${marker}`);
     expect(err.message).toContain('600 ms');
     expect(Date.now() - started, `bound from the peer's measured round trip (${peer.roundTripMs} ms)`).toBeLessThan(peer.bound(3000));
@@ -227,6 +227,6 @@ describe.skipIf(!haveSshd)('SshRemoteShell over a real sshd', () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 300);
     const err = await rejection(shell().exec('kvm01', ['sleep', '27.18'], { signal: ac.signal }));
-    expect(err.code).toBe('aborted');
+    expect(err.code).toBe('cancelled');
   });
 });

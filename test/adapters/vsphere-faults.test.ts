@@ -89,7 +89,7 @@ describe('vSphere adapter faults (nock)', () => {
       .reply(500, fault('InvalidLogin', 'Cannot complete login due to an incorrect user name or password.'));
     const err = await make({ password: `p<&>"'</password><x>` }).describeHost('esxa').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AdapterError);
-    expect(err).toMatchObject({ code: 'InvalidLogin', host: 'esxa', op: 'describeHost', retryable: false });
+    expect(err).toMatchObject({ code: 'auth', kind: 'auth', fault: 'InvalidLogin', host: 'esxa', op: 'describeHost', retryable: false });
     expect((err as Error).message).toBe(
       'describeHost on esxa: vCenter vcenter.test refused the login for svc-ferry: Cannot complete login due to an incorrect user name or password.',
     );
@@ -154,7 +154,7 @@ describe('vSphere adapter faults (nock)', () => {
       .migrateVm({ vm: 'app01', source: 'esxa', target: 'esxb', mode: 'live' }, (p) => progress.push(p))
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AdapterError);
-    expect(err).toMatchObject({ code: 'InvalidState', host: 'esxa', op: 'migrateVm' });
+    expect(err).toMatchObject({ code: 'wrong-state', kind: 'conflict', fault: 'InvalidState', host: 'esxa', op: 'migrateVm' });
     expect((err as Error).message).toBe('migrateVm on esxa failed in vCenter: The operation is not allowed in the current state of the host.');
     expect(progress).toEqual([{ percent: 30, phase: 'running' }]);
     const body = parseXml(migrateBody);

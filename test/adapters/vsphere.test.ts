@@ -193,7 +193,7 @@ describe.skipIf(!available)('vSphere adapter against vcsim', () => {
     expect(e1).toBeInstanceOf(AdapterError);
     expect((e1 as AdapterError).code).toBe('wrong-source');
     const e2 = await adapter.migrateVm({ vm: vm.name, source: vm.host, target: wrong, mode: 'live', datastore: 'NoSuchDS' }).catch((e: unknown) => e);
-    expect((e2 as AdapterError).code).toBe('datastore-not-found');
+    expect((e2 as AdapterError).code).toBe('not-found');
     expect((e2 as AdapterError).host).toBe(wrong);
     const e3 = await adapter.describeHost('esx99').catch((e: unknown) => e);
     expect(e3).toMatchObject({ code: 'not-found', host: 'esx99', op: 'describeHost' });
@@ -226,7 +226,7 @@ describe.skipIf(!available)('vSphere adapter against vcsim', () => {
     const bad = make({ password: 'wrong' });
     const err = await bad.describeHost('esx01').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AdapterError);
-    expect(err).toMatchObject({ code: 'InvalidLogin', host: 'esx01', op: 'describeHost' });
+    expect(err).toMatchObject({ code: 'auth', fault: 'InvalidLogin', host: 'esx01', op: 'describeHost' });
     expect((err as Error).message).toContain('refused the login for ferry');
   });
 

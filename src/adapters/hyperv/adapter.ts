@@ -15,6 +15,7 @@ import type { Logger } from '../../log.js';
 import type { ExecResult, RemoteShell } from '../ssh/types.js';
 import {
   AdapterError,
+  adapterErrorCode,
   UnsupportedError,
   normalizeWwn,
   type CallOptions,
@@ -157,7 +158,7 @@ export class HypervAdapter implements HypervisorAdapter {
     } catch (err) {
       const inner = err instanceof Error ? err.message : String(err);
       const prev = err instanceof AdapterError ? err : undefined;
-      throw new AdapterError(host, op, `${what}: ${inner}`, { retryable: prev ? prev.retryable : true, code: prev?.code ?? 'ssh', cause: err });
+      throw new AdapterError(host, op, `${what}: ${inner}`, { retryable: prev ? prev.retryable : true, code: prev?.code ?? 'unreachable', cause: err });
     }
     if (res.code === null) {
       throw new AdapterError(host, op, `${what}: PowerShell did not finish (timed out or killed)${res.stderr ? `: ${excerpt(res.stderr)}` : ''}`, { retryable: true, code: 'timeout' });
@@ -185,7 +186,8 @@ export class HypervAdapter implements HypervisorAdapter {
       const e = env.data.error;
       const where = [e.errorId, e.category].filter(Boolean).join(', ');
       throw new AdapterError(host, op, `${what} failed: ${e.message ?? 'PowerShell error'}${where ? ` (${where})` : ''}`, {
-        code: e.code ?? 'powershell',
+        code: adapterErrorCode(e.code, 'powershell'),
+        ...(e.code ? { fault: e.code } : {}),
         // A PowerShell error record says the operation itself failed: not worth a blind retry.
         retryable: false,
       });
@@ -424,7 +426,7 @@ export class HypervAdapter implements HypervisorAdapter {
       } else {
         const raw = await this.hostFacts(target, opts).catch(cancelledEarly);
         const root = hostDatastores(target, raw).paths[req.datastore];
-        if (!root) throw new AdapterError(target, op, `${op}: datastore ${req.datastore} is not on ${target}`, { code: 'unknown-datastore' });
+        if (!root) throw new AdapterError(target, op, `${op}: datastore ${req.datastore} is not on ${target}`, { code: 'not-found' });
         storagePath = `${root.replace(/\\+$/, '')}\\${vm}`;
       }
     }
@@ -551,7 +553,7 @@ export class HypervAdapter implements HypervisorAdapter {
       });
     } catch (err) {
       const prev = err instanceof AdapterError ? err : undefined;
-      throw new AdapterError(host, op, `${op} on ${host}: ${err instanceof Error ? err.message : String(err)}`, { retryable: prev ? prev.retryable : true, code: prev?.code ?? 'ssh', cause: err });
+      throw new AdapterError(host, op, `${op} on ${host}: ${err instanceof Error ? err.message : String(err)}`, { retryable: prev ? prev.retryable : true, code: prev?.code ?? 'unreachable', cause: err });
     }
     if (res.code === null) throw new AdapterError(host, op, `${op} on ${host}: PowerShell did not finish (timed out or killed)${res.stderr ? `: ${excerpt(res.stderr)}` : ''}`, { code: 'timeout' });
     const lines = res.stdout.split(/\r?\n/);
@@ -565,7 +567,7 @@ export class HypervAdapter implements HypervisorAdapter {
     } catch (err) {
       throw new AdapterError(host, op, `${op} on ${host}: malformed envelope from PowerShell: ${excerpt(lines[at]!, 200)}`, { code: 'malformed', cause: err });
     }
-    if (!env.ok) throw new AdapterError(host, op, `${op} on ${host} failed: ${env.error.message ?? 'PowerShell error'}`, { code: env.error.code ?? 'powershell' });
+    if (!env.ok) throw new AdapterError(host, op, `${op} on ${host} failed: ${env.error.message ?? 'PowerShell error'}`, { code: adapterErrorCode(env.error.code, 'powershell'), ...(env.error.code ? { fault: env.error.code } : {}) });
     const data = runCommandSchema.safeParse(unwrapPsArrays(env.data));
     if (!data.success) throw new AdapterError(host, op, `${op} on ${host}: PowerShell output of run-command has an unexpected shape`, { code: 'malformed' });
     const stdout = lines.filter((_, i) => i !== at).join('\n');

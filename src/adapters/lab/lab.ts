@@ -428,10 +428,10 @@ export class LabAdapter implements HypervisorAdapter {
     const takes = 3 * (slow ? slow.ms : this.ctx.config.lab.latencyMs);
     if (opts?.timeoutMs !== undefined && takes > opts.timeoutMs) {
       await sleep(opts.timeoutMs, opts.signal).catch(() => undefined);
-      throw new AdapterError(host, 'runCommand', `the command on ${host} did not finish within ${opts.timeoutMs} ms`, { code: 'command-timeout' });
+      throw new AdapterError(host, 'runCommand', `the command on ${host} did not finish within ${opts.timeoutMs} ms`, { code: 'timeout' });
     }
     await sleep(takes, opts?.signal).catch(() => {
-      throw new AdapterError(host, 'runCommand', `the command on ${host} was cancelled`, { code: 'aborted' });
+      throw new AdapterError(host, 'runCommand', `the command on ${host} was cancelled`, { code: 'cancelled' });
     });
     if (faults.some((f) => f.kind === 'unreachable')) throw new AdapterError(host, 'runCommand', `${host} did not answer (connection timed out)`, { retryable: true, code: 'unreachable' });
     const out = `[lab ${host}] $ ${command}\n[lab ${host}] nothing to do: the lab only pretends\n`;

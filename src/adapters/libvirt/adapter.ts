@@ -682,7 +682,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
       }
     })();
     try {
-      if (opts.signal?.aborted) throw new AdapterError(source, 'migrate', `migration of ${dom} cancelled before it started`, { code: 'aborted' });
+      if (opts.signal?.aborted) throw new AdapterError(source, 'migrate', `migration of ${dom} cancelled before it started`, { code: 'cancelled' });
       onProgress?.({ percent: 0, phase: 'starting' });
       await this.virsh(source, 'migrate', ['migrate', ...flags, '--domain', dom, '--desturi', targetUri], {
         // domjobabort at limitMs is what ends it; the command's own limit is the backstop.
@@ -690,11 +690,11 @@ export class LibvirtAdapter implements HypervisorAdapter {
         signal: migrateAbort.signal,
       });
     } catch (err) {
-      if (stopped === 'cancel') throw new AdapterError(source, 'migrate', `migration of ${dom} to ${target} cancelled (domjobabort); it stays on ${source}`, { code: 'aborted', cause: err });
+      if (stopped === 'cancel') throw new AdapterError(source, 'migrate', `migration of ${dom} to ${target} cancelled (domjobabort); it stays on ${source}`, { code: 'cancelled', cause: err });
       if (stopped === 'timeout') {
         const where = last.percent !== undefined ? ` (at ${last.percent}% of the data${last.remainingMiB !== undefined ? `, ${last.remainingMiB} MiB still to copy` : ''}: the guest changes its memory faster than it copies)` : '';
         throw new AdapterError(source, 'migrate', `migration of ${dom} to ${target} did not finish within the migrate timeout of ${formatMs(limitMs)}${where}; Ferry aborted it (domjobabort) and ${dom} stays on ${source}`, {
-          code: 'migrate-timeout',
+          code: 'timeout',
           cause: err,
         });
       }

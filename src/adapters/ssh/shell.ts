@@ -117,7 +117,7 @@ export class SshRemoteShell implements RemoteShell {
     try {
       release = await entry.sem.acquire(opts.signal);
     } catch (err) {
-      throw new AdapterError(host, 'ssh', `aborted while waiting for a command slot: ${argv[0]}`, { code: 'aborted', cause: err });
+      throw new AdapterError(host, 'ssh', `aborted while waiting for a command slot: ${argv[0]}`, { code: 'cancelled', cause: err });
     }
     try {
       // One retry when the pooled connection turns out dead before the command started.
@@ -295,7 +295,7 @@ export class SshRemoteShell implements RemoteShell {
     const e = err as Error & { level?: string; code?: string };
     const msg = e?.message ?? String(err);
     if (SSH2_TIMEOUT.test(msg) || e.code === 'ETIMEDOUT') {
-      return new AdapterError(host, 'connect', `connect timeout: ${where} did not complete the SSH handshake within ${this.connectTimeoutMs} ms`, { retryable: true, code: 'connect-timeout', cause: err });
+      return new AdapterError(host, 'connect', `connect timeout: ${where} did not complete the SSH handshake within ${this.connectTimeoutMs} ms`, { retryable: true, code: 'timeout', cause: err });
     }
     if (e.level === 'client-authentication') {
       return new AdapterError(host, 'connect', `SSH authentication failed for ${user}@${where} (${this.settings.privateKeyPath ? `key ${this.settings.privateKeyPath}` : 'agent keys'} rejected)`, { code: 'auth', cause: err });
@@ -309,7 +309,7 @@ export class SshRemoteShell implements RemoteShell {
   private async run(host: string, ssh: NodeSSH, command: string, argv: readonly string[], opts: ExecOptions): Promise<ExecResult> {
     const timeoutMs = opts.timeoutMs ?? this.commandTimeoutMs;
     let stderrSoFar = '';
-    if (opts.signal?.aborted) throw new AdapterError(host, 'exec', `cancelled before start: \`${argv[0]}\` on ${host}`, { code: 'aborted' });
+    if (opts.signal?.aborted) throw new AdapterError(host, 'exec', `cancelled before start: \`${argv[0]}\` on ${host}`, { code: 'cancelled' });
     let channel: ChannelLike | null = null;
     let stopped: 'timeout' | 'aborted' | null = null;
     const stop = (why: 'timeout' | 'aborted'): void => {
@@ -361,10 +361,10 @@ export class SshRemoteShell implements RemoteShell {
       const res = await Promise.race([running, bailed]);
       const label = argv.slice(0, 3).join(' ');
       if (stopped === 'timeout') {
-        throw new AdapterError(host, 'exec', `command timeout: \`${label}\` on ${host} did not finish within ${timeoutMs} ms; channel closed`, { code: 'command-timeout' });
+        throw new AdapterError(host, 'exec', `command timeout: \`${label}\` on ${host} did not finish within ${timeoutMs} ms; channel closed`, { code: 'timeout' });
       }
       if (stopped === 'aborted') {
-        throw new AdapterError(host, 'exec', `cancelled: \`${label}\` on ${host}`, { code: 'aborted' });
+        throw new AdapterError(host, 'exec', `cancelled: \`${label}\` on ${host}`, { code: 'cancelled' });
       }
       if (res === 'stopped') throw new Error('unreachable: stopped without a reason');
       if (res.code === null && res.signal === null && !ssh.isConnected()) {

@@ -22,6 +22,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 import {
   AdapterError,
+  type AdapterErrorCode,
   UnsupportedError,
   type CallOptions,
   type Capabilities,
@@ -87,6 +88,29 @@ type EnterTaskState =
 const SERVICE_INSTANCE: MoRef = { type: 'ServiceInstance', value: 'ServiceInstance' };
 
 const ABSENT = new Set(['MethodNotFound', 'NotImplemented', 'ManagedObjectNotFound', 'NotSupported']);
+
+/** vSphere fault types by what they mean to Ferry; any other fault is the platform's ('fault'), named in the message and in AdapterError.fault. */
+const FAULT_CODE: Record<string, AdapterErrorCode> = {
+  InvalidLogin: 'auth',
+  NotAuthenticated: 'auth',
+  NoPermission: 'auth',
+  ManagedObjectNotFound: 'not-found',
+  NotFound: 'not-found',
+  InvalidState: 'wrong-state',
+  InvalidPowerState: 'wrong-state',
+  InvalidHostState: 'wrong-state',
+  TaskInProgress: 'wrong-state',
+  ResourceInUse: 'in-use',
+  NotSupported: 'unsupported',
+  MethodNotFound: 'unsupported',
+  NotImplemented: 'unsupported',
+};
+
+function faultCode(fault: string | undefined): AdapterErrorCode {
+  return (fault && FAULT_CODE[fault]) || 'fault';
+}
+
+const TRANSPORT_CODE: Record<TransportError['kind'], AdapterErrorCode> = { timeout: 'timeout', tls: 'tls', network: 'unreachable', aborted: 'cancelled', http: 'fault' };
 
 export class VsphereAdapter implements HypervisorAdapter {
   readonly kind = 'vsphere' as const;
@@ -402,7 +426,7 @@ export class VsphereAdapter implements HypervisorAdapter {
         .filter((r): r is MoRef => !!r);
       dsRef = mounted.find((r) => snap.datastores.get(refKey(r))?.name === req.datastore);
       if (!dsRef) {
-        throw new AdapterError(req.target, op, `datastore ${req.datastore} is not mounted on ${req.target}`, { code: 'datastore-not-found' });
+        throw new AdapterError(req.target, op, `datastore ${req.datastore} is not mounted on ${req.target}`, { code: 'not-found' });
       }
     }
     // A pool is only needed when the VM changes cluster; within one, vCenter keeps its pool.
@@ -619,7 +643,7 @@ export class VsphereAdapter implements HypervisorAdapter {
       if (info.state === 'error') {
         if (cancelSent) throw new AdapterError(host, op, `${op} on ${host} cancelled`, { code: 'cancelled' });
         const why = info.error?.message || info.error?.fault || 'unknown fault';
-        throw new AdapterError(host, op, `${op} on ${host} failed in vCenter: ${why}`, { code: info.error?.fault });
+        throw new AdapterError(host, op, `${op} on ${host} failed in vCenter: ${why}`, { code: faultCode(info.error?.fault), ...(info.error?.fault ? { fault: info.error.fault } : {}) });
       }
       report(info.progress ?? 0, info.state);
       if (signal?.aborted && !cancelSent) {
@@ -637,11 +661,11 @@ export class VsphereAdapter implements HypervisorAdapter {
     if (err instanceof SoapFault) {
       const auth = err.faultType === 'InvalidLogin' || err.faultType === 'NotAuthenticated';
       const what = auth ? `vCenter ${this.client.endpoint} refused the login for ${this.settings.user}` : `${err.method} answered ${err.faultType}`;
-      return new AdapterError(host, op, `${op} on ${host}: ${what}: ${err.message}`, { code: err.faultType, cause: err });
+      return new AdapterError(host, op, `${op} on ${host}: ${what}: ${err.message}`, { code: faultCode(err.faultType), fault: err.faultType, cause: err });
     }
     if (err instanceof TransportError) {
       const retryable = err.kind === 'timeout' || err.kind === 'network';
-      return new AdapterError(host, op, `${op} on ${host}: vCenter ${this.client.endpoint}: ${err.message}`, { code: err.kind, retryable, cause: err });
+      return new AdapterError(host, op, `${op} on ${host}: vCenter ${this.client.endpoint}: ${err.message}`, { code: TRANSPORT_CODE[err.kind], retryable, cause: err });
     }
     const msg = err instanceof Error ? err.message : String(err);
     return new AdapterError(host, op, `${op} on ${host}: ${msg}`, { cause: err });
