@@ -136,7 +136,7 @@ export async function requestApproval<P>(deps: Deps, req: NewApproval<P>): Promi
     outcome: 'started',
     ...(req.detail ? { detail: req.detail.slice(0, 2000) } : {}),
   });
-  await ensureExpirySweep(deps).catch((e: unknown) => deps.rt.log.error({ err: String(e) }, 'could not schedule the approval expiry sweep'));
+  await ensureExpirySweep(deps).catch((e: unknown) => deps.rt.log.error({ err: e }, 'could not schedule the approval expiry sweep'));
   // The exact moment too, so a card does not wait up to a sweep interval to say it expired.
   const delay = Math.max(0, record.request.expiresAt - deps.rt.clock.now()) + 1000;
   await deps.queues.timers.add(EXPIRY_JOB, { id }, { delay, jobId: `approval-expire-${id}`, removeOnComplete: true, removeOnFail: 50 }).catch(() => undefined);

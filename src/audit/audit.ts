@@ -40,7 +40,7 @@ export async function audit(rt: Runtime, entry: AuditEntry): Promise<void> {
     await rt.redis.xadd(streamKey(rt), 'MINID', String(minId), '*', ...fields);
   } catch (e) {
     // The audit must not silently vanish: log loudly with the entry itself.
-    rt.log.error({ audit: entry, err: e instanceof Error ? e.message : String(e) }, 'could not append to the audit trail');
+    rt.log.error({ audit: entry, err: e }, 'could not append to the audit trail');
     throw e;
   }
 }

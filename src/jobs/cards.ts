@@ -43,7 +43,7 @@ export async function ensureCard(deps: Deps, opId: number): Promise<Operation | 
 
 /** Post the card without waiting for Slack; failures are logged (the work goes on regardless). */
 export function postCardBeside(deps: Deps, opId: number): void {
-  void ensureCard(deps, opId).catch((e: unknown) => deps.rt.log.error({ opId, err: e instanceof Error ? e.message : String(e) }, 'could not post the status card'));
+  void ensureCard(deps, opId).catch((e: unknown) => deps.rt.log.error({ opId, err: e }, 'could not post the status card'));
 }
 
 /**

@@ -43,7 +43,7 @@ export async function giveUp(deps: Deps, job: Job, err: unknown): Promise<void> 
     try {
       notes.push(...((await hook(deps, fresh, why)) ?? []));
     } catch (e) {
-      deps.rt.log.error({ opId, err: errorText(e) }, 'give-up hook failed');
+      deps.rt.log.error({ opId, err: e }, 'give-up hook failed');
       notes.push(`Ferry could not settle its own state (${errorText(e)}); look at its hosts before anything else`);
     }
   }

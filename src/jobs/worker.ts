@@ -49,7 +49,7 @@ export async function startWorkers(
   const tellLost = async (op: Operation): Promise<void> => {
     if (told.has(op.id)) return;
     told.add(op.id);
-    await deps.outbox.post(op.conv, message(lostSentence(op.id, op.title, op.hosts))).catch((e: unknown) => rt.log.error({ opId: op.id, err: String(e) }, 'could not tell a thread its operation was lost'));
+    await deps.outbox.post(op.conv, message(lostSentence(op.id, op.title, op.hosts))).catch((e: unknown) => rt.log.error({ opId: op.id, err: e }, 'could not tell a thread its operation was lost'));
   };
   const epochTimer = setInterval(() => {
     void checkEpoch(rt)
@@ -98,7 +98,7 @@ export async function startWorkers(
           if (e instanceof DelayedError) throw e;
           // Its record vanished under it (a Redis that lost its data): the thread hears it once; nothing to retry.
           if (op && !(await deps.ops.get(op.id).catch(() => op))) {
-            log.error({ opId: op.id, err: e instanceof Error ? e.message : String(e) }, 'the operation vanished from Redis while its step ran');
+            log.error({ opId: op.id, err: e }, 'the operation vanished from Redis while its step ran');
             await checkEpoch(rt).catch(() => undefined);
             await tellLost(op);
             return undefined;
@@ -108,8 +108,8 @@ export async function startWorkers(
             log.warn({ ms: Date.now() - started }, 'this run lost the job to another run and stopped before acting');
             throw e;
           }
-          log.error({ err: e instanceof Error ? e.message : String(e), ms: Date.now() - started, attempt: job.attemptsMade + 1 }, 'job failed');
-          if (isLastAttempt(job)) await giveUp(deps, job, e).catch((g: unknown) => log.error({ err: String(g) }, 'could not report a job that gave up'));
+          log.error({ err: e, ms: Date.now() - started, attempt: job.attemptsMade + 1 }, 'job failed');
+          if (isLastAttempt(job)) await giveUp(deps, job, e).catch((g: unknown) => log.error({ err: g }, 'could not report a job that gave up'));
           throw e;
         } finally {
           if (job.id) running.delete(job.id);
@@ -135,7 +135,7 @@ export async function startWorkers(
     const qe = new QueueEvents(name, { connection: rt.newConnection(), prefix: `${rt.prefix}:bull` });
     qe.on('failed', ({ jobId, failedReason }) => {
       if (!/stalled more than allowable limit/.test(failedReason)) return;
-      void stalledOut(deps, deps.queues.byName(name), jobId).catch((e: unknown) => rt.log.error({ queue: name, jobId, err: String(e) }, 'could not report a job that stalled out'));
+      void stalledOut(deps, deps.queues.byName(name), jobId).catch((e: unknown) => rt.log.error({ queue: name, jobId, err: e }, 'could not report a job that stalled out'));
     });
     qe.on('error', (err) => rt.log.error({ queue: name, err: err.message }, 'queue events error'));
     events.push(qe);

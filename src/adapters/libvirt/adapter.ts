@@ -614,7 +614,7 @@ export class LibvirtAdapter implements HypervisorAdapter {
         try {
           await this.destroyVport(source, primary, opts);
         } catch (err) {
-          this.deps.log.warn({ host: source, wwpn: primary.wwpn, err: (err as Error).message }, 'primary vHBA left on source after migration');
+          this.deps.log.warn({ host: source, wwpn: primary.wwpn, err: err }, 'primary vHBA left on source after migration');
         }
       }
       const meta = { ha: vm.ha, antiAffinity: vm.antiAffinityGroup, vhbas: vm.vfc.filter((v) => v.wwpns.length === 2).map((v) => ({ wwnn: v.wwnn, wwpns: [v.wwpns[1]!, v.wwpns[0]!], fabric: v.fabric, name: v.name })) };

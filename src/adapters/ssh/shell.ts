@@ -333,7 +333,7 @@ export class SshRemoteShell implements RemoteShell {
       const pid = PID_LINE.exec(stderrSoFar)?.[1];
       if (!pid || killed) return;
       killed = true;
-      ssh.execCommand(`kill -KILL ${pid}`).catch((err: unknown) => this.opts.log?.warn({ host, pid, err: String(err) }, 'could not kill timed-out command'));
+      ssh.execCommand(`kill -KILL ${pid}`).catch((err: unknown) => this.opts.log?.warn({ host, pid, err: err }, 'could not kill timed-out command'));
     };
     let bail: (() => void) | undefined;
     const bailed = new Promise<'stopped'>((resolve) => {

@@ -371,7 +371,7 @@ export class VsphereAdapter implements HypervisorAdapter {
         if (st.kind === 'entered') this.opts.log?.info({ host, task }, `${host} is in maintenance: vCenter completed task ${task} once the last powered-on VM had left`);
         else if (st.kind === 'failed') this.opts.log?.warn({ host, task, fault: st.rec.fault }, enterFailedText(host, st.rec));
       } catch (err) {
-        this.opts.log?.warn({ host, task, err: String(err) }, 'could not read the enter-maintenance task; trying again');
+        this.opts.log?.warn({ host, task, err: err }, 'could not read the enter-maintenance task; trying again');
         if (current()) schedule();
       }
     };
@@ -622,7 +622,7 @@ export class VsphereAdapter implements HypervisorAdapter {
       try {
         onProgress({ percent, phase });
       } catch (err) {
-        this.opts.log?.warn({ err: String(err) }, 'progress callback threw');
+        this.opts.log?.warn({ err: err }, 'progress callback threw');
       }
     };
     for (;;) {
@@ -649,7 +649,7 @@ export class VsphereAdapter implements HypervisorAdapter {
       if (signal?.aborted && !cancelSent) {
         cancelSent = true;
         await this.client.call('CancelTask', task).catch((err: unknown) => {
-          this.opts.log?.warn({ err: String(err), task: task.value }, 'CancelTask failed');
+          this.opts.log?.warn({ err: err, task: task.value }, 'CancelTask failed');
         });
       }
       await sleep(this.settings.taskPollMs, cancelSent ? undefined : signal);

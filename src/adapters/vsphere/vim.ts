@@ -259,7 +259,7 @@ export class VimClient {
     this.keepAlive = setInterval(() => {
       // CurrentTime is the cheapest authenticated call; withSession re-logs in if it expired.
       this.call('CurrentTime', SERVICE_INSTANCE).catch((err: unknown) => {
-        this.opts.log?.warn({ endpoint: this.endpoint, err: String(err) }, 'vSphere keep-alive failed');
+        this.opts.log?.warn({ endpoint: this.endpoint, err: err }, 'vSphere keep-alive failed');
       });
     }, this.opts.keepAliveMs);
     this.keepAlive.unref();

@@ -25,7 +25,7 @@ export async function resolveUserGroups(rt: Runtime, client: WebClient | undefin
       await rt.redis.set(key, JSON.stringify(out[id]), 'EX', TTL_SECONDS);
     } catch (e) {
       // Unresolvable group: no members (fail closed), and say why in the logs.
-      rt.log.error({ usergroup: id, err: e instanceof Error ? e.message : String(e) }, 'could not resolve Slack user group');
+      rt.log.error({ usergroup: id, err: e }, 'could not resolve Slack user group');
       out[id] = [];
     }
   }

@@ -76,7 +76,7 @@ export function guardReceiver(receiver: HTTPReceiver, log: Logger, path = '/slac
       try {
         inner(req, res);
       } catch (e) {
-        log.error({ err: e instanceof Error ? e.message : String(e) }, 'Slack endpoint: the receiver failed on a request');
+        log.error({ err: e }, 'Slack endpoint: the receiver failed on a request');
         refuse(res, 500, 'error');
       }
     });

@@ -127,7 +127,7 @@ export async function publishHome(deps: Deps, user: string, opts: { client?: Web
     await client.views.publish({ user_id: user, view: view as never });
     return true;
   } catch (e) {
-    deps.rt.log.warn({ user, err: e instanceof Error ? e.message : String(e) }, 'views.publish failed');
+    deps.rt.log.warn({ user, err: e }, 'views.publish failed');
     return false;
   }
 }

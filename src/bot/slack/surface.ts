@@ -110,7 +110,7 @@ export class SlackSurface implements Surface {
     try {
       await this.sendLines(url.upload_url, file.stream, this.fileLines);
     } catch (e) {
-      this.log.error({ channel, file: file.filename, err: e instanceof Error ? e.message : String(e), ...context }, 'Slack file upload failed');
+      this.log.error({ channel, file: file.filename, err: e, ...context }, 'Slack file upload failed');
       return;
     }
     await this.call('files.completeUploadExternal', channel, () => this.client.files.completeUploadExternal({ files: [{ id: url.file_id!, title: file.title }], ...dest }), context);

@@ -257,7 +257,7 @@ export async function requestStartApproval(deps: Deps, op: Operation, plan: unkn
 /** The operation stops waiting: its pending request is void, so its card loses its buttons. */
 async function closeApprovalOf(deps: Deps, op: Operation, reason: string, actor?: string): Promise<void> {
   if (typeof op.params.approvalId !== 'string') return;
-  await voidApproval(deps, op.params.approvalId, reason, { say: false, ...(actor ? { actor } : {}) }).catch((e: unknown) => deps.rt.log.warn({ err: String(e), opId: op.id }, 'could not void the approval request'));
+  await voidApproval(deps, op.params.approvalId, reason, { say: false, ...(actor ? { actor } : {}) }).catch((e: unknown) => deps.rt.log.warn({ err: e, opId: op.id }, 'could not void the approval request'));
 }
 
 /** Returns true when the operation stopped waiting. */

@@ -307,7 +307,7 @@ export async function lingeringPorts(deps: Deps, source: string, vm: VmFacts): P
     const inv = await deps.rt.adapters.forHost(source).npivInventory(source);
     return inv.virtualPorts.filter((p) => wwpns.has(p.wwpn));
   } catch (e) {
-    deps.rt.log.warn({ source, vm: vm.name, err: errorText(e) }, 'could not check the source for lingering ports');
+    deps.rt.log.warn({ source, vm: vm.name, err: e }, 'could not check the source for lingering ports');
     return [];
   }
 }

@@ -243,10 +243,10 @@ export async function scanWindows(deps: Deps): Promise<ProcessResult> {
       total.posted.push(...r.posted);
       total.skipped.push(...r.skipped);
     } catch (e) {
-      deps.rt.log.error({ window: w.id, err: e instanceof Error ? e.message : String(e) }, 'patch window check failed');
+      deps.rt.log.error({ window: w.id, err: e }, 'patch window check failed');
     }
   }
-  for (const hook of deps.wiring.scan) await hook(deps).catch((e: unknown) => deps.rt.log.error({ err: String(e) }, 'patch scan hook failed'));
+  for (const hook of deps.wiring.scan) await hook(deps).catch((e: unknown) => deps.rt.log.error({ err: e }, 'patch scan hook failed'));
   return total;
 }
 

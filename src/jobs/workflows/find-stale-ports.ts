@@ -86,7 +86,7 @@ async function sweepHost(deps: Deps, opId: number, host: string, total: number |
     result = { ok: true, stale: findStalePorts(inv), virtualPorts: inv.virtualPorts.length };
   } catch (e) {
     result = { ok: false, error: errorText(e) };
-    deps.rt.log.warn({ opId, host, err: errorText(e) }, 'host could not be swept');
+    deps.rt.log.warn({ opId, host, err: e }, 'host could not be swept');
   }
   const fresh = await deps.rt.redis.hsetnx(deps.rt.key('op', opId, 'results'), host, JSON.stringify(result));
   if (!fresh) return;

@@ -207,7 +207,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       `${back.length} back home, ${plan.alreadyHome.length} already there, ${toResume.length ? `${resumed.length} resumed, ` : ''}${drift.length} drift${blocked.length ? `, not home: ${blocked.join(', ')}` : ''}`,
     );
   } catch (e) {
-    deps.rt.log.error({ opId, err: errorText(e) }, 'restore failed');
+    deps.rt.log.error({ opId, err: e }, 'restore failed');
     if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
       await deps.outbox.post(op.conv, message(`restore ${host} stopped: ${errorText(e)}. The ledger is kept; run restore ${host} again.`));
       await setLedgerStatus(deps.rt, host, 'drained');
