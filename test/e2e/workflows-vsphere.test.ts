@@ -216,4 +216,48 @@ console: { user: alice }
       client.taskInfo = realTaskInfo;
     }
   });
+  it('cancel during a vMotion: CancelTask on the running task within seconds, the card and thread say cancelled, the VM stays on its source', async () => {
+    // The simulator (govmomi 0.24) finishes MigrateVM_Task inside the call and has no CancelTask,
+    // so no vMotion of it is ever in flight: the adapter's own vCenter client answers this one task
+    // as a real vCenter does (running with progress until CancelTask, then error RequestCanceled).
+    // Where the VM is, before and after, is the simulator's answer.
+    const client = (h.rt.adapters.forCluster('vc') as VsphereAdapter).client;
+    const realCall = client.call.bind(client);
+    const realTaskInfo = client.taskInfo.bind(client);
+    const FAKE = 'task-ferry-cancel';
+    const cancels: string[] = [];
+    client.call = async (method, thisRef, params, signal) => {
+      if (/^(RelocateVM|MigrateVM)_Task$/.test(method)) return { '@_type': 'Task', '#text': FAKE };
+      if (method === 'CancelTask' && thisRef.value === FAKE) {
+        cancels.push(thisRef.value);
+        return undefined;
+      }
+      return realCall(method, thisRef, params, signal);
+    };
+    client.taskInfo = async (task, signal) =>
+      task.value === FAKE
+        ? cancels.length
+          ? { state: 'error', error: { fault: 'RequestCanceled', message: 'The task was canceled by a user.' } }
+          : { state: 'running', progress: 37 }
+        : realTaskInfo(task, signal);
+    try {
+      const source = (await where(VM1))!;
+      const target = source === 'esx01' ? 'esx02' : 'esx01';
+      const op = await planned(`migrate ${VM1} to ${target}`);
+      await h.run(`start ${op.id}`);
+      // In flight: the card shows the task's progress.
+      await h.waitFor(async () => h.events.some((e) => e.message.text === `migrate ${VM1} to ${target}: moving 37%`), 'the vMotion to be in flight', 30_000);
+      await h.run(`cancel ${op.id}`);
+      const done = await h.waitForOp(op.id, 30_000);
+      const t = h.transcript();
+      expect(done.status, t).toBe('cancelled');
+      expect(cancels).toEqual([FAKE]);
+      await h.waitForText(`job ${op.id} was cancelled by @alice: the migration of ${VM1} to ${target} was stopped and ${VM1} stays on ${source}.`);
+      await h.waitFor(async () => h.events.some((e) => e.message.text === `migrate ${VM1} to ${target}: cancelled`), 'the card to say cancelled', 30_000);
+      expect(await where(VM1)).toBe(source);
+    } finally {
+      client.call = realCall;
+      client.taskInfo = realTaskInfo;
+    }
+  });
 });
