@@ -18,7 +18,7 @@ import { ADAPTER_FACTORIES } from '../../src/adapters/index.js';
 import { AdapterRegistry } from '../../src/adapters/registry.js';
 import '../../src/adapters/hyperv/index.js';
 import { HypervAdapter } from '../../src/adapters/hyperv/adapter.js';
-import { npivInventoryScript, saveVmScript, startVmScript, vmFactsScript } from '../../src/adapters/hyperv/scripts.js';
+import { cancelMigrationScript, npivInventoryScript, saveVmScript, startVmScript, vmFactsScript } from '../../src/adapters/hyperv/scripts.js';
 import { SshRemoteShell, type SshSettings } from '../../src/adapters/ssh/index.js';
 import { AdapterError, type MigrateProgress } from '../../src/adapters/types.js';
 import { configSchema } from '../../src/config/schema.js';
@@ -234,7 +234,12 @@ describe.skipIf(!haveSshd)('Hyper-V adapter over a real sshd with a stand-in pow
     };
     const err = await rejection(direct().migrateVm({ vm: 'sql01', source: 'hyp01', target: 'hyp02', mode: 'live' }, onProgress, { signal: ac.signal }));
     expect(err).toMatchObject({ host: 'hyp01', op: 'migrateVm', code: 'cancelled' });
-    expect(recorded().filter((c) => c.marker === 'cancel-migration')).toHaveLength(1);
+    const cancels = recorded().filter((c) => c.marker === 'cancel-migration');
+    expect(cancels).toHaveLength(1);
+    // Byte for byte the script that terminates sql01's Msvm_MigrationJob, through sshd in a
+    // session of its own: the Move-VM session only ended because this one ran (its ifFile).
+    expect(cancels[0]!.script).toBe(cancelMigrationScript('9b1e6c44-3f02-4c1a-8e7d-2a5b6c7d8e9f'));
+    expect(cancels[0]!.argv).toEqual(['powershell.exe', '-NoProfile', '-NonInteractive', '-EncodedCommand']);
   });
 
   it('faults through the real transport: error record, malformed JSON, non-zero exit, a mangled command line', async () => {
