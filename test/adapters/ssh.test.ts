@@ -12,6 +12,7 @@ import { SshRemoteShell, execChecked, type SshSettings, type SshShellOptions } f
 import { AdapterError } from '../../src/adapters/types.js';
 import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
 import { eventually } from '../support/wait.js';
+import { timeBound } from '../support/speed.js';
 
 const haveSshd = requirePeer('sshd', sshdAvailable(), 'openssh-server (sshd) and ssh-keygen are needed for the SSH layer tests');
 
@@ -178,7 +179,8 @@ describe.skipIf(!haveSshd)('SshRemoteShell over a real sshd', () => {
       expect(err.retryable).toBe(true);
       expect(err.op).toBe('connect');
       expect(err.message).toContain('700 ms');
-      expect(Date.now() - started).toBeLessThan(3000);
+      const limit = timeBound(3000);
+      expect(Date.now() - started, limit.why).toBeLessThan(limit.ms);
     } finally {
       sockets.forEach((s) => s.destroy());
       blackhole.close();

@@ -8,6 +8,7 @@ import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { DrainWorkers } from '../support/drain-worker-process.js';
 import { percents, vmStates } from '../../src/jobs/drain/steps.js';
 import { drainLabYaml, setHostVms } from '../support/drain-support.js';
+import { bound } from '../support/speed.js';
 
 let h: Harness | undefined;
 const workers = new DrainWorkers(inject('redisUrl'));
@@ -35,4 +36,4 @@ it('a migration interrupted by SIGKILL is in the audit as started', async () => 
   const entries = raw.map(([, f]) => JSON.parse(f[f.indexOf('json') + 1]!) as { action: string; outcome: string; targets: string[] });
   const mine = entries.filter((e) => e.action === 'migrateVm' && e.targets[0] === moving.name);
   expect(mine.map((e) => e.outcome)).toEqual(['started']);
-}, 120_000);
+}, bound(120_000));

@@ -10,6 +10,7 @@ import { renderText } from '../../src/bot/render/text.js';
 import type { ConsoleEvent } from '../../src/bot/console/surface.js';
 import type { Message } from '../../src/chat/messages.js';
 import { drainLabYaml, hostState, setHostVms, vmName } from '../support/drain-support.js';
+import { bound } from '../support/speed.js';
 
 let h: Harness | undefined;
 
@@ -147,7 +148,7 @@ describe('lock keepers', () => {
     expect(done.summary).toMatch(/job 999/);
     const where = await whereIsAll(h);
     expect(names.filter((n) => where.get(n) === 'hyp03').length).toBeLessThan(4);
-  }, 60_000);
+  }, bound(60_000));
 });
 
 async function whereIsAll(h: Harness): Promise<Map<string, string>> {

@@ -16,6 +16,7 @@ import { DrainWorkers } from '../support/drain-worker-process.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
 import { drainLabYaml, migrationsPerVm, setHostVms, whereIs } from '../support/drain-support.js';
+import { bound } from '../support/speed.js';
 
 const OUTAGE_MS = Number(process.env.FERRY_TEST_OUTAGE_MS ?? 8000);
 const LOCK_MS = Number(process.env.FERRY_TEST_LOCK_MS ?? 4000);
@@ -67,4 +68,4 @@ it(`a drain whose Redis is away ${OUTAGE_MS} ms (longer than the job lock) runs 
   expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('drained');
   // One summary: the run that lost its job said nothing more.
   expect(h.transcript().match(/hyp03 drained in/g)?.length).toBe(1);
-}, 240_000 + 2 * Number(process.env.FERRY_TEST_OUTAGE_MS ?? 8000));
+}, bound(240_000) + 2 * Number(process.env.FERRY_TEST_OUTAGE_MS ?? 8000));

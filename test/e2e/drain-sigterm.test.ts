@@ -57,4 +57,4 @@ it('SIGTERM mid-migration: exit 0 within the bound, the thread says it will resu
   for (const v of ledger!.vms) expect(where.get(v.name)).toBe(v.target);
   const per = await migrationsPerVm(h.rt.redis, prefix);
   for (const n of names) expect(per.get(n), n).toBe(1);
-}, 240_000);
+}, bound(240_000));

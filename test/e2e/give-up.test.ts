@@ -98,7 +98,8 @@ describe('give up cleanly', () => {
     expect(JSON.stringify(await readRun(h.deps, runId))).toBe(before);
     const r = await pauseRun(h.deps, { opId: runId, user: 'bob', groupMembers: {} }, true);
     expect(r.ok).toBe(false);
-    await new Promise((r) => setTimeout(r, 300));
+    // Anything either call posted was published before it returned: after the barrier it would show.
+    await h.sync();
     expect(h.events.length).toBe(posts);
     expect((await hostState(h.rt, 'hyp04')).facts.maintenance).toBe(true);
   });

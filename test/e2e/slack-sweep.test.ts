@@ -7,6 +7,7 @@ import { makeHarness, type Harness } from '../support/harness.js';
 import { SLACK_API_URL, callText, interactionBody, mockSlackApi, postSigned, sign, slashBody, type SlackCall } from '../support/slack.js';
 import { startSlackFerry, type SlackFerry } from '../support/slack-receiver.js';
 import { clickAction } from '../../src/bot/actions.js';
+import { timeBound } from '../support/speed.js';
 
 describe('Slack: /ferry find stale ports through the real HTTP receiver', () => {
   let ferry: SlackFerry;
@@ -35,7 +36,8 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
     const t0 = Date.now();
     const res = await postSigned(port, slashBody('find stale ports hyp01..hyp12'));
     expect(res.status).toBe(200);
-    expect(res.ms).toBeLessThan(1000);
+    const ack = timeBound(1000);
+    expect(res.ms, ack.why).toBeLessThan(ack.ms);
 
     const op = await h.waitFor(async () => {
       const [o] = await h.deps.ops.recent(1);
@@ -66,11 +68,13 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
     for (const u of updates) expect(u.body.ts).toBe((card as SlackCall & { body: { ts?: string } }) && op.cardRef?.ts);
     // Updates of one card are throttled to about one a second.
     for (let i = 1; i < updates.length - 1; i++) expect(updates[i]!.at - updates[i - 1]!.at).toBeGreaterThanOrEqual(900);
-    // Constant Slack calls per sweep: card + summary posts and a few updates.
+    // Constant Slack calls per sweep: card + summary posts, and updates at most about one a second
+    // of the sweep (how many seconds a busy machine takes varies, so no fixed count).
     expect(posts.length).toBe(2);
     // Ferry learns its own identity once per process, not once per request.
     expect(slack.calls.filter((c) => c.method === 'auth.test').length).toBeLessThanOrEqual(1);
-    expect(updates.length).toBeLessThanOrEqual(4);
+    const span = updates.at(-1)!.at - posts[0]!.at;
+    expect(updates.length, `${updates.length} card updates over ${span} ms`).toBeLessThanOrEqual(2 + Math.floor(span / 900));
   });
 
   it('serves no /healthz or /metrics on the public Slack port (they live on HEALTH_PORT), and counts what it did', async () => {

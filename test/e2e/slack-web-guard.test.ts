@@ -14,6 +14,7 @@ import { freePort } from '../support/net.js';
 import { SIGNING_SECRET, interactionBody, postSigned, slashBody } from '../support/slack.js';
 import { uniquePrefix } from '../support/harness.js';
 import { Redis } from 'ioredis';
+import { bound } from '../support/speed.js';
 
 interface Call {
   method: string;
@@ -111,7 +112,7 @@ describe('web process: hostile requests', () => {
     // And it still works.
     const before = await ops();
     expect((await postSigned(port, slashBody('find stale ports hyp01..hyp02'))).status).toBe(200);
-    await expect.poll(ops, { timeout: 10_000 }).toBe(before + 1);
+    await expect.poll(ops, { timeout: bound(10_000) }).toBe(before + 1);
   });
 
   it('a signed command or click from another workspace or another app runs nothing', async () => {
@@ -133,7 +134,7 @@ describe('web process: hostile requests', () => {
     expect((await postSigned(port, click)).status).toBe(200);
     // The same command from Ferry's own workspace does run (so the two above were judged, not lost).
     expect((await postSigned(port, slashBody('find stale ports hyp01..hyp03'))).status).toBe(200);
-    await expect.poll(ops, { timeout: 10_000 }).toBe(before + 1);
+    await expect.poll(ops, { timeout: bound(10_000) }).toBe(before + 1);
     await new Promise((r) => setTimeout(r, 500));
     expect(await ops()).toBe(before + 1);
     expect(slack.calls.filter((c) => c.method === 'chat.postEphemeral' && /T9EVIL|U0BOB/.test(c.body))).toEqual([]);

@@ -73,7 +73,8 @@ describe('sweep with the worker in a separate process', () => {
     for (const bad of ['find stale ports hyp99..hyp01', 'find stale ports hyp01..esx09', 'find stale ports hyp1..hyp100000', 'find stale ports hyp98..hyp120', 'find stale ports hyp03; rm -rf /', 'fnid stale ports hyp01']) {
       await h.run(bad);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    // Each refusal was published before h.run returned: the barrier brings them all in.
+    await h.sync();
     const refusals = h.ephemerals('alice');
     expect(refusals.slice(-6)).toEqual([
       'The range hyp99..hyp01 runs backwards; did you mean hyp01..hyp99?',

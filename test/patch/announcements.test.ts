@@ -19,19 +19,45 @@ function testClock(start: number) {
   return { now: () => now, set: (t: number) => (now = t), add: (ms: number) => (now += ms) };
 }
 
-/** Everything posted into one console session, whichever process posted it and across restarts. */
-async function listen(redis: Redis, prefix: string, session: string): Promise<{ posts: string[]; close(): Promise<void> }> {
-  const posts: string[] = [];
-  const sub = redis.duplicate();
-  await sub.subscribe(consoleChannel(prefix, session));
-  sub.on('message', (_c: string, raw: string) => {
-    const ev = JSON.parse(raw) as ConsoleEvent;
-    if (ev.kind === 'post') posts.push(renderText(ev.message));
-  });
-  return { posts, close: async () => void (await sub.quit().catch(() => undefined)) };
+interface Ears {
+  posts: string[];
+  /** Resolves once everything published into the session before the call is in posts. */
+  sync(): Promise<void>;
+  close(): Promise<void>;
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 150));
+/** Everything posted into one console session, whichever process posted it and across restarts. */
+async function listen(redis: Redis, prefix: string, session: string): Promise<Ears> {
+  const posts: string[] = [];
+  const channel = consoleChannel(prefix, session);
+  // Connections of their own: the harness whose Redis this was may be closed mid-test.
+  const sub = redis.duplicate();
+  const pub = redis.duplicate();
+  const markers = new Map<string, () => void>();
+  let seq = 0;
+  await sub.subscribe(channel);
+  sub.on('message', (_c: string, raw: string) => {
+    const ev = JSON.parse(raw) as ConsoleEvent | { kind: 'test-sync'; id: string };
+    if (ev.kind === 'post') posts.push(renderText(ev.message));
+    else if (ev.kind === 'test-sync') markers.get(ev.id)?.();
+  });
+  return {
+    posts,
+    async sync() {
+      // Redis delivers a channel's messages in publish order: the marker comes after them.
+      const id = `ears-${seq++}`;
+      const arrived = new Promise<void>((resolve) => markers.set(id, resolve));
+      await pub.publish(channel, JSON.stringify({ kind: 'test-sync', id }));
+      await arrived;
+      markers.delete(id);
+    },
+    async close() {
+      await sub.quit().catch(() => undefined);
+      await pub.quit().catch(() => undefined);
+    },
+  };
+}
+
 const count = (posts: string[], re: RegExp) => posts.filter((p) => re.test(p)).length;
 
 let open: Harness[] = [];
@@ -53,17 +79,23 @@ async function twoProcesses(clock: { now(): number }) {
   return { prefix, a, b, ears };
 }
 
-/** Both processes, several times each, at once: the worst case for duplicates. */
-async function raceScans(a: Harness, b: Harness, id: string) {
+/**
+ * Both processes, several times each, at once: the worst case for duplicates. Returns once every
+ * one of them has finished and everything they posted is in ears (no sleeping on a guess).
+ */
+async function raceScans(a: Harness, b: Harness, id: string, ears: Ears) {
   await Promise.all([scanWindows(a.deps), scanWindows(b.deps), processWindow(a.deps, id), processWindow(b.deps, id), scanWindows(a.deps), processWindow(b.deps, id)]);
   // And the same through the queues: both worker sets take 'timers' jobs.
-  await Promise.all([
+  const jobs = await Promise.all([
     a.deps.queues.timers.add('patch-scan', {}, { jobId: `t-scan-a-${Date.now()}-${Math.random()}` }),
     b.deps.queues.timers.add('patch-scan', {}, { jobId: `t-scan-b-${Date.now()}-${Math.random()}` }),
     a.deps.queues.timers.add('patch-window', { windowId: id }, { jobId: `t-win-a-${Date.now()}-${Math.random()}` }),
   ]);
-  await settle();
-  await settle();
+  await a.waitFor(async () => {
+    const states = await Promise.all(jobs.map((j) => a.deps.queues.timers.getJobState(j.id!)));
+    return states.every((st) => st === 'completed' || st === 'failed');
+  }, 'the queued scans to finish');
+  await ears.sync();
 }
 
 describe('patch-window announcements', () => {
@@ -72,31 +104,31 @@ describe('patch-window announcements', () => {
     const clock = testClock(base);
     const { a, b, ears } = await twoProcesses(clock);
     await a.run('patch window hyp01..hyp04 at 2030-01-12 22:00 Europe/Amsterdam for 4h note "KB5031234"');
-    await settle();
+    await a.sync();
     expect(a.transcript()).toMatch(/Patch window 1 recorded: hyp01…hyp04 · Sat 12 Jan 22:00–02:00 Europe\/Amsterdam \(21:00–01:00 UTC\)/);
     expect(a.transcript()).toMatch(/24h before: Fri 11 Jan 22:00 Europe\/Amsterdam \(21:00 UTC\)/);
     const start = Date.UTC(2030, 0, 12, 21, 0);
 
     // Not yet due: nothing, however hard both processes try.
     clock.set(start - 24 * H - 60_000);
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /Patch window 1 starts/)).toBe(0);
 
     clock.set(start - 24 * H + 5_000);
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /Patch window 1 starts in 1d|Patch window 1 starts in 24h/)).toBe(1);
 
     clock.set(start - H + 1_000);
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /Patch window 1 starts in 1h/)).toBe(1);
 
     clock.set(start + 2_000);
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /Patch window 1 has started/)).toBe(1);
 
     clock.set(start + 4 * H + 2_000);
-    await raceScans(a, b, '1');
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /Patch window 1 has ended/)).toBe(1);
     // Four announcements in all, none marked late, each once.
     expect(count(ears.posts, /Patch window 1 (starts|has started|has ended)/)).toBe(4);
@@ -129,10 +161,10 @@ describe('patch-window announcements', () => {
     const ears = await listen(a.rt.redis, prefix, a.session);
     closers.push(ears.close);
     await a.run('patch window hyp05 at 2030-02-03 10:00 UTC for 2h');
-    await settle();
+    await a.sync();
     const start = Date.UTC(2030, 1, 3, 10, 0);
     clock.set(start - 24 * H + 1_000);
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /starts in/)).toBe(1);
 
     // Both processes go down; the 1h announcement falls due while nobody runs.
@@ -142,16 +174,16 @@ describe('patch-window announcements', () => {
     const c = await makeHarness({ yaml: YAML, prefix, clock });
     const d = await makeHarness({ yaml: YAML, prefix, clock });
     open.push(c, d);
-    await raceScans(c, d, '1');
+    await raceScans(c, d, '1', ears);
     const late = ears.posts.filter((p) => /starts in 30m/.test(p));
     expect(late).toHaveLength(1);
     expect(late[0]).toMatch(/posted late: Ferry was unavailable at Sun 3 Feb 09:00 UTC/);
     expect(count(ears.posts, /starts in/)).toBe(2); // the 24h one was not posted again
 
     clock.set(start + 1_000);
-    await raceScans(c, d, '1');
+    await raceScans(c, d, '1', ears);
     clock.set(start + 2 * H + 1_000);
-    await raceScans(c, d, '1');
+    await raceScans(c, d, '1', ears);
     expect(count(ears.posts, /has started/)).toBe(1);
     expect(count(ears.posts, /has ended/)).toBe(1);
   });
@@ -166,10 +198,10 @@ describe('patch-window announcements', () => {
     const ears = await listen(a.rt.redis, prefix, a.session);
     closers.push(ears.close);
     await a.run('patch window hyp06 at 2030-03-03 10:00 UTC for 2h');
-    await settle();
+    await a.sync();
     clock.set(Date.UTC(2030, 2, 3, 9, 30)); // 24h and 1h both missed
     await scanWindows(a.deps);
-    await settle();
+    await ears.sync();
     expect(count(ears.posts, /starts in/)).toBe(0);
     const states = await new WindowStore(a.rt).announcementStates('1');
     expect(states['1:1:before-1h']).toMatchObject({ state: 'skipped', reason: 'missed' });
@@ -181,17 +213,17 @@ describe('patch-window announcements', () => {
     const clock = testClock(base);
     const { a, b, ears } = await twoProcesses(clock);
     await a.run('patch window hyp07 at 2030-04-01 10:00 UTC for 1h');
-    await settle();
+    await a.sync();
     const start = Date.UTC(2030, 3, 1, 10, 0);
     clock.set(start + 1_000);
     // Simulate the crash: the 'start' announcement is claimed (by a dead pid) and nothing posted.
     const store = new WindowStore(a.rt);
     await store.claim('1', '1:1:start', { state: 'posting', by: 'dead', atMs: clock.now(), token: 'x' });
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /has started/)).toBe(0); // a live claim is respected
     clock.add(3 * 60_000);
-    await raceScans(a, b, '1');
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /has started/)).toBe(1);
     expect((await store.announcementStates('1'))['1:1:start']).toMatchObject({ state: 'posted', retried: true });
   });
@@ -201,24 +233,25 @@ describe('patch-window announcements', () => {
     const clock = testClock(base);
     const { a, b, ears } = await twoProcesses(clock);
     await a.run('patch window hyp08,hyp09 at 2030-05-03 10:00 UTC for 2h note "KB1"');
-    await settle();
+    await a.sync();
     const start = Date.UTC(2030, 4, 3, 10, 0);
     clock.set(start - 24 * H + 1_000);
-    await raceScans(a, b, '1');
+    await raceScans(a, b, '1', ears);
     expect(count(ears.posts, /starts in/)).toBe(1);
     await Promise.all([a.run('cancel patch window 1'), b.run('cancel patch window 1', 'bob')]);
-    await settle();
+    await a.waitFor(async () => count(ears.posts, /Patch window 1 is cancelled by/) >= 1, 'the cancel notice');
+    await ears.sync();
     expect(count(ears.posts, /Patch window 1 is cancelled by/)).toBe(1);
     for (const t of [start - H + 1_000, start + 1_000, start + 2 * H + 1_000]) {
       clock.set(t);
-      await raceScans(a, b, '1');
+      await raceScans(a, b, '1', ears);
     }
     expect(count(ears.posts, /starts in|has started|has ended/)).toBe(1);
     const states = await new WindowStore(a.rt).announcementStates('1');
     expect(states['1:1:start']).toMatchObject({ state: 'skipped', reason: 'cancelled' });
     // Listed no more.
     await a.run('patch windows');
-    await settle();
+    await a.sync();
     expect(a.transcript()).toMatch(/No upcoming patch windows/);
   });
 });

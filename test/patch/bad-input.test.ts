@@ -15,7 +15,7 @@ beforeAll(async () => {
   h = await makeHarness({ yaml, clock: { now: () => base }, workers: false });
   // One window for the overlap case.
   await h.run('patch window hyp01..hyp04 at 2030-06-12 22:00 UTC for 4h');
-  await new Promise((r) => setTimeout(r, 100));
+  await h.sync();
 });
 afterAll(async () => h.close());
 
@@ -40,7 +40,8 @@ describe('patch window: bad input', () => {
     const before = h.ephemerals().length;
     const timersBefore = await h.deps.queues.timers.getJobCounts('delayed', 'waiting');
     await h.run(line);
-    await new Promise((r) => setTimeout(r, 80));
+    // The refusal was published before h.run returned; the barrier brings it (and anything else said) in.
+    await h.sync();
     const said = h.ephemerals().slice(before);
     expect(said).toHaveLength(1);
     expect(said[0]!.trim()).toMatch(sentence);

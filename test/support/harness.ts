@@ -44,7 +44,8 @@ export interface Harness {
   ephemerals(user?: string): string[];
   /**
    * Poll until probe returns something truthy. timeoutMs is the idle-machine figure; the wait
-   * allows that times the slowness measured as the wait starts (test/support/speed.ts) and says so on failure.
+   * allows that times the slowness measured as the wait starts (test/support/speed.ts) and says
+   * so on failure. Once it holds, everything posted before is in the transcript (sync()).
    */
   waitFor<T>(probe: () => Promise<T | undefined | null | false>, what: string, timeoutMs?: number): Promise<T>;
   /**
@@ -54,6 +55,13 @@ export interface Harness {
   waitForText(text: string | RegExp, timeoutMs?: number): Promise<string>;
   /** Wait until the newest operation of this session (or a given id) has finished. */
   waitForOp(id?: number, timeoutMs?: number): Promise<Operation>;
+  /**
+   * A barrier: resolves once every console message published before this call is in events.
+   * Redis delivers a channel's messages in publish order, so a marker published now arrives
+   * after them; reading the transcript right after reading state from another connection can
+   * otherwise miss the last posts (they were published first but are still in flight).
+   */
+  sync(): Promise<void>;
   /**
    * Run a planning command (drain, migrate) and wait for its plan card to wait for Start. The
    * operation it waits for is newer than any before the line; one that ends instead fails fast.
@@ -79,7 +87,12 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
   const events: ConsoleEvent[] = [];
   const sub: Redis = rt.newConnection();
   await sub.subscribe(consoleChannel(rt.prefix, session));
-  sub.on('message', (_c: string, raw: string) => events.push(JSON.parse(raw) as ConsoleEvent));
+  const syncs = new Map<string, () => void>();
+  sub.on('message', (_c: string, raw: string) => {
+    const e = JSON.parse(raw) as ConsoleEvent | { kind: 'test-sync'; id: string };
+    if (e.kind === 'test-sync') syncs.get(e.id)?.();
+    else events.push(e);
+  });
 
   const h: Harness = {
     rt,
@@ -109,7 +122,12 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
       const deadline = Date.now() + limit.ms;
       for (;;) {
         const v = await probe();
-        if (v) return v as never;
+        if (v) {
+          // What was posted before the state the probe saw is in the transcript too. Best effort:
+          // a test that takes Redis away right after must not wait on the marker.
+          await h.sync().catch(() => undefined);
+          return v as never;
+        }
         if (Date.now() > deadline) throw new Error(`timed out after ${limit.ms} ms waiting for ${what} (${limit.why})\n--- transcript ---\n${h.transcript()}`);
         await new Promise((r) => setTimeout(r, 25));
       }
@@ -121,8 +139,21 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
       };
       return h.waitFor(async () => seen(), `the transcript to show ${String(text)}`, timeoutMs);
     },
+    async sync() {
+      const id = `${session}-${counter++}`;
+      const arrived = new Promise<void>((resolve) => syncs.set(id, resolve));
+      const published = rt.redis.publish(consoleChannel(rt.prefix, session), JSON.stringify({ kind: 'test-sync', id }));
+      const limit = timeBound(5000);
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([Promise.all([published, arrived]), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the console channel did not echo a marker within ${limit.ms} ms (${limit.why})`)), limit.ms)))]);
+      } finally {
+        clearTimeout(timer);
+        syncs.delete(id);
+      }
+    },
     async waitForOp(id, timeoutMs) {
-      return h.waitFor(
+      const op = await h.waitFor(
         async () => {
           const ops = id ? [await deps.ops.get(id)] : await deps.ops.recent(5);
           const op = ops.find((o) => o && o.conv.surface === 'console' && o.conv.session === session);
@@ -131,6 +162,7 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
         `operation ${id ?? '(latest)'} to finish`,
         timeoutMs,
       );
+      return op;
     },
     async planned(line, opts = {}) {
       const before = (await deps.ops.recent(1))[0]?.id ?? 0;
@@ -139,7 +171,7 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
         const o = (await deps.ops.recent(1))[0];
         return o && o.id > before ? o : undefined;
       }, `a new operation for ${line}`);
-      return h.waitFor(
+      const planned = await h.waitFor(
         async () => {
           const o = await deps.ops.get(op.id);
           if (o && FINISHED.includes(o.status)) throw new Error(`${line}: ended ${o.status}: ${o.summary}\n${h.transcript()}`);
@@ -148,6 +180,7 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
         `${line} to be planned`,
         opts.timeoutMs,
       );
+      return planned;
     },
     async close() {
       await workers?.close();
