@@ -13,6 +13,7 @@
  * nothing, except that a click which finds the request expired or its plan changed stamps
  * that terminal state (the sweep or the job would do the same) so the card loses its buttons.
  */
+import { randomUUID } from 'node:crypto';
 import type { Deps } from '../jobs/context.js';
 import type { Conversation } from '../chat/conversation.js';
 import { message, type Message } from '../chat/messages.js';
@@ -174,8 +175,36 @@ export function unknownRequestSentence(id: string): string {
   return `There is no approval request ${id}; nothing was done.`;
 }
 
+/**
+ * Approve calls in flight per request (a sorted set: token -> deadline). The caller that wins
+ * pending -> approved then creates the operation, posts and queues the work; a second approver
+ * clicking meanwhile finds the request approved with nothing queued yet and must not take that
+ * for an interrupted hand-on (recover) while the winner is still at it. Each approve call is
+ * listed before its transition, so the winner is listed before anyone can see its approval; a
+ * call that fails leaves the list as it ends, one that dies at its deadline.
+ */
+const HAND_ON_MS = 60_000;
+
 /** The one path for Approve/Reject of every action: button, modal and typed command. Returns the outcome for tests. */
 export async function decideApproval(deps: Deps, input: DecisionRequest): Promise<DecideResult<unknown> | null> {
+  if (input.decision !== 'approve') return decide1(deps, input, null);
+  const key = deps.rt.key('approval', input.id, 'handing-on');
+  const token = `${process.pid}-${randomUUID()}`;
+  await deps.rt.redis.multi().zadd(key, deps.rt.clock.now() + HAND_ON_MS, token).pexpire(key, HAND_ON_MS).exec();
+  try {
+    return await decide1(deps, input, async () => {
+      // This call lost the transition: it hands nothing on, so it leaves the list first. Of two
+      // losers checking at once, at least one then finds the other gone and recovers (the
+      // handler makes a second recovery a no-op).
+      await deps.rt.redis.zrem(key, token);
+      return (await deps.rt.redis.zcount(key, deps.rt.clock.now(), '+inf')) > 0;
+    });
+  } finally {
+    await deps.rt.redis.zrem(key, token).catch(() => undefined);
+  }
+}
+
+async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() => Promise<boolean>) | null): Promise<DecideResult<unknown> | null> {
   const store = approvalStore(deps);
   const first = await store.get(input.id);
   const label = `${input.decision} request ${input.id}`;
@@ -208,7 +237,8 @@ export async function decideApproval(deps: Deps, input: DecisionRequest): Promis
   }
   const r = out.result;
   const request = out.record.request;
-  if (!r.ok && r.code === 'finished' && request.status === 'approved' && handler.recover) {
+  // Approved but not handed on: interrupted, unless another approve call is still handing it on.
+  if (!r.ok && r.code === 'finished' && request.status === 'approved' && handler.recover && !(await othersHandingOn?.())) {
     const said = await handler.recover(deps, out.record);
     if (said) {
       await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, opId: (await store.get(input.id))?.meta.opId, approvedBy: approvedBy(request), outcome: 'ok', detail: `resumed an approved request that was never started (via ${input.via})` });

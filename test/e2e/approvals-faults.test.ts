@@ -92,6 +92,38 @@ describe('removal job faults', () => {
     for (const p of plan) expect((await queryAudit(h.rt, p.wwpn)).filter((e) => e.kind === 'adapter' && e.outcome === 'ok')).toHaveLength(1);
   });
 
+  it('a second approver while the first is still handing the approval on: told it is already approved, nothing taken over', async () => {
+    const h = await harness();
+    await h.run('remove stale ports hyp02', 'alice');
+    const { id, store } = await latest(h);
+    const queues = h.deps.queues.ops;
+    const realAdd = queues.add.bind(queues);
+    // Bob's call stops just before it queues the removal (its operation exists, no job yet).
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const atGate = new Promise<void>((r) => (entered = r));
+    let adds = 0;
+    queues.add = (async (...args: Parameters<typeof realAdd>) => {
+      if (adds++ === 0) {
+        entered();
+        await gate;
+      }
+      return realAdd(...args);
+    }) as typeof queues.add;
+    const bob = h.run(`approve ${id}`, 'bob');
+    await atGate;
+    await h.run(`approve ${id}`, 'carol');
+    await h.sync();
+    expect(h.ephemerals('carol')).toEqual([`Already approved by @bob; nothing to do.`]);
+    expect(h.transcript()).not.toContain('never started');
+    release();
+    await bob;
+    const opId = (await store.get(id))!.meta.opId!;
+    expect((await h.waitForOp(opId, 20_000)).status).toBe('succeeded');
+    expect(adds).toBe(1);
+  });
+
   it('an approval interrupted before its operation was created: a later Approve creates one operation and runs it once', async () => {
     const h = await harness();
     await h.run('remove stale ports hyp02', 'alice');
