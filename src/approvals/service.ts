@@ -37,6 +37,7 @@ import {
 } from './policy.js';
 import { planHash } from './plan-hash.js';
 import { pauseState, pausedRefusal } from './kill-switch.js';
+import { refusal, type Refusal } from '../core/refusal.js';
 
 export const EXPIRY_JOB = 'approval-expiry';
 /** How often the scheduled sweep looks for expired requests. */
@@ -159,7 +160,7 @@ export interface DecisionRequest {
   /** From the clicked card's button; a typed command approves the plan the card shows now. */
   planHash?: string;
   groupMembers: GroupMembers;
-  refuse(sentence: string): Promise<void>;
+  refuse(r: Refusal): Promise<void>;
   /** Where the decision was made, when that is not the request's own thread (typed elsewhere). */
   from?: Conversation;
   via: 'button' | 'modal' | 'command';
@@ -210,7 +211,7 @@ async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() 
   const label = `${input.decision} request ${input.id}`;
   if (!first) {
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: [], outcome: 'refused', detail: 'no such request' });
-    await input.refuse(unknownRequestSentence(input.id));
+    await input.refuse(refusal(unknownRequestSentence(input.id), 'not-found'));
     return null;
   }
   const handler = approvalHandler(deps, first.request.action);
@@ -220,7 +221,7 @@ async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() 
     const paused = await pauseState(deps.rt);
     if (paused) {
       await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, outcome: 'refused', detail: 'paused' });
-      await input.refuse(pausedRefusal(paused));
+      await input.refuse(refusal(pausedRefusal(paused), 'paused'));
       return null;
     }
   }
@@ -232,7 +233,7 @@ async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() 
     return { next: r.ok ? r.request : (r.request ?? null), result: r };
   });
   if (!out) {
-    await input.refuse(unknownRequestSentence(input.id));
+    await input.refuse(refusal(unknownRequestSentence(input.id), 'not-found'));
     return null;
   }
   const r = out.result;
@@ -252,7 +253,7 @@ async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() 
       const how: ClosedHow = r.code === 'expired' ? 'expired' : 'void';
       await closeUnexecuted(deps, out.record, how, how === 'expired' ? finishedSentence(request) : `Request ${request.id} is void: ${request.voidReason}; ${handler.nothingDone}. Ask again.`);
     }
-    await input.refuse(r.refusal);
+    await input.refuse(refusal(r.refusal, r.code));
     return r;
   }
   // The winner of pending -> approved (exactly one caller) prepares what carries it out.

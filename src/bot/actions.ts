@@ -11,6 +11,7 @@ import type { Command, CommandName } from './grammar.js';
 import type { Conversation, MessageRef } from '../chat/conversation.js';
 import { authorize } from './commands.js';
 import type { ChatDeps } from './router.js';
+import { refusal, type Refusal } from '../core/refusal.js';
 
 export interface ActionContext {
   deps: Deps;
@@ -22,7 +23,7 @@ export interface ActionContext {
   value: string;
   groupMembers: GroupMembers;
   /** Only the clicking user sees this. */
-  refuse(sentence: string): Promise<void>;
+  refuse(r: Refusal): Promise<void>;
   /** Slack modal for input (reject reason); absent on surfaces without modals. */
   openModal?(view: Record<string, unknown>): Promise<void>;
 }
@@ -73,21 +74,21 @@ export interface ClickInput extends Omit<ActionContext, 'deps'> {
 /** One click: parse its value to a command, authorize like a typed line, then run. */
 export async function handleClick(deps: ChatDeps, actionId: string, input: ClickInput): Promise<void> {
   const spec = deps.router.actions.get(actionId);
-  if (!spec) return input.refuse(UNKNOWN_BUTTON);
+  if (!spec) return input.refuse(refusal(UNKNOWN_BUTTON));
   const cmd = spec.command(input.value);
-  if (typeof cmd === 'string') return input.refuse(cmd);
-  const refusal = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: input.groupMembers, surface: input.conv.surface }, cmd, `button ${actionId} ${input.value}`.slice(0, 300));
-  if (refusal) return input.refuse(refusal);
+  if (typeof cmd === 'string') return input.refuse(refusal(cmd));
+  const refused = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: input.groupMembers, surface: input.conv.surface }, cmd, `button ${actionId} ${input.value}`.slice(0, 300));
+  if (refused) return input.refuse(refused);
   await spec.run({ ...input, deps }, cmd);
 }
 
 /** One modal submission, the same way. */
 export async function handleSubmit(deps: ChatDeps, callbackId: string, input: Omit<ClickInput, 'openModal'>, values: Record<string, string>): Promise<void> {
   const spec = deps.router.views.get(callbackId);
-  if (!spec) return input.refuse(UNKNOWN_BUTTON);
+  if (!spec) return input.refuse(refusal(UNKNOWN_BUTTON));
   const cmd = spec.command(input.value, values);
-  if (typeof cmd === 'string') return input.refuse(cmd);
-  const refusal = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: input.groupMembers, surface: input.conv.surface }, cmd, `form ${callbackId} ${input.value}`.slice(0, 300));
-  if (refusal) return input.refuse(refusal);
+  if (typeof cmd === 'string') return input.refuse(refusal(cmd));
+  const refused = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: input.groupMembers, surface: input.conv.surface }, cmd, `form ${callbackId} ${input.value}`.slice(0, 300));
+  if (refused) return input.refuse(refused);
   await spec.run({ ...input, deps }, cmd, values);
 }

@@ -13,6 +13,7 @@ import type { Conversation } from '../chat/conversation.js';
 import type { Deps } from '../jobs/context.js';
 import { audit } from '../audit/audit.js';
 import type { ChatDeps } from './router.js';
+import { refusal, type Refusal } from '../core/refusal.js';
 
 /** Hosts and VMs a command names, for the audit index (selectors are recorded as typed). */
 function commandTargets(cmd: Command): string[] {
@@ -34,7 +35,7 @@ export interface CommandContext {
   text: string;
   groupMembers: GroupMembers;
   /** One sentence to the user only (ephemeral in Slack). Nothing else happens. */
-  refuse(sentence: string): Promise<void>;
+  refuse(r: Refusal): Promise<void>;
   /** Answer in the conversation; returns the conversation threaded under the answer. */
   answer(msg: Message): Promise<Conversation>;
   /**
@@ -54,7 +55,7 @@ export type HandlerOf<N extends CommandName> = CommandHandler<Extract<Command, {
 export type CommandTable = { [N in CommandName]?: CommandHandler<Extract<Command, { name: N }>> };
 
 /** Checks run after permission for every command, typed or clicked (the kill switch is one). A string refuses. */
-export type Gate = (deps: Deps, cmd: Command) => Promise<string | null>;
+export type Gate = (deps: Deps, cmd: Command) => Promise<Refusal | null>;
 
 /** Who asks, and where: the same for a typed line and a click. */
 export interface Caller {
@@ -69,20 +70,20 @@ export interface Caller {
  * every gate (the kill switch). Returns the sentence for the caller when refused, and logs and
  * audits the refusal; null when the command may run.
  */
-export async function authorize(deps: ChatDeps, caller: Caller, cmd: Command, text: string): Promise<string | null> {
+export async function authorize(deps: ChatDeps, caller: Caller, cmd: Command, text: string): Promise<Refusal | null> {
   const log = deps.rt.log.child({ user: caller.user, surface: caller.surface });
   const permitted = mayRun({ command: cmd.name, dryRun: dryRunOf(cmd), user: caller.user, channel: caller.channel, config: deps.rt.config, groupMembers: caller.groupMembers });
   if (!permitted.ok) {
     log.info({ command: cmd.name, refused: permitted.sentence }, 'command refused: permission');
     await auditCommand(deps, caller.user, text, cmd, 'refused', permitted.sentence);
-    return permitted.sentence;
+    return refusal(permitted.sentence, permitted.code);
   }
   for (const gate of deps.router.gates) {
-    const refusal = await gate(deps, cmd);
-    if (refusal) {
-      log.info({ command: cmd.name, refused: refusal }, 'command refused');
-      await auditCommand(deps, caller.user, text, cmd, 'refused', refusal);
-      return refusal;
+    const refused = await gate(deps, cmd);
+    if (refused) {
+      log.info({ command: cmd.name, refused: refused.sentence }, 'command refused');
+      await auditCommand(deps, caller.user, text, cmd, 'refused', refused.sentence);
+      return refused;
     }
   }
   return null;
@@ -94,7 +95,7 @@ export interface Incoming {
   conv: Conversation;
   channel: ChannelRef;
   groupMembers?: GroupMembers;
-  refuse(sentence: string): Promise<void>;
+  refuse(r: Refusal): Promise<void>;
   answer(msg: Message): Promise<Conversation>;
   /** Defaults to answer(). */
   reply?(msg: Message): Promise<void>;
@@ -113,14 +114,14 @@ export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Comma
   if (!rate.ok) {
     if (rate.say) {
       log.warn({ limit: USER_COMMANDS_MAX, windowMs: USER_COMMANDS_WINDOW_MS }, 'commands refused: over the per-user rate');
-      await input.refuse(rate.say);
+      await input.refuse(refusal(rate.say));
     }
     return null;
   }
   const parsed = parseCommand(input.text);
   if (!parsed.ok) {
     log.info({ text: input.text.slice(0, 200), refused: parsed.error }, 'command refused: bad input');
-    await input.refuse(parsed.error);
+    await input.refuse(refusal(parsed.error));
     return null;
   }
   const cmd = parsed.command;
@@ -136,14 +137,14 @@ export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Comma
     reply: input.reply ?? (async (msg) => void (await input.answer(msg))),
     accepted: input.accepted ?? (async () => undefined),
   };
-  const refusal = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: ctx.groupMembers, surface: input.conv.surface }, cmd, ctx.text);
-  if (refusal) {
-    await input.refuse(refusal);
+  const refused = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: ctx.groupMembers, surface: input.conv.surface }, cmd, ctx.text);
+  if (refused) {
+    await input.refuse(refused);
     return cmd;
   }
   const handler = deps.router.commands.get(cmd.name);
   if (!handler) {
-    await input.refuse(`${cmd.name} is not available in this Ferry build.`);
+    await input.refuse(refusal(`${cmd.name} is not available in this Ferry build.`));
     return cmd;
   }
   log.info({ command: cmd.name, text: ctx.text.slice(0, 300) }, 'command');
@@ -152,7 +153,7 @@ export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Comma
     await handler(ctx, cmd);
   } catch (e) {
     log.error({ command: cmd.name, err: e instanceof Error ? e.stack : String(e) }, 'command handler failed');
-    await input.refuse(`Ferry could not run that: ${e instanceof Error ? e.message : String(e)}. Nothing was started.`);
+    await input.refuse(refusal(`Ferry could not run that: ${e instanceof Error ? e.message : String(e)}. Nothing was started.`));
   }
   return cmd;
 }

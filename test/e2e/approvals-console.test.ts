@@ -61,7 +61,7 @@ function consoleConv(h: Harness, user: string): Conversation {
 /** Click a button as `user` in the harness's console session (the Slack app calls the same handler). */
 async function click(h: Harness, action: string, value: string, user: string): Promise<void> {
   const conv = consoleConv(h, user);
-  await handleClick(h.deps, action, { channel: 'console', user, conv, value, groupMembers: {}, refuse: async (s) => void (await h.deps.outbox.ephemeral(conv, { text: s, blocks: [{ type: 'section', text: s }] })) });
+  await handleClick(h.deps, action, { channel: 'console', user, conv, value, groupMembers: {}, refuse: async (r) => void (await h.deps.outbox.ephemeral(conv, { text: r.sentence, blocks: [{ type: 'section', text: r.sentence }] })) });
 }
 
 async function adapterRemovals(h: Harness, wwpn: string): Promise<number> {
@@ -260,7 +260,7 @@ describe('abuse cases', () => {
     const refusals: string[] = [];
     const results = await Promise.all(
       ['bob', 'carol', 'bob', 'carol'].map((user) =>
-        decideApproval(h.deps, { id: req.id, user, decision: 'approve', planHash: req.planHash, groupMembers: {}, refuse: async (s) => void refusals.push(s), via: 'button' }),
+        decideApproval(h.deps, { id: req.id, user, decision: 'approve', planHash: req.planHash, groupMembers: {}, refuse: async (r) => void refusals.push(r.sentence), via: 'button' }),
       ),
     );
     const approved = results.filter((r) => r?.ok && r.effect === 'approved');
@@ -280,7 +280,7 @@ describe('abuse cases', () => {
     const req = await latestRequest(h);
     const refusals: string[] = [];
     const results = await Promise.all(
-      ['bob', 'carol'].map((user) => decideApproval(h.deps, { id: req.id, user, decision: 'approve', planHash: req.planHash, groupMembers: {}, refuse: async (s) => void refusals.push(s), via: 'button' })),
+      ['bob', 'carol'].map((user) => decideApproval(h.deps, { id: req.id, user, decision: 'approve', planHash: req.planHash, groupMembers: {}, refuse: async (r) => void refusals.push(r.sentence), via: 'button' })),
     );
     expect(refusals).toEqual([]);
     expect(results.map((r) => (r?.ok ? r.effect : r?.code)).sort()).toEqual(['approved', 'recorded']);

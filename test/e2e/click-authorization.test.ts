@@ -13,6 +13,7 @@ import { handleClick, handleSubmit } from '../../src/bot/actions.js';
 import { APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW } from '../../src/approvals/cards.js';
 import type { ChannelRef } from '../../src/core/permissions.js';
 import type { Conversation } from '../../src/chat/conversation.js';
+import type { Refusal } from '../../src/core/refusal.js';
 
 const YAML = `${drainLabYaml()}channels:\n  allowed: [C0OPS]\n`;
 
@@ -112,19 +113,19 @@ describe('every button and form is authorized like the command it stands for', (
 
   const conv = (user: string): Conversation => ({ surface: 'console', session: h.session, user });
 
-  async function refusedWithoutChange(user: string, what: string, act: (refuse: (s: string) => Promise<void>) => Promise<void>): Promise<string> {
+  async function refusedWithoutChange(user: string, what: string, act: (refuse: (r: Refusal) => Promise<void>) => Promise<void>): Promise<string> {
     const before = await snapshot(h.rt.redis, h.rt.prefix);
     const said: string[] = [];
-    await act(async (s) => void said.push(s));
+    await act(async (r) => void said.push(r.sentence));
     const after = await snapshot(h.rt.redis, h.rt.prefix);
     expect(changes(before, after), `changed by ${user}'s ${what}`).toEqual([]);
     expect(said).toHaveLength(1);
     return said[0]!;
   }
 
-  const click = (id: string, user: string, channel: ChannelRef) => (refuse: (s: string) => Promise<void>) =>
+  const click = (id: string, user: string, channel: ChannelRef) => (refuse: (r: Refusal) => Promise<void>) =>
     handleClick(h.deps, id, { channel, user, conv: conv(user), value: values.get(id)!, groupMembers: {}, refuse });
-  const submit = (user: string, channel: ChannelRef) => (refuse: (s: string) => Promise<void>) =>
+  const submit = (user: string, channel: ChannelRef) => (refuse: (r: Refusal) => Promise<void>) =>
     handleSubmit(h.deps, REJECT_VIEW, { channel, user, conv: conv(user), value: formValue, groupMembers: {}, refuse }, { reason: 'no' });
 
   it('enumerates every button Ferry draws', () => {
@@ -164,7 +165,7 @@ describe('every button and form is authorized like the command it stands for', (
   it('the same click by someone allowed does change things (the snapshot sees it)', async () => {
     const before = await snapshot(h.rt.redis, h.rt.prefix);
     const said: string[] = [];
-    await handleClick(h.deps, 'ferry:drain-cancel', { channel: 'C0OPS', user: 'alice', conv: conv('alice'), value: values.get('ferry:drain-cancel')!, groupMembers: {}, refuse: async (s) => void said.push(s) });
+    await handleClick(h.deps, 'ferry:drain-cancel', { channel: 'C0OPS', user: 'alice', conv: conv('alice'), value: values.get('ferry:drain-cancel')!, groupMembers: {}, refuse: async (r) => void said.push(r.sentence) });
     expect(said).toEqual([]);
     expect(changes(before, await snapshot(h.rt.redis, h.rt.prefix)).length).toBeGreaterThan(0);
   });

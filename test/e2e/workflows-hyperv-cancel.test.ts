@@ -91,7 +91,7 @@ console: { user: alice }
       if (how === 'typed') await h.run(`cancel ${op.id}`);
       else {
         const conv = { surface: 'console' as const, session: h.session, user: 'alice' };
-        await handleClick(h.deps, 'ferry:drain-cancel', { channel: 'console', user: 'alice', conv, value: String(op.id), groupMembers: {}, refuse: async (s: string) => void (await h.deps.outbox.ephemeral(conv, { text: s, blocks: [] })) });
+        await handleClick(h.deps, 'ferry:drain-cancel', { channel: 'console', user: 'alice', conv, value: String(op.id), groupMembers: {}, refuse: async (r) => void (await h.deps.outbox.ephemeral(conv, { text: r.sentence, blocks: [] })) });
       }
       const done = await h.waitForOp(op.id, 30_000);
       expect(done.status, h.transcript()).toBe('cancelled');

@@ -107,7 +107,7 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
         user,
         conv,
         channel: 'console',
-        refuse: (s) => deps.outbox.ephemeral(conv, message(s)),
+        refuse: (r) => deps.outbox.ephemeral(conv, message(r.sentence)),
         answer: async (msg: Message) => inThread(conv, await deps.outbox.post(conv, msg)),
       });
     },

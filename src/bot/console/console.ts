@@ -106,7 +106,7 @@ export class FerryConsole {
       user,
       conv,
       channel: 'console',
-      refuse: (sentence) => this.deps.outbox.ephemeral(conv, message(sentence)),
+      refuse: (r) => this.deps.outbox.ephemeral(conv, message(r.sentence)),
       answer: async (msg) => inThread(conv, await this.deps.outbox.post(conv, msg)),
     });
   }

@@ -12,6 +12,7 @@ import { decideApproval, approvalStore, unknownRequestSentence } from '../../app
 import { APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW, parseButtonValue } from '../../approvals/cards.js';
 import { decide } from '../../approvals/policy.js';
 import { membership } from '../../core/permissions.js';
+import { refusal } from '../../core/refusal.js';
 
 const approveCommand: HandlerOf<'approve'> = async (ctx, cmd) => {
   await decideApproval(ctx.deps, { id: cmd.id, user: ctx.user, decision: 'approve', groupMembers: ctx.groupMembers, refuse: ctx.refuse, from: ctx.conv, via: 'command' });
@@ -49,7 +50,7 @@ const rejectClick = clickAction('reject', (value) => ({ name: 'reject', id: requ
   }
   const rec = await approvalStore(ctx.deps).get(id);
   if (!rec) {
-    await ctx.refuse(unknownRequestSentence(id));
+    await ctx.refuse(refusal(unknownRequestSentence(id)));
     return;
   }
   await ctx.openModal({

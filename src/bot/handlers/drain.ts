@@ -19,6 +19,7 @@ import { isOpen, readLedger } from '../../jobs/drain/ledger.js';
 import { DRAIN_ACTIONS, decide, startNeeds, type Decision } from '../../jobs/drain/control.js';
 import type { Deps } from '../../jobs/context.js';
 import { cancelAskedSentence } from '../../jobs/operations.js';
+import { refusal, type Refusal } from '../../core/refusal.js';
 
 function knownHost(ctx: CommandContext, host: string): string | null {
   const lower = host.toLowerCase();
@@ -30,20 +31,20 @@ async function lockFor(ctx: CommandContext, host: string, opId: number, what: st
   const held = await acquireLock(ctx.deps.rt, { host, opId, owner: ctx.user, op: what }, ttlMs);
   if (!held) return true;
   await ctx.deps.ops.patch(opId, { status: 'cancelled', finishedAt: Date.now(), summary: lockedSentence(held) });
-  await ctx.refuse(`${lockedSentence(held)} Nothing was started.`);
+  await ctx.refuse(refusal(`${lockedSentence(held)} Nothing was started.`));
   return false;
 }
 
 const drainCommand: HandlerOf<'drain'> = async (ctx, cmd) => {
   const host = knownHost(ctx, cmd.host);
   if (!host) {
-    await ctx.refuse(`${unknownHostsSentence([cmd.host], ctx.deps.rt.inventory)} Nothing was started.`);
+    await ctx.refuse(refusal(`${unknownHostsSentence([cmd.host], ctx.deps.rt.inventory)} Nothing was started.`));
     return;
   }
   if (!cmd.dryRun) {
     const held = await readLock(ctx.deps.rt, host);
     if (held) {
-      await ctx.refuse(`${lockedSentence(held)} Nothing was started.`);
+      await ctx.refuse(refusal(`${lockedSentence(held)} Nothing was started.`));
       return;
     }
   }
@@ -63,21 +64,23 @@ const drainCommand: HandlerOf<'drain'> = async (ctx, cmd) => {
 const restoreCommand: HandlerOf<'restore'> = async (ctx, cmd) => {
   const host = knownHost(ctx, cmd.host);
   if (!host) {
-    await ctx.refuse(`${unknownHostsSentence([cmd.host], ctx.deps.rt.inventory)} Nothing was started.`);
+    await ctx.refuse(refusal(`${unknownHostsSentence([cmd.host], ctx.deps.rt.inventory)} Nothing was started.`));
     return;
   }
   const ledger = await readLedger(ctx.deps.rt, host);
   if (!ledger || !isOpen(ledger)) {
     await ctx.refuse(
-      ledger?.status === 'restored' || ledger?.status === 'rolled-back'
-        ? `${host}'s last drain (job ${ledger!.opId}) was already ${ledger!.status === 'restored' ? 'restored' : 'rolled back'}; there is nothing to restore.`
-        : `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.`,
+      refusal(
+        ledger?.status === 'restored' || ledger?.status === 'rolled-back'
+          ? `${host}'s last drain (job ${ledger!.opId}) was already ${ledger!.status === 'restored' ? 'restored' : 'rolled back'}; there is nothing to restore.`
+          : `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.`,
+      ),
     );
     return;
   }
   const held = await readLock(ctx.deps.rt, host);
   if (held) {
-    await ctx.refuse(`${lockedSentence(held)} Nothing was started.`);
+    await ctx.refuse(refusal(`${lockedSentence(held)} Nothing was started.`));
     return;
   }
   const conv = await ctx.answer(message(`restore ${host}: leaving maintenance and bringing ${ledger.vms.length} ledger VMs home`, section(`${mention(ctx.user)} *restore ${host}*: ledger of job ${ledger.opId}, ${ledger.vms.length} VMs.`)));
@@ -87,7 +90,7 @@ const restoreCommand: HandlerOf<'restore'> = async (ctx, cmd) => {
 async function migrateLike(ctx: CommandContext, vm: string, target: string, opts: { datastore?: string; dryRun: boolean; precheckOnly: boolean }): Promise<void> {
   const host = knownHost(ctx, target);
   if (!host) {
-    await ctx.refuse(`${unknownHostsSentence([target], ctx.deps.rt.inventory)} Nothing was started.`);
+    await ctx.refuse(refusal(`${unknownHostsSentence([target], ctx.deps.rt.inventory)} Nothing was started.`));
     return;
   }
   const verb = opts.precheckOnly ? 'precheck' : 'migrate';
@@ -110,8 +113,8 @@ async function typed(ctx: CommandContext, id: string, decision: Decision, arg?: 
       return;
     }
   }
-  const refusal = await decide(ctx.deps, id, ctx.user, decision, arg, ctx.groupMembers);
-  if (refusal) await ctx.refuse(refusal);
+  const refused = await decide(ctx.deps, id, ctx.user, decision, arg, ctx.groupMembers);
+  if (refused) await ctx.refuse(refused);
 }
 
 const startCommand: HandlerOf<'start'> = (ctx, cmd) => typed(ctx, cmd.id, 'start');
@@ -130,12 +133,12 @@ async function clicked(ctx: ActionContext, decision: Decision | 'cancel'): Promi
     }
   }
   if (decision === 'cancel') {
-    const refusal = await cancelClick(ctx.deps, id!, ctx.user);
-    if (refusal) await ctx.refuse(refusal);
+    const refused = await cancelClick(ctx.deps, id!, ctx.user);
+    if (refused) await ctx.refuse(refused);
     return;
   }
-  const refusal = await decide(ctx.deps, id!, ctx.user, decision, arg, ctx.groupMembers);
-  if (refusal) await ctx.refuse(refusal);
+  const refused = await decide(ctx.deps, id!, ctx.user, decision, arg, ctx.groupMembers);
+  if (refused) await ctx.refuse(refused);
 }
 
 const NOT_A_JOB = 'That button does not name a job; nothing was done.';
@@ -148,10 +151,10 @@ function decisionClick(name: 'start' | 'cancel' | 'rollback' | 'retry'): ActionS
 }
 
 /** Cancel from the card: a waiting plan ends at once; a running migration is aborted, other steps finish first. */
-async function cancelClick(deps: Deps, id: string, user: string): Promise<string | null> {
+async function cancelClick(deps: Deps, id: string, user: string): Promise<Refusal | null> {
   const op = await deps.ops.get(id);
-  if (!op) return `There is no job ${id}.`;
-  if (op.status !== 'waiting' && op.status !== 'running') return `job ${op.id} already ended (${op.status}).`;
+  if (!op) return refusal(`There is no job ${id}.`, 'not-found');
+  if (op.status !== 'waiting' && op.status !== 'running') return refusal(`job ${op.id} already ended (${op.status}).`, 'finished');
   if (op.status === 'running') {
     await deps.ops.requestCancel(op.id, user);
     await deps.outbox.post(op.conv, message(cancelAskedSentence(op, mention(user))));

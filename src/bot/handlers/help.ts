@@ -5,6 +5,7 @@ import { COMMANDS, docFor } from '../grammar.js';
 import { context, message, section } from '../../chat/messages.js';
 import { visibleCommands, permissionName } from '../../core/permissions.js';
 import { suggest } from '../../core/suggest.js';
+import { refusal } from '../../core/refusal.js';
 
 const SELECTORS = 'Selectors: `hyp03` · `hyp01..hyp12` · `hyp[01-12]` · `hyp01,hyp05` · `cluster:prod-a` · exclusions `!hyp07` or `except hyp07`.';
 
@@ -15,7 +16,7 @@ const helpCommand: HandlerOf<'help'> = async (ctx, cmd) => {
     const doc = COMMANDS.find((c) => c.words.join(' ') === cmd.topic || c.name === cmd.topic || c.aliases?.some((a) => a.join(' ') === cmd.topic));
     if (!doc) {
       const hint = suggest(cmd.topic, COMMANDS.map((c) => c.words.join(' ')));
-      await ctx.refuse(`There is no command "${cmd.topic}"${hint ? `; did you mean "${hint}"?` : '.'} "help" lists them.`);
+      await ctx.refuse(refusal(`There is no command "${cmd.topic}"${hint ? `; did you mean "${hint}"?` : '.'} "help" lists them.`));
       return;
     }
     const d = docFor(doc.name);

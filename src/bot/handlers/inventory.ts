@@ -6,6 +6,7 @@ import { resolveHosts, selectionLine } from './selection.js';
 import { startView } from '../../jobs/workflows/inventory-view.js';
 import { startSweep } from '../../jobs/workflows/find-stale-ports.js';
 import { suggest } from '../../core/suggest.js';
+import { refusal } from '../../core/refusal.js';
 
 const hostsCommand: HandlerOf<'hosts'> = async (ctx, cmd) => {
   const hosts = await resolveHosts(ctx, cmd.selector);
@@ -22,7 +23,7 @@ const statusCommand: HandlerOf<'status'> = async (ctx, cmd) => {
   if (!host && /^[a-z]+\d+$/i.test(cmd.target)) {
     const hint = suggest(cmd.target, inventory.hosts, 1);
     if (hint && !cmd.target.match(/^(web|app|db|cache|mq|api|build|ldap|mail|log)/i)) {
-      await ctx.refuse(`${cmd.target} is not in the inventory; did you mean ${hint}?`);
+      await ctx.refuse(refusal(`${cmd.target} is not in the inventory; did you mean ${hint}?`));
       return;
     }
   }

@@ -6,6 +6,7 @@ import { formatDuration } from '../../core/duration.js';
 import { FINISHED, cancelAskedSentence, type Operation } from '../../jobs/operations.js';
 import { compressNames } from '../../core/selectors.js';
 import { decide } from '../../jobs/drain/control.js';
+import { refusal } from '../../core/refusal.js';
 
 function when(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
@@ -38,7 +39,7 @@ const jobsCommand: HandlerOf<'jobs'> = async (ctx) => {
 const jobCommand: HandlerOf<'job'> = async (ctx, cmd) => {
   const op = await ctx.deps.ops.get(cmd.id);
   if (!op) {
-    await ctx.refuse(`There is no job ${cmd.id}; "jobs" lists them.`);
+    await ctx.refuse(refusal(`There is no job ${cmd.id}; "jobs" lists them.`));
     return;
   }
   await ctx.reply(
@@ -62,11 +63,11 @@ const jobCommand: HandlerOf<'job'> = async (ctx, cmd) => {
 const cancelCommand: HandlerOf<'cancel'> = async (ctx, cmd) => {
   const op = await ctx.deps.ops.get(cmd.id);
   if (!op) {
-    await ctx.refuse(`There is no job ${cmd.id}; "jobs" lists them.`);
+    await ctx.refuse(refusal(`There is no job ${cmd.id}; "jobs" lists them.`));
     return;
   }
   if (FINISHED.includes(op.status)) {
-    await ctx.refuse(`job ${op.id} already ended (${op.status}); nothing to cancel.`);
+    await ctx.refuse(refusal(`job ${op.id} already ended (${op.status}); nothing to cancel.`));
     return;
   }
   // Workflows check this flag between steps; a running migration watches it and is aborted at once.

@@ -8,16 +8,17 @@ import { formatDuration } from '../../core/duration.js';
 import { compressNames } from '../../core/selectors.js';
 import { cancelWindow, createWindow, WindowStore } from '../../jobs/workflows/patch-windows.js';
 import { destinations } from '../../jobs/patch/scheduler.js';
-import { RUN_ACTIONS, abortRun, approveRun, patchDone, pauseRun, type ControlInput } from '../../jobs/patch/rolling.js';
+import { RUN_ACTIONS, abortRun, approveRun, patchDone, pauseRun, type ControlInput, type ControlResult } from '../../jobs/patch/rolling.js';
 import { clickAction, jobIdOf, type ActionSpec } from '../actions.js';
 import type { Command } from '../grammar.js';
+import { refusal } from '../../core/refusal.js';
 
 const patchWindowCommand: HandlerOf<'patch-window'> = async (ctx, cmd) => {
   const hosts = await resolveHosts(ctx, cmd.selector);
   if (!hosts) return;
   const made = await createWindow(ctx.deps, { hosts, at: cmd.at, duration: cmd.duration, note: cmd.note, rolling: cmd.rolling, user: ctx.user, conv: ctx.conv });
   if (!made.ok) {
-    await ctx.refuse(`${made.error} Nothing was scheduled.`);
+    await ctx.refuse(refusal(`${made.error} Nothing was scheduled.`));
     return;
   }
   const w = made.window;
@@ -77,7 +78,7 @@ const patchWindowsCommand: HandlerOf<'patch-windows'> = async (ctx) => {
 const cancelPatchWindowCommand: HandlerOf<'cancel-patch-window'> = async (ctx, cmd) => {
   const out = await cancelWindow(ctx.deps, cmd.id, ctx.user);
   if (!out.ok) {
-    await ctx.refuse(out.error);
+    await ctx.refuse(refusal(out.error));
     return;
   }
   const w = out.window;
@@ -87,7 +88,7 @@ const cancelPatchWindowCommand: HandlerOf<'cancel-patch-window'> = async (ctx, c
 
 // ---- rolling runs: typed commands and the card's buttons reach the same functions ----------
 
-type Control = (deps: Parameters<typeof approveRun>[0], input: ControlInput) => Promise<{ ok: true; sentence: string } | { ok: false; refusal: string }>;
+type Control = (deps: Parameters<typeof approveRun>[0], input: ControlInput) => Promise<ControlResult>;
 
 const controls: Record<'approve-run' | 'pause-run' | 'resume-run' | 'abort-run' | 'patch-done', Control> = {
   'approve-run': approveRun,
@@ -104,7 +105,7 @@ function controlCommand(name: ControlName, fn: Control): CommandHandler<Command>
     const id = (cmd as Extract<Command, { name: ControlName }>).id;
     const opId = Number(id);
     if (!Number.isInteger(opId)) {
-      await ctx.refuse(`"${id}" is not a job id; rolling runs are jobs, e.g. "${name.replace('-run', ' run').replace('patch-done', 'done')} 41".`);
+      await ctx.refuse(refusal(`"${id}" is not a job id; rolling runs are jobs, e.g. "${name.replace('-run', ' run').replace('patch-done', 'done')} 41".`));
       return;
     }
     const r = await fn(ctx.deps, { opId, user: ctx.user, groupMembers: ctx.groupMembers });

@@ -15,6 +15,7 @@ import { audit } from '../../audit/audit.js';
 import type { Conversation } from '../../chat/conversation.js';
 import type { Command } from '../grammar.js';
 import { who } from '../../chat/messages.js';
+import { refusal } from '../../core/refusal.js';
 
 /** Still allowed while paused: they lift the pause or only stop things. */
 const EXEMPT = new Set<string>(['pause-all', 'resume-all', 'cancel', 'reject', 'cancel-patch-window', 'pause-run', 'abort-run']);
@@ -25,7 +26,7 @@ const killSwitch: Gate = async (deps, cmd: Command) => {
   const name = permissionName(cmd.name, dry);
   if (!isMutating(name) || EXEMPT.has(name)) return null;
   const state = await pauseState(deps.rt);
-  return state ? pausedRefusal(state) : null;
+  return state ? refusal(pausedRefusal(state), 'paused') : null;
 };
 
 async function announce(ctx: CommandContext, text: string): Promise<void> {
@@ -45,7 +46,7 @@ const pauseAllCommand: HandlerOf<'pause-all'> = async (ctx) => {
   // Pause the queues even when the flag was already set: a crash between the two must not leave them running.
   await Promise.all([queues.ops.pause(), queues.hosts.pause()]);
   if (!fresh) {
-    await ctx.refuse(`Already paused: ${pausedBy(state)}.`);
+    await ctx.refuse(refusal(`Already paused: ${pausedBy(state)}.`));
     return;
   }
   await audit(rt, { actor: ctx.user, kind: 'workflow', action: 'pause all', targets: [], outcome: 'ok', detail: 'ops and hosts queues paused' });
@@ -57,7 +58,7 @@ const resumeAllCommand: HandlerOf<'resume-all'> = async (ctx) => {
   const prev = await clearPause(rt);
   await Promise.all([queues.ops.resume(), queues.hosts.resume()]);
   if (!prev) {
-    await ctx.refuse('Ferry is not paused; nothing to resume.');
+    await ctx.refuse(refusal('Ferry is not paused; nothing to resume.'));
     return;
   }
   await audit(rt, { actor: ctx.user, kind: 'workflow', action: 'resume all', targets: [], outcome: 'ok', detail: `paused since ${formatUtcTime(prev.at)} by ${prev.by}` });

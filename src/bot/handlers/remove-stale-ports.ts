@@ -24,6 +24,7 @@ import { approvalStore } from '../../approvals/service.js';
 import { requestRemoval } from '../../jobs/workflows/remove-stale-ports.js';
 import { removalHeadline, type PlannedPort } from '../../approvals/cards.js';
 import type { NpivInventory } from '../../adapters/types.js';
+import { refusal } from '../../core/refusal.js';
 
 const HOST_DEADLINE_MS = 60_000;
 
@@ -64,7 +65,7 @@ const removeStalePortsCommand: HandlerOf<'remove-stale-ports'> = async (ctx: Com
     if (refused.length) {
       const why = refused.map((w) => notStaleReason(w, invs)).join('; ');
       const also = unreachable.length ? ` (not reached: ${unreachable.join(', ')})` : '';
-      await ctx.refuse(`Not stale, so not removable: ${why}${also}. Nothing was planned.`);
+      await ctx.refuse(refusal(`Not stale, so not removable: ${why}${also}. Nothing was planned.`));
       return;
     }
     ports = stale.filter((p) => wanted.includes(p.wwpn));
@@ -89,25 +90,25 @@ const removeClick = clickAction('remove-stale-ports', (value) => ({ name: 'remov
   const action = `button: remove stale ports from sweep ${ctx.value}`.slice(0, 300);
   if (!op || op.kind !== SWEEP_KIND || !FINISHED.includes(op.status)) {
     await audit(deps.rt, { actor: ctx.user, kind: 'command', action, targets: [], outcome: 'refused', detail: 'unknown or unfinished sweep' });
-    await ctx.refuse(`There is no finished sweep ${ctx.value}; run find stale ports again. Nothing was planned.`);
+    await ctx.refuse(refusal(`There is no finished sweep ${ctx.value}; run find stale ports again. Nothing was planned.`));
     return;
   }
   const { stale } = summarize(op, await deps.ops.results<HostSweepResult>(op.id));
   if (!stale.length) {
-    await ctx.refuse(`Sweep ${op.id} found no stale ports; nothing to remove.`);
+    await ctx.refuse(refusal(`Sweep ${op.id} found no stale ports; nothing to remove.`));
     return;
   }
   // One request per sweep at a time: a second click points at the first (the lock covers two at once).
   const guard = deps.rt.key('op', op.id, 'removal-request');
   if (!(await deps.rt.redis.set(`${guard}:lock`, ctx.user, 'PX', 15_000, 'NX'))) {
-    await ctx.refuse(`A removal request for sweep ${op.id} is being prepared; see this thread.`);
+    await ctx.refuse(refusal(`A removal request for sweep ${op.id} is being prepared; see this thread.`));
     return;
   }
   try {
     const existing = await deps.rt.redis.get(guard);
     const rec = existing ? await approvalStore(deps).get(existing) : null;
     if (rec && (rec.request.status === 'pending' || rec.request.status === 'approved')) {
-      await ctx.refuse(`Request ${existing} for this sweep is already ${rec.request.status === 'pending' ? 'waiting for approval' : 'approved'}; see its card in this thread.`);
+      await ctx.refuse(refusal(`Request ${existing} for this sweep is already ${rec.request.status === 'pending' ? 'waiting for approval' : 'approved'}; see its card in this thread.`));
       return;
     }
     await audit(deps.rt, { actor: ctx.user, kind: 'command', action, targets: op.hosts, opId: op.id, outcome: 'started' });

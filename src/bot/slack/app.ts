@@ -135,7 +135,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
       conv,
       channel: { id: conv.surface === 'slack' ? conv.channel : 'console', type: channelType as 'im' | undefined },
       groupMembers,
-      refuse: (sentence) => deps.outbox.ephemeral(conv, message(sentence)),
+      refuse: (r) => deps.outbox.ephemeral(conv, message(r.sentence)),
       answer: async (msg) => inThread(conv, await deps.outbox.post(conv, msg)),
       ...replies,
     });
@@ -173,7 +173,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     };
     try {
       await run(command.text ?? '', command.user_id, conv, command.channel_name === 'directmessage' ? 'im' : undefined, {
-        refuse: (sentence) => privately(message(sentence)),
+        refuse: (r) => privately(message(r.sentence)),
         reply: privately,
         accepted: () => ackWith(),
         answer: async (msg) => {
@@ -194,7 +194,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     if (!event.user) return;
     const conv: Conversation = { surface: 'slack', channel: event.channel, threadTs: event.thread_ts, user: event.user };
     const underMention: Conversation = { ...conv, threadTs: event.thread_ts ?? event.ts };
-    await run(event.text, event.user, conv, undefined, { refuse: async (sentence) => void (await deps.outbox.post(underMention, message(sentence))) });
+    await run(event.text, event.user, conv, undefined, { refuse: async (r) => void (await deps.outbox.post(underMention, message(r.sentence))) });
   });
 
   // A DM is already private: refusals and answers are plain messages in it.
@@ -202,7 +202,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     const m = msg as { channel_type?: string; subtype?: string; bot_id?: string; user?: string; text?: string; channel: string; thread_ts?: string };
     if (m.channel_type !== 'im' || m.subtype || m.bot_id || !m.user || !m.text) return;
     const conv: Conversation = { surface: 'slack', channel: m.channel, threadTs: m.thread_ts, user: m.user };
-    await run(m.text, m.user, conv, 'im', { refuse: async (sentence) => void (await deps.outbox.post(conv, message(sentence))) });
+    await run(m.text, m.user, conv, 'im', { refuse: async (r) => void (await deps.outbox.post(conv, message(r.sentence))) });
   });
 
   app.action(/^ferry:/, async ({ ack, body, action, client, context }) => {
@@ -222,7 +222,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
         message: b.message ? { channel, ts: b.message.ts } : undefined,
         value: a.value ?? '',
         groupMembers: await resolveUserGroups(rt, deps.slack?.client),
-        refuse: (sentence) => deps.outbox.ephemeral(conv, message(sentence)),
+        refuse: (r) => deps.outbox.ephemeral(conv, message(r.sentence)),
         openModal: b.trigger_id
           ? async (view) => {
               await client.views.open({ trigger_id: b.trigger_id!, view: view as never });
@@ -250,7 +250,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
       await handleSubmit(
         deps,
         view.callback_id,
-        { channel: meta.channel, user: body.user.id, conv, value: meta.value ?? '', groupMembers: await resolveUserGroups(rt, deps.slack?.client), refuse: (s) => deps.outbox.ephemeral(conv, message(s)) },
+        { channel: meta.channel, user: body.user.id, conv, value: meta.value ?? '', groupMembers: await resolveUserGroups(rt, deps.slack?.client), refuse: (r) => deps.outbox.ephemeral(conv, message(r.sentence)) },
         values,
       );
     } catch (e) {

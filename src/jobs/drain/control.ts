@@ -40,6 +40,7 @@ import { refreshCard } from '../cards.js';
 import { releaseReservations } from './reserve.js';
 import { FINISHED, type Operation } from '../operations.js';
 import type { Deps } from '../context.js';
+import { refusal, type Refusal } from '../../core/refusal.js';
 
 export type Decision = 'start' | 'rollback' | 'retry' | 'skip';
 
@@ -97,10 +98,15 @@ function label(op: Operation): string {
 }
 
 /**
- * Apply one decision. Returns a sentence for the clicking/typing user alone when refused, or
+ * Apply one decision. Returns the refusal for the clicking/typing user alone, or
  * null when it took effect (the thread says what happens next).
  */
-export async function decide(deps: Deps, opId: string | number, user: string, decision: Decision | 'cancel', arg: string | undefined, groupMembers: GroupMembers = {}): Promise<string | null> {
+export async function decide(deps: Deps, opId: string | number, user: string, decision: Decision | 'cancel', arg: string | undefined, groupMembers: GroupMembers = {}): Promise<Refusal | null> {
+  const r = await decideOnce(deps, opId, user, decision, arg, groupMembers);
+  return typeof r === 'string' ? refusal(r) : r;
+}
+
+async function decideOnce(deps: Deps, opId: string | number, user: string, decision: Decision | 'cancel', arg: string | undefined, groupMembers: GroupMembers): Promise<Refusal | string | null> {
   const op = await deps.ops.get(opId);
   if (!op) return `There is no job ${opId}; "jobs" lists them.`;
   const ctl = controlledOf(deps, op.kind);
@@ -122,9 +128,9 @@ export async function decide(deps: Deps, opId: string | number, user: string, de
     const approvalId = typeof op.params.approvalId === 'string' ? op.params.approvalId : undefined;
     if (approvalId) {
       // Policy asked for approvers: a typed Start is an approve of the operation's request.
-      let refusal: string | null = null;
-      await decideApproval(deps, { id: approvalId, user, decision: 'approve', groupMembers, refuse: async (s) => void (refusal = s), via: 'command' });
-      return refusal;
+      let refused: Refusal | null = null;
+      await decideApproval(deps, { id: approvalId, user, decision: 'approve', groupMembers, refuse: async (r) => void (refused = r), via: 'command' });
+      return refused;
     }
     const needs = startNeeds(deps, op);
     if (needs.approvals > 0) return `${label(op)} is waiting for its approval request; it appears in this thread in a moment.`;

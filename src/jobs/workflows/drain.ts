@@ -19,6 +19,7 @@ import { formatMiB, precheckDrain, renderDrainPrecheck } from '../../core/preche
 import { pMap } from '../../core/pmap.js';
 import { audit } from '../../audit/audit.js';
 import { acquireMutex } from '../../mutex.js';
+import { refusal, type Refusal } from '../../core/refusal.js';
 import { plural } from '../../chat/messages.js';
 import type { Conversation, MessageRef } from '../../chat/conversation.js';
 import type { Workflow } from '../wiring.js';
@@ -611,11 +612,11 @@ const drainDecisions: Controlled = {
 };
 
 /** Skip needs a VM that actually failed; checked before the decision is recorded. */
-export async function validateSkip(deps: Deps, opId: string, vm: string): Promise<string | null> {
+export async function validateSkip(deps: Deps, opId: string, vm: string): Promise<Refusal | null> {
   const op = await deps.ops.get(opId);
   if (!op || op.kind !== KIND) return null;
   const failed = params(op).failed ?? [];
-  if (!failed.includes(vm)) return `${vm} is not a failed VM of job ${op.id}${failed.length ? `; failed: ${failed.join(', ')}` : ''}.`;
+  if (!failed.includes(vm)) return refusal(`${vm} is not a failed VM of job ${op.id}${failed.length ? `; failed: ${failed.join(', ')}` : ''}.`, 'not-failed');
   return null;
 }
 
