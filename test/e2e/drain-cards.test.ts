@@ -1,7 +1,7 @@
 /**
- * What the thread and the channel show at the end of a drain or restore: every card and the
- * channel echo of the command end in a final state, a plan is posted once, and the card's
- * figures agree with its table. Lab, real Redis, in-process workers, console session.
+ * What the thread and the channel show at the end of a drain or restore: the card is the
+ * command's one answer (no echo before it) and ends in a final state, a plan is posted once,
+ * and the card's figures agree with its table. Lab, real Redis, in-process workers, console session.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
@@ -32,7 +32,7 @@ function finalMessages(h: Harness): { ts: string; threadTs?: string; text: strin
   return [...out.values()];
 }
 
-/** Wait until no message reads "checking" any more (the echo and the card are updated last). */
+/** Wait until no message reads "checking" any more (the card is updated last). */
 async function settled(h: Harness): Promise<string[]> {
   return h.waitFor(async () => {
     const texts = finalMessages(h).map((m) => m.text);
@@ -44,7 +44,7 @@ function count(texts: string[], what: string): number {
   return texts.filter((t) => t.includes(what)).length;
 }
 
-describe('cards and the channel echo end in a final state', () => {
+describe('the card is the answer and ends in a final state', () => {
   it('a refused drain (host already in maintenance), an unreachable host, a dry run and a refused plan', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
     await setHostVms(h.deps, 'hyp03', 3);
@@ -54,9 +54,11 @@ describe('cards and the channel echo end in a final state', () => {
     const refused = await h.waitForOp(undefined);
     expect(refused.status).toBe('failed');
     let texts = await settled(h);
-    // The echo says how it ended; the card says refused, with the reason.
-    expect(texts.find((t) => t.startsWith('@alice drain hyp04') && t.includes('@alice'))).toMatch(/failed \(job \d+\): hyp04 is already in maintenance/);
-    expect(texts.find((t) => t.startsWith('Drain hyp04'))).toMatch(/refused: nothing was changed/);
+    // One top-level message: the card, which says refused, with the reason; no echo of the command.
+    const top = finalMessages(h).filter((m) => !m.threadTs);
+    expect(top.map((m) => m.text.split('\n')[0])).toEqual([expect.stringMatching(/^Drain hyp04/)]);
+    expect(texts.find((t) => t.startsWith('Drain hyp04'))).toMatch(/refused: nothing was changed\nhyp04 is already in maintenance/);
+    expect(texts.some((t) => t.startsWith('@alice drain hyp04'))).toBe(false);
 
     await setLabFault(h.rt.redis, h.rt.prefix, 'hyp05', 'unreachable');
     await h.run('drain hyp05');
@@ -81,14 +83,14 @@ describe('cards and the channel echo end in a final state', () => {
     expect(count(texts, `${vmName('hyp03', 1)} is running and not highly available`)).toBe(1);
   });
 
-  it('a successful drain and its restore: the echo ends succeeded; restore never opens with "100% 0/0"', async () => {
+  it('a successful drain and its restore: the card ends succeeded; restore never opens with "100% 0/0"', async () => {
     h = await makeHarness({ yaml: drainLabYaml() });
     await setHostVms(h.deps, 'hyp03', 4);
     const op = await h.planned('drain hyp03');
     await h.run(`start ${op.id}`);
     expect((await h.waitForOp(op.id, 30_000)).status).toBe('succeeded');
-    const texts = await settled(h);
-    expect(texts.find((t) => t.startsWith('@alice drain hyp03:'))).toMatch(/drain hyp03: done \(job \d+\): 4 moved, 0 skipped, 0 failed/);
+    await settled(h);
+    await h.waitFor(async () => finalMessages(h!).some((m) => !m.threadTs && m.text.startsWith(`Drain hyp03 · job ${op.id} · succeeded`)), 'the final drain card, top-level');
 
     await h.run('restore hyp03');
     const r = await h.waitForOp((await h.deps.ops.recent(1))[0]!.id, 30_000);

@@ -7,8 +7,7 @@
 import type { CommandContext, HandlerOf } from '../commands.js';
 import { clickAction, jobIdOf, type ActionContext, type ActionSpec } from '../actions.js';
 import type { ChatWorkflow } from '../router.js';
-import { message, section } from '../../chat/messages.js';
-import { answerRef } from '../../chat/conversation.js';
+import { message } from '../../chat/messages.js';
 import { mention } from '../../core/permissions.js';
 import { unknownHostsSentence } from '../../core/selectors.js';
 import { startDrain, validateSkip } from '../../jobs/workflows/drain.js';
@@ -35,6 +34,13 @@ async function lockFor(ctx: CommandContext, host: string, opId: number, what: st
   return false;
 }
 
+/** The lock, then the ack: a host another operation holds is refused in the ack itself. */
+async function lockThenAccept(ctx: CommandContext, host: string, opId: number, what: string, ttlMs: number): Promise<boolean> {
+  if (!(await lockFor(ctx, host, opId, what, ttlMs))) return false;
+  await ctx.accepted();
+  return true;
+}
+
 const drainCommand: HandlerOf<'drain'> = async (ctx, cmd) => {
   const host = knownHost(ctx, cmd.host);
   if (!host) {
@@ -49,15 +55,15 @@ const drainCommand: HandlerOf<'drain'> = async (ctx, cmd) => {
     }
   }
   const title = `drain ${host}${cmd.dryRun ? ' dry-run' : ''}${cmd.rollback === 'hold' ? ' rollback hold' : ''}${cmd.parallel ? ` parallel ${cmd.parallel}` : ''}${cmd.saveNonHa ? ' save-non-ha' : ''}${cmd.coldMigrate ? ' cold-migrate' : ''}`;
-  const conv = await ctx.answer(message(`${title}: checking ${host}'s VMs…`, section(`${mention(ctx.user)} *${title}*: checking ${host}'s VMs and the other hosts of its cluster…`)));
-  // The lock is taken before the plan job runs, so a second drain is refused at once.
+  // No echo: the card is the command's one answer, posted beside the plan job. The lock is taken
+  // before the plan job runs, so a second drain is refused at once (in the ack).
+  if (cmd.dryRun) await ctx.accepted();
   await startDrain(ctx.deps, {
-    conv,
-    echo: answerRef(ctx.conv, conv),
+    conv: ctx.conv,
     requester: ctx.user,
     title,
     drain: { host, dryRun: cmd.dryRun, rollback: cmd.rollback, ...(cmd.parallel ? { parallel: cmd.parallel } : {}), saveNonHa: cmd.saveNonHa, coldMigrate: cmd.coldMigrate },
-    lock: cmd.dryRun ? undefined : (opId) => lockFor(ctx, host, opId, 'drain', 35 * 60_000),
+    lock: cmd.dryRun ? undefined : (opId) => lockThenAccept(ctx, host, opId, 'drain', 35 * 60_000),
   });
 };
 
@@ -83,8 +89,7 @@ const restoreCommand: HandlerOf<'restore'> = async (ctx, cmd) => {
     await ctx.refuse(refusal(`${lockedSentence(held)} Nothing was started.`));
     return;
   }
-  const conv = await ctx.answer(message(`restore ${host}: leaving maintenance and bringing ${ledger.vms.length} ledger VMs home`, section(`${mention(ctx.user)} *restore ${host}*: ledger of job ${ledger.opId}, ${ledger.vms.length} VMs.`)));
-  await startRestore(ctx.deps, { conv, echo: answerRef(ctx.conv, conv), requester: ctx.user, title: `restore ${host}`, host, lock: (opId) => lockFor(ctx, host, opId, 'restore', 60_000) });
+  await startRestore(ctx.deps, { conv: ctx.conv, requester: ctx.user, title: `restore ${host}`, host, lock: (opId) => lockThenAccept(ctx, host, opId, 'restore', 60_000) });
 };
 
 async function migrateLike(ctx: CommandContext, vm: string, target: string, opts: { datastore?: string; dryRun: boolean; precheckOnly: boolean }): Promise<void> {
@@ -95,8 +100,8 @@ async function migrateLike(ctx: CommandContext, vm: string, target: string, opts
   }
   const verb = opts.precheckOnly ? 'precheck' : 'migrate';
   const title = `${verb} ${vm} to ${host}${opts.datastore ? ` datastore ${opts.datastore}` : ''}${opts.dryRun ? ' dry-run' : ''}`;
-  const conv = await ctx.answer(message(`${title}: checking…`, section(`${mention(ctx.user)} *${title}*: checking…`)));
-  await startMigrate(ctx.deps, { conv, echo: answerRef(ctx.conv, conv), requester: ctx.user, title, ask: { vm, target: host, ...(opts.datastore ? { datastore: opts.datastore } : {}), dryRun: opts.dryRun, precheckOnly: opts.precheckOnly } });
+  await ctx.accepted();
+  await startMigrate(ctx.deps, { conv: ctx.conv, requester: ctx.user, title, ask: { vm, target: host, ...(opts.datastore ? { datastore: opts.datastore } : {}), dryRun: opts.dryRun, precheckOnly: opts.precheckOnly } });
 }
 
 const migrateCommand: HandlerOf<'migrate'> = (ctx, cmd) => migrateLike(ctx, cmd.vm, cmd.target, { datastore: cmd.datastore, dryRun: cmd.dryRun, precheckOnly: false });

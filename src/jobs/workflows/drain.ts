@@ -23,7 +23,7 @@ import { refusal, type Refusal } from '../../core/refusal.js';
 import { plural } from '../../chat/messages.js';
 import type { Conversation, MessageRef } from '../../chat/conversation.js';
 import type { Workflow } from '../wiring.js';
-import { ensureCard, refreshCard } from '../cards.js';
+import { ensureCard, refreshCard, withCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
@@ -76,8 +76,9 @@ export async function startDrain(
     params: { ...req.drain, cluster, stage: 'planning', round: 0 },
   });
   if (req.lock && !(await req.lock(op.id))) return null;
-  await ensureCard(deps, op.id);
+  // The plan starts at once; the card (the command's answer) is posted beside it.
   await deps.queues.ops.add('drain-plan', { opId: op.id }, { jobId: `op-${op.id}-plan`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  await ensureCard(deps, op.id);
   return op;
 }
 
@@ -95,6 +96,8 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   // Redis's time before the facts are read: moves of other drains that ended later are not in them yet.
   const factsAt = await redisNow(deps.rt);
   const { facts, vms, errors } = await clusterFacts(deps, p.cluster);
+  // Whatever the thread hears goes under the card, which was posted while the facts were read.
+  op = (await withCard(deps, opId)) ?? op;
   const host = facts.find((f) => f.name === p.host);
   if (!host) {
     const why = errors[p.host] ?? `${p.host} did not answer`;

@@ -15,7 +15,7 @@ import { audit } from '../../audit/audit.js';
 import { context, message, section, type Block } from '../../chat/messages.js';
 import type { Conversation, MessageRef } from '../../chat/conversation.js';
 import type { Workflow } from '../wiring.js';
-import { ensureCard, refreshCard } from '../cards.js';
+import { ensureCard, refreshCard, withCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
@@ -59,8 +59,9 @@ export async function startMigrate(deps: Deps, req: { conv: Conversation; echo?:
     hosts: [req.ask.target],
     params: { ...req.ask, stage: 'planning' },
   });
-  await ensureCard(deps, op.id);
+  // The plan starts at once; the card (the command's answer) is posted beside it.
   await deps.queues.ops.add('migrate-plan', { opId: op.id }, { jobId: `op-${op.id}-plan`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  await ensureCard(deps, op.id);
   return op;
 }
 
@@ -86,6 +87,8 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     await finishOp(deps, op!, status, summary, { lines });
   };
   const vm = await findAnywhere(deps, p.vm, p.target);
+  // Whatever the thread hears goes under the card, which was posted while the VM was looked up.
+  op = (await withCard(deps, opId)) ?? op;
   if (!vm) {
     await end('failed', [`There is no VM ${p.vm} on any host Ferry manages; nothing was changed.`], 'no such VM');
     return;

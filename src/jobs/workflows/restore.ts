@@ -15,7 +15,7 @@ import { audit } from '../../audit/audit.js';
 import { context, message, plural, section, type Block } from '../../chat/messages.js';
 import type { Conversation, MessageRef } from '../../chat/conversation.js';
 import type { CardRenderer, Workflow } from '../wiring.js';
-import { ensureCard, refreshCard } from '../cards.js';
+import { ensureCard, refreshCard, withCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
@@ -41,8 +41,9 @@ export async function startRestore(
   const cluster = deps.rt.inventory.clusterOf[req.host]!;
   const op = await deps.ops.create({ kind: KIND, ...(req.echo ? { echoRef: req.echo } : {}), title: req.title, requester: req.requester, conv: req.conv, hosts: [req.host], params: { host: req.host, cluster, stage: 'restoring' } });
   if (req.lock && !(await req.lock(op.id))) return null;
-  await ensureCard(deps, op.id);
+  // The restore starts at once; the card (the command's answer) is posted beside it.
   await deps.queues.ops.add('restore', { opId: op.id }, { jobId: `op-${op.id}-restore`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  await ensureCard(deps, op.id);
   return op;
 }
 
@@ -53,6 +54,8 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
   const host = String(op.params.host);
   const cluster = String(op.params.cluster);
   const held = await acquireLock(deps.rt, { host, opId, owner: op.requester, op: 'restore' });
+  // Whatever the thread hears goes under the card (posted beside the job's start).
+  op = (await withCard(deps, opId)) ?? op;
   if (held) {
     await deps.outbox.post(op.conv, message(`${lockedSentence(held)} Nothing was changed.`));
     await finishOp(deps, op, 'failed', lockedSentence(held));
