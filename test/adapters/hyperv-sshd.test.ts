@@ -20,12 +20,13 @@ import '../../src/adapters/hyperv/index.js';
 import { HypervAdapter } from '../../src/adapters/hyperv/adapter.js';
 import { cancelMigrationScript, npivInventoryScript, saveVmScript, startVmScript, vmFactsScript } from '../../src/adapters/hyperv/scripts.js';
 import { SshRemoteShell, type SshSettings } from '../../src/adapters/ssh/index.js';
-import { AdapterError, type MigrateProgress } from '../../src/adapters/types.js';
+import { type MigrateProgress } from '../../src/adapters/types.js';
 import { configSchema } from '../../src/config/schema.js';
 import { findStalePorts } from '../../src/core/stale-ports.js';
 import { silentLogger } from '../../src/log.js';
 import { FIXTURES } from '../fixtures/hyperv/fake-shell.js';
 import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
+import { rejection } from '../support/rejection.js';
 
 const haveSshd = requirePeer('sshd', sshdAvailable(), 'openssh-server (sshd) and ssh-keygen are needed for the Hyper-V adapter over SSH');
 const STANDIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', 'hyperv-standin.mjs');
@@ -46,15 +47,6 @@ interface Recorded {
   marker: string | null;
   script: string;
   argv: string[];
-}
-
-async function rejection(p: Promise<unknown>): Promise<AdapterError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AdapterError);
-  return err as AdapterError;
 }
 
 describe.skipIf(!haveSshd)('Hyper-V adapter over a real sshd with a stand-in powershell.exe', () => {

@@ -25,6 +25,8 @@ import { datastoreOfPath, powerOf, wwnOf } from '../../src/adapters/hyperv/parse
 import { AdapterError, UnsupportedError, type MigrateProgress } from '../../src/adapters/types.js';
 import { findStalePorts } from '../../src/core/stale-ports.js';
 import { RecordingShell, fixture, type Responder } from '../fixtures/hyperv/fake-shell.js';
+import { rejection } from '../support/rejection.js';
+import { readPsLiteral } from '../support/powershell.js';
 
 const HOSTS = ['hyp01', 'hyp02', 'hyp03'];
 
@@ -32,38 +34,6 @@ function adapter(responses: Record<string, Responder>, over: Partial<HypervAdapt
   const shell = new RecordingShell(responses);
   const a = new HypervAdapter(shell, { cluster: 'prod-hv', hosts: HOSTS, failoverCluster: true, progressIntervalMs: 20, lingerCheckDelayMs: 10, ...over });
   return { a, shell };
-}
-
-async function rejection(p: Promise<unknown>): Promise<AdapterError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AdapterError);
-  return err as AdapterError;
-}
-
-/**
- * PowerShell's own reading of a single-quoted literal starting at `from`: any of ' ‘ ’ ‚ ‛
- * ends it unless doubled. Returns the value and where the literal ended.
- */
-function readPsLiteral(text: string, from: number): { value: string; end: number } {
-  const isQ = (c: string | undefined): boolean => c !== undefined && /['\u2018\u2019\u201A\u201B]/.test(c);
-  if (!isQ(text[from])) throw new Error(`no literal at ${from}`);
-  let value = '';
-  for (let i = from + 1; i < text.length; i++) {
-    const c = text[i]!;
-    if (isQ(c)) {
-      if (isQ(text[i + 1])) {
-        value += c;
-        i++;
-        continue;
-      }
-      return { value, end: i + 1 };
-    }
-    value += c;
-  }
-  throw new Error('unterminated literal');
 }
 
 const HOSTILE = [

@@ -11,24 +11,15 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LibvirtAdapter } from '../../src/adapters/libvirt/index.js';
 import { SshRemoteShell } from '../../src/adapters/ssh/index.js';
-import { AdapterError } from '../../src/adapters/types.js';
 import { findStalePorts } from '../../src/core/stale-ports.js';
 import { silentLogger } from '../../src/log.js';
 import { VIRSH_TESTDRIVER, writeFleet, type FleetHost } from '../fixtures/libvirt/fleet.js';
 import { findProgram, requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
+import { rejection } from '../support/rejection.js';
 
 const ok = requirePeer('sshd', sshdAvailable(), 'openssh-server is needed') && requirePeer('virsh', findProgram('virsh') !== null, 'libvirt-clients (virsh) is needed for the libvirt adapter tests');
 const HOSTS = ['kvm01', 'kvm02', 'kvm03'];
 const PREFIX = `ferry-test-libvirt-${process.pid}`;
-
-async function rejection(p: Promise<unknown>): Promise<AdapterError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AdapterError);
-  return err as AdapterError;
-}
 
 describe.skipIf(!ok)('libvirt adapter over real sshd + virsh test driver', () => {
   let peer: SshdPeer;

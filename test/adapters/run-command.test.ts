@@ -24,15 +24,8 @@ import { AdapterError, UnsupportedError } from '../../src/adapters/types.js';
 import { RecordingShell } from '../fixtures/hyperv/fake-shell.js';
 import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
 import { eventually } from '../support/wait.js';
-
-async function rejection(p: Promise<unknown>): Promise<AdapterError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AdapterError);
-  return err as AdapterError;
-}
+import { rejection } from '../support/rejection.js';
+import { readPsLiteral } from '../support/powershell.js';
 
 describe('lab runCommand', () => {
   let rt: Runtime;
@@ -90,25 +83,6 @@ describe('vSphere runCommand', () => {
     await a.close();
   });
 });
-
-/** PowerShell's reading of the single-quoted literal starting at `from` (any of ' ‘ ’ ‚ ‛ ends it unless doubled). */
-function readPsLiteral(text: string, from: number): { value: string; end: number } {
-  const isQ = (c: string | undefined): boolean => c !== undefined && /['\u2018\u2019\u201A\u201B]/.test(c);
-  let value = '';
-  for (let i = from + 1; i < text.length; i++) {
-    const c = text[i]!;
-    if (isQ(c)) {
-      if (isQ(text[i + 1])) {
-        value += c;
-        i++;
-        continue;
-      }
-      return { value, end: i + 1 };
-    }
-    value += c;
-  }
-  throw new Error('unterminated literal');
-}
 
 describe('Hyper-V runCommand (decoded PowerShell)', () => {
   const envelope = (exit: number) => JSON.stringify({ ok: true, data: { ExitCode: exit, Seconds: 1.5 } });

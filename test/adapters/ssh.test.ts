@@ -9,25 +9,16 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshRemoteShell, execChecked, type SshSettings, type SshShellOptions } from '../../src/adapters/ssh/index.js';
-import { AdapterError } from '../../src/adapters/types.js';
 import { requirePeer, sshdAvailable, startSshd, type SshdPeer } from '../support/sshd.js';
 import { eventually } from '../support/wait.js';
 import { timeBound } from '../support/speed.js';
+import { rejection } from '../support/rejection.js';
 
 const haveSshd = requirePeer('sshd', sshdAvailable(), 'openssh-server (sshd) and ssh-keygen are needed for the SSH layer tests');
 
 function fingerprintOf(pubFile: string): string {
   const out = spawnSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', pubFile], { encoding: 'utf8' }).stdout;
   return out.split(/\s+/)[1]!;
-}
-
-async function rejection(p: Promise<unknown>): Promise<AdapterError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AdapterError);
-  return err as AdapterError;
 }
 
 describe.skipIf(!haveSshd)('SshRemoteShell over a real sshd', () => {
