@@ -27,6 +27,7 @@ import { findStalePorts } from '../../src/core/stale-ports.js';
 import { RecordingShell, fixture, type Responder } from '../fixtures/hyperv/fake-shell.js';
 import { rejection } from '../support/rejection.js';
 import { readPsLiteral } from '../support/powershell.js';
+import { eventually } from '../support/wait.js';
 
 const HOSTS = ['hyp01', 'hyp02', 'hyp03'];
 
@@ -667,19 +668,25 @@ describe('migrateVm', () => {
 
   it('cancel: the abort signal terminates the Msvm_MigrationJob and the move reports cancelled', async () => {
     let cancelled = false;
+    const ac = new AbortController();
     const { a, shell } = adapter({
       'vm-facts': { fixture: 'vm-facts.json' },
+      // The move runs until Ferry stops the job.
       'migrate-vm': async () => {
-        for (let i = 0; i < 100 && !cancelled; i++) await new Promise((r) => setTimeout(r, 10));
+        await eventually(() => cancelled, 'the migration job to be stopped');
         return { stdout: JSON.stringify({ ok: false, error: { code: 'powershell', message: 'The operation was cancelled.' } }), code: 1 };
       },
       'migration-progress': { fixture: 'migration-progress.json' },
       'cancel-migration': () => ((cancelled = true), { fixture: 'cancel-migration.json' }),
     });
-    const ac = new AbortController();
-    setTimeout(() => ac.abort(), 60);
     const progress: MigrateProgress[] = [];
-    const err = await rejection(a.migrateVm(req, (p) => progress.push(p), { signal: ac.signal }));
+    // The user cancels once a progress poll shows the move under way (not after a guessed 60 ms,
+    // which a slow machine spends before the move starts).
+    const onProgress = (p: MigrateProgress): void => {
+      progress.push(p);
+      if (p.phase === 'Moving Virtual Machine') ac.abort();
+    };
+    const err = await rejection(a.migrateVm(req, onProgress, { signal: ac.signal }));
     expect(err).toMatchObject({ code: 'cancelled', host: 'hyp01' });
     expect(err.message).toMatch(/sql01 stays on hyp01/);
     expect(shell.byMarker('cancel-migration')).toHaveLength(1);

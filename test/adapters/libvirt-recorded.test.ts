@@ -15,6 +15,7 @@ import { parseDomjobinfo } from '../../src/adapters/libvirt/parse.js';
 import type { ExecOptions, ExecResult, RemoteShell } from '../../src/adapters/ssh/types.js';
 import { AdapterError, UnsupportedError, type MigrateProgress } from '../../src/adapters/types.js';
 import { silentLogger } from '../../src/log.js';
+import { eventually } from '../support/wait.js';
 
 const REC = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/libvirt/recorded');
 const rec = (f: string): string => fs.readFileSync(path.join(REC, f), 'utf8');
@@ -153,11 +154,13 @@ describe('libvirt adapter on recorded virsh outputs (fake RemoteShell: the test 
 
   it('live-migrates with seed 002 vHBA pairs: secondary off the source, onto the target, migrate, primary destroyed, pair swapped', async () => {
     const fake = new FakeVirsh();
+    const progress: MigrateProgress[] = [];
     fake.migrate = async () => {
-      await new Promise((r) => setTimeout(r, 120)); // long enough for domjobinfo polls
+      // Returns once a domjobinfo poll has been read as progress, however slow the machine (a
+      // guessed 120 ms missed every poll under load).
+      await eventually(() => progress.some((p) => p.phase === 'migrating memory'), 'a domjobinfo poll read as progress');
       return ok('\n');
     };
-    const progress: MigrateProgress[] = [];
     const res = await make(fake).migrateVm({ vm: 'web01', source: 'kvm01', target: 'kvm02', mode: 'live' }, (p) => progress.push(p));
     expect(res).toMatchObject({ vm: 'web01', host: 'kvm02' });
     expect(res.lingeringPorts).toBeUndefined();
@@ -198,8 +201,9 @@ describe('libvirt adapter on recorded virsh outputs (fake RemoteShell: the test 
   it('cancels through AbortSignal with domjobabort, then rolls back', async () => {
     const fake = new FakeVirsh();
     fake.migrate = async () => {
-      for (let i = 0; i < 100 && !fake.aborted; i++) await new Promise((r) => setTimeout(r, 10));
-      return fake.aborted ? fail('error: operation aborted: migration out job: canceled by client') : ok();
+      // Runs until Ferry aborts it (domjobabort), as a real migration would.
+      await eventually(() => fake.aborted, 'domjobabort');
+      return fail('error: operation aborted: migration out job: canceled by client');
     };
     const ac = new AbortController();
     const err = await make(fake)
