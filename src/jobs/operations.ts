@@ -33,6 +33,41 @@ export interface Operation {
   params: Record<string, unknown>;
 }
 
+/**
+ * Every Redis key an operation owns besides its record, and what it holds. Workflows ask the
+ * store for them (Operations.keyOf), so one list says what a job leaves in Redis.
+ */
+export const OP_KEY_PARTS = [
+  /** Who asked it to stop (requestCancel). */
+  'cancel',
+  /** Per-host or per-item results (sweeps, removals). */
+  'results',
+  /** The frozen plan a drain's Start and approval bind to. */
+  'plan',
+  /** Per-VM state of a drain/restore/migrate (what a resumed job reads first). */
+  'vms',
+  /** Migration percent per VM, for the card. */
+  'pct',
+  /** VMs saved in place (save-non-ha). */
+  'saved',
+  /** Runs of a step (a second run is a resume), per round for a drain. */
+  'runs',
+  /** Start recorded once (drain/migrate), or a sweep's start marker. */
+  'started',
+  /** The one decision per hold round (rollback / retry / skip). */
+  'decision',
+  /** VMs with a migration in flight, by run token (drain/steps.ts inFlight). */
+  'inflight',
+  /** Ports a removal has tried (a re-run does not try them twice). */
+  'attempted',
+  /** The approval request a sweep's Remove button asked for, once. */
+  'removal-request',
+  /** A sweep's streamed CSV reports. */
+  'csv',
+] as const;
+
+export type OpKeyPart = (typeof OP_KEY_PARTS)[number];
+
 export class Operations {
   /** rt.newConnection(): closed with the runtime. */
   private readonly tx: OptimisticTx;
@@ -43,6 +78,11 @@ export class Operations {
 
   private key(id: number): string {
     return this.rt.key('op', id);
+  }
+
+  /** The key of one of the operation's parts (OpKeyPart says what each holds). */
+  keyOf(id: number | string, part: OpKeyPart, ...rest: (string | number)[]): string {
+    return this.rt.key('op', id, part, ...rest);
   }
 
   async create(op: Omit<Operation, 'id' | 'status' | 'createdAt'>): Promise<Operation> {
@@ -101,7 +141,7 @@ export class Operations {
   }
 
   private cancelKey(id: number | string): string {
-    return this.rt.key('op', id, 'cancel');
+    return this.keyOf(id, 'cancel');
   }
 
   async incr(id: number, field: string, by = 1): Promise<number> {
@@ -131,11 +171,11 @@ export class Operations {
 
   /** Per-item results (host or VM -> JSON). */
   async setResult(id: number, item: string, value: unknown): Promise<void> {
-    await this.rt.redis.hset(this.rt.key('op', id, 'results'), item, JSON.stringify(value));
+    await this.rt.redis.hset(this.keyOf(id, 'results'), item, JSON.stringify(value));
   }
 
   async results<T>(id: number): Promise<Record<string, T>> {
-    const all = await this.rt.redis.hgetall(this.rt.key('op', id, 'results'));
+    const all = await this.rt.redis.hgetall(this.keyOf(id, 'results'));
     return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as T]));
   }
 

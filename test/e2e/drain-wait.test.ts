@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
 import { readLock } from '../../src/jobs/drain/locks.js';
-import type { Operation } from '../../src/jobs/operations.js';
+import { OP_KEY_PARTS, type Operation } from '../../src/jobs/operations.js';
 import { drainLabYaml, setHostVms } from '../support/drain-support.js';
 
 let h: Harness | undefined;
@@ -56,5 +56,19 @@ describe('a plan waiting for Start', () => {
     expect(ended.status).toBe('cancelled');
     await h.waitForText('the plan expired before anyone started it');
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
+  });
+});
+
+describe('the operation store', () => {
+  it('owns every key a drain leaves under its operation', async () => {
+    h = await makeHarness({ yaml: withExpiry('30m') });
+    await setHostVms(h.deps, 'hyp03', 2);
+    const op = await planned(h, 'drain hyp03');
+    await h.run(`start ${op.id}`);
+    expect((await h.waitForOp(op.id)).status).toBe('succeeded');
+    const keys = await h.rt.redis.keys(`${h.rt.prefix}:op:${op.id}:*`);
+    expect(keys.length).toBeGreaterThan(0);
+    const parts = keys.map((k) => k.slice(`${h!.rt.prefix}:op:${op.id}:`.length).split(':')[0]!);
+    expect(parts.filter((p) => !(OP_KEY_PARTS as readonly string[]).includes(p))).toEqual([]);
   });
 });

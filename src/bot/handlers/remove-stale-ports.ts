@@ -99,7 +99,7 @@ const removeClick = clickAction('remove-stale-ports', (value) => ({ name: 'remov
     return;
   }
   // One request per sweep at a time: a second click points at the first (the lock covers two at once).
-  const guard = deps.rt.key('op', op.id, 'removal-request');
+  const guard = deps.ops.keyOf(op.id, 'removal-request');
   if (!(await deps.rt.redis.set(`${guard}:lock`, ctx.user, 'PX', 15_000, 'NX'))) {
     await ctx.refuse(refusal(`A removal request for sweep ${op.id} is being prepared; see this thread.`));
     return;

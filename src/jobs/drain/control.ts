@@ -136,7 +136,7 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
     if (needs.approvals > 0) return `${label(op)} is waiting for its approval request; it appears in this thread in a moment.`;
     if (user !== op.requester) return `Only ${mention(op.requester)}, who asked for ${label(op)}, can start it.`;
     // Exactly once, however many clicks or retried deliveries arrive.
-    const first = await deps.rt.redis.set(deps.rt.key('op', op.id, 'started'), user, 'EX', 7 * 86_400, 'NX');
+    const first = await deps.rt.redis.set(deps.ops.keyOf(op.id, 'started'), user, 'EX', 7 * 86_400, 'NX');
     if (!first) return `${label(op)} is already started.`;
     await audit(deps.rt, { actor: user, kind: 'decision', action: `start job ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' });
     await deps.outbox.post(op.conv, message(`${mention(user)} started ${label(op)}.`));
@@ -146,7 +146,7 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
 
   if (stage !== 'held' || op.status !== 'waiting') return `${label(op)} is not waiting for a decision (it is ${stage || op.status}).`;
   const round = Number(op.params.round ?? 0);
-  const first = await deps.rt.redis.set(deps.rt.key('op', op.id, 'decision', round), `${decision}:${user}`, 'EX', 7 * 86_400, 'NX');
+  const first = await deps.rt.redis.set(deps.ops.keyOf(op.id, 'decision', round), `${decision}:${user}`, 'EX', 7 * 86_400, 'NX');
   if (!first) return `${label(op)} already has a decision for this failure.`;
   await audit(deps.rt, { actor: user, kind: 'decision', action: `${decision}${arg ? ` ${arg}` : ''} job ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' });
   await ctl.resume(deps, op, decision, arg);
@@ -234,7 +234,7 @@ export interface OpApprovalPlan {
 }
 
 function startedKey(deps: Deps, opId: number): string {
-  return deps.rt.key('op', opId, 'started');
+  return deps.ops.keyOf(opId, 'started');
 }
 
 /**

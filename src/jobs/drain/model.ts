@@ -46,7 +46,7 @@ export function drainParams(op: Operation): DrainParams {
 }
 
 export async function readPlan(deps: Deps, opId: number): Promise<DrainPlan | null> {
-  const raw = await deps.rt.redis.get(deps.rt.key('op', opId, 'plan'));
+  const raw = await deps.rt.redis.get(deps.ops.keyOf(opId, 'plan'));
   return raw ? (JSON.parse(raw) as DrainPlan) : null;
 }
 

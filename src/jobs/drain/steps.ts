@@ -39,13 +39,13 @@ export interface VmState {
 }
 
 export async function vmStates(deps: Deps, opId: number): Promise<Record<string, VmState>> {
-  const all = await deps.rt.redis.hgetall(deps.rt.key('op', opId, 'vms'));
+  const all = await deps.rt.redis.hgetall(deps.ops.keyOf(opId, 'vms'));
   return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as VmState]));
 }
 
 /** Fenced: a run that lost its job (fence.ts) does not write a VM's state. */
 export async function setVmState(deps: Deps, opId: number, s: VmState): Promise<void> {
-  await fencedEval(deps.rt.redis, 'fenced-hset', [deps.rt.key('op', opId, 'vms')], [s.name, JSON.stringify({ ...s, at: deps.rt.clock.now() })]);
+  await fencedEval(deps.rt.redis, 'fenced-hset', [deps.ops.keyOf(opId, 'vms')], [s.name, JSON.stringify({ ...s, at: deps.rt.clock.now() })]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * go (its call ended) or its beat stops advancing (it died), then claim it.
  */
 export async function inFlight<T>(deps: Deps, opId: number, vm: string, fn: () => Promise<T>): Promise<T> {
-  const key = deps.rt.key('op', opId, 'inflight');
+  const key = deps.ops.keyOf(opId, 'inflight');
   const token = currentFence()?.token ?? `local-${process.pid}-${Math.random().toString(36).slice(2)}`;
   let stale = '';
   for (;;) {
@@ -102,13 +102,13 @@ export async function inFlight<T>(deps: Deps, opId: number, vm: string, fn: () =
 
 /** Migration progress per VM (percent), for the card. */
 export async function setPercent(deps: Deps, opId: number, vm: string, pct: number | null): Promise<void> {
-  const k = deps.rt.key('op', opId, 'pct');
+  const k = deps.ops.keyOf(opId, 'pct');
   if (pct === null) await deps.rt.redis.hdel(k, vm);
   else await deps.rt.redis.hset(k, vm, String(pct));
 }
 
 export async function percents(deps: Deps, opId: number): Promise<Record<string, number>> {
-  const all = await deps.rt.redis.hgetall(deps.rt.key('op', opId, 'pct'));
+  const all = await deps.rt.redis.hgetall(deps.ops.keyOf(opId, 'pct'));
   return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, Number(v)]));
 }
 

@@ -182,7 +182,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     }),
     unreachable: errors,
   };
-  await deps.rt.redis.set(deps.rt.key('op', opId, 'plan'), JSON.stringify(plan));
+  await deps.rt.redis.set(deps.ops.keyOf(opId, 'plan'), JSON.stringify(plan));
   await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `drain ${p.host}: plan`, targets: [p.host, ...moves.map((m) => m.vm)], opId, outcome: ok ? 'ok' : 'refused', detail: plan.lines[0] });
 
   if (!ok) {
@@ -237,8 +237,8 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
   }
   const keeper = keepLocks(deps.rt, [p.host], opId, undefined, { owner: op.requester, op: 'drain' });
   try {
-    const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs', round));
-    await deps.rt.redis.expire(deps.rt.key('op', opId, 'runs', round), 30 * 86_400);
+    const runs = await deps.rt.redis.incr(deps.ops.keyOf(opId, 'runs', round));
+    await deps.rt.redis.expire(deps.ops.keyOf(opId, 'runs', round), 30 * 86_400);
     if (runs > 1) {
       const states = await vmStates(deps, opId);
       const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
@@ -483,7 +483,7 @@ interface SaveResult {
 }
 
 async function savedStates(deps: Deps, opId: number): Promise<Record<string, SaveResult>> {
-  const all = await deps.rt.redis.hgetall(deps.rt.key('op', opId, 'saved'));
+  const all = await deps.rt.redis.hgetall(deps.ops.keyOf(opId, 'saved'));
   return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v) as SaveResult]));
 }
 
@@ -497,7 +497,7 @@ async function saveInPlace(deps: Deps, op: Operation, plan: DrainPlan): Promise<
   const toSave = plan.stays.filter((s) => s.action === 'save');
   if (!toSave.length) return;
   const adapter = deps.rt.adapters.forHost(p.host);
-  const key = deps.rt.key('op', op.id, 'saved');
+  const key = deps.ops.keyOf(op.id, 'saved');
   for (const s of toSave) {
     let result: SaveResult;
     try {

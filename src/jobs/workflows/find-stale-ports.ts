@@ -71,11 +71,11 @@ async function sweepBatch(deps: Deps, job: Job): Promise<void> {
 
 async function sweepHost(deps: Deps, opId: number, host: string, total: number | undefined): Promise<void> {
   // The first host to start marks the operation running (one read of the record per sweep).
-  if (await deps.rt.redis.set(deps.rt.key('op', opId, 'started'), String(Date.now()), 'EX', 7 * 86_400, 'NX')) {
+  if (await deps.rt.redis.set(deps.ops.keyOf(opId, 'started'), String(Date.now()), 'EX', 7 * 86_400, 'NX')) {
     await deps.ops.patch(opId, { status: 'running', startedAt: Date.now() });
   }
   // Idempotent: a retried batch does not count its hosts twice.
-  const already = await deps.rt.redis.hexists(deps.rt.key('op', opId, 'results'), host);
+  const already = await deps.rt.redis.hexists(deps.ops.keyOf(opId, 'results'), host);
   if (already) return;
   let result: HostSweepResult;
   try {
@@ -88,7 +88,7 @@ async function sweepHost(deps: Deps, opId: number, host: string, total: number |
     result = { ok: false, error: errorText(e) };
     deps.rt.log.warn({ opId, host, err: e }, 'host could not be swept');
   }
-  const fresh = await deps.rt.redis.hsetnx(deps.rt.key('op', opId, 'results'), host, JSON.stringify(result));
+  const fresh = await deps.rt.redis.hsetnx(deps.ops.keyOf(opId, 'results'), host, JSON.stringify(result));
   if (!fresh) return;
   const { done } = await deps.ops.incrMany(opId, result.ok ? { done: 1, stale: result.stale.length } : { done: 1, unreachable: 1 });
   // The card moves in tenths (and at most once a second): Slack calls per sweep do not grow
@@ -179,11 +179,11 @@ class ReportTable {
  */
 export async function collectReport(deps: Deps, op: Operation, page = 500): Promise<SweepReport> {
   const { redis } = deps.rt;
-  const stale = new ReportTable(() => new TableFileWriter(redis, deps.rt.key('op', op.id, 'csv', 'stale'), STALE_COLUMNS));
-  const failed = new ReportTable(() => new TableFileWriter(redis, deps.rt.key('op', op.id, 'csv', 'failed'), FAILED_COLUMNS));
+  const stale = new ReportTable(() => new TableFileWriter(redis, deps.ops.keyOf(op.id, 'csv', 'stale'), STALE_COLUMNS));
+  const failed = new ReportTable(() => new TableFileWriter(redis, deps.ops.keyOf(op.id, 'csv', 'failed'), FAILED_COLUMNS));
   const staleHosts: string[] = [];
   const missing: string[] = [];
-  const key = deps.rt.key('op', op.id, 'results');
+  const key = deps.ops.keyOf(op.id, 'results');
   for (let i = 0; i < op.hosts.length; i += page) {
     const hosts = op.hosts.slice(i, i + page);
     const raws = await redis.hmget(key, ...hosts);

@@ -153,7 +153,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
   const keeper = keepLocks(deps.rt, hosts, opId, undefined, { owner: op.requester, op: 'migrate' });
   const cancel = watchCancel(deps, opId);
   try {
-    const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs'));
+    const runs = await deps.rt.redis.incr(deps.ops.keyOf(opId, 'runs'));
     if (runs > 1) await deps.outbox.post(op.conv, message(`Resumed job ${opId} after its worker stopped; checking where ${p.vm} is before doing anything.`));
     if (!op.startedAt) op = await deps.ops.patch(opId, { startedAt: deps.rt.clock.now() });
     const lostTo = await keeper.check();

@@ -64,7 +64,7 @@ async function checkAndRemove(deps: Deps, request: ApprovalRequest<PlannedPort[]
   }
   const present = inv.virtualPorts.find((p) => p.wwpn === port.wwpn);
   // Set just before the adapter call: a port gone after a crash mid-call was removed by us.
-  const attemptedKey = deps.rt.key('op', opId, 'attempted');
+  const attemptedKey = deps.ops.keyOf(opId, 'attempted');
   if (!present && (await deps.rt.redis.hexists(attemptedKey, String(n)))) {
     await auditPort('ok', `confirmed gone on re-check after Ferry was interrupted mid-removal; fabric ${port.fabric}, HBA ${port.hba}`);
     return { ...base, outcome: 'removed', reason: 'confirmed gone after Ferry was interrupted during its removal' };
@@ -151,7 +151,7 @@ async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
   await refreshCard(deps, opId, { force: true });
 
   const total = request.plan.length;
-  const resultsKey = deps.rt.key('op', opId, 'results');
+  const resultsKey = deps.ops.keyOf(opId, 'results');
   // Per-port results go to the card (one edit a second at most); the thread gets milestones:
   // a message per quarter of the plan with the lines of its ports, so 100 ports are 4 posts,
   // not 100 paced at Slack's one message a second per channel.

@@ -63,7 +63,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
   }
   const keeper = keepLocks(deps.rt, [host], opId, undefined, { owner: op.requester, op: 'restore' });
   try {
-    const runs = await deps.rt.redis.incr(deps.rt.key('op', opId, 'runs'));
+    const runs = await deps.rt.redis.incr(deps.ops.keyOf(opId, 'runs'));
     if (runs > 1) await deps.outbox.post(op.conv, message(`Resumed job ${opId} after its worker stopped; carrying on from the hosts' real state.`));
     if (!op.startedAt) op = await deps.ops.patch(opId, { status: 'running', startedAt: deps.rt.clock.now() });
     const ledger = await readLedger(deps.rt, host);
