@@ -221,7 +221,7 @@ describe.skipIf(!ok)('live migration on two real libvirt hosts', () => {
     expect((await readLedger(h.rt, 'lv01'))?.status).toBe('restored');
   }, 600_000);
 
-  it('a failing nodedev-list does not hide a host: status says NPIV could not be read, migrate still works', async () => {
+  it('a failing nodedev-list does not hide a host: status says NPIV could not be read, migrate and drain still work', async () => {
     await pair.reset();
     // virsh on the hosts, except that nodedev-list fails as on a host whose udev/nodedev driver is broken.
     const wrapper = path.join(pair.base, 'virsh-no-nodedev.sh');
@@ -238,5 +238,12 @@ describe.skipIf(!ok)('live migration on two real libvirt hosts', () => {
     text = h.transcript();
     expect(done.status, text).toBe('succeeded');
     expect(on('b', 'lvguest')).toEqual({ state: 'running', persistent: true });
+    // And a drain: lv02's only VM goes back to lv01 with nodedev-list still failing.
+    const drain = await h.planned('drain lv02', { timeoutMs: slow });
+    await h.run(`start ${drain.id}`);
+    const drained = await h.waitForOp(drain.id, slow * 2);
+    expect(drained.status, h.transcript()).toBe('succeeded');
+    expect(on('a', 'lvguest')).toEqual({ state: 'running', persistent: true });
+    expect(pair.domains('b')).toEqual([]);
   }, 300_000);
 });
