@@ -370,6 +370,25 @@ export function adapterErrorCode(raw: string | null | undefined, fallback: Adapt
   return typeof raw === 'string' && Object.hasOwn(KIND_OF, raw) ? (raw as AdapterErrorCode) : fallback;
 }
 
+/** What a failed call says about its host, by kind: the one place an error kind becomes words. */
+const KIND_SENTENCE: Record<AdapterErrorKind, (host: string) => string> = {
+  unreachable: (h) => `${h} did not answer`,
+  timeout: (h) => `${h} did not answer in time`,
+  auth: (h) => `${h} refused Ferry's login or its host key did not match`,
+  'not-found': (h) => `${h} answered, but what Ferry asked for is not there`,
+  conflict: (h) => `${h} answered, but is not in a state that allows it`,
+  cancelled: (h) => `the call to ${h} was cancelled`,
+  invalid: (h) => `Ferry did not send the call to ${h}: its input was refused`,
+  unsupported: (h) => `${h}'s platform cannot do it`,
+  malformed: (h) => `${h} answered something Ferry could not read`,
+  platform: (h) => `${h} answered with an error`,
+};
+
+/** "hyp03 did not answer", "esx02 refused Ferry's login…": the lead of a sentence about a host whose call failed. */
+export function hostFailureLead(host: string, e: unknown): string {
+  return KIND_SENTENCE[e instanceof AdapterError ? e.kind : 'unreachable'](host);
+}
+
 /** A failure talking to a hypervisor, attributed to a host and an operation. */
 export class AdapterError extends Error {
   constructor(

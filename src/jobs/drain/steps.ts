@@ -5,7 +5,7 @@
  * entered again. Every mutating adapter call is audited with its outcome.
  */
 import { REMOVE_PORTS_ACTION } from '../workflows/find-stale-ports.js';
-import { AdapterError, type HostFacts, type MigrateProgress, type VirtualPort, type VmFacts } from '../../adapters/types.js';
+import { AdapterError, hostFailureLead, type HostFacts, type MigrateProgress, type VirtualPort, type VmFacts } from '../../adapters/types.js';
 import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
 import { assertFence, currentFence, fencedEval, isFencedOut } from '../fence.js';
@@ -116,12 +116,17 @@ export async function percents(deps: Deps, opId: number): Promise<Record<string,
 // Reading real state
 
 /** Host facts of every host of a cluster that answers (unreachable ones are left out, with their error). */
-export async function clusterFacts(deps: Deps, cluster: string): Promise<{ facts: HostFacts[]; vms: Record<string, VmFacts[]>; errors: Record<string, string> }> {
+export async function clusterFacts(
+  deps: Deps,
+  cluster: string,
+): Promise<{ facts: HostFacts[]; vms: Record<string, VmFacts[]>; errors: Record<string, string>; leads: Record<string, string> }> {
   const hosts = deps.rt.inventory.clusters[cluster] ?? [];
   const adapter = deps.rt.adapters.forCluster(cluster);
   const facts: HostFacts[] = [];
   const vms: Record<string, VmFacts[]> = {};
   const errors: Record<string, string> = {};
+  /** Per failed host, what its failure says about it (hostFailureLead: not every failure is silence). */
+  const leads: Record<string, string> = {};
   await Promise.all(
     hosts.map(async (h) => {
       try {
@@ -130,11 +135,12 @@ export async function clusterFacts(deps: Deps, cluster: string): Promise<{ facts
         vms[h] = v;
       } catch (e) {
         errors[h] = errorText(e);
+        leads[h] = hostFailureLead(h, e);
       }
     }),
   );
   facts.sort((a, b) => (a.name < b.name ? -1 : 1));
-  return { facts, vms, errors };
+  return { facts, vms, errors, leads };
 }
 
 /**

@@ -95,7 +95,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
 
   // Redis's time before the facts are read: moves of other drains that ended later are not in them yet.
   const factsAt = await redisNow(deps.rt);
-  const { facts, vms, errors } = await clusterFacts(deps, p.cluster);
+  const { facts, vms, errors, leads } = await clusterFacts(deps, p.cluster);
   // Whatever the thread hears goes under the card, which was posted while the facts were read.
   op = (await withCard(deps, opId)) ?? op;
   const host = facts.find((f) => f.name === p.host);
@@ -166,7 +166,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
       ...(pathProblems.length ? [`${p.host} cannot be drained: live migration from it does not work to ${plural(pathProblems.length, 'planned target')}.`, ...pathProblems.map((m) => `  ${m}`)] : []),
       ...renderDrainPrecheck(pre),
       ...(pre.verdicts.some((v) => v.action === 'refuse' && !v.ha) ? [`To save the running non-HA VMs in place instead, add save-non-ha: drain ${p.host} save-non-ha (an approver must start it).`] : []),
-      ...Object.entries(errors).map(([h, e]) => `${h} did not answer and is not a candidate target (${e}).`),
+      ...Object.entries(errors).map(([h, e]) => `${leads[h] ?? `${h} did not answer`} and is not a candidate target (${e}).`),
       ...reservedLines,
       ...snapshot.flatMap((v) => {
         const a = homeOf(v);
