@@ -16,7 +16,8 @@ import { configRedactor } from './chat/redact.js';
 import { assertFence } from './jobs/fence.js';
 import { ConsoleSurface } from './bot/console/surface.js';
 import { tableFileLines } from './jobs/table-file.js';
-import { SlackSurface, createWebClient } from './bot/slack/surface.js';
+import { SlackSurface, createOutboxClient, createWebClient } from './bot/slack/surface.js';
+import { OutboxSender, SlackOutbox, outboxOptions } from './bot/slack/outbox.js';
 import { SlackBudget } from './bot/slack/budget.js';
 import { buildRouter, type ChatDeps, type ChatWorkflow } from './bot/router.js';
 // Job side
@@ -68,6 +69,10 @@ export const CHAT: readonly ChatWorkflow[] = [helpChat, inventoryChat, jobsChat,
 
 export interface Ferry extends ChatDeps {
   slack?: SlackSurface;
+  /** Durable Slack output (bot/slack/outbox.ts): what the SurfaceRouter sends Slack messages through. */
+  slackOutbox?: SlackOutbox;
+  /** This process's outbox senders (started with the process, stopped by close()). */
+  slackSender?: OutboxSender;
   close(): Promise<void>;
 }
 
@@ -89,8 +94,15 @@ export function createFerry(rt: Runtime, _mode: Mode, opts: FerryOptions = {}): 
   const slack = env.SLACK_BOT_TOKEN
     ? new SlackSurface(createWebClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL), new SlackBudget(rt.redis, rt.prefix), rt.log.child({ part: 'slack' }), rt.metrics, (file) => tableFileLines(rt.redis, file))
     : undefined;
+  const slackOutbox = env.SLACK_BOT_TOKEN ? new SlackOutbox(rt.redis, rt.prefix, outboxOptions(env)) : undefined;
+  // Every process with a token sends what any process queued; work only ever waits on Redis.
+  const slackSender =
+    slackOutbox && env.SLACK_BOT_TOKEN
+      ? new OutboxSender(slackOutbox, rt.newConnection(), createOutboxClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL, Math.min(10_000, slackOutbox.opts.leaseMs / 3)), slack!, rt.log.child({ part: 'slack-outbox' }), rt.metrics)
+      : undefined;
+  slackSender?.start();
   let warned = false;
-  const outbox = new SurfaceRouter({ slack, console: new ConsoleSurface(rt.redis, rt.prefix) }, () => {
+  const outbox = new SurfaceRouter({ slack: slackOutbox, console: new ConsoleSurface(rt.redis, rt.prefix) }, () => {
     if (!warned) rt.log.error('an operation belongs to a Slack conversation but this process has no SLACK_BOT_TOKEN; its messages are dropped (results stay in Redis)');
     warned = true;
   }, () => assertFence(rt.redis), configRedactor(rt.config));
@@ -99,7 +111,10 @@ export function createFerry(rt: Runtime, _mode: Mode, opts: FerryOptions = {}): 
     ...deps,
     router: buildRouter(parts.chat),
     slack,
+    slackOutbox,
+    slackSender,
     async close() {
+      await slackSender?.stop();
       await queues.close();
     },
   };

@@ -63,7 +63,9 @@ async function requestVia(f: SlackFerry, hosts: string): Promise<{ rec: Approval
   const rec = await withCard(f.h, String(seq0 + 1));
   const value = buttonsOf(card).find((b) => b.action_id === 'ferry:approve')!.value!;
   const conv = rec.meta.conv;
-  return { rec, value, where: { messageTs: rec.meta.cardRef!.ts, threadTs: conv.surface === 'slack' ? conv.threadTs! : '' } };
+  // A click carries Slack's ts of the card and its thread; Ferry knows them by outbox refs.
+  const slackTs = async (ts: string) => (await f.h.waitFor(() => f.h.deps.slackOutbox!.resolve({ channel: 'C0OPS', ts }), `Slack's ts for ${ts}`)).ts;
+  return { rec, value, where: { messageTs: await slackTs(rec.meta.cardRef!.ts), threadTs: conv.surface === 'slack' ? await slackTs(conv.threadTs!) : '' } };
 }
 
 /** The request once its card is recorded (the post returns before the store notes where it went). */
@@ -130,7 +132,7 @@ describe('done means, Slack path', () => {
     expect(approveBtn.confirm).toMatchObject({ confirm: { text: 'Remove 2 ports' }, deny: { text: 'Back' } });
     const seq = (await h.rt.redis.get(h.rt.key('approval', 'seq')))!;
     const rec = await withCard(h, seq);
-    const cardTs = rec.meta.cardRef!.ts;
+    const cardTs = (await h.waitFor(() => h.deps.slackOutbox!.resolve(rec.meta.cardRef!), "the card's Slack ts")).ts;
 
     // 3. Alice approves her own request: one ephemeral sentence, nothing changes.
     t0 = Date.now();
@@ -238,6 +240,7 @@ describe('abuse cases over the real receiver', () => {
     expect(decisions).toHaveLength(1);
     for (const p of rec.request.plan) expect((await queryAudit(f.h.rt, p.wwpn)).filter((e) => e.kind === 'adapter' && e.outcome === 'ok')).toHaveLength(1);
     // The retries were dropped before any handler: no "already approved" ephemeral either.
+    await waitCall(f.h, t0, 'the approval sentence', (c) => c.method === 'chat.postMessage' && String(c.body.text).startsWith('Approved by'));
     expect(since(t0).filter((c) => c.method === 'chat.postEphemeral')).toEqual([]);
     expect(since(t0).filter((c) => c.method === 'chat.postMessage' && String(c.body.text).startsWith('Approved by'))).toHaveLength(1);
   });
@@ -255,6 +258,7 @@ describe('abuse cases over the real receiver', () => {
     expect(op.status).toBe('succeeded');
     const eph = await waitCall(f.h, t0, 'loser told', (c) => c.method === 'chat.postEphemeral');
     expect(String(eph.body.text)).toMatch(/^Already approved by <@U0(BOB|CAROL)>(| and carried out); nothing to do\.$/);
+    await waitCall(f.h, t0, 'the approval sentence', (c) => c.method === 'chat.postMessage' && String(c.body.text).startsWith('Approved by'));
     expect(since(t0).filter((c) => c.method === 'chat.postMessage' && String(c.body.text).startsWith('Approved by'))).toHaveLength(1);
     for (const p of rec.request.plan) expect((await queryAudit(f.h.rt, p.wwpn)).filter((e) => e.kind === 'adapter' && e.outcome === 'ok')).toHaveLength(1);
   });

@@ -42,7 +42,8 @@ describe('Slack: the card beside the work, answers in the ack', () => {
         const [o] = await h.deps.ops.recent(1);
         return o && o.title === 'find stale ports hyp01..hyp12' && (await h.rt.redis.hlen(h.rt.key('op', o.id, 'results'))) === 12 ? o : undefined;
       }, 'all 12 hosts swept');
-      expect(op.cardRef).toBeUndefined();
+      // The card is queued in the outbox (its ref is known), not yet in Slack.
+      expect(await h.deps.slackOutbox!.resolve(op.cardRef!)).toBeNull();
       expect(since(t0, (c) => c.method === 'chat.postMessage')).toHaveLength(0);
       release();
       released = true;
@@ -53,11 +54,11 @@ describe('Slack: the card beside the work, answers in the ack', () => {
       const card = topLevel[0]!;
       expect(JSON.stringify(card.body.blocks)).toContain('find stale ports hyp01..hyp12 → 12 hosts: hyp01…hyp12');
       const done = await h.deps.ops.get(op.id);
-      expect(done?.cardRef?.ts).toBeDefined();
-      expect(summary.body.thread_ts).toBe(done!.cardRef!.ts);
+      const cardTs = (await h.deps.slackOutbox!.resolve(done!.cardRef!))?.ts;
+      expect(summary.body.thread_ts).toBe(cardTs);
       expect(posts).toHaveLength(2);
-      // The final card says done.
-      await h.waitFor(async () => since(t0, (c) => c.method === 'chat.update' && /12\/12 hosts/.test(String(c.body.text)) && JSON.stringify(c.body.blocks).includes('done in')).at(0), 'final card');
+      // The final card says done: the sweep ended while the card waited, so the card went with its final state.
+      await h.waitFor(async () => since(t0, (c) => (c.method === 'chat.update' || c === card) && /12\/12 hosts/.test(String(c.body.text)) && JSON.stringify(c.body.blocks).includes('done in')).at(0), 'final card');
       expect(slack.rateLimited()).toEqual([]);
     } finally {
       if (!released) release();

@@ -7,7 +7,13 @@
  *     with `invalid_blocks`, and 40,000 characters of text (`msg_too_long`);
  *   - files.getUploadURLExternal → upload URL → files.completeUploadExternal;
  *   - response_url posts (slash-command follow-ups), at `responseUrl`.
- * `hold(method)` keeps a method's answers back until released (Slack being slow).
+ * `hold(method)` keeps a method's answers back until released (Slack being slow); with
+ * `{ afterEffect: true }` the call takes effect first (the post is in the channel) and only the
+ * answer is held (Slack's answer lost on the way back).
+ * `outage('503' | 'refuse')` makes Slack fail until the returned end() is called: every Web
+ * API call answered HTTP 503, or the port closed (connection refused) and opened again after.
+ * Posted messages are kept with their metadata: conversations.history / conversations.replies
+ * answer from them (include_all_metadata), as Slack does.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -80,6 +86,14 @@ export function blockKitViolation(blocks: unknown): string | null {
   return null;
 }
 
+export interface PostedMessage {
+  channel: string;
+  ts: string;
+  thread_ts?: string;
+  text: string;
+  metadata?: { event_type?: string; event_payload?: Record<string, unknown> };
+}
+
 export interface SlackStandin {
   url: string;
   /** Base of response_url values handed to slash commands. */
@@ -88,7 +102,11 @@ export interface SlackStandin {
   /** Calls answered 429. */
   rateLimited(): StandinCall[];
   /** Hold every answer to `method` until the returned release() is called. */
-  hold(method: string): () => void;
+  hold(method: string, opts?: { afterEffect?: boolean }): () => void;
+  /** Slack fails (HTTP 503 on every Web API call, or connection refused) until end(). */
+  outage(mode: '503' | 'refuse'): () => Promise<void>;
+  /** Messages in the channel (top-level and replies) as Slack keeps them. */
+  posted: PostedMessage[];
   close(): Promise<void>;
 }
 
@@ -122,7 +140,9 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
   const limits = { ...STANDIN_LIMITS, ...opts.limits };
   const calls: StandinCall[] = [];
   const buckets = new Map<string, { tokens: number; at: number }>();
-  const held = new Map<string, Promise<void>>();
+  const held = new Map<string, { gate: Promise<void>; afterEffect: boolean }>();
+  const posted: PostedMessage[] = [];
+  let failing: '503' | null = null;
   let seq = 0;
   let fileSeq = 0;
   let port = 0;
@@ -153,8 +173,23 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
     switch (method) {
       case 'auth.test':
         return { ok: true, user_id: 'UFERRY', bot_id: 'BFERRY', team_id: 'T1' };
-      case 'chat.postMessage':
-        return { ok: true, channel: body.channel, ts: `${1_700_000_000 + ++seq}.000100`, message: { text: body.text } };
+      case 'chat.postMessage': {
+        // Like Slack's: the current epoch second, unique within it.
+        const ts = `${Math.floor(Date.now() / 1000)}.${String(++seq).padStart(6, '0')}`;
+        const metadata = typeof body.metadata === 'string' ? (JSON.parse(body.metadata) as PostedMessage['metadata']) : (body.metadata as PostedMessage['metadata']);
+        posted.push({ channel: String(body.channel), ts, ...(body.thread_ts ? { thread_ts: String(body.thread_ts) } : {}), text: String(body.text ?? ''), ...(metadata ? { metadata } : {}) });
+        return { ok: true, channel: body.channel, ts, message: { text: body.text } };
+      }
+      case 'conversations.history': {
+        const oldest = Number(body.oldest ?? 0);
+        const messages = posted.filter((m) => m.channel === body.channel && !m.thread_ts && Number(m.ts) >= oldest).reverse();
+        return { ok: true, messages: messages.map((m) => ({ type: 'message', ts: m.ts, text: m.text, ...(body.include_all_metadata && m.metadata ? { metadata: m.metadata } : {}) })) };
+      }
+      case 'conversations.replies': {
+        const oldest = Number(body.oldest ?? 0);
+        const messages = posted.filter((m) => m.channel === body.channel && (m.ts === body.ts || m.thread_ts === body.ts) && Number(m.ts) >= oldest);
+        return { ok: true, messages: messages.map((m) => ({ type: 'message', ts: m.ts, thread_ts: m.thread_ts ?? m.ts, text: m.text, ...(body.include_all_metadata && m.metadata ? { metadata: m.metadata } : {}) })) };
+      }
       case 'chat.update':
         return { ok: true, channel: body.channel, ts: body.ts };
       case 'chat.postEphemeral':
@@ -198,6 +233,12 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
         return;
       }
       const method = url.replace(/^\/api\//, '').replace(/\?.*$/, '');
+      if (failing) {
+        calls.push({ method, body, at, status: 503, error: 'outage' });
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('Service Unavailable');
+        return;
+      }
       const wait = take(method, typeof body.channel === 'string' ? body.channel : typeof body.channel_id === 'string' ? body.channel_id : undefined);
       if (wait > 0) {
         calls.push({ method, body, at, status: 429, error: 'ratelimited' });
@@ -205,10 +246,11 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
         res.end(JSON.stringify({ ok: false, error: 'ratelimited' }));
         return;
       }
-      const gate = held.get(method);
-      if (gate) await gate;
+      const hold = held.get(method);
+      if (hold && !hold.afterEffect) await hold.gate;
       const out = answer(method, body);
       calls.push({ method, body, at, status: 200, error: out.ok ? undefined : String(out.error) });
+      if (hold?.afterEffect) await hold.gate;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(out));
     })().catch(() => {
@@ -223,9 +265,25 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
     responseUrl: `http://127.0.0.1:${port}/commands/`,
     calls,
     rateLimited: () => calls.filter((c) => c.status === 429),
-    hold(method) {
+    posted,
+    outage(mode) {
+      if (mode === '503') {
+        failing = '503';
+        return async () => {
+          failing = null;
+        };
+      }
+      // Connection refused: nobody listens on the port until the outage ends.
+      server.closeAllConnections();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      return async () => {
+        await closed;
+        await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+      };
+    },
+    hold(method, opts = {}) {
       let release!: () => void;
-      held.set(method, new Promise<void>((r) => (release = r)));
+      held.set(method, { gate: new Promise<void>((r) => (release = r)), afterEffect: Boolean(opts.afterEffect) });
       return () => {
         held.delete(method);
         release();

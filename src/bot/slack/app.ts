@@ -187,13 +187,17 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     }
   });
 
+  // A thread Ferry started is known by its outbox ref (bot/slack/outbox.ts), whatever ts Slack gave it.
+  const canonical = async (channel: string, ts: string | undefined): Promise<string | undefined> => (deps.slackOutbox ? deps.slackOutbox.canonical(channel, ts) : ts);
+
   // A mention has no response URL: its refusal is a reply in the mention's thread (as public as
   // the mention; no ephemeral call, which Slack paces per workspace and which fails to reach a
   // user where the message is gone).
   app.event('app_mention', async ({ event }) => {
     if (!event.user) return;
-    const conv: Conversation = { surface: 'slack', channel: event.channel, threadTs: event.thread_ts, user: event.user };
-    const underMention: Conversation = { ...conv, threadTs: event.thread_ts ?? event.ts };
+    const threadTs = await canonical(event.channel, event.thread_ts);
+    const conv: Conversation = { surface: 'slack', channel: event.channel, threadTs, user: event.user };
+    const underMention: Conversation = { ...conv, threadTs: threadTs ?? event.ts };
     await run(event.text, event.user, conv, undefined, { refuse: async (r) => void (await deps.outbox.post(underMention, message(r.sentence))) });
   });
 
@@ -201,7 +205,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   app.message(async ({ message: msg }) => {
     const m = msg as { channel_type?: string; subtype?: string; bot_id?: string; user?: string; text?: string; channel: string; thread_ts?: string };
     if (m.channel_type !== 'im' || m.subtype || m.bot_id || !m.user || !m.text) return;
-    const conv: Conversation = { surface: 'slack', channel: m.channel, threadTs: m.thread_ts, user: m.user };
+    const conv: Conversation = { surface: 'slack', channel: m.channel, threadTs: await canonical(m.channel, m.thread_ts), user: m.user };
     await run(m.text, m.user, conv, 'im', { refuse: async (r) => void (await deps.outbox.post(conv, message(r.sentence))) });
   });
 
@@ -212,14 +216,15 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     const a = action as { action_id: string; value?: string };
     const channel = b.channel?.id;
     if (!channel) return;
-    const conv: Conversation = { surface: 'slack', channel, user: b.user.id, threadTs: b.message?.thread_ts ?? b.message?.ts };
+    const conv: Conversation = { surface: 'slack', channel, user: b.user.id, threadTs: await canonical(channel, b.message?.thread_ts ?? b.message?.ts) };
+    const clicked = b.message ? await canonical(channel, b.message.ts) : undefined;
     try {
       // The click stands for a command: parsed, permitted (user, group, channel) and gated like a typed line.
       await handleClick(deps, a.action_id, {
         channel,
         user: b.user.id,
         conv,
-        message: b.message ? { channel, ts: b.message.ts } : undefined,
+        message: clicked ? { channel, ts: clicked } : undefined,
         value: a.value ?? '',
         groupMembers: await resolveUserGroups(rt, deps.slack?.client),
         refuse: (r) => deps.outbox.ephemeral(conv, message(r.sentence)),

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { WebClient, ErrorCode, LogLevel } from '@slack/web-api';
 import type { Logger } from '../../log.js';
 import type { Message, TableFile } from '../../chat/messages.js';
-import { renderSlack, renderSlackSingle } from '../render/slack.js';
+import { renderSlack, renderSlackSingle, type SlackRendering } from '../render/slack.js';
 import type { Conversation, MessageRef, Surface } from '../../chat/conversation.js';
 import type { SlackBudget } from './budget.js';
 import { logContext } from '../../log-context.js';
@@ -20,6 +20,21 @@ export function createWebClient(token: string, slackApiUrl?: string): WebClient 
     slackApiUrl: slackApiUrl ? slackApiUrl.replace(/\/?$/, '/') : undefined,
     rejectRateLimitedCalls: true,
     retryConfig: { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 2000 },
+    logLevel: LogLevel.ERROR,
+  });
+}
+
+/**
+ * The outbox's client: no retries of its own (the outbox retries with its lanes in order) and a
+ * request timeout well inside the outbox lease, so a slow answer is never mistaken for a dead sender.
+ */
+export function createOutboxClient(token: string, slackApiUrl: string | undefined, timeoutMs: number): WebClient {
+  return new WebClient(token, {
+    slackApiUrl: slackApiUrl ? slackApiUrl.replace(/\/?$/, '/') : undefined,
+    rejectRateLimitedCalls: true,
+    retryConfig: { retries: 0 },
+    timeout: timeoutMs,
+    attachOriginalToWebAPIRequestError: true,
     logLevel: LogLevel.ERROR,
   });
 }
@@ -87,33 +102,36 @@ export class SlackSurface implements Surface {
       if (!res) break;
     }
     const threadTs = conv.threadTs ?? first?.ts;
-    for (const file of rendered.files) {
-      const dest = threadTs ? { channel_id: channel, thread_ts: threadTs } : { channel_id: channel };
-      if ('stream' in file) await this.uploadStream(dest, file, context);
-      else await this.call('files.uploadV2', channel, () => this.client.filesUploadV2({ ...dest, filename: file.filename, title: file.title, content: file.content }), context);
-    }
+    for (const file of rendered.files) await this.upload(channel, threadTs, file, context);
     return first;
+  }
+
+  /** One file into a channel or thread (the outbox sends its files through here); false when it did not go. */
+  async upload(channel: string, threadTs: string | undefined, file: SlackRendering['files'][number], context: Record<string, unknown> = {}): Promise<boolean> {
+    const dest = threadTs ? { channel_id: channel, thread_ts: threadTs } : { channel_id: channel };
+    if ('stream' in file) return this.uploadStream(dest, file, context);
+    return (await this.call('files.uploadV2', channel, () => this.client.filesUploadV2({ ...dest, filename: file.filename, title: file.title, content: file.content }), context)) !== null;
   }
 
   /**
    * A long table's CSV, streamed from Redis into Slack's upload URL a page at a time (never whole
    * in memory): files.getUploadURLExternal with its length, the bytes, files.completeUploadExternal.
    */
-  private async uploadStream(dest: { channel_id: string; thread_ts?: string }, file: { filename: string; title: string; stream: TableFile }, context: Record<string, unknown>): Promise<void> {
+  private async uploadStream(dest: { channel_id: string; thread_ts?: string }, file: { filename: string; title: string; stream: TableFile }, context: Record<string, unknown>): Promise<boolean> {
     const channel = dest.channel_id;
     if (!this.fileLines) {
       this.log.error({ channel, file: file.filename, ...context }, 'a streamed table file cannot be read by this process; not attached');
-      return;
+      return true;
     }
     const url = await this.call('files.getUploadURLExternal', channel, () => this.client.files.getUploadURLExternal({ filename: file.filename, length: file.stream.bytes }), context);
-    if (!url?.upload_url || !url.file_id) return;
+    if (!url?.upload_url || !url.file_id) return false;
     try {
       await this.sendLines(url.upload_url, file.stream, this.fileLines);
     } catch (e) {
       this.log.error({ channel, file: file.filename, err: e, ...context }, 'Slack file upload failed');
-      return;
+      return false;
     }
-    await this.call('files.completeUploadExternal', channel, () => this.client.files.completeUploadExternal({ files: [{ id: url.file_id!, title: file.title }], ...dest }), context);
+    return (await this.call('files.completeUploadExternal', channel, () => this.client.files.completeUploadExternal({ files: [{ id: url.file_id!, title: file.title }], ...dest }), context)) !== null;
   }
 
   private sendLines(url: string, file: TableFile, lines: (file: TableFile) => AsyncIterable<string[]>): Promise<void> {

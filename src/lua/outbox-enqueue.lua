@@ -1,0 +1,27 @@
+-- keys: 0
+-- Slack outbox (bot/slack/outbox.ts): enqueue messages at the tail of a lane, in order.
+-- ARGV: prefix, lane, class (hi|mid), waitFor (post id the lane's thread needs first, or ''),
+-- ttl (ms), then one "meta\nbody" per message. Returns the new ids. Clock: Redis TIME.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local P = ARGV[1] .. ':outbox:'
+local lane, class, waitFor = ARGV[2], ARGV[3], ARGV[4]
+local exp = now + tonumber(ARGV[5])
+local laneKey = P .. 'lane:' .. lane
+local wasEmpty = redis.call('LLEN', laneKey) == 0
+local ids = {}
+for i = 6, #ARGV do
+  local id = redis.call('INCR', P .. 'seq')
+  local cut = string.find(ARGV[i], '\n', 1, true)
+  redis.call('HSET', P .. 'm:' .. id, 'm', string.sub(ARGV[i], 1, cut - 1), 'b', string.sub(ARGV[i], cut + 1), 'lane', lane, 'exp', exp, 'at', now)
+  redis.call('RPUSH', laneKey, id)
+  ids[#ids + 1] = id
+end
+if wasEmpty then
+  if waitFor ~= '' and redis.call('EXISTS', P .. 'ref:' .. waitFor) == 0 then
+    redis.call('SADD', P .. 'wait:' .. waitFor, class .. '|' .. lane)
+  else
+    redis.call('ZADD', P .. 'ready:' .. class, 'NX', now, lane)
+  end
+end
+return ids

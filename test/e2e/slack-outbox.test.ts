@@ -1,0 +1,166 @@
+/**
+ * Slack output survives Slack (issue 13, item 2), in the Procfile shape: `ferry web` and
+ * `ferry worker` as separate processes on one Redis, signed slash commands to the real receiver,
+ * and a stand-in Web API that goes away (connection refused, then HTTP 503) for 60 s. Work
+ * finishes while Slack is away; once it is back every message arrives exactly once, in order in
+ * its thread, each card showing its final state. And a sender killed after Slack took a post but
+ * before the answer came back: the post is neither lost nor made twice.
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { fastLabYaml, makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
+import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
+import { startSlackStandin, type SlackStandin, type StandinCall } from '../support/slack-standin.js';
+import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { OUTBOX_EVENT, SlackOutbox } from '../../src/bot/slack/outbox.js';
+import { FINISHED } from '../../src/jobs/operations.js';
+import { bound } from '../support/speed.js';
+
+const OUTAGE_MS = 60_000;
+
+describe('the Slack outbox, web and worker as separate processes', () => {
+  let slack: SlackStandin;
+  let web: FerryProcess;
+  let worker: FerryProcess;
+  let port: number;
+  let h: Harness;
+  let prefix: string;
+  let outbox: SlackOutbox;
+
+  beforeAll(async () => {
+    slack = await startSlackStandin();
+    prefix = uniquePrefix('outbox');
+    port = await freePort();
+    const yaml = fastLabYaml();
+    const env = {
+      REDIS_URL: inject('redisUrl'),
+      FERRY_PREFIX: prefix,
+      FERRY_CONFIG: writeConfig(yaml),
+      SLACK_BOT_TOKEN: 'xoxb-test',
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_API_URL: slack.url,
+      PORT: String(port),
+      // A sender that died is replaced after 3 s (30 s in production).
+      FERRY_SLACK_OUTBOX_LEASE_MS: String(bound(3000)),
+    };
+    // Reads operations and the outbox; no workers, no Slack of its own.
+    h = await makeHarness({ yaml, prefix, workers: false });
+    outbox = new SlackOutbox(h.rt.redis, prefix);
+    web = startFerry('web', env);
+    worker = startFerry('worker', env);
+    await Promise.all([web.waitForLine(/Slack app listening/, bound(60_000)), worker.waitForLine(/workers ready/, bound(60_000))]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([web?.stop(), worker?.stop()]);
+    await slack?.close();
+    await h?.close();
+  });
+
+  const outboxId = (c: StandinCall) => {
+    const m = (typeof c.body.metadata === 'string' ? JSON.parse(c.body.metadata) : c.body.metadata) as { event_type?: string; event_payload?: { id?: string } } | undefined;
+    return m?.event_type === OUTBOX_EVENT ? String(m.event_payload?.id) : undefined;
+  };
+  const delivered = (f: (c: StandinCall) => boolean = () => true) => slack.calls.filter((c) => c.status === 200 && !c.error && f(c));
+  const logs = () => `web:\n${web.output().slice(-4000)}\nworker:\n${worker.output().slice(-4000)}`;
+  const backlogEmpty = async () => {
+    const b = await outbox.backlog();
+    return b.lanes === 0 && b.messages === 0;
+  };
+
+  it('60 s without Slack: the work finishes meanwhile; afterwards every message arrives exactly once, in order, cards in their final state', async () => {
+    // Ferry has met Slack once (auth.test) before it goes away.
+    expect((await postSigned(port, slashBody('find stale ports hyp01', { channel: 'C0WARM' }))).status).toBe(200);
+    await h.waitFor(async () => (await backlogEmpty()) && delivered((c) => c.method === 'chat.postMessage' && c.body.channel === 'C0WARM').length >= 2, 'the warm-up answer', 30_000);
+    const seq0 = Number((await h.rt.redis.get(`${prefix}:outbox:seq`)) ?? 0);
+    const ops0 = (await h.deps.ops.recent(1))[0]?.id ?? 0;
+
+    const tDown = Date.now();
+    let end = slack.outage('refuse');
+    const commands: [string, string][] = [
+      ['find stale ports hyp01..hyp04', 'C0OPS'],
+      ['find stale ports hyp05..hyp08', 'C0OPS'],
+      ['find stale ports hyp09..hyp12', 'C0TWO'],
+      ['hosts cluster:prod-b', 'C0TWO'],
+      ['find stale ports hyp15..hyp20', 'C0FOUR'],
+    ];
+    for (const [text, channel] of commands) {
+      const res = await postSigned(port, slashBody(text, { channel }));
+      expect(res.status).toBe(200);
+    }
+    // Work never waits on Slack: every operation ends while Slack is still away.
+    const ops = await h.waitFor(async () => {
+      const recent = (await h.deps.ops.recent(10)).filter((o) => o.id > ops0);
+      return recent.length >= 5 && recent.every((o) => FINISHED.includes(o.status)) ? recent : undefined;
+    }, 'the sweeps to finish during the outage', 30_000);
+    expect(Date.now() - tDown).toBeLessThan(OUTAGE_MS);
+    // Half the outage refused connections, the other half 503s.
+    await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS / 2 - (Date.now() - tDown))));
+    await end();
+    end = slack.outage('503');
+    await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - tDown))));
+    expect(delivered((c) => c.at >= tDown && c.method !== 'auth.test')).toEqual([]);
+    await end();
+    await h.waitFor(backlogEmpty, 'the outbox to drain', 60_000).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${logs()}`);
+    });
+
+    // Exactly once: every message queued since the outage began went to Slack one time.
+    const seq = Number(await h.rt.redis.get(`${prefix}:outbox:seq`));
+    const posts = delivered((c) => c.method === 'chat.postMessage' && c.at >= tDown);
+    const ids = posts.map(outboxId);
+    const expected = Array.from({ length: seq - seq0 }, (_, i) => String(seq0 + 1 + i));
+    expect([...ids].sort((a, b) => Number(a) - Number(b))).toEqual(expected);
+    expect(expected.length).toBeGreaterThanOrEqual(9);
+    // In order per conversation: a thread's (and a channel's) posts arrive in the order they were said.
+    const byThread = new Map<string, number[]>();
+    for (const c of posts) {
+      const k = `${String(c.body.channel)}/${String(c.body.thread_ts ?? '')}`;
+      byThread.set(k, [...(byThread.get(k) ?? []), Number(outboxId(c))]);
+    }
+    for (const [k, list] of byThread) expect(list, k).toEqual([...list].sort((a, b) => a - b));
+    // Replies sit in their card's thread, and every card shows its final state (coalesced: at most one update each).
+    for (const op of ops.filter((o) => o.kind !== 'view')) {
+      const card = await outbox.resolve(op.cardRef!);
+      expect(card, `card of job ${op.id}`).not.toBeNull();
+      const cardPost = posts.find((c) => slack.posted.some((m) => m.ts === card!.ts && outboxId(c) === m.metadata?.event_payload?.id))!;
+      const updates = delivered((c) => c.method === 'chat.update' && c.body.ts === card!.ts);
+      expect(updates.length, `updates of job ${op.id}'s card`).toBeLessThanOrEqual(1);
+      const last = updates.at(-1) ?? cardPost;
+      expect(JSON.stringify(last.body.blocks), `job ${op.id}'s card`).toContain('done in');
+      const replies = slack.posted.filter((m) => m.thread_ts === card!.ts);
+      expect(replies.length, `replies in job ${op.id}'s thread`).toBeGreaterThanOrEqual(1);
+    }
+    // The outage is logged once per process, and its end once.
+    for (const p of [web, worker]) expect(p.output().match(/Slack cannot be reached/g)?.length ?? 0).toBeLessThanOrEqual(1);
+    expect(`${web.output()}${worker.output()}`).toMatch(/Slack answers again after \d+ s/);
+  });
+
+  it('a sender killed after Slack took its post but before the answer came back: the post is in Slack once, and its thread goes on', async () => {
+    const t0 = Date.now();
+    const release = slack.hold('chat.postMessage', { afterEffect: true });
+    let released = false;
+    try {
+      expect((await postSigned(port, slashBody('find stale ports hyp13..hyp14', { channel: 'C0THREE' }))).status).toBe(200);
+      const first = await h.waitFor(async () => delivered((c) => c.at >= t0 && c.method === 'chat.postMessage' && c.body.channel === 'C0THREE').at(0), 'the card to reach Slack');
+      const id = outboxId(first)!;
+      // Whoever holds the lane is mid-post: kill it.
+      const token = await h.rt.redis.get(`${prefix}:outbox:claim:p:C0THREE:`);
+      const pid = Number(token?.split(':')[0]);
+      const [victim, survivor] = web.child.pid === pid ? [web, worker] : [worker, web];
+      expect(victim.child.pid).toBe(pid);
+      await victim.stop('SIGKILL');
+      release();
+      released = true;
+      const card = slack.posted.find((m) => m.metadata?.event_payload?.id === id)!;
+      const summary = await h.waitFor(async () => slack.posted.find((m) => m.channel === 'C0THREE' && m.thread_ts === card.ts), 'the summary in the card’s thread', 30_000).catch((e: unknown) => {
+        throw new Error(`${String(e)}\n${logs()}`);
+      });
+      expect(summary.text).toMatch(/of 2 swept/);
+      expect(slack.posted.filter((m) => m.metadata?.event_payload?.id === id)).toHaveLength(1);
+      expect(slack.posted.filter((m) => m.channel === 'C0THREE' && !m.thread_ts)).toHaveLength(1);
+      expect(survivor.output()).toMatch(/an interrupted post had reached Slack; not posting it again/);
+    } finally {
+      if (!released) release();
+    }
+  });
+});
