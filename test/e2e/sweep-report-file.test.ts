@@ -71,8 +71,11 @@ describe('sweep report: the full table streamed as a file', () => {
     expect(shown).toContain(`Showing 60 of ${stale} rows; the full table is attached as stale-ports.csv.`);
     // In the card's thread, like the summary.
     const done = await h.deps.ops.get(op.id);
-    expect(complete.body.thread_ts).toBe(done?.cardRef?.ts);
-    expect(summary?.body.thread_ts).toBe(done?.cardRef?.ts);
+    // Ferry knows the card by its outbox ref; Slack by the ts the outbox got for it.
+    const cardTs = (await h.deps.slackOutbox!.resolve(done!.cardRef!))?.ts;
+    expect(cardTs).toBeDefined();
+    expect(complete.body.thread_ts).toBe(cardTs);
+    expect(summary?.body.thread_ts).toBe(cardTs);
     expect(slack.rateLimited()).toEqual([]);
   });
 });
