@@ -284,9 +284,10 @@ const removalApprovals: ApprovalHandler<PlannedPort[]> = {
       // The approver's own call may still be creating it: only take over when nobody is.
       if (await deps.rt.redis.exists(deps.rt.key('approval', rec.request.id, 'op-claim'))) return null;
       rec = await createRemovalOp(deps, rec);
-    } else if (await deps.queues.ops.getJob(removalJobId(rec.request.id))) {
-      return null; // queued and waiting for a worker: nothing was interrupted
     }
+    // Queued and waiting for a worker, or already run (its job is gone because it is done): nothing was interrupted.
+    if (await deps.queues.ops.getJob(removalJobId(rec.request.id))) return null;
+    if ((await deps.ops.get(rec.meta.opId!))?.status !== 'queued') return null;
     await startRemoval(deps, rec);
     return `Request ${rec.request.id} was approved by ${approvedBy(rec.request).map(mention).join(', ')} but its removal never started (Ferry was interrupted); removing the ports now, one by one (job ${rec.meta.opId}).`;
   },
