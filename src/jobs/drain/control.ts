@@ -72,8 +72,34 @@ function controlledOf(deps: Deps, kind: string): Controlled | undefined {
   return deps.wiring.controlled.get(kind);
 }
 
+/**
+ * What a planned move (drain, migrate) keeps in its params around its waits, read once and
+ * typed here instead of cast where it is used.
+ */
+export interface WaitState {
+  stage: string;
+  /** Hold rounds so far: one decision per round. */
+  round: number;
+  /** The approval request its Start waits on, when policy asks for approvers. */
+  approvalId?: string;
+  waitingSince?: number;
+  /** The plan overrides a refused precheck (save-non-ha). */
+  override: boolean;
+}
+
+export function waitState(op: Pick<Operation, 'params'>): WaitState {
+  const p = op.params;
+  return {
+    stage: typeof p.stage === 'string' ? p.stage : '',
+    round: typeof p.round === 'number' ? p.round : 0,
+    ...(typeof p.approvalId === 'string' ? { approvalId: p.approvalId } : {}),
+    ...(typeof p.waitingSince === 'number' ? { waitingSince: p.waitingSince } : {}),
+    override: p.override === true,
+  };
+}
+
 export function stageOf(op: Operation): string {
-  return String(op.params.stage ?? '');
+  return waitState(op).stage;
 }
 
 export interface StartNeeds {
@@ -85,9 +111,10 @@ export interface StartNeeds {
 
 /** Who must click Start: the requester (0 approvals) or N approvers other than the requester. */
 export function startNeeds(deps: Deps, op: Pick<Operation, 'kind' | 'params'>): StartNeeds {
-  const action: ApprovalAction = op.params.override ? 'override' : op.kind === 'migrate' ? 'migrate' : 'drain';
+  const { override } = waitState(op);
+  const action: ApprovalAction = override ? 'override' : op.kind === 'migrate' ? 'migrate' : 'drain';
   const base = resolvePolicy(deps.rt.config, op.kind === 'migrate' ? 'migrate' : 'drain');
-  const p = op.params.override ? resolvePolicy(deps.rt.config, 'override') : base;
+  const p = override ? resolvePolicy(deps.rt.config, 'override') : base;
   // An override never needs fewer approvals than the plain drain would.
   const approvals = action === 'override' ? Math.max(p.approvals, base.approvals, 1) : p.approvals;
   return { action, approvals, approvers: p.approvers, expiryMs: base.expiryMs };
@@ -125,7 +152,7 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
   if (decision === 'start') {
     if (stage !== 'awaiting-start' || op.status !== 'waiting') return `${label(op)} is not waiting for Start (it is ${stage || op.status}).`;
     if (await deps.ops.cancelRequested(op.id)) return `${label(op)} was cancelled; run the command again for a fresh plan.`;
-    const approvalId = typeof op.params.approvalId === 'string' ? op.params.approvalId : undefined;
+    const { approvalId } = waitState(op);
     if (approvalId) {
       // Policy asked for approvers: a typed Start is an approve of the operation's request.
       let refused: Refusal | null = null;
@@ -145,7 +172,7 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
   }
 
   if (stage !== 'held' || op.status !== 'waiting') return `${label(op)} is not waiting for a decision (it is ${stage || op.status}).`;
-  const round = Number(op.params.round ?? 0);
+  const { round } = waitState(op);
   const first = await deps.rt.redis.set(deps.ops.keyOf(op.id, 'decision', round), `${decision}:${user}`, 'EX', 7 * 86_400, 'NX');
   if (!first) return `${label(op)} already has a decision for this failure.`;
   await audit(deps.rt, { actor: user, kind: 'decision', action: `${decision}${arg ? ` ${arg}` : ''} job ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' });
@@ -159,11 +186,12 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
 /** When a wait ends by itself: the plan's expiry, or its approval request's; null on hold (a person decides). */
 async function waitEndsAt(deps: Deps, op: Operation): Promise<number | null> {
   if (stageOf(op) !== 'awaiting-start') return null;
-  if (typeof op.params.approvalId === 'string') {
-    const rec = await approvalStore(deps).get(op.params.approvalId);
+  const w = waitState(op);
+  if (w.approvalId) {
+    const rec = await approvalStore(deps).get(w.approvalId);
     return rec?.request.expiresAt ?? deps.rt.clock.now();
   }
-  return Number(op.params.waitingSince ?? op.createdAt) + startNeeds(deps, op).expiryMs;
+  return (w.waitingSince ?? op.createdAt) + startNeeds(deps, op).expiryMs;
 }
 
 /**
@@ -200,9 +228,10 @@ async function settleWaiting(deps: Deps, op: Operation): Promise<boolean> {
     await ctl.stopWaiting(deps, op, `cancelled by ${mention(who)}`);
     return true;
   }
-  if (stageOf(op) === 'awaiting-start' && typeof op.params.approvalId === 'string') {
+  const w = waitState(op);
+  if (w.stage === 'awaiting-start' && w.approvalId) {
     // The request decides; this only catches what a crash or a late sweep left undone.
-    return followApproval(deps, op, ctl, op.params.approvalId);
+    return followApproval(deps, op, ctl, w.approvalId);
   }
   const ends = await waitEndsAt(deps, op);
   if (ends !== null && deps.rt.clock.now() >= ends) {
@@ -262,8 +291,9 @@ export async function requestStartApproval(deps: Deps, op: Operation, plan: unkn
 
 /** The operation stops waiting: its pending request is void, so its card loses its buttons. */
 async function closeApprovalOf(deps: Deps, op: Operation, reason: string, actor?: string): Promise<void> {
-  if (typeof op.params.approvalId !== 'string') return;
-  await voidApproval(deps, op.params.approvalId, reason, { say: false, ...(actor ? { actor } : {}) }).catch((e: unknown) => deps.rt.log.warn({ err: e, opId: op.id }, 'could not void the approval request'));
+  const { approvalId } = waitState(op);
+  if (!approvalId) return;
+  await voidApproval(deps, approvalId, reason, { say: false, ...(actor ? { actor } : {}) }).catch((e: unknown) => deps.rt.log.warn({ err: e, opId: op.id }, 'could not void the approval request'));
 }
 
 /** Returns true when the operation stopped waiting. */
@@ -292,7 +322,7 @@ async function stopFor(deps: Deps, record: ApprovalRecord<OpApprovalPlan>, how: 
   const r = record.request;
   const op = await deps.ops.get(r.plan.opId);
   // Only the request the operation waits on stops it (a re-plan has a newer one).
-  if (!op || op.status !== 'waiting' || op.params.approvalId !== r.id) return;
+  if (!op || op.status !== 'waiting' || waitState(op).approvalId !== r.id) return;
   const ctl = controlledOf(deps, op.kind);
   if (!ctl) return;
   const reject = r.decisions.find((d) => d.decision === 'reject');
@@ -314,7 +344,7 @@ async function startApproved(deps: Deps, record: ApprovalRecord<OpApprovalPlan>)
   const { request } = record;
   const op = await deps.ops.get(request.plan.opId);
   const ctl = op ? controlledOf(deps, op.kind) : undefined;
-  if (!op || !ctl || op.status !== 'waiting' || stageOf(op) !== 'awaiting-start' || op.params.approvalId !== request.id) {
+  if (!op || !ctl || op.status !== 'waiting' || stageOf(op) !== 'awaiting-start' || waitState(op).approvalId !== request.id) {
     await voidApproval(deps, request.id, `job ${request.plan.opId} no longer waits for it`);
     return;
   }
@@ -386,7 +416,7 @@ export const plannedMovesWorkflow: Workflow = {
 /** The plan card's footer while it waits: Start/Cancel (0 approvals) or the request it waits on, and Cancel. */
 export async function startBlocks(deps: Deps, op: Operation, startLabel: string, extra = ''): Promise<Block[]> {
   const cancel = { action: DRAIN_ACTIONS.cancel, label: 'Cancel', value: String(op.id), command: `cancel ${op.id}` };
-  const id = typeof op.params.approvalId === 'string' ? op.params.approvalId : undefined;
+  const id = waitState(op).approvalId;
   if (!id) {
     return [
       context(`${mention(op.requester)} starts it${extra}`),
