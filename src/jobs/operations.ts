@@ -68,6 +68,15 @@ export const OP_KEY_PARTS = [
 
 export type OpKeyPart = (typeof OP_KEY_PARTS)[number];
 
+/**
+ * An operation's params as the workflow of its kind wrote them (each workflow owns one shape);
+ * an operation of another kind is refused rather than read as the wrong shape.
+ */
+export function paramsOf<P extends object>(op: Pick<Operation, 'id' | 'kind' | 'params'>, kinds: readonly string[]): P {
+  if (!kinds.includes(op.kind)) throw new Error(`job ${op.id} is a ${op.kind}, not a ${kinds.join(' or ')}; its parameters have another shape`);
+  return op.params as P;
+}
+
 export class Operations {
   /** rt.newConnection(): closed with the runtime. */
   private readonly tx: OptimisticTx;

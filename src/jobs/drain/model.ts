@@ -4,7 +4,7 @@
  */
 import type { LedgerVm } from './ledger.js';
 import type { Deps } from '../context.js';
-import type { Operation } from '../operations.js';
+import { paramsOf, type Operation } from '../operations.js';
 
 export const KIND = 'drain';
 
@@ -42,7 +42,7 @@ export interface DrainParams extends DrainRequest {
 }
 
 export function drainParams(op: Operation): DrainParams {
-  return op.params as unknown as DrainParams;
+  return paramsOf<DrainParams>(op, [KIND]);
 }
 
 export async function readPlan(deps: Deps, opId: number): Promise<DrainPlan | null> {

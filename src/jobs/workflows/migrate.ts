@@ -18,7 +18,7 @@ import type { Workflow } from '../wiring.js';
 import { ensureCard, refreshCard, withCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
-import type { Operation } from '../operations.js';
+import { paramsOf, type Operation } from '../operations.js';
 import { acquireLocks, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
 import { finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled } from '../drain/control.js';
 import { moveVm, percents, progressReporter, reportLingering, setPercent, watchCancel } from '../drain/steps.js';
@@ -46,7 +46,7 @@ interface Params extends MigrateAsk {
 }
 
 function params(op: Operation): Params {
-  return op.params as unknown as Params;
+  return paramsOf<Params>(op, [KIND, PRECHECK_KIND]);
 }
 
 export async function startMigrate(deps: Deps, req: { conv: Conversation; echo?: MessageRef | null; requester: string; title: string; ask: MigrateAsk }): Promise<Operation> {
