@@ -11,6 +11,7 @@ import type { AdapterKind } from './adapters/types.js';
 import { connectUrl } from './redis.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { RedisOutage } from './redis-outage.js';
 
 /** Wall clock, replaceable in tests (patch-window schedules use it). */
 export interface Clock {
@@ -32,6 +33,8 @@ export interface Runtime {
   clock: Clock;
   /** Key under the prefix: key('op', 41) -> "ferry:op:41". */
   key(...parts: (string | number)[]): string;
+  /** Redis reachable or not, logged once per outage (every connection of this runtime reports to it). */
+  redisOutage: RedisOutage;
   /** Prometheus metrics of this process (one registry per runtime). */
   metrics: Metrics;
   /** A fresh connection (BullMQ workers, subscribers). Closed by the caller or by close(). */
@@ -49,7 +52,8 @@ export function createRuntime(opts: {
   adapters?: Partial<Record<AdapterKind, AdapterFactory>>;
 }): Runtime {
   const prefix = opts.prefix ?? process.env.FERRY_PREFIX ?? 'ferry';
-  const redis = connectUrl(opts.redisUrl);
+  const redisOutage = new RedisOutage(opts.log);
+  const redis = redisOutage.watch(connectUrl(opts.redisUrl));
   const extra: Redis[] = [];
   const adapters = new AdapterRegistry(opts.loaded.config, opts.loaded.inventory, { log: opts.log, redis, prefix }, { ...ADAPTER_FACTORIES, ...opts.adapters });
   return {
@@ -63,9 +67,10 @@ export function createRuntime(opts: {
     adapters,
     clock: opts.clock ?? systemClock,
     metrics: new Metrics(),
+    redisOutage,
     key: (...parts) => [prefix, ...parts].join(':'),
     newConnection(connOpts) {
-      const c = connectUrl(opts.redisUrl, connOpts);
+      const c = redisOutage.watch(connectUrl(opts.redisUrl, connOpts));
       extra.push(c);
       return c;
     },

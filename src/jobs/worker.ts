@@ -125,7 +125,8 @@ export async function startWorkers(
         maxStalledCount: opts.maxStalledCount ?? MAX_STALLED,
       },
     );
-    worker.on('error', (err) => rt.log.error({ queue: name, err: err.message }, 'worker error'));
+    // Redis unreachable is one outage (logged once by rt.redisOutage), not one line per retry.
+    worker.on('error', (err) => (rt.redisOutage.isConnectionError(err) ? rt.redisOutage.failed(err) : rt.log.error({ queue: name, err: err.message }, 'worker error')));
     workers.push(worker);
   }
   // Past the stall limit BullMQ fails the job itself: the processor above never sees it, so
@@ -137,7 +138,7 @@ export async function startWorkers(
       if (!/stalled more than allowable limit/.test(failedReason)) return;
       void stalledOut(deps, deps.queues.byName(name), jobId).catch((e: unknown) => rt.log.error({ queue: name, jobId, err: e }, 'could not report a job that stalled out'));
     });
-    qe.on('error', (err) => rt.log.error({ queue: name, err: err.message }, 'queue events error'));
+    qe.on('error', (err) => (rt.redisOutage.isConnectionError(err) ? rt.redisOutage.failed(err) : rt.log.error({ queue: name, err: err.message }, 'queue events error')));
     events.push(qe);
   }
   await Promise.all([...workers.map((w) => w.waitUntilReady()), ...events.map((e) => e.waitUntilReady())]);

@@ -18,7 +18,11 @@ import { createWebClient } from './surface.js';
 import type { Health } from '../../health.js';
 import { registerHome } from './home.js';
 import { guardReceiver, sameWorkspaceOnly } from './guard.js';
+import { REDIS_DOWN_SENTENCE } from '../../redis-outage.js';
 
+
+/** A Redis that has not answered the first command of a request by this time is taken as unreachable. */
+const REDIS_ANSWER_MS = 1500;
 
 /** Slack waits 3 s for a slash command's ack; Ferry acks by this time whatever is still running. */
 const ACK_DEADLINE_MS = 2000;
@@ -114,11 +118,24 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     args.context[RECEIVED_AT] = performance.now();
     const body = args.body as unknown as Record<string, unknown>;
     const id = deliveryId(body);
+    const maybeAck = (args as { ack?: (body?: RespondArguments) => Promise<void> }).ack;
+    // Redis away: nothing can run (the command would wait on it past Slack's 3 s). Say so in the ack.
+    const unreachable = async () => {
+      log.info({ id }, 'a Slack request arrived while Redis cannot be reached; answered with that');
+      if (maybeAck) await maybeAck(typeof body.command === 'string' ? { response_type: 'ephemeral', text: REDIS_DOWN_SENTENCE } : undefined);
+    };
+    if (rt.redisOutage.down) return unreachable();
     if (id) {
-      const fresh = await rt.redis.set(rt.key('slack', 'delivery', id), '1', 'EX', 3600, 'NX');
+      let timer: NodeJS.Timeout | undefined;
+      const fresh = await Promise.race([
+        rt.redis.set(rt.key('slack', 'delivery', id), '1', 'EX', 3600, 'NX'),
+        new Promise<'unreachable'>((resolve) => (timer = setTimeout(() => resolve('unreachable'), REDIS_ANSWER_MS))),
+      ])
+        .catch(() => 'unreachable' as const)
+        .finally(() => clearTimeout(timer));
+      if (fresh === 'unreachable') return unreachable();
       if (!fresh) {
         log.info({ id, retryNum: (args.context as { retryNum?: number }).retryNum }, 'duplicate Slack delivery ignored');
-        const maybeAck = (args as { ack?: () => Promise<void> }).ack;
         if (maybeAck) await maybeAck();
         return;
       }

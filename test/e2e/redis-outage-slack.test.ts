@@ -1,0 +1,73 @@
+/**
+ * Ferry without its Redis (issue 13, item 10), in the Procfile shape: `ferry web` and `ferry
+ * worker` on a private redis-server that is stopped and started again on the same port, signed
+ * slash commands to the real receiver, Slack played by a stand-in. A command typed while Redis is
+ * away gets one sentence saying so within Slack's 3 s; each process logs the outage once (no
+ * ioredis "Unhandled error event" per connection per retry) and logs its end with its length.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { fastLabYaml, uniquePrefix } from '../support/harness.js';
+import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
+import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
+import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
+import { REDIS_DOWN_SENTENCE } from '../../src/redis-outage.js';
+import { bound } from '../support/speed.js';
+import { eventually } from '../support/wait.js';
+
+let redis: PrivateRedis;
+let slack: SlackStandin;
+let web: FerryProcess;
+let worker: FerryProcess;
+let port: number;
+
+beforeAll(async () => {
+  redis = await startPrivateRedis();
+  slack = await startSlackStandin();
+  port = await freePort();
+  const env = {
+    REDIS_URL: redis.url,
+    FERRY_PREFIX: uniquePrefix('redis-away'),
+    FERRY_CONFIG: writeConfig(fastLabYaml()),
+    SLACK_BOT_TOKEN: 'xoxb-test',
+    SLACK_SIGNING_SECRET: SIGNING_SECRET,
+    SLACK_API_URL: slack.url,
+    PORT: String(port),
+  };
+  web = startFerry('web', env);
+  worker = startFerry('worker', env);
+  await Promise.all([web.waitForLine(/Slack app listening/, bound(60_000)), worker.waitForLine(/workers ready/, bound(60_000))]);
+});
+
+afterAll(async () => {
+  await Promise.all([web?.stop(), worker?.stop()]);
+  await slack?.close();
+  await redis?.close();
+});
+
+it('Redis away: a typed command is told so within 3 s, the outage is logged once per process, and its end with its length', async () => {
+  // Ferry has answered once (auth.test, the outbox) before Redis goes.
+  expect((await postSigned(port, slashBody('find stale ports hyp01', { channel: 'C0WARM' }))).status).toBe(200);
+  await eventually(() => slack.calls.some((c) => c.method === 'chat.postMessage' && c.status === 200), 'the warm-up answer', 30_000);
+
+  await redis.stop();
+  const t0 = Date.now();
+  const res = await postSigned(port, slashBody('find stale ports hyp02'));
+  expect(res.status).toBe(200);
+  expect(res.ms).toBeLessThan(3000);
+  expect(JSON.parse(res.text)).toMatchObject({ response_type: 'ephemeral', text: REDIS_DOWN_SENTENCE });
+  // A second one while it is still away: answered the same way, at once.
+  const again = await postSigned(port, slashBody('find stale ports hyp03'));
+  expect(JSON.parse(again.text)).toMatchObject({ text: REDIS_DOWN_SENTENCE });
+  await Promise.all([web.waitForLine(/Ferry cannot reach its Redis/, bound(10_000)), worker.waitForLine(/Ferry cannot reach its Redis/, bound(10_000))]);
+  // Several seconds of reconnect attempts by every connection of both processes.
+  await eventually(() => Date.now() - t0 > 6000, 'six seconds of Redis away', 10_000);
+
+  await redis.start();
+  await Promise.all([web.waitForLine(/Redis is back after \d+ s/, bound(30_000)), worker.waitForLine(/Redis is back after \d+ s/, bound(30_000))]);
+  for (const p of [web, worker]) {
+    expect(p.output()).not.toMatch(/Unhandled error event/);
+    expect(p.output().match(/Ferry cannot reach its Redis \(/g)).toHaveLength(1);
+    expect(p.output().match(/Redis is back after/g)).toHaveLength(1);
+  }
+});
