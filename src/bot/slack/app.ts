@@ -175,8 +175,10 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     let acked: Promise<void> | undefined;
     const ackWith = (body?: RespondArguments): Promise<void> =>
       (acked ??= ack(body).then(() => ackSeen(context, 'command')));
-    // Slack gives up after 3 s: a slow step never holds the ack past this.
-    const deadline = setTimeout(() => void ackWith().catch(() => undefined), ACK_DEADLINE_MS);
+    // Slack gives up after 3 s: a slow step (Redis failing over) never holds the ack past this, counted from receipt.
+    const t0 = context[RECEIVED_AT];
+    const left = ACK_DEADLINE_MS - (typeof t0 === 'number' ? performance.now() - t0 : 0);
+    const deadline = setTimeout(() => void ackWith().catch(() => undefined), Math.max(0, left));
     const privately = async (msg: Message): Promise<void> => {
       const body = ackBody(msg);
       if (!acked && body) return ackWith(body);
