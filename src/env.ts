@@ -51,6 +51,10 @@ export function readEnv(env: NodeJS.ProcessEnv): FerryEnv {
   }
   const healthTimeoutMs = int(env, 'HEALTH_TIMEOUT_MS', 50, 60_000, 'a number of milliseconds') ?? 2000;
   const shutdownGraceMs = int(env, 'SHUTDOWN_GRACE_MS', 0, 3_600_000, 'a number of milliseconds') ?? 25_000;
+  // Read where they are used (src/redis-confirm.ts); checked here so a bad one is named at start.
+  int(env, 'FERRY_REDIS_CONFIRM_REPLICAS', 0, 16, 'a number of replicas');
+  int(env, 'FERRY_REDIS_WAIT_MS', 10, 60_000, 'a number of milliseconds');
+  int(env, 'FERRY_REDIS_CONFIRM_MS', 1000, 600_000, 'a number of milliseconds');
   const logLevel = env.LOG_LEVEL?.trim() || undefined;
   if (logLevel && !LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LEVELS.join(', ')}, not "${logLevel}".`);
   for (const name of ['REDIS_URL', 'SLACK_API_URL']) {

@@ -27,29 +27,46 @@ export class OptimisticTx {
    * `attempts` times. `step` WATCHes, reads, and returns the MULTI to execute (or `done` to
    * finish without writing). Any error unwatches before it propagates.
    */
-  run<T>(step: TxStep<T>, attempts = 50): Promise<T> {
-    const go = async (): Promise<T> => {
-      this.conn ??= this.open();
-      const conn = this.conn;
-      for (let i = 0; i < attempts; i++) {
-        let out: Awaited<ReturnType<TxStep<T>>>;
-        try {
-          out = await step(conn);
-        } catch (e) {
-          await conn.unwatch().catch(() => undefined);
-          throw e;
-        }
-        if ('done' in out) {
-          await conn.unwatch();
-          return out.done;
-        }
-        if (await out.multi.exec()) return out.result;
-      }
-      throw new TxConflictError(attempts);
-    };
+  run<T>(step: TxStep<T>, attempts?: number): Promise<T>;
+  /**
+   * With `confirm`: it runs on the same connection right after the MULTI executed (or the step
+   * was done), before any other transaction, and its answer comes back with the result.
+   */
+  run<T>(step: TxStep<T>, attempts: number, confirm: (conn: Redis) => Promise<boolean>): Promise<{ result: T; confirmed: boolean }>;
+  run<T>(step: TxStep<T>, attempts = 50, confirm?: (conn: Redis) => Promise<boolean>): Promise<T | { result: T; confirmed: boolean }> {
+    if (confirm) {
+      return this.serial(async () => {
+        const result = await this.attempt(step, attempts);
+        return { result, confirmed: await confirm(this.conn!) };
+      });
+    }
+    return this.serial(() => this.attempt(step, attempts));
+  }
+
+  private serial<R>(go: () => Promise<R>): Promise<R> {
     const next = this.tail.then(go, go);
     this.tail = next.catch(() => undefined);
     return next;
+  }
+
+  private async attempt<T>(step: TxStep<T>, attempts: number): Promise<T> {
+    this.conn ??= this.open();
+    const conn = this.conn;
+    for (let i = 0; i < attempts; i++) {
+      let out: Awaited<ReturnType<TxStep<T>>>;
+      try {
+        out = await step(conn);
+      } catch (e) {
+        await conn.unwatch().catch(() => undefined);
+        throw e;
+      }
+      if ('done' in out) {
+        await conn.unwatch();
+        return out.done;
+      }
+      if (await out.multi.exec()) return out.result;
+    }
+    throw new TxConflictError(attempts);
   }
 
   close(): void {

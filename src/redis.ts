@@ -101,6 +101,8 @@ function sentinelOptions(url: string): RedisOptions {
     ...(tls ? { tls, sentinelTLS: tls, enableTLSForSentinelMode: true } : {}),
     // Ask the sentinels again as soon as one announces a new primary (narrows the window of writes to a demoted one).
     failoverDetector: true,
+    // A primary demoted under us answers READONLY: reconnect (to the primary the sentinels name now) and resend.
+    reconnectOnError: (err: Error) => (/^READONLY|^LOADING|^MASTERDOWN/.test(err.message) ? 2 : false),
   };
 }
 
@@ -109,4 +111,35 @@ export function connectUrl(url: string, opts: RedisOptions = {}): Redis {
   const o = redisOptionsFromUrl(url);
   if (o.path) return new Redis({ path: o.path, maxRetriesPerRequest: null, ...opts });
   return connect(o.url!, opts);
+}
+
+/**
+ * A connection that is built again when it ends without being closed by its owner. ioredis 5
+ * can leave a client closed for good ('end') when a failover lands while it reconnects; every
+ * later command on it fails at once. The returned object forwards to the current client, so
+ * code holding it (the runtime's `redis`) keeps working with the rebuilt one. Listeners added
+ * on it belong to the client of the moment: use it for commands, not subscriptions.
+ */
+export function selfHealing(make: () => Redis, onRebuild?: (reason: string) => void): Redis {
+  let closing = false;
+  let current = make();
+  const watch = (c: Redis): void => {
+    c.once('end', () => {
+      if (closing || c !== current) return;
+      onRebuild?.('the connection ended without being closed');
+      current = make();
+      watch(current);
+    });
+  };
+  watch(current);
+  return new Proxy(current, {
+    get(_target, prop) {
+      if (prop === 'quit' || prop === 'disconnect') closing = true;
+      const v = Reflect.get(current, prop, current) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(current) : v;
+    },
+    set(_target, prop, value) {
+      return Reflect.set(current, prop, value, current);
+    },
+  });
 }

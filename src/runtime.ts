@@ -8,7 +8,8 @@ import type { Inventory, LoadedConfig } from './config/load.js';
 import { AdapterRegistry, type AdapterFactory } from './adapters/registry.js';
 import { ADAPTER_FACTORIES } from './adapters/index.js';
 import type { AdapterKind } from './adapters/types.js';
-import { connectUrl } from './redis.js';
+import { connectUrl, selfHealing } from './redis.js';
+import { closeConfirmWatchers } from './redis-confirm.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { RedisOutage } from './redis-outage.js';
@@ -53,7 +54,11 @@ export function createRuntime(opts: {
 }): Runtime {
   const prefix = opts.prefix ?? process.env.FERRY_PREFIX ?? 'ferry';
   const redisOutage = new RedisOutage(opts.log);
-  const redis = redisOutage.watch(connectUrl(opts.redisUrl));
+  // Rebuilt if a failover leaves it closed for good (each client it builds reports to the outage watch).
+  const redis = selfHealing(
+    () => redisOutage.watch(connectUrl(opts.redisUrl)),
+    (reason) => opts.log.error({ reason }, 'redis connection rebuilt'),
+  );
   const extra: Redis[] = [];
   const adapters = new AdapterRegistry(opts.loaded.config, opts.loaded.inventory, { log: opts.log, redis, prefix }, { ...ADAPTER_FACTORIES, ...opts.adapters });
   return {
@@ -77,6 +82,7 @@ export function createRuntime(opts: {
     async close() {
       await adapters.close();
       await Promise.allSettled([...extra, redis].map((c) => c.quit().catch(() => c.disconnect())));
+      closeConfirmWatchers();
     },
   };
 }

@@ -15,6 +15,7 @@ describe('readEnv', () => {
     [{ HEALTH_PORT: 'x' }, 'HEALTH_PORT must be a TCP port number (0–65535), not "x".'],
     [{ PORT: '3000', HEALTH_PORT: '3000', SLACK_SIGNING_SECRET: 's' }, 'HEALTH_PORT must differ from PORT (3000): health and metrics are not served on the public Slack port.'],
     [{ SHUTDOWN_GRACE_MS: '-1' }, 'SHUTDOWN_GRACE_MS must be a number of milliseconds (0–3600000), not "-1".'],
+    [{ FERRY_REDIS_WAIT_MS: 'soon' }, 'FERRY_REDIS_WAIT_MS must be a number of milliseconds (10–60000), not "soon".'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "loud".'],
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL must be redis://[user:password@]host:port[/db], rediss://… (TLS) or unix:///path, not "localhost:6379".'],
     [{ SLACK_API_URL: 'ftp://x' }, 'SLACK_API_URL must be an http(s):// URL, not "ftp://x".'],

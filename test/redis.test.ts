@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveRedisUrl, connectUrl } from '../src/redis.js';
+import { Redis } from 'ioredis';
+import { resolveRedisUrl, connectUrl, selfHealing } from '../src/redis.js';
+import { startPrivateRedis } from './support/redis-server.js';
 import { freePort } from './support/slack.js';
 
 describe('finding Redis for npm start', () => {
@@ -40,5 +42,29 @@ describe('finding Redis for npm start', () => {
   it('web and worker never launch one', async () => {
     const port = await freePort();
     await expect(resolveRedisUrl({}, { launch: false, probePort: port })).rejects.toThrow(/No Redis: set REDIS_URL/);
+  });
+});
+
+describe('a connection closed for good is rebuilt', () => {
+  it('after its client gives up reconnecting (ioredis "end"), the next command runs on a new one', async () => {
+    const server = await startPrivateRedis();
+    const rebuilt: string[] = [];
+    // retryStrategy null: the client ends for good at its first disconnection, as a failover can leave it.
+    const conn = selfHealing(() => new Redis(server.url, { retryStrategy: () => null, maxRetriesPerRequest: null }).on('error', () => undefined), (why) => rebuilt.push(why));
+    const killer = new Redis(server.url);
+    try {
+      await conn.set('k', 'v1');
+      const ended = new Promise((r) => conn.once('end', r));
+      await killer.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      await ended;
+      expect(await conn.get('k')).toBe('v1');
+      expect(rebuilt).toEqual(['the connection ended without being closed']);
+      // Closed by its owner: not rebuilt.
+      await conn.quit();
+      expect(rebuilt).toHaveLength(1);
+    } finally {
+      killer.disconnect();
+      await server.close();
+    }
   });
 });

@@ -3,7 +3,9 @@
  * and mutating adapter call: who, what, where, approved by whom, outcome, job id. Retention is
  * configuration (audit.retentionDays), enforced by trimming on append (XADD MINID).
  */
+import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
+import { confirmedWrite } from '../redis-confirm.js';
 
 export interface AuditEntry {
   /** Slack user id or console name; "ferry" for Ferry's own scheduled actions. */
@@ -35,9 +37,19 @@ export async function audit(rt: Runtime, entry: AuditEntry): Promise<void> {
   const [sec, usec] = await rt.redis.time();
   const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
   const minId = now - rt.config.audit.retentionDays * 86_400_000;
-  const fields = ['json', JSON.stringify(entry), 'targets', ` ${entry.targets.join(' ')} `, 'op', String(entry.opId ?? '')];
+  // uid: with Sentinel the entry is confirmed on the replica; one a failover lost is appended
+  // again, one that was kept is not (the retry looks for its uid first).
+  const uid = randomUUID();
+  const fields = ['json', JSON.stringify(entry), 'targets', ` ${entry.targets.join(' ')} `, 'op', String(entry.opId ?? ''), 'uid', uid];
+  let tries = 0;
   try {
-    await rt.redis.xadd(streamKey(rt), 'MINID', String(minId), '*', ...fields);
+    await confirmedWrite(rt.redis, 'an audit entry', async () => {
+      if (tries++ > 0) {
+        const recent = (await rt.redis.xrevrange(streamKey(rt), '+', '-', 'COUNT', 1000)) as [string, string[]][];
+        if (recent.some(([, f]) => f[f.indexOf('uid') + 1] === uid)) return;
+      }
+      await rt.redis.xadd(streamKey(rt), 'MINID', String(minId), '*', ...fields);
+    });
   } catch (e) {
     // The audit must not silently vanish: log loudly with the entry itself.
     rt.log.error({ audit: entry, err: e }, 'could not append to the audit trail');

@@ -12,6 +12,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Redis } from 'ioredis';
 import { FENCE_ERROR, runScript, type ScriptName } from '../redis-scripts.js';
+import { confirmedWrite } from '../redis-confirm.js';
 
 export interface Fence {
   /** BullMQ's lock key of the job: `<prefix>:<queue>:<jobId>:lock`. */
@@ -51,12 +52,15 @@ export function isFencedOut(e: unknown): e is FencedOut {
 
 /**
  * Run a fenced script (a src/lua file marked `-- fenced`): the write happens only while this run
- * holds its job. Its lock key and token go after the script's own keys and arguments.
+ * holds its job. Its lock key and token go after the script's own keys and arguments. Every fenced
+ * write is state that matters (ledger, VM states, host locks): with Sentinel it is confirmed on
+ * the replica and made again if a failover lost it (the scripts are idempotent; see
+ * redis-confirm.ts).
  */
 export async function fencedEval(redis: Redis, script: ScriptName, keys: string[], args: string[]): Promise<unknown> {
   const f = currentFence();
   try {
-    return await runScript(redis, script, [...keys, f?.lockKey ?? keys[0] ?? 'none'], [...args, f?.token ?? '']);
+    return await confirmedWrite(redis, `a write to ${keys[0] ?? 'Redis'}`, () => runScript(redis, script, [...keys, f?.lockKey ?? keys[0] ?? 'none'], [...args, f?.token ?? '']));
   } catch (e) {
     if (f && isFencedOut(e)) throw new FencedOut(f);
     throw e;

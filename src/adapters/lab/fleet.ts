@@ -11,6 +11,12 @@ export interface LabHostState {
   facts: HostFacts;
   vms: VmFacts[];
   vports: VirtualPort[];
+  /**
+   * Ids of the last mutations applied to this host: a mutation a Redis failover may have lost
+   * is applied again only if it is not here (the lab stands in for hosts, which a failover
+   * cannot undo).
+   */
+  applied?: string[];
 }
 
 export function mulberry32(seed: number): () => number {

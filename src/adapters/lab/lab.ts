@@ -23,6 +23,8 @@ import {
 } from '../types.js';
 import { buildInventory } from '../../config/load.js';
 import { OptimisticTx, TxConflictError } from '../../redis-tx.js';
+import { confirmed, streamOf, UnconfirmedWriteError } from '../../redis-confirm.js';
+import { randomUUID } from 'node:crypto';
 import { generateFleet, generateHost, LAZY_FLEET_MIN_HOSTS, type LabHostState } from './fleet.js';
 import { labKeys, parseFaults, type LabFault } from './control.js';
 
@@ -177,25 +179,53 @@ export class LabAdapter implements HypervisorAdapter {
     return generateHost(this.ctx.config.lab.seed, at[1], at[0], host, at[2], at[3]);
   }
 
-  /** Optimistic transaction over several host documents. */
+  /**
+   * Optimistic transaction over several host documents. With Sentinel the write is confirmed
+   * on the replica (redis-confirm.ts); unconfirmed, it is applied again on whatever primary
+   * the connection reaches next, unless that one already has it (its id is in `applied`).
+   */
   private async mutate<T>(hosts: string[], fn: (states: Map<string, LabHostState>) => T): Promise<T> {
     const keys = hosts.map((h) => this.keys.host(h));
     if (this.lazy) for (const h of hosts) await this.read(h);
+    const id = randomUUID();
+    let first: { result: T } | undefined;
+    let wroteOn: unknown;
+    const limitMs = Number(process.env.FERRY_REDIS_CONFIRM_MS ?? 30_000);
+    const deadline = Date.now() + limitMs;
     try {
-      return await this.tx.run(async (conn) => {
-        await conn.watch(...keys);
-        const raws = await conn.mget(...keys);
-        const states = new Map<string, LabHostState>();
-        hosts.forEach((h, i) => {
-          const raw = raws[i];
-          if (!raw) throw new AdapterError(h, 'mutate', `${h} has no lab state`);
-          states.set(h, JSON.parse(raw) as LabHostState);
-        });
-        const result = fn(states);
-        const multi = conn.multi();
-        for (const [h, s] of states) multi.set(this.keys.host(h), JSON.stringify(s));
-        return { multi, result };
-      });
+      for (;;) {
+        const out = await this.tx.run<T>(
+          async (conn) => {
+            await conn.watch(...keys);
+            const raws = await conn.mget(...keys);
+            const states = new Map<string, LabHostState>();
+            hosts.forEach((h, i) => {
+              const raw = raws[i];
+              if (!raw) throw new AdapterError(h, 'mutate', `${h} has no lab state`);
+              states.set(h, JSON.parse(raw) as LabHostState);
+            });
+            const before = first;
+            if (before && [...states.values()].every((s) => s.applied?.includes(id))) {
+              wroteOn = streamOf(conn);
+              return { done: before.result };
+            }
+            const result = fn(states);
+            first ??= { result };
+            wroteOn = streamOf(conn);
+            const multi = conn.multi();
+            for (const [h, s] of states) {
+              s.applied = [...(s.applied ?? []).slice(-15), id];
+              multi.set(this.keys.host(h), JSON.stringify(s));
+            }
+            return { multi, result };
+          },
+          50,
+          (conn) => confirmed(conn, wroteOn),
+        );
+        if (out.confirmed) return out.result;
+        if (Date.now() > deadline) throw new UnconfirmedWriteError(`the lab's change to ${hosts.join(', ')}`, limitMs);
+        await sleep(200);
+      }
     } catch (e) {
       if (e instanceof TxConflictError) throw new AdapterError(hosts.join(','), 'mutate', `lab state kept changing under us; gave up after ${e.attempts} attempts`, { retryable: true });
       throw e;

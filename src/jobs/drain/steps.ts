@@ -159,6 +159,43 @@ export async function locateVm(deps: Deps, cluster: string, name: string, id: st
   return null;
 }
 
+/**
+ * Before a summary, the hosts' real placement wins over the recorded per-VM states (a Redis
+ * failover can lose a state write, or keep one whose move it lost): a VM found on its planned
+ * target is recorded moved, one recorded moved but found elsewhere is recorded failed with where
+ * it is. Only VMs whose lookup answers are touched; the card then counts what is true.
+ */
+export async function reconcileMoves(deps: Deps, op: Operation, cluster: string, moves: readonly { vm: string; vmId: string; target: string }[], source: string): Promise<void> {
+  const states = await vmStates(deps, op.id);
+  const check = moves.filter((m) => ['moved', 'moving', 'pending', 'failed', undefined].includes(states[m.vm]?.state));
+  if (!check.length) return;
+  // One listing per host of the cluster, in parallel: where each VM is, by its stable id.
+  const adapter = deps.rt.adapters.forCluster(cluster);
+  const hosts = deps.rt.inventory.clusters[cluster] ?? [];
+  const where = new Map<string, string>();
+  let allAnswered = true;
+  await Promise.all(
+    hosts.map(async (h) => {
+      try {
+        for (const v of await adapter.listVms(h)) where.set(v.id, h);
+      } catch {
+        allAnswered = false;
+      }
+    }),
+  );
+  for (const m of check) {
+    const s = states[m.vm];
+    const on = where.get(m.vmId);
+    if (on === m.target && s?.state !== 'moved') {
+      deps.rt.log.warn({ opId: op.id, vm: m.vm, recorded: s?.state ?? 'none' }, 'state record behind the hosts: the VM is on its target');
+      await setVmState(deps, op.id, { ...s, name: m.vm, id: m.vmId, state: 'moved', target: m.target, from: source, reason: 'found on its target when checked before the summary' });
+    } else if (s?.state === 'moved' && on !== m.target && (on !== undefined || allAnswered)) {
+      deps.rt.log.error({ opId: op.id, vm: m.vm, on: on ?? null }, 'recorded moved, but the VM is not on its target');
+      await setVmState(deps, op.id, { ...s, state: 'failed', error: on ? `recorded as moved, but found on ${on}, not ${m.target}, when checked before the summary` : `recorded as moved, but not found in ${cluster} when checked before the summary` });
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Mutations, audited
 

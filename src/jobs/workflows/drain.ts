@@ -44,6 +44,7 @@ import {
   setPercent,
   setVmState,
   vmStates,
+  reconcileMoves,
   type VmState,
 } from '../drain/steps.js';
 import { concurrencyFor, drainParams as params, KIND, readPlan, type DrainPlan, type DrainRequest, type PlannedMove } from '../drain/model.js';
@@ -516,6 +517,7 @@ async function saveInPlace(deps: Deps, op: Operation, plan: DrainPlan): Promise<
 
 async function summary(deps: Deps, op: Operation, plan: DrainPlan, opts: { status?: Operation['status']; rolledBack?: { failed: string[] } } = {}): Promise<void> {
   const p = params(op);
+  if (!opts.status) await reconcileMoves(deps, op, p.cluster, plan.moves, p.host);
   const states = await vmStates(deps, op.id);
   const durationMs = deps.rt.clock.now() - (op.startedAt ?? op.createdAt);
   const savedState = await savedStates(deps, op.id);
