@@ -9,7 +9,9 @@
  *   3. 10,000 hosts (one lab cluster h[00001-10000], selectorMax raised): final report vs the
  *      ideal ⌈10000/16⌉ × 200 ms, Slack calls per sweep, peak RSS of web and worker.
  * `npm run bench -- slack-e2e` runs it alone; FERRY_BENCH_SKIP_10K=1 skips the third part,
- * FERRY_BENCH_ONLY_10K=1 the first two.
+ * FERRY_BENCH_ONLY_10K=1 the first two. After the 10,000-host sweep, 4: removal of ~100 stale ports
+ * from approval to summary (FERRY_BENCH_SKIP_REMOVAL=1 skips it, FERRY_BENCH_ONLY_REMOVAL=1 skips
+ * the 10,000-host sweep before it).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -38,6 +40,9 @@ clusters:
   big:
     adapter: lab
     hosts: ["h[00001-10000]"]
+groups:
+  operators: [U0ALICE]
+  approvers: [U0BOB]
 `;
 
 interface Ferry {
@@ -141,6 +146,36 @@ async function sweep(f: Ferry, slack: SlackStandin, selector: string, n: number,
   return { ackMs: ack.ms, reportMs: summary.at - t0, lastMs: last - t0, finalCardMs: finalCard.at - t0, calls };
 }
 
+/**
+ * 4: removal of about 100 stale ports (typed by one user, approved by another), from the
+ * approval to the final summary, against the lab's time for its calls: each port is re-checked
+ * (an NPIV read) and removed, one port after another, 200 ms a call.
+ */
+async function removal(f: Ferry, slack: SlackStandin): Promise<Record<string, number>> {
+  const channel = 'C0REMOVE';
+  const t0 = Date.now();
+  const ack = await postSigned(f.port, slashBody('remove stale ports h00001..h00200', { user: 'U0ALICE', channel, responseUrl: `${slack.responseUrl}r` }));
+  if (ack.text) console.log(`removal command answered in the ack: ${ack.text}`);
+  const text = (c: StandinCall) => `${String(c.body.text)} ${JSON.stringify(c.body.blocks ?? '')}`;
+  const card = await until(() => slack.calls.find((c) => c.at >= t0 && channelOf(c) === channel && c.method === 'chat.postMessage' && /^Approval request \d+: remove \d+ stale ports?/.test(String(c.body.text))), 'the removal request', 120_000).catch((e: unknown) => {
+    for (const c of slack.calls.filter((x) => x.at >= t0)) console.error(c.method, c.status, text(c).slice(0, 300));
+    throw e;
+  });
+  const [, request, ports] = /^Approval request (\d+): remove (\d+) stale ports?/.exec(String(card.body.text))!;
+  const n = Number(ports);
+  const t1 = Date.now();
+  await postSigned(f.port, slashBody(`approve ${request}`, { user: 'U0BOB', channel, responseUrl: `${slack.responseUrl}a` }));
+  const done = await until(() => slack.calls.find((c) => c.at >= t1 && channelOf(c) === channel && c.method === 'chat.postMessage' && String(c.body.text).startsWith(`Removal finished (request ${request},`)), 'the removal summary', 600_000);
+  const ms = done.at - t1;
+  const lab = n * 2 * LATENCY_MS;
+  const posts = slack.calls.filter((c) => c.at >= t1 && c.at <= done.at && channelOf(c) === channel && c.method === 'chat.postMessage').length;
+  const updates = slack.calls.filter((c) => c.at >= t1 && c.at <= done.at && channelOf(c) === channel && c.method === 'chat.update').length;
+  console.log(
+    `removal of ${n} stale ports: approval to summary ${ms} ms against the lab's ${lab} ms for its calls (${n} × (re-check + remove) × ${LATENCY_MS} ms; ratio ${(ms / lab).toFixed(2)}) · ${posts} thread posts (milestones and summary) and ${updates} card updates, not one post per port (${n} s at 1 a second)`,
+  );
+  return { removal_ports: n, removal_ms: ms, removal_lab_ms: lab, removal_posts: posts };
+}
+
 /** FERRY_BENCH_ONLY_10K=1: parts 1 and 2 are skipped. */
 class SkipSmall extends Error {}
 
@@ -212,15 +247,18 @@ export async function main(): Promise<Record<string, number>> {
     if (!process.env.FERRY_BENCH_SKIP_10K) {
       f = await startFerry(YAML_10K, redis.url, slack, 'bench10k');
       try {
-        await sweep(f, slack, 'h00001', 1, 'C0WARM10K', 60_000);
-        const n = 10_000;
-        const r = await sweep(f, slack, 'h00001..h10000', n, 'C0BIG', 600_000);
-        const ideal = Math.ceil(n / CONCURRENCY) * LATENCY_MS;
-        const rss = f.peakRss();
-        Object.assign(out, { report_10k_ms: r.reportMs, last_10k_ms: r.lastMs, ideal_10k_ms: ideal, slack_calls_10k: r.calls.length, rss_10k_web_mib: rss.web, rss_10k_worker_mib: rss.worker });
-        console.log(
-          `10,000 hosts: final report ${r.reportMs} ms (ideal ${ideal} ms, ratio ${(r.reportMs / ideal).toFixed(3)}, target ≤ 1.15) · last Slack message ${r.lastMs} ms · Slack calls ${r.calls.length} (${byMethod(r.calls)}) vs ${out.slack_calls_99} at 99 hosts · peak RSS web ${rss.web.toFixed(0)} + worker ${rss.worker.toFixed(0)} = ${(rss.web + rss.worker).toFixed(0)} MiB (target < 250)`,
-        );
+        if (!process.env.FERRY_BENCH_ONLY_REMOVAL) {
+          await sweep(f, slack, 'h00001', 1, 'C0WARM10K', 60_000);
+          const n = 10_000;
+          const r = await sweep(f, slack, 'h00001..h10000', n, 'C0BIG', 600_000);
+          const ideal = Math.ceil(n / CONCURRENCY) * LATENCY_MS;
+          const rss = f.peakRss();
+          Object.assign(out, { report_10k_ms: r.reportMs, last_10k_ms: r.lastMs, ideal_10k_ms: ideal, slack_calls_10k: r.calls.length, rss_10k_web_mib: rss.web, rss_10k_worker_mib: rss.worker });
+          console.log(
+            `10,000 hosts: final report ${r.reportMs} ms (ideal ${ideal} ms, ratio ${(r.reportMs / ideal).toFixed(3)}, target ≤ 1.15) · last Slack message ${r.lastMs} ms · Slack calls ${r.calls.length} (${byMethod(r.calls)}) vs ${out.slack_calls_99} at 99 hosts · peak RSS web ${rss.web.toFixed(0)} + worker ${rss.worker.toFixed(0)} = ${(rss.web + rss.worker).toFixed(0)} MiB (target < 250)`,
+          );
+        }
+        if (!process.env.FERRY_BENCH_SKIP_REMOVAL) Object.assign(out, await removal(f, slack));
       } finally {
         await f.stop();
       }
