@@ -2,8 +2,7 @@
  * One user floods a channel with commands (issue 13, item 4), through Ferry's real HTTP
  * receiver with correctly signed requests and a stand-in Web API: the flood is refused with
  * one sentence, once; the rest cost nothing (no Slack call); the operator's command is not
- * refused. (Fair sharing of the channel's post budget is not done yet: the flood's allowed
- * answers still queue ahead of the operator's.)
+ * refused. Fair sharing of the channel's output once allowed: test/e2e/slack-fairness.test.ts.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Harness } from '../support/harness.js';
