@@ -15,6 +15,7 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EH
 export class RedisOutage {
   private downSince: number | undefined;
   private readonly watched = new WeakSet<Redis>();
+  private readonly listeners = new Set<(downMs: number) => void>();
 
   constructor(
     private readonly log: Logger,
@@ -28,6 +29,12 @@ export class RedisOutage {
     conn.on('error', (e: Error) => this.failed(e));
     conn.on('ready', () => this.back());
     return conn;
+  }
+
+  /** Called once when Redis answers again after an outage, with its length. */
+  onBack(fn: (downMs: number) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
   }
 
   get down(): boolean {
@@ -56,5 +63,6 @@ export class RedisOutage {
     const ms = this.now() - this.downSince;
     this.downSince = undefined;
     this.log.warn({ downMs: ms }, `Redis is back after ${Math.round(ms / 1000)} s`);
+    for (const fn of this.listeners) fn(ms);
   }
 }

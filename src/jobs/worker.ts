@@ -36,6 +36,25 @@ export interface WorkerSet {
   shutdown(graceMs: number): Promise<Operation[]>;
 }
 
+/**
+ * Redis answered again after an outage: each running operation's thread hears at once that it
+ * goes on (instead of silence until the step is picked up again). One process says it per
+ * operation (a short claim in Redis), whichever worker noticed first.
+ */
+export async function tellResumed(deps: Deps, downMs: number): Promise<void> {
+  const { rt } = deps;
+  const ops = await deps.ops.active();
+  const secs = Math.max(1, Math.round(downMs / 1000));
+  await Promise.all(
+    ops
+      .filter((op) => op.status === 'running')
+      .map(async (op) => {
+        if (!(await rt.redis.set(rt.key('redis-back', op.id), '1', 'PX', 60_000, 'NX'))) return;
+        await deps.outbox.post(op.conv, message(`Ferry could not reach its Redis for ${secs} s; ${op.title} (job ${op.id}) is resuming now from where it stopped. Nothing done so far is repeated.`));
+      }),
+  ).catch((e: unknown) => rt.log.error({ err: e instanceof Error ? e.message : String(e) }, 'could not tell running operations that Redis is back'));
+}
+
 export async function startWorkers(
   deps: Deps,
   // lockDurationMs / stalledIntervalMs: how soon a job of a dead worker is re-run (tests shorten them).
@@ -143,13 +162,16 @@ export async function startWorkers(
   }
   await Promise.all([...workers.map((w) => w.waitUntilReady()), ...events.map((e) => e.waitUntilReady())]);
   for (const task of deps.wiring.startup) await task(deps);
+  const offBack = rt.redisOutage.onBack((ms) => void tellResumed(deps, ms));
   return {
     workers,
     async close() {
+      offBack();
       clearInterval(epochTimer);
       await Promise.allSettled([...workers.map((w) => w.close()), ...events.map((e) => e.close())]);
     },
     async shutdown(graceMs) {
+      offBack();
       clearInterval(epochTimer);
       let timer: NodeJS.Timeout | undefined;
       const finished = await Promise.race([

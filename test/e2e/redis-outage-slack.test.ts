@@ -10,7 +10,7 @@ import { fastLabYaml, uniquePrefix } from '../support/harness.js';
 import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
 import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
-import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
+import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { REDIS_DOWN_SENTENCE } from '../../src/redis-outage.js';
 import { bound } from '../support/speed.js';
 import { eventually } from '../support/wait.js';
@@ -22,13 +22,15 @@ let worker: FerryProcess;
 let port: number;
 
 beforeAll(async () => {
-  redis = await startPrivateRedis();
+  // With AOF: Redis comes back with its data (a restart, not a loss).
+  redis = await startPrivateRedis(DURABLE);
   slack = await startSlackStandin();
   port = await freePort();
   const env = {
     REDIS_URL: redis.url,
     FERRY_PREFIX: uniquePrefix('redis-away'),
-    FERRY_CONFIG: writeConfig(fastLabYaml()),
+    // Each lab call takes 2 s: a sweep is still running when Redis goes.
+    FERRY_CONFIG: writeConfig(fastLabYaml('', { latencyMs: 2000, migrationMs: 100 })),
     SLACK_BOT_TOKEN: 'xoxb-test',
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_API_URL: slack.url,
@@ -45,10 +47,10 @@ afterAll(async () => {
   await redis?.close();
 });
 
-it('Redis away: a typed command is told so within 3 s, the outage is logged once per process, and its end with its length', async () => {
-  // Ferry has answered once (auth.test, the outbox) before Redis goes.
-  expect((await postSigned(port, slashBody('find stale ports hyp01', { channel: 'C0WARM' }))).status).toBe(200);
-  await eventually(() => slack.calls.some((c) => c.method === 'chat.postMessage' && c.status === 200), 'the warm-up answer', 30_000);
+it('Redis away: a typed command is told so within 3 s, the outage is logged once per process, its end with its length, and a running operation says it resumes', async () => {
+  // Ferry has answered once (auth.test, the outbox) before Redis goes, and a sweep is running.
+  expect((await postSigned(port, slashBody('find stale ports hyp01..hyp24', { channel: 'C0RUN' }))).status).toBe(200);
+  const card = await eventually(() => slack.posted.find((m) => m.channel === 'C0RUN' && !m.thread_ts), 'the running sweep’s card', 30_000);
 
   await redis.stop();
   const t0 = Date.now();
@@ -70,4 +72,12 @@ it('Redis away: a typed command is told so within 3 s, the outage is logged once
     expect(p.output().match(/Ferry cannot reach its Redis \(/g)).toHaveLength(1);
     expect(p.output().match(/Redis is back after/g)).toHaveLength(1);
   }
+  // The running sweep's thread hears it goes on, once, as soon as Redis is back.
+  const resuming = () => slack.posted.filter((m) => m.thread_ts === card.ts && /could not reach its Redis for \d+ s; find stale ports hyp01\.\.hyp24 \(job \d+\) is resuming now/.test(m.text));
+  await eventually(() => resuming().length > 0, 'the resuming sentence', 20_000).catch((e: unknown) => {
+    throw new Error(`${String(e)}\nposted:\n${slack.posted.map((m) => `${m.channel} ${m.thread_ts ?? '-'} ${m.text}`).join('\n')}\nworker:\n${worker.output().slice(-3000)}`);
+  });
+  // The sweep's own summary follows it (all said after the outage arrives, in order).
+  await eventually(() => slack.posted.some((m) => m.thread_ts === card.ts && /of 24 swept/.test(m.text)), 'the sweep’s summary', 30_000);
+  expect(resuming()).toHaveLength(1);
 });
