@@ -66,3 +66,22 @@ export function lostSentence(opId: number, title: string, hosts: string[]): stri
   const where = hosts.length ? ` Check ${hosts.join(', ')} by hand before anything else.` : '';
   return `Ferry's Redis lost its data: job ${opId} (${title}) can no longer be followed, and its record, plan, ledger and approvals are gone. Whatever it had already done stays done; nothing more is done by it.${where}`;
 }
+
+/**
+ * For an answer that found no drain ledger: when this Redis came back empty at some point (its
+ * epoch says so), the ledger may be one of the things it lost, and the user must hear that
+ * rather than only "no drain ledger". '' when no loss is recorded.
+ */
+export async function dataLossNote(rt: Runtime, host: string): Promise<string> {
+  const raw = await rt.redis.get(rt.key('epoch'));
+  if (!raw) return '';
+  let epoch: { at?: number; afterLoss?: boolean };
+  try {
+    epoch = JSON.parse(raw) as typeof epoch;
+  } catch {
+    return '';
+  }
+  if (!epoch.afterLoss) return '';
+  const when = epoch.at ? new Date(epoch.at).toISOString().slice(0, 16).replace('T', ' ') + ' UTC' : 'an earlier time';
+  return ` Ferry's Redis lost its data (found at ${when}); a drain of ${host} from before then is no longer known: check where its VMs are (status ${host}) and bring them home with migrate.`;
+}

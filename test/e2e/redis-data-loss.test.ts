@@ -48,4 +48,9 @@ it('a drain whose Redis comes back empty: the thread is told, the worker lives o
   const next = await h.deps.ops.create({ kind: 'drain', title: 'drain hyp05', requester: 'alice', conv: op.conv, hosts: ['hyp05'], params: {} });
   expect(next.id).toBeGreaterThan(op.id);
   expect(worker.exitCode).toBeNull();
+
+  // restore hyp03 cannot find the ledger that vanished with the data, and says why it may be missing.
+  await h.run('restore hyp03');
+  const said = await h.waitFor(async () => h!.ephemerals('alice').find((t) => t.includes('hyp03 has no drain ledger')) ?? h!.transcript().split('\n').find((t) => t.includes('hyp03 has no drain ledger')), 'the restore answer');
+  expect(said).toMatch(/Ferry's Redis lost its data \(found at .+ UTC\); a drain of hyp03 from before then is no longer known/);
 }, bound(180_000));

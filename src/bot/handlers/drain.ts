@@ -15,6 +15,7 @@ import { startRestore } from '../../jobs/workflows/restore.js';
 import { startMigrate } from '../../jobs/workflows/migrate.js';
 import { acquireLock, lockedSentence, readLock } from '../../jobs/drain/locks.js';
 import { isOpen, readLedger } from '../../jobs/drain/ledger.js';
+import { dataLossNote } from '../../jobs/epoch.js';
 import { DRAIN_ACTIONS, decide, startNeeds, type Decision } from '../../jobs/drain/control.js';
 import type { Deps } from '../../jobs/context.js';
 import { cancelAskedSentence } from '../../jobs/operations.js';
@@ -79,7 +80,7 @@ const restoreCommand: HandlerOf<'restore'> = async (ctx, cmd) => {
       refusal(
         ledger?.status === 'restored' || ledger?.status === 'rolled-back'
           ? `${host}'s last drain (job ${ledger!.opId}) was already ${ledger!.status === 'restored' ? 'restored' : 'rolled back'}; there is nothing to restore.`
-          : `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.`,
+          : `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.${await dataLossNote(ctx.deps.rt, host)}`,
       ),
     );
     return;

@@ -22,6 +22,7 @@ import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
 import { redisNow, reserveMoves, settleReservation } from '../drain/reserve.js';
 import { isOpen, readLedger, setLedgerStatus, type LedgerVm } from '../drain/ledger.js';
+import { dataLossNote } from '../epoch.js';
 import { finishOp, stageOf } from '../drain/control.js';
 import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates, watchCancel } from '../drain/steps.js';
 
@@ -68,7 +69,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     if (!op.startedAt) op = await deps.ops.patch(opId, { status: 'running', startedAt: deps.rt.clock.now() });
     const ledger = await readLedger(deps.rt, host);
     if (!ledger || !isOpen(ledger)) {
-      const sentence = `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.`;
+      const sentence = `${host} has no drain ledger to restore; only a host drained by Ferry can be restored.${await dataLossNote(deps.rt, host)}`;
       await deps.outbox.post(op.conv, message(sentence));
       await releaseLock(deps.rt, host, opId);
       await finishOp(deps, op, 'failed', sentence);
