@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-const BENCHES = ['startup.ts', 'sweep.ts', 'slack-e2e.ts', 'slack-outage.ts', 'drain.ts', 'libvirt-sweep.ts', 'libvirt-migrate.ts'];
+const BENCHES = ['startup.ts', 'sweep.ts', 'slack-e2e.ts', 'slack-outage.ts', 'slack-fairness.ts', 'drain.ts', 'libvirt-sweep.ts', 'libvirt-migrate.ts'];
 
 async function run(): Promise<void> {
   const only = process.argv.slice(2);
