@@ -148,7 +148,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 export async function confirmedWrite<T>(redis: Redis, what: string, write: () => Promise<T>, onRetry?: (attempt: number) => void): Promise<T> {
   if (replicasToConfirm(redis) === 0) return write();
-  const limit = envInt('FERRY_REDIS_CONFIRM_MS', 30_000);
+  const limit = envInt('FERRY_REDIS_CONFIRM_MS', 120_000);
   const deadline = Date.now() + limit;
   for (let attempt = 1; ; attempt++) {
     const wroteOn = streamOf(redis);

@@ -190,7 +190,7 @@ export class LabAdapter implements HypervisorAdapter {
     const id = randomUUID();
     let first: { result: T } | undefined;
     let wroteOn: unknown;
-    const limitMs = Number(process.env.FERRY_REDIS_CONFIRM_MS ?? 30_000);
+    const limitMs = Number(process.env.FERRY_REDIS_CONFIRM_MS ?? 120_000);
     const deadline = Date.now() + limitMs;
     try {
       for (;;) {
