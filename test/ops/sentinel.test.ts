@@ -1,7 +1,7 @@
 /**
  * Redis Sentinel: with REDIS_SENTINELS set, Ferry's connections find the primary through a real
  * redis-sentinel on loopback (never REDIS_URL or 6379), and bad settings are named.
- * (Failover during a drain is not covered yet.)
+ * Failover during a drain: test/e2e/sentinel-failover.test.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
