@@ -209,11 +209,20 @@ interface Claimed {
   target: string;
 }
 
+/**
+ * The system error code under a request error: web-api 8 calls fetch, whose TypeError('fetch failed')
+ * carries the socket's error (ECONNREFUSED…) as its cause.
+ */
+function requestErrorCode(e: unknown): string | undefined {
+  const original = (e as { original?: { code?: string; cause?: { code?: string } } }).original;
+  return original?.code ?? original?.cause?.code;
+}
+
 /** Errors where Slack certainly did not take the call (nothing to look for before retrying). */
 function neverArrived(e: unknown): boolean {
-  const err = e as { code?: string; original?: { code?: string }; statusCode?: number };
+  const err = e as { code?: string; statusCode?: number };
   if (err.code === ErrorCode.HTTPError) return true;
-  if (err.code === ErrorCode.RequestError) return ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'].includes(err.original?.code ?? '');
+  if (err.code === ErrorCode.RequestError) return ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'].includes(requestErrorCode(e) ?? '');
   return false;
 }
 
@@ -399,7 +408,7 @@ export class OutboxSender {
       return;
     }
     // Slack unreachable or erroring: every sender pauses; this lane keeps its place.
-    const why = err.statusCode ? `HTTP ${err.statusCode}` : (err.original?.code ?? err.original?.message ?? err.message ?? String(e));
+    const why = err.statusCode ? `HTTP ${err.statusCode}` : (requestErrorCode(e) ?? err.original?.message ?? err.message ?? String(e));
     if (this.downSince === undefined) {
       this.downSince = this.now();
       this.log.warn({ ...ctx, method, why }, `Slack cannot be reached (${why}); messages wait in the outbox and go once it answers`);

@@ -34,7 +34,6 @@ export function createOutboxClient(token: string, slackApiUrl: string | undefine
     rejectRateLimitedCalls: true,
     retryConfig: { retries: 0 },
     timeout: timeoutMs,
-    attachOriginalToWebAPIRequestError: true,
     logLevel: LogLevel.ERROR,
   });
 }
