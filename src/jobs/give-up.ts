@@ -7,7 +7,7 @@
  */
 import type { Job } from 'bullmq';
 import type { Deps } from './context.js';
-import { FINISHED } from './operations.js';
+import { commonParams, FINISHED } from './operations.js';
 import { refreshCard } from './cards.js';
 import { errorText } from './retry.js';
 import { releaseLock } from './drain/locks.js';
@@ -35,8 +35,9 @@ export async function giveUp(deps: Deps, job: Job, err: unknown): Promise<void> 
   // Ended like finishOp ends it: a staged operation (drain, restore, migrate) is at stage
   // 'done', so its card shows the failure and a re-delivered step of it does nothing.
   const fresh = (await deps.ops.get(opId)) ?? op;
-  if (typeof fresh.params.cluster === 'string') await releaseReservations(deps.rt, fresh.params.cluster, opId).catch(() => undefined);
-  const stage = typeof fresh.params.stage === 'string' ? { params: { ...fresh.params, stage: 'done' } } : {};
+  const common = commonParams(fresh);
+  if (common.cluster !== undefined) await releaseReservations(deps.rt, common.cluster, opId).catch(() => undefined);
+  const stage = common.stage !== undefined ? { params: { ...fresh.params, stage: 'done' } } : {};
   await deps.ops.patch(opId, { status: 'failed', finishedAt: deps.rt.clock.now(), summary: `stopped: ${why}`, ...stage });
   const hook = deps.wiring.giveUp.get(op.kind);
   if (hook) {

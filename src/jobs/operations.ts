@@ -77,6 +77,27 @@ export function paramsOf<P extends object>(op: Pick<Operation, 'id' | 'kind' | '
   return op.params as P;
 }
 
+/**
+ * What an operation of any kind may keep in its params and code that does not know its kind
+ * reads (give-up, finishOp): checked field by field, so another kind's shape reads as absent.
+ */
+export interface CommonParams {
+  /** The cluster whose memory its plan reserved (drain/reserve.ts). */
+  cluster?: string;
+  /** Staged kinds (drain, restore, migrate) end at stage 'done'. */
+  stage?: string;
+  durationMs?: number;
+}
+
+export function commonParams(op: Pick<Operation, 'params'>): CommonParams {
+  const p = op.params;
+  return {
+    ...(typeof p.cluster === 'string' ? { cluster: p.cluster } : {}),
+    ...(typeof p.stage === 'string' ? { stage: p.stage } : {}),
+    ...(typeof p.durationMs === 'number' ? { durationMs: p.durationMs } : {}),
+  };
+}
+
 export class Operations {
   /** rt.newConnection(): closed with the runtime. */
   private readonly tx: OptimisticTx;

@@ -38,7 +38,7 @@ import { context, message, type Block } from '../../chat/messages.js';
 import type { Workflow } from '../wiring.js';
 import { refreshCard } from '../cards.js';
 import { releaseReservations } from './reserve.js';
-import { FINISHED, type Operation } from '../operations.js';
+import { commonParams, FINISHED, type Operation } from '../operations.js';
 import type { Deps } from '../context.js';
 import { refusal, type Refusal } from '../../core/refusal.js';
 
@@ -435,7 +435,8 @@ export async function startBlocks(deps: Deps, op: Operation, startLabel: string,
 export async function finishOp(deps: Deps, op: Operation, status: Operation['status'], summary: string, params: Record<string, unknown> = {}): Promise<Operation> {
   const fresh = (await deps.ops.get(op.id)) ?? op;
   // Moves that will not happen now free the memory their plan reserved (drain/reserve.ts).
-  if (typeof fresh.params.cluster === 'string') await releaseReservations(deps.rt, fresh.params.cluster, op.id);
+  const { cluster } = commonParams(fresh);
+  if (cluster !== undefined) await releaseReservations(deps.rt, cluster, op.id);
   const end = {
     status,
     finishedAt: deps.rt.clock.now(),

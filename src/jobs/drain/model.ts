@@ -39,6 +39,13 @@ export interface DrainParams extends DrainRequest {
   stage?: string;
   round?: number;
   failed?: string[];
+  /** Plans made so far (a replan makes another). */
+  plans?: number;
+  /** What its waits keep (drain/control.ts waitState reads them for drain and migrate alike). */
+  approvalId?: string;
+  waitingSince?: number;
+  override?: boolean;
+  durationMs?: number;
 }
 
 export function drainParams(op: Operation): DrainParams {

@@ -17,7 +17,7 @@ import { compressNames } from '../../core/selectors.js';
 import type { MoveSpec } from '../../core/prechecks.js';
 import type { Deps } from '../context.js';
 import type { Operation } from '../operations.js';
-import { KIND as SWEEP_KIND, type HostSweepResult } from '../workflows/find-stale-ports.js';
+import { KIND as SWEEP_KIND, type HostSweepResult, type SweepParams } from '../workflows/find-stale-ports.js';
 
 // ---------------------------------------------------------------------------------------
 // Per-VM state of an operation (hash op:<id>:vms), what a resumed job reads first.
@@ -369,13 +369,13 @@ export async function reportLingering(deps: Deps, op: Operation, vm: string, sou
     requester: op.requester,
     conv: op.conv,
     hosts: [source],
-    params: { parent: op.id },
+    params: { parent: op.id } satisfies SweepParams,
   });
   const stale = ports.map((p) => ({ ...p, formerOwner: vm }));
   await deps.ops.setResult(sweep.id, source, { ok: true, stale, virtualPorts: stale.length } satisfies HostSweepResult);
   await deps.ops.incrMany(sweep.id, { done: 1, stale: stale.length });
   const now = deps.rt.clock.now();
-  await deps.ops.patch(sweep.id, { status: 'succeeded', startedAt: now, finishedAt: now, summary: `${plural(stale.length, 'stale port')} left by ${vm}`, params: { parent: op.id, durationMs: 0 } });
+  await deps.ops.patch(sweep.id, { status: 'succeeded', startedAt: now, finishedAt: now, summary: `${plural(stale.length, 'stale port')} left by ${vm}`, params: { parent: op.id, durationMs: 0 } satisfies SweepParams });
   await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `lingering ports after moving ${vm}`, targets: [source, vm], opId: op.id, outcome: 'ok', detail: ports.map((p) => p.wwpn).join(' ') }).catch(() => undefined);
   await deps.outbox.post(op.conv, lingeringMessage(op.id, sweep.id, vm, source, ports));
 }

@@ -8,7 +8,7 @@
 import type { Deps } from '../context.js';
 import { startDrain } from '../workflows/drain.js';
 import { startRestore } from '../workflows/restore.js';
-import { decide, stageOf } from '../drain/control.js';
+import { decide, stageOf, waitState } from '../drain/control.js';
 import { acquireLock, lockedSentence } from '../drain/locks.js';
 import type { CycleRequest, HostCycle } from './rolling.js';
 import type { Workflow } from '../wiring.js';
@@ -47,7 +47,7 @@ export const workflowCycle: HostCycle = {
   async nudge(deps, opId, req) {
     const op = await deps.ops.get(opId);
     // A drain with its own approval request (policy or override) waits for its approvers.
-    if (op?.kind === 'drain' && op.status === 'waiting' && stageOf(op) === 'awaiting-start' && op.params.approvalId === undefined) {
+    if (op?.kind === 'drain' && op.status === 'waiting' && stageOf(op) === 'awaiting-start' && waitState(op).approvalId === undefined) {
       const refusal = await decide(deps, opId, req.requester, 'start', undefined);
       if (refusal) deps.rt.log.info({ opId, refusal }, 'rolling run could not start its drain itself; it waits on the drain card');
     }

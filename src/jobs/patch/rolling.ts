@@ -52,7 +52,7 @@ import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
 import { WindowStore, type PatchWindow } from './store.js';
 import { windowsChanged } from './scheduler.js';
-import { kick, POLL_MS, readRun, RUN_ACTIONS, RUN_KIND, withRunLock, writeRun, type HookOutcome, type HookState, type RunHost, type RunState } from './run-state.js';
+import { kick, POLL_MS, readRun, RUN_ACTIONS, RUN_KIND, withRunLock, writeRun, type HookOutcome, type HookState, type RunHost, type RunParams, type RunState } from './run-state.js';
 import { expandHook, hookKey, hookOk, hookSummary, runHookJob, type HookJobData } from './hook.js';
 import { narrateRun, type RunEvent } from './run-narration.js';
 import { runCard } from './run-card.js';
@@ -113,7 +113,7 @@ export async function startRollingRun(deps: Deps, w: PatchWindow): Promise<Opera
     requester,
     conv: top as PatchWindow['conv'],
     hosts: w.hosts,
-    params: { windowId: w.id },
+    params: { windowId: w.id } satisfies RunParams,
   });
   const op = (await ensureCard(deps, created.id)) ?? created;
   const now = deps.rt.clock.now();

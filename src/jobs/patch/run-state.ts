@@ -10,6 +10,11 @@ import type { RollingHost } from '../../core/windows.js';
 import type { ApprovalRequest } from '../../approvals/policy.js';
 
 export const RUN_KIND = 'rolling-run';
+
+/** A rolling run's params: only its window; everything else is its run state (rr:<op>). */
+export interface RunParams {
+  windowId: string;
+}
 /** How soon a run looks again at a sub-operation in progress. */
 export const POLL_MS = 500;
 

@@ -47,7 +47,7 @@ import {
   reconcileMoves,
   type VmState,
 } from '../drain/steps.js';
-import { concurrencyFor, drainParams as params, KIND, readPlan, type DrainPlan, type DrainRequest, type PlannedMove } from '../drain/model.js';
+import { concurrencyFor, drainParams as params, KIND, type DrainParams, readPlan, type DrainPlan, type DrainRequest, type PlannedMove } from '../drain/model.js';
 import type { DrainEvent, DrainTally } from '../drain/events.js';
 import { narrateDrain, tallyLine } from '../drain/narration.js';
 import { drainCard, drainPlanBlocks } from '../drain/card.js';
@@ -74,7 +74,7 @@ export async function startDrain(
     requester: req.requester,
     conv: req.conv,
     hosts: [req.drain.host],
-    params: { ...req.drain, cluster, stage: 'planning', round: 0 },
+    params: { ...req.drain, cluster, stage: 'planning', round: 0 } satisfies DrainParams,
   });
   if (req.lock && !(await req.lock(op.id))) return null;
   // The plan starts at once; the card (the command's answer) is posted beside it.
@@ -198,10 +198,10 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   }
   const override = pre.counts.save > 0;
   // Policy asking for approvers: the plan goes to an approval request bound to its hash.
-  const approvalId = await requestStartApproval(deps, { ...op, params: { ...op.params, override } }, plan);
-  await deps.ops.patch(opId, { status: 'waiting', params: { ...op.params, stage: 'awaiting-start', waitingSince: deps.rt.clock.now(), override, approvalId } });
+  const approvalId = await requestStartApproval(deps, { ...op, params: { ...params(op), override } satisfies DrainParams }, plan);
+  await deps.ops.patch(opId, { status: 'waiting', params: { ...params(op), stage: 'awaiting-start', waitingSince: deps.rt.clock.now(), override, approvalId } satisfies DrainParams });
   // The host stays ours while the plan waits for Start.
-  await refreshLock(deps.rt, p.host, opId, startNeeds(deps, { ...op, params: { ...op.params, override } }).expiryMs + 60_000);
+  await refreshLock(deps.rt, p.host, opId, startNeeds(deps, { ...op, params: { ...params(op), override } satisfies DrainParams }).expiryMs + 60_000);
   await refreshCard(deps, opId, { force: true });
   await watchWaiting(deps, opId);
 }
@@ -311,7 +311,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     }
     if (outcome.failed.length) {
       if (p.rollback === 'auto') {
-        op = await deps.ops.patch(opId, { params: { ...op.params, stage: 'rolling-back', failed: outcome.failed } });
+        op = await deps.ops.patch(opId, { params: { ...params(op), stage: 'rolling-back', failed: outcome.failed } satisfies DrainParams });
         await rollback(deps, op, plan);
       } else {
         // The hold keeps the host for days: the step's keeper must not cut that back to a minute.
@@ -471,7 +471,7 @@ async function hold(deps: Deps, op: Operation, plan: DrainPlan, failed: string[]
   const states = await vmStates(deps, op.id);
   const moved = plan.moves.filter((m) => states[m.vm]?.state === 'moved').length;
   const left = plan.moves.filter((m) => !states[m.vm] || states[m.vm]!.state === 'pending').length;
-  await deps.ops.patch(op.id, { status: 'waiting', params: { ...op.params, stage: 'held', round, failed, waitingSince: deps.rt.clock.now() } });
+  await deps.ops.patch(op.id, { status: 'waiting', params: { ...params(op), stage: 'held', round, failed, waitingSince: deps.rt.clock.now() } satisfies DrainParams });
   await refreshLock(deps.rt, p.host, op.id, HOLD_LOCK_MS);
   await emit(deps, op, { type: 'held', opId: op.id, host: p.host, failed, moved, total: plan.moves.length, left });
   await refreshCard(deps, op.id, { force: true });
@@ -551,23 +551,23 @@ const drainDecisions: Controlled = {
     const p = params(op);
     const round = p.round ?? 0;
     if (decision === 'start') {
-      await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing' } });
+      await deps.ops.patch(op.id, { status: 'running', params: { ...params(op), stage: 'executing' } satisfies DrainParams });
       await refreshCard(deps, op.id, { force: true });
       await enqueueExec(deps, op.id, round);
       return;
     }
     const states = await vmStates(deps, op.id);
     if (decision === 'rollback') {
-      await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'rolling-back' } });
+      await deps.ops.patch(op.id, { status: 'running', params: { ...params(op), stage: 'rolling-back' } satisfies DrainParams });
     } else if (decision === 'retry') {
       for (const s of Object.values(states)) if (s.state === 'failed') await setVmState(deps, op.id, { ...s, state: 'pending', error: undefined });
       await emit(deps, op, { type: 'retrying', vms: p.failed ?? [] });
-      await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing', failed: [] } });
+      await deps.ops.patch(op.id, { status: 'running', params: { ...params(op), stage: 'executing', failed: [] } satisfies DrainParams });
     } else if (decision === 'skip') {
       const s: VmState | undefined = arg ? states[arg] : undefined;
       if (s) await setVmState(deps, op.id, { ...s, state: 'skipped', reason: `skipped after it failed (${s.error ?? 'error'})` });
       await emit(deps, op, { type: 'vm-skipped', vm: arg ?? '', host: p.host });
-      await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing', failed: (p.failed ?? []).filter((v) => v !== arg) } });
+      await deps.ops.patch(op.id, { status: 'running', params: { ...params(op), stage: 'executing', failed: (p.failed ?? []).filter((v) => v !== arg) } satisfies DrainParams });
     }
     await refreshCard(deps, op.id, { force: true });
     await enqueueExec(deps, op.id, round);
@@ -592,8 +592,8 @@ const drainDecisions: Controlled = {
     return why.length ? why.join('; ') : null;
   },
   async replan(deps, op) {
-    const n = Number(op.params.plans ?? 1) + 1;
-    await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'planning', plans: n, approvalId: undefined } });
+    const n = (params(op).plans ?? 1) + 1;
+    await deps.ops.patch(op.id, { status: 'running', params: { ...params(op), stage: 'planning', plans: n, approvalId: undefined } satisfies DrainParams });
     await refreshCard(deps, op.id, { force: true });
     await deps.queues.ops.add('drain-plan', { opId: op.id }, { jobId: `op-${op.id}-plan-${n}`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
   },

@@ -19,13 +19,26 @@ import type { CardRenderer, Workflow } from '../wiring.js';
 import { postCardBeside, refreshCard, withCard } from '../cards.js';
 import { errorText, withDeadline, withRetry } from '../retry.js';
 import type { Deps } from '../context.js';
-import { FINISHED, type Operation } from '../operations.js';
+import { FINISHED, paramsOf, type Operation } from '../operations.js';
 import type { Conversation } from '../../chat/conversation.js';
 
 /** The sweep summary's "Remove N stale ports…" button (also on a drain's NPIV note). */
 export const REMOVE_PORTS_ACTION = 'ferry:remove-stale-ports';
 
 export const KIND = 'find-stale-ports';
+
+/** A sweep's params: what it swept, for its card; a drain's lingering-port note names its drain. */
+export interface SweepParams {
+  /** "3 hosts: hyp01-03" (a typed sweep). */
+  selection?: string;
+  /** The drain whose move left the ports (a one-host sweep recorded by drain/steps.ts). */
+  parent?: number;
+  durationMs?: number;
+}
+
+export function sweepParams(op: Pick<Operation, 'id' | 'kind' | 'params'>): SweepParams {
+  return paramsOf<SweepParams>(op, [KIND]);
+}
 const HOST_DEADLINE_MS = 90_000;
 
 export type HostSweepResult = { ok: true; stale: StalePort[]; virtualPorts: number } | { ok: false; error: string };
@@ -39,7 +52,7 @@ export const MAX_BATCH = 25;
  */
 export async function startSweep(deps: Deps, req: { conv: Conversation; requester: string; title: string; hosts: string[] }): Promise<Operation> {
   const selection = `${plural(req.hosts.length, 'host')}: ${compressNames(req.hosts)}`;
-  const op = await deps.ops.create({ kind: KIND, title: req.title, requester: req.requester, conv: req.conv, hosts: req.hosts, params: { selection } });
+  const op = await deps.ops.create({ kind: KIND, title: req.title, requester: req.requester, conv: req.conv, hosts: req.hosts, params: { selection } satisfies SweepParams });
   const total = req.hosts.length;
   const work = deps.queues.flow.add({
     name: 'sweep',
@@ -269,7 +282,7 @@ async function sweepParent(deps: Deps, job: Job): Promise<void> {
   const status = cancelled ? 'cancelled' : report.failed || report.missing.length ? 'partial' : 'succeeded';
   const line = `${plural(report.stale, 'stale port')} on ${op.hosts.length} hosts${report.failed ? `, ${report.failed} unreachable` : ''}`;
   // Record the outcome first: the result is kept even if Slack cannot show it.
-  const done = await deps.ops.patch(opId, { status, finishedAt: Date.now(), summary: line, params: { ...op.params, durationMs } });
+  const done = await deps.ops.patch(opId, { status, finishedAt: Date.now(), summary: line, params: { ...sweepParams(op), durationMs } satisfies SweepParams });
   // The summary goes in the card's thread; the card may still be on its way.
   const threaded = (await withCard(deps, opId)) ?? done;
   await deps.outbox.post(threaded.conv, reportMessage(done, report, durationMs));
@@ -283,8 +296,9 @@ const sweepCard: CardRenderer = async (deps, op) => {
   const unreachable = c.unreachable ?? 0;
   const finished = FINISHED.includes(op.status);
   const label = `${done}/${op.hosts.length} hosts · ${plural(stale, 'stale port')}${finished ? '' : ' so far'}${unreachable ? ` · ${unreachable} unreachable` : ''}`;
-  const state = finished ? (op.status === 'cancelled' ? 'cancelled' : `done in ${formatDuration(Number(op.params.durationMs ?? 0))}`) : op.status === 'queued' ? 'queued' : 'sweeping';
-  const selection = typeof op.params.selection === 'string' ? op.params.selection : plural(op.hosts.length, 'host');
+  const p = sweepParams(op);
+  const state = finished ? (op.status === 'cancelled' ? 'cancelled' : `done in ${formatDuration(p.durationMs ?? 0)}`) : op.status === 'queued' ? 'queued' : 'sweeping';
+  const selection = p.selection ?? plural(op.hosts.length, 'host');
   return message(
     `${op.title}: ${label}`,
     section(`*Find stale ports* · job ${op.id} · ${state}\n${who(op.requester)} ${op.title} → ${selection}`),

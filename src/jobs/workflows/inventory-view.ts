@@ -112,9 +112,14 @@ async function statusView(deps: Deps, conv: Conversation, target: string): Promi
   );
 }
 
+export const VIEW_KIND = 'view';
+
+/** A view keeps no params: what it shows travels in its one job's data. */
+export type ViewParams = Record<string, never>;
+
 /** Start a view: an operation record (so `jobs` and the console see it) and its job. */
 export async function startView(deps: Deps, req: { conv: Conversation; requester: string; title: string; hosts?: string[]; status?: string }): Promise<void> {
-  const op = await deps.ops.create({ kind: 'view', title: req.title, requester: req.requester, conv: req.conv, hosts: req.hosts ?? [], params: {} });
+  const op = await deps.ops.create({ kind: VIEW_KIND, title: req.title, requester: req.requester, conv: req.conv, hosts: req.hosts ?? [], params: {} satisfies ViewParams });
   await deps.queues.ops.add('inventory-view', { opId: op.id, conv: req.conv, hosts: req.hosts, status: req.status }, { jobId: `op-${op.id}`, removeOnComplete: 100, removeOnFail: 100 });
 }
 

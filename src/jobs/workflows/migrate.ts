@@ -36,17 +36,21 @@ export interface MigrateAsk {
   precheckOnly?: boolean;
 }
 
-interface Params extends MigrateAsk {
+export interface MigrateParams extends MigrateAsk {
   stage?: string;
   vmId?: string;
   source?: string;
   cluster?: string;
   mode?: 'live' | 'cold';
   lines?: string[];
+  /** What its waits keep (drain/control.ts waitState). */
+  approvalId?: string;
+  waitingSince?: number;
+  durationMs?: number;
 }
 
-function params(op: Operation): Params {
-  return paramsOf<Params>(op, [KIND, PRECHECK_KIND]);
+export function migrateParams(op: Pick<Operation, 'id' | 'kind' | 'params'>): MigrateParams {
+  return paramsOf<MigrateParams>(op, [KIND, PRECHECK_KIND]);
 }
 
 export async function startMigrate(deps: Deps, req: { conv: Conversation; echo?: MessageRef | null; requester: string; title: string; ask: MigrateAsk }): Promise<Operation> {
@@ -57,7 +61,7 @@ export async function startMigrate(deps: Deps, req: { conv: Conversation; echo?:
     requester: req.requester,
     conv: req.conv,
     hosts: [req.ask.target],
-    params: { ...req.ask, stage: 'planning' },
+    params: { ...req.ask, stage: 'planning' } satisfies MigrateParams,
   });
   // The plan starts at once; the card (the command's answer) is posted beside it.
   await deps.queues.ops.add('migrate-plan', { opId: op.id }, { jobId: `op-${op.id}-plan`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
@@ -80,7 +84,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
   const { opId } = job.data as { opId: number };
   let op = await deps.ops.get(opId);
   if (!op || stageOf(op) !== 'planning') return;
-  const p = params(op);
+  const p = migrateParams(op);
   op = await deps.ops.patch(opId, { status: 'running', startedAt: deps.rt.clock.now() });
   const end = async (status: Operation['status'], lines: string[], summary: string) => {
     await deps.outbox.post(op!.conv, message(lines[0]!, section(lines.join('\n').slice(0, 2900))));
@@ -119,8 +123,8 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     await end('failed', [`Ferry could not check ${p.vm}: ${errorText(e)}. Nothing was changed.`], errorText(e));
     return;
   }
-  const next: Partial<Params> = { vmId: vm.id, source: vm.host, cluster: deps.rt.inventory.clusterOf[vm.host], mode, lines };
-  op = await deps.ops.patch(opId, { hosts: [vm.host, p.target], params: { ...op.params, ...next } });
+  const next: Partial<MigrateParams> = { vmId: vm.id, source: vm.host, cluster: deps.rt.inventory.clusterOf[vm.host], mode, lines };
+  op = await deps.ops.patch(opId, { hosts: [vm.host, p.target], params: { ...migrateParams(op), ...next } satisfies MigrateParams });
   if (p.precheckOnly || p.dryRun || !ok) {
     await end(ok ? 'succeeded' : 'failed', p.dryRun && ok ? [...lines, 'Dry run: nothing was changed.'] : lines, lines[0]!);
     return;
@@ -131,8 +135,8 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
     return;
   }
   // Policy asking for approvers (approvals.migrate): the plan goes to an approval request.
-  const approvalId = await requestStartApproval(deps, op, migratePlan(params(op)));
-  await deps.ops.patch(opId, { status: 'waiting', params: { ...op.params, stage: 'awaiting-start', waitingSince: deps.rt.clock.now(), approvalId } });
+  const approvalId = await requestStartApproval(deps, op, migratePlan(migrateParams(op)));
+  await deps.ops.patch(opId, { status: 'waiting', params: { ...migrateParams(op), stage: 'awaiting-start', waitingSince: deps.rt.clock.now(), approvalId } satisfies MigrateParams });
   await refreshCard(deps, opId, { force: true });
   await watchWaiting(deps, opId);
 }
@@ -141,7 +145,7 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
   const { opId } = job.data as { opId: number };
   let op = await deps.ops.get(opId);
   if (!op || stageOf(op) !== 'executing') return;
-  const p = params(op);
+  const p = migrateParams(op);
   const hosts = [p.source!, p.target];
   const held = await acquireLocks(deps.rt, hosts, { opId, owner: op.requester, op: 'migrate' });
   if (held) {
@@ -212,16 +216,16 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
 }
 
 /** What an approval of a migration binds to. */
-function migratePlan(p: Params): Record<string, unknown> {
+function migratePlan(p: MigrateParams): Record<string, unknown> {
   return { vm: p.vm, vmId: p.vmId, source: p.source, target: p.target, datastore: p.datastore, mode: p.mode, lines: p.lines };
 }
 
 const migrateDecisions: Controlled = {
   async currentPlan(_deps, op) {
-    return migratePlan(params(op));
+    return migratePlan(migrateParams(op));
   },
   async check(deps, op) {
-    const p = params(op);
+    const p = migrateParams(op);
     const vm = await deps.rt.adapters.forHost(p.source!).findVm(p.vm);
     if (!vm) return `${p.vm} is no longer found`;
     return vm.host === p.source ? null : `${p.vm} is now on ${vm.host}, not ${p.source}`;
@@ -231,7 +235,7 @@ const migrateDecisions: Controlled = {
     return [section(lines.join('\n').slice(0, 2900))];
   },
   async resume(deps, op) {
-    await deps.ops.patch(op.id, { status: 'running', params: { ...op.params, stage: 'executing' } });
+    await deps.ops.patch(op.id, { status: 'running', params: { ...migrateParams(op), stage: 'executing' } satisfies MigrateParams });
     await refreshCard(deps, op.id, { force: true });
     await deps.queues.ops.add('migrate-exec', { opId: op.id }, { jobId: `op-${op.id}-exec`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
   },
@@ -244,7 +248,7 @@ const migrateDecisions: Controlled = {
 
 function card(deps: Deps, op: Operation): Promise<ReturnType<typeof message>> {
   return (async () => {
-    const p = params(op);
+    const p = migrateParams(op);
     const stage = stageOf(op);
     const what = op.kind === PRECHECK_KIND ? 'Precheck' : 'Migrate';
     const head = `*${what} ${p.vm} → ${p.target}${p.datastore ? ` (datastore ${p.datastore})` : ''}* · job ${op.id}`;

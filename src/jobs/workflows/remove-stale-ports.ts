@@ -12,7 +12,7 @@
  *   4. summary in the thread and on the card. There is no rollback: the card said so first.
  * The kill switch is honoured between ports: the port being removed finishes, the rest wait.
  */
-import { FINISHED } from '../operations.js';
+import { FINISHED, paramsOf, type Operation } from '../operations.js';
 import { DelayedError, type Job } from 'bullmq';
 import { findStalePorts } from '../../core/stale-ports.js';
 import { message, section, type Message } from '../../chat/messages.js';
@@ -31,6 +31,16 @@ import { mention } from '../../core/permissions.js';
 import { withMutex } from '../../mutex.js';
 
 export const REMOVAL_KIND = 'remove-stale-ports';
+
+/** A removal's params: the approval request it carries out, and why it is held (pause all). */
+export interface RemovalParams {
+  approvalId: string;
+  paused?: string;
+}
+
+export function removalParams(op: Pick<Operation, 'id' | 'kind' | 'params'>): RemovalParams {
+  return paramsOf<RemovalParams>(op, [REMOVAL_KIND]);
+}
 export const REMOVAL_JOB = 'remove-stale-ports';
 
 const PORT_DEADLINE_MS = 90_000;
@@ -147,7 +157,7 @@ async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
   }
   const op = await deps.ops.get(opId);
   if (!op || FINISHED.includes(op.status)) return; // already carried out
-  await deps.ops.patch(opId, { status: 'running', startedAt: op.startedAt ?? Date.now(), params: { ...op.params, paused: undefined } });
+  await deps.ops.patch(opId, { status: 'running', startedAt: op.startedAt ?? Date.now(), params: { ...removalParams(op), paused: undefined } satisfies RemovalParams });
   await refreshCard(deps, opId, { force: true });
 
   const total = request.plan.length;
@@ -170,8 +180,8 @@ async function removeStalePorts(deps: Deps, job: Job): Promise<void> {
       await flush();
       const note = `Held: ${pausedBy(paused)}; ports ${n}–${total} wait for resume all.`;
       const cur = await deps.ops.get(opId);
-      if (cur?.params.paused !== note) {
-        await deps.ops.patch(opId, { params: { ...(cur?.params ?? {}), paused: note } });
+      if (cur && removalParams(cur).paused !== note) {
+        await deps.ops.patch(opId, { params: { ...removalParams(cur), paused: note } satisfies RemovalParams });
         await deps.outbox.post(meta.conv, message(note));
         await refreshCard(deps, opId, { force: true });
       }
@@ -251,7 +261,7 @@ async function createRemovalOpClaimed(deps: Deps, record: ApprovalRecord<Planned
     requester: request.requester,
     conv: meta.conv,
     hosts: hostsOf(request.plan),
-    params: { approvalId: request.id },
+    params: { approvalId: request.id } satisfies RemovalParams,
   });
   await deps.ops.patch(op.id, { cardRef: meta.cardRef, summary: `approval request ${request.id}: approved` });
   const next = (await approvalStore(deps).patchMeta(request.id, { opId: op.id })) ?? { ...meta, opId: op.id };
@@ -299,13 +309,12 @@ const removalApprovals: ApprovalHandler<PlannedPort[]> = {
 };
 
 const removalCard: CardRenderer = async (deps, op) => {
-  const id = String(op.params.approvalId ?? '');
+  const { approvalId: id, paused } = removalParams(op);
   const record = id ? await approvalStore(deps).get<PlannedPort[]>(id) : null;
   if (!record) return message(`${op.title}: preparing the approval request…`);
   if (record.request.status !== 'executed') return renderApprovalCard(record.request);
   const results = Object.values(await deps.ops.results<PortOutcome>(op.id)).sort((a, b) => a.n - b.n);
   const finished = FINISHED.includes(op.status);
-  const paused = typeof op.params.paused === 'string' ? op.params.paused : undefined;
   return renderApprovalCard(record.request, { status: finished ? 'done' : op.status === 'queued' ? 'queued' : 'running', results, paused });
 };
 

@@ -18,7 +18,7 @@ import type { CardRenderer, Workflow } from '../wiring.js';
 import { ensureCard, refreshCard, withCard } from '../cards.js';
 import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
-import { FINISHED, type Operation } from '../operations.js';
+import { FINISHED, paramsOf, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
 import { redisNow, reserveMoves, settleReservation } from '../drain/reserve.js';
 import { isOpen, readLedger, setLedgerStatus, type LedgerVm } from '../drain/ledger.js';
@@ -27,6 +27,21 @@ import { finishOp, stageOf } from '../drain/control.js';
 import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates, watchCancel } from '../drain/steps.js';
 
 export const KIND = 'restore';
+
+/** A restore's params: the host it brings VMs home to, and what its ledger read counted. */
+export interface RestoreParams {
+  host: string;
+  cluster: string;
+  stage: string;
+  /** Moves planned (set once the ledger is read). */
+  total?: number;
+  alreadyHome?: number;
+  durationMs?: number;
+}
+
+export function restoreParams(op: Pick<Operation, 'id' | 'kind' | 'params'>): RestoreParams {
+  return paramsOf<RestoreParams>(op, [KIND]);
+}
 
 interface Drift {
   vm: string;
@@ -40,7 +55,7 @@ export async function startRestore(
   req: { conv: Conversation; echo?: MessageRef | null; requester: string; title: string; host: string; lock?: (opId: number) => Promise<boolean> },
 ): Promise<Operation | null> {
   const cluster = deps.rt.inventory.clusterOf[req.host]!;
-  const op = await deps.ops.create({ kind: KIND, ...(req.echo ? { echoRef: req.echo } : {}), title: req.title, requester: req.requester, conv: req.conv, hosts: [req.host], params: { host: req.host, cluster, stage: 'restoring' } });
+  const op = await deps.ops.create({ kind: KIND, ...(req.echo ? { echoRef: req.echo } : {}), title: req.title, requester: req.requester, conv: req.conv, hosts: [req.host], params: { host: req.host, cluster, stage: 'restoring' } satisfies RestoreParams });
   if (req.lock && !(await req.lock(op.id))) return null;
   // The restore starts at once; the card (the command's answer) is posted beside it.
   await deps.queues.ops.add('restore', { opId: op.id }, { jobId: `op-${op.id}-restore`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
@@ -52,8 +67,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
   const { opId } = job.data as { opId: number };
   let op = await deps.ops.get(opId);
   if (!op || stageOf(op) !== 'restoring') return;
-  const host = String(op.params.host);
-  const cluster = String(op.params.cluster);
+  const { host, cluster } = restoreParams(op);
   const held = await acquireLock(deps.rt, { host, opId, owner: op.requester, op: 'restore' });
   // Whatever the thread hears goes under the card (posted beside the job's start).
   op = (await withCard(deps, opId)) ?? op;
@@ -114,7 +128,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     await reserveMoves(deps.rt, cluster, opId, plan.moves.map((m) => ({ vmId: m.vmId, target: host, memoryMiB: sizes.get(m.vmId) ?? 0 })), unlimited, await redisNow(deps.rt));
     for (const b of plan.blocked) drift.push({ vm: b.vm, kind: 'blocked', sentence: `${b.vm} cannot come home now: ${b.reasons.join(' ')}` });
     const total = plan.moves.length;
-    await deps.ops.patch(opId, { params: { ...op.params, total, alreadyHome: plan.alreadyHome.length } });
+    await deps.ops.patch(opId, { params: { ...restoreParams(op), total, alreadyHome: plan.alreadyHome.length } satisfies RestoreParams });
     for (const m of plan.moves) await setVmState(deps, opId, { name: m.vm, id: m.vmId, state: 'pending', target: host, from: m.from });
     await refreshCard(deps, opId);
 
@@ -239,15 +253,16 @@ async function belongsElsewhere(deps: Deps, lv: LedgerVm, now: string | null): P
 }
 
 const restoreCard: CardRenderer = async (deps, op) => {
-  const host = String(op.params.host);
+  const p = restoreParams(op);
+  const host = p.host;
   const states = Object.values(await vmStates(deps, op.id));
   const pct = await percents(deps, op.id);
   // Until the ledger is read there is nothing to count: no "100% 0/0" progress.
-  const known = op.params.total !== undefined;
-  const total = Number(op.params.total ?? 0);
+  const known = p.total !== undefined;
+  const total = p.total ?? 0;
   const back = states.filter((s) => s.state === 'returned').length;
   const failed = states.filter((s) => s.state === 'return-failed').length;
-  const already = Number(op.params.alreadyHome ?? 0);
+  const already = p.alreadyHome ?? 0;
   const finished = FINISHED.includes(op.status);
   const word = finished ? op.status : known ? 'bringing VMs home' : 'reading the ledger';
   const rows = states.map((s) => [s.name, s.from ?? '', s.state === 'returning' ? `moving back${pct[s.name] !== undefined ? ` ${pct[s.name]}%` : ''}` : s.state === 'returned' ? 'home' : s.state === 'return-failed' ? 'FAILED' : s.state === 'pending' ? 'waiting' : s.state]);
