@@ -6,6 +6,7 @@
 import type { Runtime } from '../runtime.js';
 import { formatUtcTime } from './policy.js';
 import { mention } from '../core/permissions.js';
+import { refusal, type Refusal } from '../core/refusal.js';
 
 export interface PauseState {
   by: string;
@@ -41,6 +42,6 @@ export function pausedBy(state: PauseState): string {
   return `${mention(state.by)} paused Ferry at ${formatUtcTime(state.at)}`;
 }
 
-export function pausedRefusal(state: PauseState): string {
-  return `Ferry is paused: ${pausedBy(state)} (pause all); nothing new that changes anything runs until someone types resume all.`;
+export function pausedRefusal(state: PauseState): Refusal {
+  return refusal(`Ferry is paused: ${pausedBy(state)} (pause all); nothing new that changes anything runs until someone types resume all.`, 'paused');
 }

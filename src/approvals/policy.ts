@@ -5,9 +5,9 @@
  * reducer guarantees that pending -> approved happens at most once for any sequence of
  * decisions, so a double click, a retried delivery or two approvers racing run nothing twice.
  *
- * Result contract of decide(): ok:true means the request changed and must be persisted (CAS)
- * and its card redrawn; ok:false is one sentence for an ephemeral reply and changes nothing,
- * except that a refusal may carry `request` when the click found the request expired or its
+ * Result contract of decide(): a Decided means the request changed and must be persisted (CAS)
+ * and its card redrawn; a refusal (core/refusal.ts, the one shape every refusal has) is one
+ * sentence for an ephemeral reply and changes nothing, except that it may carry `request` when the click found the request expired or its
  * plan changed: the request is then in a terminal state to persist, and the card loses its
  * buttons.
  */
@@ -15,6 +15,7 @@ import type { FerryConfig } from '../config/schema.js';
 import { durationMs } from '../core/duration.js';
 import { describePrincipals, isMemberOfAny, mention, type Membership } from '../core/permissions.js';
 import { planHash } from './plan-hash.js';
+import { refusal, type Refusal } from '../core/refusal.js';
 
 export const APPROVAL_ACTIONS = ['remove-ports', 'drain', 'migrate', 'rolling-run', 'pause', 'override'] as const;
 /** override: going ahead despite a refused precheck (e.g. draining with a running non-HA VM). */
@@ -145,9 +146,24 @@ export interface DecisionInput {
 
 export type RefusalCode = 'self-approval' | 'not-approver' | 'expired' | 'plan-changed' | 'finished' | 'duplicate';
 
-export type DecideResult<P = unknown> =
-  | { ok: true; request: ApprovalRequest<P>; effect: 'recorded' | 'approved' | 'rejected'; sentence: string }
-  | { ok: false; code: RefusalCode; refusal: string; request?: ApprovalRequest<P> };
+export interface Decided<P = unknown> {
+  readonly refused: false;
+  readonly request: ApprovalRequest<P>;
+  readonly effect: 'recorded' | 'approved' | 'rejected';
+  readonly sentence: string;
+}
+
+/** A refused decision; `request` when the click itself ended the request (expired, plan changed). */
+export interface ApprovalRefusal<P = unknown> extends Refusal {
+  readonly code: RefusalCode;
+  readonly request?: ApprovalRequest<P>;
+}
+
+export type DecideResult<P = unknown> = Decided<P> | ApprovalRefusal<P>;
+
+function refuse<P>(code: RefusalCode, sentence: string, request?: ApprovalRequest<P>): ApprovalRefusal<P> {
+  return { ...refusal(sentence), code, ...(request ? { request } : {}) };
+}
 
 /** "14:32 UTC". Cards and refusals say UTC: approvers may sit in different zones. */
 export function formatUtcTime(ms: number): string {
@@ -220,37 +236,33 @@ function finish<P>(request: ApprovalRequest<P>, status: ApprovalStatus, now: num
 export function decide<P>(request: ApprovalRequest<P>, input: DecisionInput, members: Membership): DecideResult<P> {
   const { user, decision, now } = input;
 
-  if (request.status !== 'pending') return { ok: false, code: 'finished', refusal: finishedSentence(request) };
+  if (request.status !== 'pending') return refuse('finished', finishedSentence(request));
 
   if (now >= request.expiresAt) {
     const expired = finish(request, 'expired', now);
-    return { ok: false, code: 'expired', refusal: finishedSentence(expired), request: expired };
+    return refuse('expired', finishedSentence(expired), expired);
   }
 
   const isRequester = user === request.requester;
   if (isRequester) {
     if (decision === 'approve' && request.required > 0) {
-      return { ok: false, code: 'self-approval', refusal: 'You asked for this; someone else has to approve it.' };
+      return refuse('self-approval', 'You asked for this; someone else has to approve it.');
     }
   } else if (!isMemberOfAny(members, user, request.approvers)) {
     const verb = request.required === 0 ? 'start or reject' : 'approve or reject';
-    return { ok: false, code: 'not-approver', refusal: `Only ${whoMayApprove(request)} may ${verb} this request.` };
+    return refuse('not-approver', `Only ${whoMayApprove(request)} may ${verb} this request.`);
   }
 
   if (input.planHash !== request.planHash) {
     // Fail closed: whoever decides must have seen the plan that would run.
     const voided = finish(request, 'void', now, { voidReason: 'the plan changed after the card was shown' });
-    return { ok: false, code: 'plan-changed', refusal: 'The plan changed since this card was shown; the approval is void.', request: voided };
+    return refuse('plan-changed', 'The plan changed since this card was shown; the approval is void.', voided);
   }
 
   const already = approvedBy(request);
   if (decision === 'approve' && already.includes(user)) {
     const left = remainingApprovals(request);
-    return {
-      ok: false,
-      code: 'duplicate',
-      refusal: `Your approval is already recorded; ${moreNeeded(left)} from ${describePrincipals(request.approvers)}.`,
-    };
+    return refuse('duplicate', `Your approval is already recorded; ${moreNeeded(left)} from ${describePrincipals(request.approvers)}.`);
   }
 
   const recorded: Decision = { user, decision, at: now, ...(input.reason?.trim() ? { reason: input.reason.trim() } : {}) };
@@ -260,18 +272,18 @@ export function decide<P>(request: ApprovalRequest<P>, input: DecisionInput, mem
     const reason = input.reason?.trim();
     const why = reason ? `: ${reason}${/[.!?]$/.test(reason) ? '' : '.'}` : '.';
     const sentence = isRequester ? `Withdrawn by ${mention(user)}${why}` : `Rejected by ${mention(user)}${why}`;
-    return { ok: true, request: finish(withDecision, 'rejected', now), effect: 'rejected', sentence };
+    return { refused: false, request: finish(withDecision, 'rejected', now), effect: 'rejected', sentence };
   }
 
   // Only this branch leaves pending for approved, and only from pending: exactly once.
   const by = approvedBy(withDecision);
   if (by.length >= request.required) {
     const sentence = request.required === 0 ? `Started by ${mention(user)}.` : `Approved by ${listUsers(by)}.`;
-    return { ok: true, request: finish(withDecision, 'approved', now), effect: 'approved', sentence };
+    return { refused: false, request: finish(withDecision, 'approved', now), effect: 'approved', sentence };
   }
   const left = request.required - by.length;
   return {
-    ok: true,
+    refused: false,
     request: { ...withDecision, version: request.version + 1 },
     effect: 'recorded',
     sentence: `Approval ${by.length} of ${request.required} recorded from ${mention(user)}; ${moreNeeded(left)} from ${describePrincipals(request.approvers)}.`,

@@ -33,6 +33,7 @@ import {
   type ApprovalAction,
   type ApprovalRequest,
   type DecideResult,
+  type Decided,
   type ResolvedPolicy,
 } from './policy.js';
 import { planHash } from './plan-hash.js';
@@ -160,7 +161,6 @@ export interface DecisionRequest {
   /** From the clicked card's button; a typed command approves the plan the card shows now. */
   planHash?: string;
   groupMembers: GroupMembers;
-  refuse(r: Refusal): Promise<void>;
   /** Where the decision was made, when that is not the request's own thread (typed elsewhere). */
   from?: Conversation;
   via: 'button' | 'modal' | 'command';
@@ -186,8 +186,18 @@ export function unknownRequestSentence(id: string): string {
  */
 const HAND_ON_MS = 60_000;
 
-/** The one path for Approve/Reject of every action: button, modal and typed command. Returns the outcome for tests. */
-export async function decideApproval(deps: Deps, input: DecisionRequest): Promise<DecideResult<unknown> | null> {
+/** An approve that found its request approved but never started, and started it (the thread heard it). */
+export interface Resumed {
+  readonly refused: false;
+  readonly effect: 'resumed';
+  readonly sentence: string;
+}
+
+/** What a decision came to; a refusal is for the caller to say (the thread hears everything else). */
+export type DecisionOutcome = Decided<unknown> | Resumed | Refusal;
+
+/** The one path for Approve/Reject of every action: button, modal and typed command. */
+export async function decideApproval(deps: Deps, input: DecisionRequest): Promise<DecisionOutcome> {
   if (input.decision !== 'approve') return decide1(deps, input, null);
   const key = deps.rt.key('approval', input.id, 'handing-on');
   const token = `${process.pid}-${randomUUID()}`;
@@ -205,14 +215,13 @@ export async function decideApproval(deps: Deps, input: DecisionRequest): Promis
   }
 }
 
-async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() => Promise<boolean>) | null): Promise<DecideResult<unknown> | null> {
+async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() => Promise<boolean>) | null): Promise<DecisionOutcome> {
   const store = approvalStore(deps);
   const first = await store.get(input.id);
   const label = `${input.decision} request ${input.id}`;
   if (!first) {
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: [], outcome: 'refused', detail: 'no such request' });
-    await input.refuse(refusal(unknownRequestSentence(input.id), 'not-found'));
-    return null;
+    return refusal(unknownRequestSentence(input.id), 'not-found');
   }
   const handler = approvalHandler(deps, first.request.action);
   const hosts = targetsOf(deps, first.request);
@@ -221,8 +230,7 @@ async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() 
     const paused = await pauseState(deps.rt);
     if (paused) {
       await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, outcome: 'refused', detail: 'paused' });
-      await input.refuse(refusal(pausedRefusal(paused), 'paused'));
-      return null;
+      return pausedRefusal(paused);
     }
   }
   const members = membership(deps.rt.config, input.groupMembers);
@@ -230,30 +238,26 @@ async function decide1(deps: Deps, input: DecisionRequest, othersHandingOn: (() 
     // A typed decision binds to the plan as stored now: a plan altered without its hash voids.
     const bound = input.planHash ?? planHash(request.plan);
     const r = decide(request, { user: input.user, decision: input.decision, reason: input.reason, planHash: bound, now: deps.rt.clock.now() }, members);
-    return { next: r.ok ? r.request : (r.request ?? null), result: r };
+    return { next: r.request ?? null, result: r };
   });
-  if (!out) {
-    await input.refuse(refusal(unknownRequestSentence(input.id), 'not-found'));
-    return null;
-  }
+  if (!out) return refusal(unknownRequestSentence(input.id), 'not-found');
   const r = out.result;
   const request = out.record.request;
   // Approved but not handed on: interrupted, unless another approve call is still handing it on.
-  if (!r.ok && r.code === 'finished' && request.status === 'approved' && handler.recover && !(await othersHandingOn?.())) {
+  if (r.refused && r.code === 'finished' && request.status === 'approved' && handler.recover && !(await othersHandingOn?.())) {
     const said = await handler.recover(deps, out.record);
     if (said) {
       await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, opId: (await store.get(input.id))?.meta.opId, approvedBy: approvedBy(request), outcome: 'ok', detail: `resumed an approved request that was never started (via ${input.via})` });
       await deps.outbox.post(out.record.meta.conv, message(said));
-      return r;
+      return { refused: false, effect: 'resumed', sentence: said };
     }
   }
-  if (!r.ok) {
-    await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, opId: out.record.meta.opId, outcome: 'refused', detail: `${r.code}: ${r.refusal}` });
+  if (r.refused) {
+    await audit(deps.rt, { actor: input.user, kind: 'decision', action: label, targets: hosts, opId: out.record.meta.opId, outcome: 'refused', detail: `${r.code}: ${r.sentence}` });
     if (out.written) {
       const how: ClosedHow = r.code === 'expired' ? 'expired' : 'void';
       await closeUnexecuted(deps, out.record, how, how === 'expired' ? finishedSentence(request) : `Request ${request.id} is void: ${request.voidReason}; ${handler.nothingDone}. Ask again.`);
     }
-    await input.refuse(refusal(r.refusal, r.code));
     return r;
   }
   // The winner of pending -> approved (exactly one caller) prepares what carries it out.

@@ -6,7 +6,7 @@
  */
 import { userRate, USER_COMMANDS_MAX, USER_COMMANDS_WINDOW_MS } from './rate-limit.js';
 import { parseCommand, type Command, type CommandName } from './grammar.js';
-import { mayRun, type ChannelRef, type GroupMembers } from '../core/permissions.js';
+import { checkPermission, type ChannelRef, type GroupMembers } from '../core/permissions.js';
 import type { Message } from '../chat/messages.js';
 import { message } from '../chat/messages.js';
 import type { Conversation } from '../chat/conversation.js';
@@ -72,11 +72,11 @@ export interface Caller {
  */
 export async function authorize(deps: ChatDeps, caller: Caller, cmd: Command, text: string): Promise<Refusal | null> {
   const log = deps.rt.log.child({ user: caller.user, surface: caller.surface });
-  const permitted = mayRun({ command: cmd.name, dryRun: dryRunOf(cmd), user: caller.user, channel: caller.channel, config: deps.rt.config, groupMembers: caller.groupMembers });
-  if (!permitted.ok) {
-    log.info({ command: cmd.name, refused: permitted.sentence }, 'command refused: permission');
-    await auditCommand(deps, caller.user, text, cmd, 'refused', permitted.sentence);
-    return refusal(permitted.sentence, permitted.code);
+  const notPermitted = checkPermission({ command: cmd.name, dryRun: dryRunOf(cmd), user: caller.user, channel: caller.channel, config: deps.rt.config, groupMembers: caller.groupMembers });
+  if (notPermitted) {
+    log.info({ command: cmd.name, refused: notPermitted.sentence }, 'command refused: permission');
+    await auditCommand(deps, caller.user, text, cmd, 'refused', notPermitted.sentence);
+    return notPermitted;
   }
   for (const gate of deps.router.gates) {
     const refused = await gate(deps, cmd);

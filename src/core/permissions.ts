@@ -20,6 +20,7 @@
  * terminal with no channel and is never channel-restricted.
  */
 import type { FerryConfig } from '../config/schema.js';
+import { refusal, type Refusal } from './refusal.js';
 
 export const READ_ONLY_COMMANDS = [
   'help',
@@ -32,7 +33,7 @@ export const READ_ONLY_COMMANDS = [
   'precheck',
   'patch-windows',
   // Dry runs stop at the plan card: nothing moves. Checked as separate names so they can be
-  // opened or closed on their own (mayRun maps drain + dryRun to drain-dry-run).
+  // opened or closed on their own (checkPermission maps drain + dryRun to drain-dry-run).
   'drain-dry-run',
   'migrate-dry-run',
 ] as const;
@@ -235,7 +236,7 @@ function channelAllowed(info: ChannelInfo, allowed: readonly string[]): boolean 
   });
 }
 
-export interface MayRunInput {
+export interface PermissionInput {
   /** Command name as the grammar knows it ("drain", "find-stale-ports", "pause all"). */
   command: string;
   /** Drain/migrate with dry-run: checked as "drain-dry-run" / "migrate-dry-run". */
@@ -247,7 +248,14 @@ export interface MayRunInput {
   groupMembers?: GroupMembers;
 }
 
-export type PermissionResult = { ok: true } | { ok: false; sentence: string; code: 'not-permitted' | 'channel' | 'disabled' };
+/** Why a command may not run here (core/refusal.ts); null from checkPermission when it may. */
+export interface PermissionRefusal extends Refusal {
+  readonly code: 'not-permitted' | 'channel' | 'disabled';
+}
+
+function refused(code: PermissionRefusal['code'], sentence: string): PermissionRefusal {
+  return { ...refusal(sentence), code };
+}
 
 /** The name a command is checked under: drain + dryRun -> drain-dry-run. */
 export function permissionName(command: string, dryRun = false): string {
@@ -255,7 +263,7 @@ export function permissionName(command: string, dryRun = false): string {
   return dryRun && (name === 'drain' || name === 'migrate') ? `${name}-dry-run` : name;
 }
 
-export function mayRun(input: MayRunInput): PermissionResult {
+export function checkPermission(input: PermissionInput): PermissionRefusal | null {
   const { config, user } = input;
   const name = permissionName(input.command, input.dryRun);
   const shown = displayCommand(name);
@@ -266,25 +274,25 @@ export function mayRun(input: MayRunInput): PermissionResult {
     const where = allowed.map(describeChannel).join(allowed.length === 2 ? ' and ' : ', ');
     if (info.kind === 'dm') {
       if (isMutating(name)) {
-        return { ok: false, code: 'channel', sentence: `In a direct message Ferry only answers read-only commands; run ${shown} in ${where}.` };
+        return refused('channel', `In a direct message Ferry only answers read-only commands; run ${shown} in ${where}.`);
       }
     } else if (!channelAllowed(info, allowed)) {
-      return { ok: false, code: 'channel', sentence: `Ferry takes commands in ${where} only; run ${shown} there.` };
+      return refused('channel', `Ferry takes commands in ${where} only; run ${shown} there.`);
     }
   }
 
   const principals = principalsFor(name, config);
   if (principals.length === 0) {
-    return { ok: false, code: 'disabled', sentence: `${shown} is switched off in this Ferry's configuration.` };
+    return refused('disabled', `${shown} is switched off in this Ferry's configuration.`);
   }
-  if (isMemberOfAny(membership(config, input.groupMembers), user, principals)) return { ok: true };
+  if (isMemberOfAny(membership(config, input.groupMembers), user, principals)) return null;
   const askIn = config.channels.announcements ?? allowed[0];
   const ask = askIn ? `ask in ${describeChannel(askIn)} or an admin to add you` : 'ask an admin to add you';
-  return { ok: false, code: 'not-permitted', sentence: `${shown} needs ${describePrincipals(principals)}; ${ask}.` };
+  return refused('not-permitted', `${shown} needs ${describePrincipals(principals)}; ${ask}.`);
 }
 
 /** The commands `help` should list for this caller (and channel, when given), in help order. */
-export function visibleCommands(input: Omit<MayRunInput, 'command' | 'dryRun' | 'channel'> & { channel?: ChannelRef }): CommandName[] {
+export function visibleCommands(input: Omit<PermissionInput, 'command' | 'dryRun' | 'channel'> & { channel?: ChannelRef }): CommandName[] {
   const channel = input.channel ?? 'console';
-  return ALL_COMMANDS.filter((command) => mayRun({ ...input, channel, command }).ok);
+  return ALL_COMMANDS.filter((command) => checkPermission({ ...input, channel, command }) === null);
 }

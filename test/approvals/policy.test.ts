@@ -16,6 +16,7 @@ import {
   type DecideResult,
 } from '../../src/approvals/policy.js';
 import { canonicalJson, planHash } from '../../src/approvals/plan-hash.js';
+import { isRefusal } from '../../src/core/refusal.js';
 
 // UALICE asks; UBOB and UCAROL approve through group:approvers; UDAVE through the Slack user
 // group SAPPROVE; UEVE is nobody in particular; "frank" is a console identity.
@@ -66,7 +67,7 @@ function run(req: ApprovalRequest<typeof PLAN>, steps: Step[]): { req: ApprovalR
       members,
     );
     results.push(r);
-    if (r.ok) req = r.request;
+    if (!r.refused) req = r.request;
     else if (r.request) req = r.request;
   }
   return { req, results };
@@ -320,23 +321,25 @@ describe('decide', () => {
   it.each(cases)('$name', (c) => {
     const { req, results } = run(request(c.action, c.requester), c.steps);
     const last = results[results.length - 1]!;
-    expect(last.ok ? last.effect : last.code).toBe(c.last);
-    if (c.sentence) expect(last.ok ? last.sentence : last.refusal).toMatch(c.sentence);
+    expect(last.refused ? last.code : last.effect).toBe(c.last);
+    // A refused decision is the one refusal shape (core/refusal.ts) every caller says as is.
+    expect(isRefusal(last)).toBe(last.refused);
+    if (c.sentence) expect(last.sentence).toMatch(c.sentence);
     expect(req.status).toBe(c.status);
     if (c.approvedBy) expect(req.decisions.filter((d) => d.decision === 'approve').map((d) => d.user)).toEqual(c.approvedBy);
     // Exactly-once: at most one result ever reports the move to approved.
-    expect(results.filter((r) => r.ok && r.effect === 'approved').length).toBeLessThanOrEqual(1);
+    expect(results.filter((r) => !r.refused && r.effect === 'approved').length).toBeLessThanOrEqual(1);
   });
 
   it('a refusal without a request field changes nothing', () => {
     const req = request('rolling-run');
     const r1 = decide(req, { user: 'UBOB', decision: 'approve', planHash: req.planHash, now: T0 + MIN }, members);
-    expect(r1.ok).toBe(true);
-    const after = r1.ok ? r1.request : req;
+    expect(r1.refused).toBe(false);
+    const after = !r1.refused ? r1.request : req;
     for (const user of ['UALICE', 'UEVE', 'UBOB']) {
       const r = decide(after, { user, decision: 'approve', planHash: after.planHash, now: T0 + 2 * MIN }, members);
-      expect(r.ok).toBe(false);
-      expect(r.ok ? undefined : r.request).toBeUndefined();
+      expect(r.refused).toBe(true);
+      expect(r.request).toBeUndefined();
     }
   });
 
@@ -345,17 +348,17 @@ describe('decide', () => {
     const frozen = structuredClone(req);
     const r1 = decide(req, { user: 'UBOB', decision: 'approve', planHash: req.planHash, now: T0 + MIN }, members);
     expect(req).toEqual(frozen);
-    if (!r1.ok) throw new Error('expected ok');
+    if (r1.refused) throw new Error('expected ok');
     expect(r1.request.version).toBe(1);
     const r2 = decide(r1.request, { user: 'UCAROL', decision: 'approve', planHash: req.planHash, now: T0 + 2 * MIN }, members);
-    if (!r2.ok) throw new Error('expected ok');
+    if (r2.refused) throw new Error('expected ok');
     expect(r2.request).toMatchObject({ version: 2, status: 'approved', finishedAt: T0 + 2 * MIN });
   });
 
   it('a user group that was not resolved has no members (fail closed)', () => {
     const req = request();
     const r = decide(req, { user: 'UDAVE', decision: 'approve', planHash: req.planHash, now: T0 + MIN }, membership(config, {}));
-    expect(r.ok ? r.effect : r.code).toBe('not-approver');
+    expect(!r.refused ? r.effect : r.code).toBe('not-approver');
   });
 });
 
@@ -371,14 +374,14 @@ describe('racing approvers through a compare-and-set store', () => {
       let seen = snapshots[i]!;
       for (;;) {
         const r = decide(seen, { user, decision: 'approve', planHash: seen.planHash, now: T0 + MIN }, members);
-        const next = r.ok ? r.request : r.request;
+        const next = r.request;
         if (!next) return; // refusal: nothing to write
         if (stored.version !== seen.version) {
           seen = stored; // CAS lost: re-read, decide again
           continue;
         }
         stored = next;
-        if (r.ok && r.effect === 'approved') approvedEffects++;
+        if (!r.refused && r.effect === 'approved') approvedEffects++;
         return;
       }
     });
@@ -415,8 +418,8 @@ describe('racing approvers through a compare-and-set store', () => {
           { user: users[rand(users.length)]!, decision: rand(6) === 0 ? 'reject' : 'approve', planHash: rand(20) === 0 ? 'x' : req.planHash, now: T0 + rand(35) * MIN },
           members,
         );
-        if (r.ok && r.effect === 'approved') approvals++;
-        const next = r.ok ? r.request : (r.request ?? req);
+        if (!r.refused && r.effect === 'approved') approvals++;
+        const next = !r.refused ? r.request : (r.request ?? req);
         if (terminal) expect(next.status).toBe(terminal);
         if (next.status !== 'pending') terminal = next.status;
         req = next;

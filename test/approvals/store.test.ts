@@ -50,7 +50,7 @@ describe('ApprovalStore', () => {
     const { request } = await newRequest(store);
     const first = decide(request, { user: 'bob', decision: 'approve', planHash: request.planHash, now }, members());
     const second = decide(request, { user: 'carol', decision: 'approve', planHash: request.planHash, now }, members());
-    if (!first.ok || !second.ok) throw new Error('both decisions should be accepted on their own');
+    if (first.refused || second.refused) throw new Error('both decisions should be accepted on their own');
     expect(await store.compareAndSet(request.version, first.request)).toBe('ok');
     expect(await store.compareAndSet(request.version, second.request)).toBe('conflict');
     expect(approvedBy((await store.get(request.id))!.request)).toEqual(['bob']);
@@ -64,11 +64,11 @@ describe('ApprovalStore', () => {
       ['bob', 'dave', 'erin', 'bob', 'carol'].map((user) =>
         store.transition<PlannedPort[], DecideResult<PlannedPort[]>>(request.id, (r) => {
           const d = decide(r, { user, decision: 'approve', planHash: r.planHash, now }, members());
-          return { next: d.ok ? d.request : null, result: d };
+          return { next: !d.refused ? d.request : null, result: d };
         }),
       ),
     );
-    const effects = outs.map((o) => (o!.result.ok ? o!.result.effect : o!.result.code));
+    const effects = outs.map((o) => (!o!.result.refused ? o!.result.effect : o!.result.code));
     expect(effects.filter((e) => e === 'approved')).toHaveLength(1);
     const stored = (await store.get(request.id))!.request;
     expect(stored.status).toBe('approved');

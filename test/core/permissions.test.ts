@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
+import { isRefusal } from '../../src/core/refusal.js';
 import {
   ALL_COMMANDS,
   MUTATING_COMMANDS,
@@ -7,7 +8,7 @@ import {
   describePrincipals,
   displayCommand,
   isMutating,
-  mayRun,
+  checkPermission,
   membership,
   principalsFor,
   referencedUserGroups,
@@ -76,7 +77,7 @@ describe('membership', () => {
   });
 });
 
-describe('mayRun', () => {
+describe('checkPermission', () => {
   type Case = [name: string, command: string, user: string, channel: ChannelRef, config: typeof open, expected: true | RegExp, dryRun?: boolean];
   const overridden = configSchema.parse({
     groups,
@@ -126,11 +127,13 @@ describe('mayRun', () => {
   ];
 
   it.each(cases)('%s', (_name, command, user, channel, config, expected, dryRun) => {
-    const r = mayRun({ command, user, channel, config, groupMembers, dryRun });
-    if (expected === true) expect(r).toEqual({ ok: true });
+    const r = checkPermission({ command, user, channel, config, groupMembers, dryRun });
+    if (expected === true) expect(r).toBeNull();
     else {
-      expect(r.ok).toBe(false);
-      if (!r.ok) expect(r.sentence).toMatch(expected);
+      // The one refusal shape (core/refusal.ts), with the reason as its code.
+      expect(isRefusal(r)).toBe(true);
+      expect(r?.sentence).toMatch(expected);
+      expect(['not-permitted', 'channel', 'disabled']).toContain(r?.code);
     }
   });
 

@@ -260,10 +260,11 @@ describe('abuse cases', () => {
     const refusals: string[] = [];
     const results = await Promise.all(
       ['bob', 'carol', 'bob', 'carol'].map((user) =>
-        decideApproval(h.deps, { id: req.id, user, decision: 'approve', planHash: req.planHash, groupMembers: {}, refuse: async (r) => void refusals.push(r.sentence), via: 'button' }),
+        decideApproval(h.deps, { id: req.id, user, decision: 'approve', planHash: req.planHash, groupMembers: {}, via: 'button' }),
       ),
     );
-    const approved = results.filter((r) => r?.ok && r.effect === 'approved');
+    for (const r of results) if (r.refused) refusals.push(r.sentence);
+    const approved = results.filter((r) => !r.refused && r.effect === 'approved');
     expect(approved).toHaveLength(1);
     expect(refusals).toHaveLength(3);
     for (const s of refusals) expect(s).toMatch(/^Already approved by @(bob|carol); nothing to do\.$/);
@@ -280,10 +281,11 @@ describe('abuse cases', () => {
     const req = await latestRequest(h);
     const refusals: string[] = [];
     const results = await Promise.all(
-      ['bob', 'carol'].map((user) => decideApproval(h.deps, { id: req.id, user, decision: 'approve', planHash: req.planHash, groupMembers: {}, refuse: async (r) => void refusals.push(r.sentence), via: 'button' })),
+      ['bob', 'carol'].map((user) => decideApproval(h.deps, { id: req.id, user, decision: 'approve', planHash: req.planHash, groupMembers: {}, via: 'button' })),
     );
+    for (const r of results) if (r.refused) refusals.push(r.sentence);
     expect(refusals).toEqual([]);
-    expect(results.map((r) => (r?.ok ? r.effect : r?.code)).sort()).toEqual(['approved', 'recorded']);
+    expect(results.map((r) => (r.refused ? r.code : r.effect)).sort()).toEqual(['approved', 'recorded']);
     const rec = (await new ApprovalStore(h.rt).get(req.id))!;
     expect(rec.request.decisions.map((d) => d.user).sort()).toEqual(['bob', 'carol']);
     const op = await removalOp(h, req.id);

@@ -5,21 +5,27 @@
  * policy and a refusal is the same sentence everywhere. Every action's request (stale-port
  * removal, drain, migrate, override, rolling run) is decided here.
  */
-import type { HandlerOf } from '../commands.js';
+import type { CommandContext, HandlerOf } from '../commands.js';
 import { clickAction, submitView, type ActionContext } from '../actions.js';
 import type { ChatWorkflow } from '../router.js';
-import { decideApproval, approvalStore, unknownRequestSentence } from '../../approvals/service.js';
+import { decideApproval, approvalStore, unknownRequestSentence, type DecisionRequest } from '../../approvals/service.js';
 import { APPROVE_ACTION, REJECT_ACTION, REJECT_VIEW, parseButtonValue } from '../../approvals/cards.js';
 import { decide } from '../../approvals/policy.js';
 import { membership } from '../../core/permissions.js';
 import { refusal } from '../../core/refusal.js';
 
+/** Decide, and say a refusal to the one who asked (the request's thread hears everything else). */
+async function decideAndSay(ctx: CommandContext | ActionContext, req: DecisionRequest): Promise<void> {
+  const r = await decideApproval(ctx.deps, req);
+  if (r.refused) await ctx.refuse(r);
+}
+
 const approveCommand: HandlerOf<'approve'> = async (ctx, cmd) => {
-  await decideApproval(ctx.deps, { id: cmd.id, user: ctx.user, decision: 'approve', groupMembers: ctx.groupMembers, refuse: ctx.refuse, from: ctx.conv, via: 'command' });
+  await decideAndSay(ctx, { id: cmd.id, user: ctx.user, decision: 'approve', groupMembers: ctx.groupMembers, from: ctx.conv, via: 'command' });
 };
 
 const rejectCommand: HandlerOf<'reject'> = async (ctx, cmd) => {
-  await decideApproval(ctx.deps, { id: cmd.id, user: ctx.user, decision: 'reject', reason: cmd.reason, groupMembers: ctx.groupMembers, refuse: ctx.refuse, from: ctx.conv, via: 'command' });
+  await decideAndSay(ctx, { id: cmd.id, user: ctx.user, decision: 'reject', reason: cmd.reason, groupMembers: ctx.groupMembers, from: ctx.conv, via: 'command' });
 };
 
 /** An approval card's button value names its request: "<id>:<planHash>". */
@@ -30,7 +36,7 @@ function requestOf(value: string): string {
 const approveClick = clickAction('approve', (value) => ({ name: 'approve', id: requestOf(value) }), async (ctx) => {
   const { id, planHash } = parseButtonValue(ctx.value);
   // A button without a hash cannot say which plan its clicker saw: treat it as a changed plan.
-  await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'approve', planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'button' });
+  await decideAndSay(ctx, { id, user: ctx.user, decision: 'approve', planHash: planHash ?? '', groupMembers: ctx.groupMembers, via: 'button' });
 });
 
 
@@ -39,13 +45,13 @@ async function rejectWouldCount(ctx: ActionContext, id: string, planHash: string
   const rec = await approvalStore(ctx.deps).get(id);
   if (!rec) return false;
   const r = decide(rec.request, { user: ctx.user, decision: 'reject', planHash, now: ctx.deps.rt.clock.now() }, membership(ctx.deps.rt.config, ctx.groupMembers));
-  return r.ok;
+  return !r.refused;
 }
 
 const rejectClick = clickAction('reject', (value) => ({ name: 'reject', id: requestOf(value) }), async (ctx) => {
   const { id, planHash } = parseButtonValue(ctx.value);
   if (!ctx.openModal || ctx.conv.surface !== 'slack' || !(await rejectWouldCount(ctx, id, planHash ?? ''))) {
-    await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'reject', planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'button' });
+    await decideAndSay(ctx, { id, user: ctx.user, decision: 'reject', planHash: planHash ?? '', groupMembers: ctx.groupMembers, via: 'button' });
     return;
   }
   const rec = await approvalStore(ctx.deps).get(id);
@@ -75,7 +81,7 @@ const rejectClick = clickAction('reject', (value) => ({ name: 'reject', id: requ
 
 const rejectForm = submitView('reject', (value) => ({ name: 'reject', id: requestOf(value) }), async (ctx, _cmd, values) => {
   const { id, planHash } = parseButtonValue(ctx.value);
-  await decideApproval(ctx.deps, { id, user: ctx.user, decision: 'reject', reason: values.reason?.trim() || undefined, planHash: planHash ?? '', groupMembers: ctx.groupMembers, refuse: ctx.refuse, via: 'modal' });
+  await decideAndSay(ctx, { id, user: ctx.user, decision: 'reject', reason: values.reason?.trim() || undefined, planHash: planHash ?? '', groupMembers: ctx.groupMembers, via: 'modal' });
 });
 
 export const approvalsChat: ChatWorkflow = {

@@ -26,7 +26,7 @@ const killSwitch: Gate = async (deps, cmd: Command) => {
   const name = permissionName(cmd.name, dry);
   if (!isMutating(name) || EXEMPT.has(name)) return null;
   const state = await pauseState(deps.rt);
-  return state ? refusal(pausedRefusal(state), 'paused') : null;
+  return state ? pausedRefusal(state) : null;
 };
 
 async function announce(ctx: CommandContext, text: string): Promise<void> {

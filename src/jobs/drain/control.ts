@@ -155,9 +155,8 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
     const { approvalId } = waitState(op);
     if (approvalId) {
       // Policy asked for approvers: a typed Start is an approve of the operation's request.
-      let refused: Refusal | null = null;
-      await decideApproval(deps, { id: approvalId, user, decision: 'approve', groupMembers, refuse: async (r) => void (refused = r), via: 'command' });
-      return refused;
+      const r = await decideApproval(deps, { id: approvalId, user, decision: 'approve', groupMembers, via: 'command' });
+      return r.refused ? r : null;
     }
     const needs = startNeeds(deps, op);
     if (needs.approvals > 0) return `${label(op)} is waiting for its approval request; it appears in this thread in a moment.`;

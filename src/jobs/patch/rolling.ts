@@ -575,9 +575,8 @@ export async function approveRun(deps: Deps, input: ControlInput): Promise<Contr
   if (FINISHED.includes(op.status)) return { ok: false as const, refusal: refusal(`Rolling run ${op.id} has already ended (${op.status}).`) };
   if (s.approved) return { ok: false as const, refusal: refusal(`Rolling run ${op.id} is already approved.`) };
   if (!s.approvalId) return { ok: false as const, refusal: refusal(`Rolling run ${op.id} has no approval request Ferry can decide; abort it and start the window's run again.`) };
-  let refused: Refusal | undefined;
-  const r = await decideApproval(deps, { id: s.approvalId, user: input.user, decision: 'approve', groupMembers: input.groupMembers, refuse: async (x) => void (refused = x), via: 'command' });
-  if (refused !== undefined || !r?.ok) return { ok: false, refusal: refused ?? refusal('Nothing was done.') };
+  const r = await decideApproval(deps, { id: s.approvalId, user: input.user, decision: 'approve', groupMembers: input.groupMembers, via: 'command' });
+  if (r.refused) return { ok: false, refusal: r };
   return { ok: true, sentence: r.sentence };
 }
 
