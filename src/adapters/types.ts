@@ -389,6 +389,19 @@ export function hostFailureLead(host: string, e: unknown): string {
   return KIND_SENTENCE[e instanceof AdapterError ? e.kind : 'unreachable'](host);
 }
 
+/**
+ * A failed call to a host, for users: the lead its kind gives (hostFailureLead), then the
+ * platform's own words unless they already begin with it: "esx02 refused Ferry's login or
+ * its host key did not match (describeHost on esx02: vCenter … refused the login)". Every place
+ * that tells users a host call failed says it this way, so one kind reads the same everywhere.
+ */
+export function hostFailureSentence(host: string, e: unknown): string {
+  const lead = hostFailureLead(host, e);
+  const detail = (e instanceof Error ? e.message : String(e)).trim();
+  if (!detail || detail === lead) return lead;
+  return detail.startsWith(lead) ? detail : `${lead} (${detail})`;
+}
+
 /** A failure talking to a hypervisor, attributed to a host and an operation. */
 export class AdapterError extends Error {
   constructor(

@@ -152,7 +152,7 @@ describe('done means, console path', () => {
     const h = await harness();
     await setLabFault(h.rt.redis, h.rt.prefix, 'hyp03', 'unreachable');
     await h.run('remove stale ports hyp02,hyp03', 'alice');
-    await h.waitFor(async () => /Not reached, so not in the plan: hyp03 \(hyp03 did not answer \(connection timed out\)\)\./.test(h.transcript()), 'unreachable host named');
+    await h.waitFor(async () => /Not reached, so not in the plan: hyp03 did not answer \(connection timed out\)\./.test(h.transcript()), 'unreachable host named');
     const req = await latestRequest(h);
     expect(new Set(req.plan.map((p) => p.host))).toEqual(new Set(['hyp02']));
     const inv = await h.rt.adapters.forHost('hyp02').npivInventory('hyp02');
@@ -353,7 +353,7 @@ describe('abuse cases', () => {
     await h.run(`approve ${req.id}`, 'carol');
     const op = await removalOp(h, req.id);
     expect(op.status).toBe('partial');
-    await h.waitForText(`Port 3 of 3 failed: hyp06 ${req.plan[2]!.wwpn}: hyp06: remove failed (injected fault). The other ports go on.`);
+    await h.waitForText(`Port 3 of 3 failed: ${req.plan[2]!.wwpn}: hyp06 answered with an error (hyp06: remove failed (injected fault)). The other ports go on.`);
     expect(op.summary).toBe('2 of 3 removed, 1 failed.');
     await h.waitFor(async () => h.transcript().includes('Done: 2 of 3 removed, 1 failed.'), 'final card');
     expect((await queryAudit(h.rt, req.plan[2]!.wwpn)).find((e) => e.kind === 'adapter')?.outcome).toBe('failed');

@@ -113,11 +113,11 @@ console: { user: alice }
       if (!r || r.ok) throw new Error(`${host} should have failed: ${JSON.stringify(r)}`);
       return r.error;
     };
-    expect(err('esx11')).toMatch(/^npivInventory on esx11: vCenter 127\.0\.0\.1:\d+ refused the login for ferry: /);
+    expect(err('esx11')).toMatch(/^esx11 refused Ferry's login or its host key did not match \(npivInventory on esx11: vCenter 127\.0\.0\.1:\d+ refused the login for ferry: /);
     const text = h.transcript();
     expect(text).toContain('No stale ports on 3 hosts; 1 host could not be swept.');
     // The endpoint stays in the log and the results; Slack reads it as the cluster's vCenter (issue 13).
-    expect(text).toMatch(/\n\s+esx11\s+npivInventory on esx11: the cluster\u2019s vCenter refused the login/);
+    expect(text).toMatch(/\n\s+esx11\s+esx11 refused Ferry.s login or its host key did not match \(npivInventory on esx11: the cluster\u2019s vCenter refused the login/);
     expect(text).not.toMatch(/127\.0\.0\.1:\d+/);
     expect(text).not.toContain('Remove 0');
   });
@@ -126,7 +126,7 @@ console: { user: alice }
     await h.run('drain esx11');
     const op = await h.waitForOp((await h.deps.ops.recent(1))[0]!.id, 30_000);
     expect(op.status).toBe('failed');
-    expect(op.summary).toMatch(/^esx11 could not be read \((describeHost|listVms) on esx11: vCenter \S+ refused the login for ferry: .*\); nothing was changed\.$/);
+    expect(op.summary).toMatch(/^esx11 refused Ferry.s login or its host key did not match \((describeHost|listVms) on esx11: vCenter \S+ refused the login for ferry: .*\); nothing was changed\.$/);
     // Every message as it reads now (its last update): none is left at "checking".
     const final = await h.waitFor(async () => {
       const out = new Map<string, string>();
@@ -136,7 +136,7 @@ console: { user: alice }
       const texts = [...out.values()].filter((t) => t.includes('drain esx11') || t.includes('Drain esx11'));
       return texts.length >= 1 && !texts.some((t) => /checking/.test(t)) && texts.some((t) => /refused/.test(t)) ? texts : undefined;
     }, 'the card of drain esx11 to leave "checking"');
-    expect(final.find((t) => t.startsWith('Drain esx11'))).toMatch(/refused: nothing was changed\nesx11 could not be read \((describeHost|listVms) on esx11: the cluster\u2019s vCenter refused the login/);
+    expect(final.find((t) => t.startsWith('Drain esx11'))).toMatch(/refused: nothing was changed\nesx11 refused Ferry.s login or its host key did not match \((describeHost|listVms) on esx11: the cluster\u2019s vCenter refused the login/);
     expect(final.join('\n')).not.toMatch(/esx0[123]|127\.0\.0\.1/);
   });
 

@@ -16,14 +16,14 @@ import { resolveHosts, selectionLine } from './selection.js';
 import { findStalePorts } from '../../core/stale-ports.js';
 import { pSettle } from '../../core/pmap.js';
 import { compressNames } from '../../core/selectors.js';
-import { errorText, withDeadline } from '../../jobs/retry.js';
+import { withDeadline } from '../../jobs/retry.js';
 import { REMOVE_PORTS_ACTION, KIND as SWEEP_KIND, summarize, type HostSweepResult } from '../../jobs/workflows/find-stale-ports.js';
 import { FINISHED } from '../../jobs/operations.js';
 import { audit } from '../../audit/audit.js';
 import { approvalStore } from '../../approvals/service.js';
 import { requestRemoval } from '../../jobs/workflows/remove-stale-ports.js';
 import { removalHeadline, type PlannedPort } from '../../approvals/cards.js';
-import type { NpivInventory } from '../../adapters/types.js';
+import { hostFailureSentence, type NpivInventory } from '../../adapters/types.js';
 import { refusal } from '../../core/refusal.js';
 
 const HOST_DEADLINE_MS = 60_000;
@@ -55,7 +55,7 @@ const removeStalePortsCommand: HandlerOf<'remove-stale-ports'> = async (ctx: Com
   const unreachable: string[] = [];
   reads.forEach((r, i) => {
     if (r.ok) invs.push(r.value);
-    else unreachable.push(`${hosts[i]} (${errorText(r.error)})`);
+    else unreachable.push(hostFailureSentence(hosts[i]!, r.error));
   });
   const stale = invs.flatMap((inv) => findStalePorts(inv));
   let ports = stale;

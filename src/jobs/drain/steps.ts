@@ -5,7 +5,7 @@
  * entered again. Every mutating adapter call is audited with its outcome.
  */
 import { REMOVE_PORTS_ACTION } from '../workflows/find-stale-ports.js';
-import { AdapterError, hostFailureLead, type HostFacts, type MigrateProgress, type VirtualPort, type VmFacts } from '../../adapters/types.js';
+import { AdapterError, hostFailureSentence, type HostFacts, type MigrateProgress, type VirtualPort, type VmFacts } from '../../adapters/types.js';
 import { audit } from '../../audit/audit.js';
 import { errorText } from '../retry.js';
 import { assertFence, currentFence, fencedEval, isFencedOut } from '../fence.js';
@@ -119,14 +119,14 @@ export async function percents(deps: Deps, opId: number): Promise<Record<string,
 export async function clusterFacts(
   deps: Deps,
   cluster: string,
-): Promise<{ facts: HostFacts[]; vms: Record<string, VmFacts[]>; errors: Record<string, string>; leads: Record<string, string> }> {
+): Promise<{ facts: HostFacts[]; vms: Record<string, VmFacts[]>; errors: Record<string, string>; failures: Record<string, string> }> {
   const hosts = deps.rt.inventory.clusters[cluster] ?? [];
   const adapter = deps.rt.adapters.forCluster(cluster);
   const facts: HostFacts[] = [];
   const vms: Record<string, VmFacts[]> = {};
   const errors: Record<string, string> = {};
-  /** Per failed host, what its failure says about it (hostFailureLead: not every failure is silence). */
-  const leads: Record<string, string> = {};
+  /** Per failed host, the sentence users read (hostFailureSentence: not every failure is silence). */
+  const failures: Record<string, string> = {};
   await Promise.all(
     hosts.map(async (h) => {
       try {
@@ -135,12 +135,12 @@ export async function clusterFacts(
         vms[h] = v;
       } catch (e) {
         errors[h] = errorText(e);
-        leads[h] = hostFailureLead(h, e);
+        failures[h] = hostFailureSentence(h, e);
       }
     }),
   );
   facts.sort((a, b) => (a.name < b.name ? -1 : 1));
-  return { facts, vms, errors, leads };
+  return { facts, vms, errors, failures };
 }
 
 /**

@@ -35,6 +35,7 @@
  * the record and its lock, hook.ts runs the command hook.
  */
 import type { Job } from 'bullmq';
+import { hostFailureSentence } from '../../adapters/types.js';
 import type { Deps } from '../context.js';
 import type { GiveUpHook, Workflow } from '../wiring.js';
 import { ensureCard, refreshCard } from '../cards.js';
@@ -260,7 +261,7 @@ async function advanceHost(deps: Deps, op: Operation, state: RunState, h: RunHos
         const vms = await deps.rt.adapters.forHost(h.host).listVms(h.host);
         h.homeVms = vms.map((v) => v.name);
       } catch (e) {
-        failHost(deps, h, `could not list its VMs: ${errorText(e)}`);
+        failHost(deps, h, `could not list its VMs: ${hostFailureSentence(h.host, e)}`);
         return 'again';
       }
       h.phase = 'draining';
@@ -635,7 +636,7 @@ async function leftBehind(deps: Deps, h: RunHost): Promise<string> {
   try {
     maintenance = (await deps.rt.adapters.forHost(h.host).describeHost(h.host)).maintenance;
   } catch (e) {
-    return `${h.host} could not be read (${errorText(e)}); look at it before anything else: restore ${h.host} brings its VMs home if it is drained`;
+    return `${hostFailureSentence(h.host, e)}; look at it before anything else: restore ${h.host} brings its VMs home if it is drained`;
   }
   const away = await notHome(deps, h);
   const hook = h.phase === 'patching' && h.hook && !h.hook.outcome ? ` (its patch hook may still be running)` : '';

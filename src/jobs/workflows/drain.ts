@@ -96,15 +96,13 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
 
   // Redis's time before the facts are read: moves of other drains that ended later are not in them yet.
   const factsAt = await redisNow(deps.rt);
-  const { facts, vms, errors, leads } = await clusterFacts(deps, p.cluster);
+  const { facts, vms, errors, failures } = await clusterFacts(deps, p.cluster);
   // Whatever the thread hears goes under the card, which was posted while the facts were read.
   op = (await withCard(deps, opId)) ?? op;
   const host = facts.find((f) => f.name === p.host);
   if (!host) {
-    const why = errors[p.host] ?? `${p.host} did not answer`;
-    // An adapter error names its host and call ("describeHost on esx11: … refused the login"):
-    // the host may have answered and refused, so it is not called silent.
-    await refuse(deps, op, `${why.startsWith(p.host) ? why : `${p.host} could not be read (${why})`}; nothing was changed.`);
+    // The host may have answered and refused (a login, a key): its kind says which, not "silent".
+    await refuse(deps, op, `${failures[p.host] ?? `${p.host} did not answer`}; nothing was changed.`);
     return;
   }
   const snapshot = vms[p.host] ?? [];
@@ -167,7 +165,7 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
       ...(pathProblems.length ? [`${p.host} cannot be drained: live migration from it does not work to ${plural(pathProblems.length, 'planned target')}.`, ...pathProblems.map((m) => `  ${m}`)] : []),
       ...renderDrainPrecheck(pre),
       ...(pre.verdicts.some((v) => v.action === 'refuse' && !v.ha) ? [`To save the running non-HA VMs in place instead, add save-non-ha: drain ${p.host} save-non-ha (an approver must start it).`] : []),
-      ...Object.entries(errors).map(([h, e]) => `${leads[h] ?? `${h} did not answer`} and is not a candidate target (${e}).`),
+      ...Object.keys(errors).map((h) => `${failures[h]}; it is not a candidate target.`),
       ...reservedLines,
       ...snapshot.flatMap((v) => {
         const a = homeOf(v);

@@ -9,6 +9,7 @@
  *      unreachable hosts with their error, and a button that opens the removal flow.
  */
 import type { Job } from 'bullmq';
+import { hostFailureSentence } from '../../adapters/types.js';
 import { findStalePorts, type StalePort } from '../../core/stale-ports.js';
 import { compressNames } from '../../core/selectors.js';
 import { batches } from '../../core/batches.js';
@@ -17,7 +18,7 @@ import { context, message, plural, section, who, type Block, type Message, type 
 import { TableFileWriter } from '../table-file.js';
 import type { CardRenderer, Workflow } from '../wiring.js';
 import { postCardBeside, refreshCard, withCard } from '../cards.js';
-import { errorText, withDeadline, withRetry } from '../retry.js';
+import { withDeadline, withRetry } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, paramsOf, type Operation } from '../operations.js';
 import type { Conversation } from '../../chat/conversation.js';
@@ -98,7 +99,7 @@ async function sweepHost(deps: Deps, opId: number, host: string, total: number |
     );
     result = { ok: true, stale: findStalePorts(inv), virtualPorts: inv.virtualPorts.length };
   } catch (e) {
-    result = { ok: false, error: errorText(e) };
+    result = { ok: false, error: hostFailureSentence(host, e) };
     deps.rt.log.warn({ opId, host, err: e }, 'host could not be swept');
   }
   const fresh = await deps.rt.redis.hsetnx(deps.ops.keyOf(opId, 'results'), host, JSON.stringify(result));

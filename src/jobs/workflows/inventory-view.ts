@@ -9,7 +9,7 @@ import type { Workflow } from '../wiring.js';
 import { context, message, plural, section, type Block } from '../../chat/messages.js';
 import type { Deps } from '../context.js';
 import type { Conversation } from '../../chat/conversation.js';
-import type { HostFacts, VmFacts } from '../../adapters/types.js';
+import { hostFailureSentence, type HostFacts, type VmFacts } from '../../adapters/types.js';
 import { formatMiB } from '../../core/prechecks.js';
 import { ledgerHome } from '../drain/ledger.js';
 
@@ -34,7 +34,7 @@ async function hostsView(deps: Deps, conv: Conversation, hosts: string[]): Promi
   });
   const rows = results.map((r, i) => {
     const host = hosts[i]!;
-    if (!r.ok) return [host, deps.rt.inventory.clusterOf[host] ?? '', '', 'unreachable', '', '', errorText(r.error)];
+    if (!r.ok) return [host, deps.rt.inventory.clusterOf[host] ?? '', '', 'unreachable', '', '', hostFailureSentence(host, r.error)];
     const { facts, vms } = r.value;
     const running = vms.filter((v) => v.power === 'running').length;
     return [
@@ -80,7 +80,7 @@ async function statusView(deps: Deps, conv: Conversation, target: string): Promi
       const [facts, vms] = await Promise.all([adapter.describeHost(target), adapter.listVms(target)]);
       await deps.outbox.post(conv, message(`${target}: ${facts.maintenance ? 'in maintenance' : 'in service'}, ${plural(vms.length, 'VM')}`, ...hostDetail(facts, vms)));
     } catch (e) {
-      await deps.outbox.post(conv, message(`${target} could not be reached: ${errorText(e)}`));
+      await deps.outbox.post(conv, message(`${hostFailureSentence(target, e)}.`));
     }
     return;
   }

@@ -8,7 +8,7 @@
  * Plan card with Start / Cancel as for a drain; source and target are locked while it runs.
  */
 import type { Job } from 'bullmq';
-import type { VmFacts } from '../../adapters/types.js';
+import { AdapterError, hostFailureSentence, type VmFacts } from '../../adapters/types.js';
 import { precheckMigrate, renderMigratePrecheck, withFindings } from '../../core/prechecks.js';
 import { formatDuration } from '../../core/duration.js';
 import { audit } from '../../audit/audit.js';
@@ -120,7 +120,8 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
       return;
     }
   } catch (e) {
-    await end('failed', [`Ferry could not check ${p.vm}: ${errorText(e)}. Nothing was changed.`], errorText(e));
+    const why = e instanceof AdapterError ? hostFailureSentence(e.host, e) : errorText(e);
+    await end('failed', [`Ferry could not check ${p.vm}: ${why}. Nothing was changed.`], why);
     return;
   }
   const next: Partial<MigrateParams> = { vmId: vm.id, source: vm.host, cluster: deps.rt.inventory.clusterOf[vm.host], mode, lines };

@@ -13,6 +13,7 @@
  * The kill switch is honoured between ports: the port being removed finishes, the rest wait.
  */
 import { FINISHED, paramsOf, type Operation } from '../operations.js';
+import { hostFailureSentence } from '../../adapters/types.js';
 import { DelayedError, type Job } from 'bullmq';
 import { findStalePorts } from '../../core/stale-ports.js';
 import { message, section, type Message } from '../../chat/messages.js';
@@ -68,7 +69,7 @@ async function checkAndRemove(deps: Deps, request: ApprovalRequest<PlannedPort[]
     const adapter = deps.rt.adapters.forHost(port.host);
     inv = await withDeadline(PORT_DEADLINE_MS, `re-check of ${port.host}`, (signal) => adapter.npivInventory(port.host, { signal }));
   } catch (e) {
-    const reason = `could not re-check ${port.host} before removing ${port.wwpn}: ${errorText(e)}`;
+    const reason = `could not re-check ${port.host} before removing ${port.wwpn}: ${hostFailureSentence(port.host, e)}`;
     await auditPort('failed', reason);
     return { ...base, outcome: 'failed', reason };
   }
@@ -105,7 +106,7 @@ async function checkAndRemove(deps: Deps, request: ApprovalRequest<PlannedPort[]
       await auditPort('ok', `the adapter reported "${errorText(e)}" but the port is gone on re-check; fabric ${port.fabric}, HBA ${port.hba}`);
       return { ...base, outcome: 'removed', reason: `gone on re-check although the call reported: ${errorText(e)}` };
     }
-    const reason = `${port.host} ${port.wwpn}: ${errorText(e)}`;
+    const reason = `${port.wwpn}: ${hostFailureSentence(port.host, e)}`;
     await auditPort('failed', reason);
     return { ...base, outcome: 'failed', reason };
   }

@@ -97,10 +97,10 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
     await reserveMoves(deps.rt, cluster, opId, ledger.vms.filter((v) => v.home === host).map((v) => ({ vmId: v.id, target: host, memoryMiB: v.memoryMiB })), unlimited, await redisNow(deps.rt));
     if (await ensureMaintenance(deps, op, host, false)) await deps.outbox.post(op.conv, message(`${host} is out of maintenance. Bringing its VMs home.`));
 
-    const { facts, vms } = await clusterFacts(deps, cluster);
+    const { facts, vms, failures } = await clusterFacts(deps, cluster);
     const byHost = new Map(facts.map((f) => [f.name, f]));
     const home = byHost.get(host);
-    if (!home) throw new Error(`${host} did not answer`);
+    if (!home) throw new Error(failures[host] ?? `${host} did not answer`);
     const drift: Drift[] = [];
     const moves: HomeMove[] = [];
     const located = await pMap(ledger.vms, 8, async (lv) => ({ lv, where: await locateVm(deps, cluster, lv.name, lv.id) }));
@@ -117,7 +117,7 @@ async function restoreStep(deps: Deps, job: Job): Promise<void> {
       if (where.renamed) drift.push({ vm: lv.name, kind: 'renamed', sentence: `${lv.name} is now called ${where.vm.name} (same VM id); it comes home under its new name.` });
       const current = byHost.get(where.vm.host);
       if (!current) {
-        drift.push({ vm: lv.name, kind: 'failed', sentence: `${lv.name} is on ${where.vm.host}, which did not answer; it stays there.` });
+        drift.push({ vm: lv.name, kind: 'failed', sentence: `${lv.name} is on ${where.vm.host}, and ${failures[where.vm.host] ?? `${where.vm.host} did not answer`}; it stays there.` });
         continue;
       }
       moves.push({ vm: where.vm, current });
