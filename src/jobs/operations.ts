@@ -54,6 +54,8 @@ export const OP_KEY_PARTS = [
   'runs',
   /** Start recorded once (drain/migrate), or a sweep's start marker. */
   'started',
+  /** The claim of the one path that ends a wait (drain/control.ts endWait). */
+  'wait-ended',
   /** The one decision per hold round (rollback / retry / skip). */
   'decision',
   /** VMs with a migration in flight, by run token (drain/steps.ts inFlight). */

@@ -4,7 +4,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
+import type { Job } from 'bullmq';
 import { readLock } from '../../src/jobs/drain/locks.js';
+import { decide } from '../../src/jobs/drain/control.js';
 import { OP_KEY_PARTS, type Operation } from '../../src/jobs/operations.js';
 import { drainLabYaml, setHostVms } from '../support/drain-support.js';
 
@@ -46,6 +48,29 @@ describe('a plan waiting for Start', () => {
     expect(await readLock(h.rt, 'hyp03')).toBeNull();
     // Still the one watch: nothing re-queued while it waited.
     expect(await watches(h, op.id)).toHaveLength(1);
+  });
+
+  it('a typed cancel racing the watch and the catch-up scan is said once in the thread', async () => {
+    h = await makeHarness({ yaml: withExpiry('30m') });
+    await setHostVms(h.deps, 'hyp03', 2);
+    const op = await planned(h, 'drain hyp03');
+    const watch = h.deps.wiring.jobs.get('op-watch')!.handler;
+    // A cancel whose process stopped after raising the flag leaves it for the watch and the
+    // scan to finish; a second cancel typed meanwhile, and both of those, run at once.
+    await h.deps.ops.requestCancel(op.id, 'alice');
+    const refusals = await Promise.all([
+      decide(h.deps, op.id, 'alice', 'cancel', undefined),
+      decide(h.deps, op.id, 'alice', 'cancel', undefined),
+      watch(h.deps, { data: { opId: op.id } } as Job),
+      ...h.deps.wiring.scan.map((scan) => scan(h!.deps)),
+    ]);
+    expect(refusals.slice(0, 2)).toEqual([null, null]);
+    expect((await h.waitForOp(op.id)).status).toBe('cancelled');
+    await h.waitForText('Nothing was moved');
+    // Everything said about the job has arrived once its card shows the end.
+    await h.waitFor(async () => (/cancelled/.test(h!.transcript()) ? true : undefined), 'the card to end');
+    expect(h.transcript().match(/cancelled by @alice\. Nothing was moved/g)).toHaveLength(1);
+    expect(await readLock(h.rt, 'hyp03')).toBeNull();
   });
 
   it('ends at its expiry through that one delayed job', async () => {

@@ -144,8 +144,7 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
   if (decision === 'cancel') {
     if (op.status !== 'waiting') return null; // a running job sees the cancel flag itself
     await deps.ops.requestCancel(op.id, user);
-    await closeApprovalOf(deps, op, `job ${op.id} was cancelled by ${mention(user)}`, user);
-    await ctl.stopWaiting(deps, op, `cancelled by ${mention(user)}`);
+    await endWait(deps, op, ctl, `cancelled by ${mention(user)}`, user);
     return null;
   }
 
@@ -223,8 +222,7 @@ async function settleWaiting(deps: Deps, op: Operation): Promise<boolean> {
   if (!ctl) return true;
   const who = await deps.ops.cancelRequested(op.id);
   if (who) {
-    await closeApprovalOf(deps, op, `job ${op.id} was cancelled by ${mention(who)}`, who);
-    await ctl.stopWaiting(deps, op, `cancelled by ${mention(who)}`);
+    await endWait(deps, op, ctl, `cancelled by ${mention(who)}`, who);
     return true;
   }
   const w = waitState(op);
@@ -234,7 +232,7 @@ async function settleWaiting(deps: Deps, op: Operation): Promise<boolean> {
   }
   const ends = await waitEndsAt(deps, op);
   if (ends !== null && deps.rt.clock.now() >= ends) {
-    await ctl.stopWaiting(deps, op, 'the plan expired before anyone started it');
+    await endWait(deps, op, ctl, 'the plan expired before anyone started it');
     return true;
   }
   return false;
@@ -288,6 +286,25 @@ export async function requestStartApproval(deps: Deps, op: Operation, plan: unkn
   return rec.request.id;
 }
 
+/**
+ * How long the one path that ends a wait holds its claim: enough to finish it (stopWaiting
+ * ends the operation, after which every other path finds it ended); if that process dies
+ * mid-way, the catch-up scan ends the wait once the claim lapses.
+ */
+const END_WAIT_CLAIM_MS = 5 * 60_000;
+
+/**
+ * End a wait once. A typed cancel, a second click, the expiry watch and the catch-up scan may
+ * all find the same operation waiting with its cancel flag up; the one that claims the end
+ * (SET NX) says it in the thread and finishes it, the others say nothing.
+ */
+async function endWait(deps: Deps, op: Operation, ctl: Controlled, why: string, cancelledBy?: string): Promise<void> {
+  const claimed = await deps.rt.redis.set(deps.ops.keyOf(op.id, 'wait-ended'), why, 'PX', END_WAIT_CLAIM_MS, 'NX');
+  if (!claimed) return;
+  if (cancelledBy) await closeApprovalOf(deps, op, `job ${op.id} was cancelled by ${mention(cancelledBy)}`, cancelledBy);
+  await ctl.stopWaiting(deps, op, why);
+}
+
 /** The operation stops waiting: its pending request is void, so its card loses its buttons. */
 async function closeApprovalOf(deps: Deps, op: Operation, reason: string, actor?: string): Promise<void> {
   const { approvalId } = waitState(op);
@@ -299,7 +316,7 @@ async function closeApprovalOf(deps: Deps, op: Operation, reason: string, actor?
 async function followApproval(deps: Deps, op: Operation, ctl: Controlled, id: string): Promise<boolean> {
   const rec = await approvalStore(deps).get<OpApprovalPlan>(id);
   if (!rec) {
-    await ctl.stopWaiting(deps, op, `its approval request ${id} is gone`);
+    await endWait(deps, op, ctl, `its approval request ${id} is gone`);
     return true;
   }
   const r = rec.request;
@@ -331,7 +348,7 @@ async function stopFor(deps: Deps, record: ApprovalRecord<OpApprovalPlan>, how: 
       : how === 'expired'
         ? `its approval request ${r.id} expired before enough approvers approved it`
         : `its approval request ${r.id} is void (${r.voidReason ?? 'the plan changed'})`;
-  await ctl.stopWaiting(deps, op, why);
+  await endWait(deps, op, ctl, why);
 }
 
 /**
@@ -349,7 +366,7 @@ async function startApproved(deps: Deps, record: ApprovalRecord<OpApprovalPlan>)
   }
   const current = ctl.currentPlan ? await ctl.currentPlan(deps, op) : request.plan.plan;
   if (planHash(current) !== planHash(request.plan.plan)) {
-    if (await voidApproval(deps, request.id, 'the plan changed after the card was shown')) await ctl.stopWaiting(deps, op, 'its plan changed after it was approved');
+    if (await voidApproval(deps, request.id, 'the plan changed after the card was shown')) await endWait(deps, op, ctl, 'its plan changed after it was approved');
     return;
   }
   let stale: string | null = null;
@@ -364,7 +381,7 @@ async function startApproved(deps: Deps, record: ApprovalRecord<OpApprovalPlan>)
       await deps.outbox.post(op.conv, message(`Planning job ${op.id} again from the hosts' real state; the new plan needs a new approval.`));
       await ctl.replan(deps, op);
     } else {
-      await ctl.stopWaiting(deps, op, `its plan no longer holds (${stale}); run the command again for a fresh plan`);
+      await endWait(deps, op, ctl, `its plan no longer holds (${stale}); run the command again for a fresh plan`);
     }
     return;
   }
