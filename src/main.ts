@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   rt.metrics.withProcessDefaults().withLiveGauges(
     {
       queueCounts: () =>
-        Promise.all(deps.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'waiting-children', 'paused') }))),
+        Promise.all(deps.queues.all().map(async (q) => ({ queue: q.name, counts: await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'waiting-children') }))),
       activeOperations: () => deps.ops.active(),
     },
     fenv.healthTimeoutMs,
