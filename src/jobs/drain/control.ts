@@ -102,6 +102,17 @@ export function stageOf(op: Operation): string {
   return waitState(op).stage;
 }
 
+/**
+ * The operation a step job of a staged kind (drain, restore, migrate) works on, or null when
+ * it is no longer at the stage this step does: a re-delivered or late step then does nothing.
+ */
+export async function opAtStage(deps: Deps, job: Job, stage: string): Promise<Operation | null> {
+  const { opId } = job.data as { opId?: unknown };
+  if (typeof opId !== 'number') throw new Error(`job ${job.name} carries no operation id`);
+  const op = await deps.ops.get(opId);
+  return op && stageOf(op) === stage ? op : null;
+}
+
 export interface StartNeeds {
   action: ApprovalAction;
   approvals: number;

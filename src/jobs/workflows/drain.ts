@@ -30,7 +30,7 @@ import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
 import { availableMiB, redisNow, reserveMoves, reservedByOthers, withReserved, settleReservation } from '../drain/reserve.js';
 import { awayFromHome, isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
-import { decide, finishOp, requestStartApproval, stageOf, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
+import { decide, finishOp, opAtStage, requestStartApproval, stageOf, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
   auditedCall,
   clusterFacts,
@@ -87,9 +87,9 @@ export async function startDrain(
 // Step 1-3: snapshot, prechecks, plan
 
 async function planStep(deps: Deps, job: Job): Promise<void> {
-  const { opId } = job.data as { opId: number };
-  let op = await deps.ops.get(opId);
-  if (!op || stageOf(op) !== 'planning') return;
+  let op = await opAtStage(deps, job, 'planning');
+  if (!op) return;
+  const opId = op.id;
   const p = params(op);
   op = await deps.ops.patch(opId, { status: 'running', startedAt: op.startedAt ?? deps.rt.clock.now() });
   await refreshCard(deps, opId);

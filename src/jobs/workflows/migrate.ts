@@ -20,7 +20,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { paramsOf, type Operation } from '../operations.js';
 import { acquireLocks, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
-import { finishOp, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled } from '../drain/control.js';
+import { finishOp, opAtStage, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled } from '../drain/control.js';
 import { moveVm, percents, progressReporter, reportLingering, setPercent, watchCancel } from '../drain/steps.js';
 import { mention } from '../../core/permissions.js';
 
@@ -81,9 +81,9 @@ async function findAnywhere(deps: Deps, name: string, target: string): Promise<V
 }
 
 async function planStep(deps: Deps, job: Job): Promise<void> {
-  const { opId } = job.data as { opId: number };
-  let op = await deps.ops.get(opId);
-  if (!op || stageOf(op) !== 'planning') return;
+  let op = await opAtStage(deps, job, 'planning');
+  if (!op) return;
+  const opId = op.id;
   const p = migrateParams(op);
   op = await deps.ops.patch(opId, { status: 'running', startedAt: deps.rt.clock.now() });
   const end = async (status: Operation['status'], lines: string[], summary: string) => {
@@ -143,9 +143,9 @@ async function planStep(deps: Deps, job: Job): Promise<void> {
 }
 
 async function execStep(deps: Deps, job: Job): Promise<void> {
-  const { opId } = job.data as { opId: number };
-  let op = await deps.ops.get(opId);
-  if (!op || stageOf(op) !== 'executing') return;
+  let op = await opAtStage(deps, job, 'executing');
+  if (!op) return;
+  const opId = op.id;
   const p = migrateParams(op);
   const hosts = [p.source!, p.target];
   const held = await acquireLocks(deps.rt, hosts, { opId, owner: op.requester, op: 'migrate' });

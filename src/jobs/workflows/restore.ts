@@ -23,7 +23,7 @@ import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/lo
 import { redisNow, reserveMoves, settleReservation } from '../drain/reserve.js';
 import { isOpen, readLedger, setLedgerStatus, type LedgerVm } from '../drain/ledger.js';
 import { dataLossNote } from '../epoch.js';
-import { finishOp, stageOf } from '../drain/control.js';
+import { finishOp, opAtStage } from '../drain/control.js';
 import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates, watchCancel } from '../drain/steps.js';
 
 export const KIND = 'restore';
@@ -64,9 +64,9 @@ export async function startRestore(
 }
 
 async function restoreStep(deps: Deps, job: Job): Promise<void> {
-  const { opId } = job.data as { opId: number };
-  let op = await deps.ops.get(opId);
-  if (!op || stageOf(op) !== 'restoring') return;
+  let op = await opAtStage(deps, job, 'restoring');
+  if (!op) return;
+  const opId = op.id;
   const { host, cluster } = restoreParams(op);
   const held = await acquireLock(deps.rt, { host, opId, owner: op.requester, op: 'restore' });
   // Whatever the thread hears goes under the card (posted beside the job's start).
