@@ -31,7 +31,21 @@ function streamKey(rt: Runtime): string {
   return rt.key('audit');
 }
 
-export async function audit(rt: Runtime, entry: AuditEntry): Promise<void> {
+/** The last append of each runtime: one process's entries reach the stream in the order they were made. */
+const tails = new WeakMap<Runtime, Promise<unknown>>();
+
+/**
+ * Append one entry. Appends from one process are made one after another, in call order, so a
+ * caller may leave an entry to be appended beside its work (a command's, while its handler
+ * answers) and what that work audits still comes after it.
+ */
+export function audit(rt: Runtime, entry: AuditEntry): Promise<void> {
+  const next = (tails.get(rt) ?? Promise.resolve()).catch(() => undefined).then(() => append(rt, entry));
+  tails.set(rt, next);
+  return next;
+}
+
+async function append(rt: Runtime, entry: AuditEntry): Promise<void> {
   // Entry ids come from the Redis server's clock, so retention is measured on it too (a test
   // clock far from real time must not trim every entry).
   const [sec, usec] = await rt.redis.time();
@@ -59,6 +73,8 @@ export async function audit(rt: Runtime, entry: AuditEntry): Promise<void> {
 
 /** Recent entries about a host, VM or job id, newest first. Scans back at most `scan` entries. */
 export async function queryAudit(rt: Runtime, target: string, opts: { limit?: number; scan?: number } = {}): Promise<StoredAudit[]> {
+  // Read after this process's own appends (a command's entry is appended beside its handler: `audit hyp07` lists itself).
+  await tails.get(rt)?.catch(() => undefined);
   const limit = opts.limit ?? 25;
   const raw = (await rt.redis.xrevrange(streamKey(rt), '+', '-', 'COUNT', opts.scan ?? 10_000)) as [string, string[]][];
   const out: StoredAudit[] = [];

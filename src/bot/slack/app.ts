@@ -7,7 +7,7 @@
 import { App, HTTPReceiver, LogLevel, SocketModeReceiver } from '@slack/bolt';
 import type { AppOptions, AuthorizeResult, Middleware, AnyMiddlewareArgs, RespondArguments } from '@slack/bolt';
 import type { Ferry } from '../../ferry.js';
-import { handleLine, type Incoming } from '../commands.js';
+import { AdmissionUnavailable, handleLine, type Incoming } from '../commands.js';
 import { handleClick, handleSubmit } from '../actions.js';
 import { message, type Message } from '../../chat/messages.js';
 import { renderSlack } from '../render/slack.js';
@@ -33,6 +33,16 @@ function ackBody(msg: Message): RespondArguments | undefined {
   if (r.messages.length !== 1 || r.files.length) return undefined;
   const [only] = r.messages;
   return { response_type: 'ephemeral', text: only!.text, blocks: only!.blocks as never };
+}
+
+/** Redis's answer, or AdmissionUnavailable once it is later than REDIS_ANSWER_MS. */
+async function inAnswerTime<T>(p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new AdmissionUnavailable(`Redis did not answer in ${REDIS_ANSWER_MS} ms`)), REDIS_ANSWER_MS)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface SlackAppOptions {
@@ -113,6 +123,12 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   // Another workspace's (or app's) ids: acked and dropped before anything else looks at them.
   app.use(sameWorkspaceOnly(authorize, log));
 
+  /** True for the first delivery of this id, false for a repeat; while the answer is pending, rejects when Redis does not answer in time. */
+  const firstDelivery = async (id: string, answerPending = true): Promise<boolean> => {
+    const set = rt.redis.set(rt.key('slack', 'delivery', id), '1', 'EX', 3600, 'NX');
+    return (await (answerPending ? inAnswerTime(set) : set)) === 'OK';
+  };
+
   // Duplicate and retried deliveries: the first one wins, the others are acked and dropped.
   const dedupe: Middleware<AnyMiddlewareArgs> = async (args) => {
     args.context[RECEIVED_AT] = performance.now();
@@ -125,14 +141,9 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
       if (maybeAck) await maybeAck(typeof body.command === 'string' ? { response_type: 'ephemeral', text: REDIS_DOWN_SENTENCE } : undefined);
     };
     if (rt.redisOutage.down) return unreachable();
-    if (id) {
-      let timer: NodeJS.Timeout | undefined;
-      const fresh = await Promise.race([
-        rt.redis.set(rt.key('slack', 'delivery', id), '1', 'EX', 3600, 'NX'),
-        new Promise<'unreachable'>((resolve) => (timer = setTimeout(() => resolve('unreachable'), REDIS_ANSWER_MS))),
-      ])
-        .catch(() => 'unreachable' as const)
-        .finally(() => clearTimeout(timer));
+    // A slash command asks this beside its other checks, after the refusals that need no Redis (handleLine).
+    if (id && typeof body.command !== 'string') {
+      const fresh = await firstDelivery(id).catch(() => 'unreachable' as const);
       if (fresh === 'unreachable') return unreachable();
       if (!fresh) {
         log.info({ id, retryNum: (args.context as { retryNum?: number }).retryNum }, 'duplicate Slack delivery ignored');
@@ -144,8 +155,8 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   };
   app.use(dedupe);
 
-  const run = async (text: string, user: string, conv: Conversation, channelType?: string, replies: Partial<Pick<Incoming, 'refuse' | 'answer' | 'reply' | 'accepted'>> = {}) => {
-    const groupMembers = await resolveUserGroups(rt, deps.slack?.client);
+  const run = async (text: string, user: string, conv: Conversation, channelType?: string, replies: Partial<Pick<Incoming, 'refuse' | 'answer' | 'reply' | 'accepted' | 'fresh'>> = {}) => {
+    const groupMembers = await inAnswerTime(resolveUserGroups(rt, deps.slack?.client));
     await handleLine(deps, {
       text,
       user,
@@ -170,7 +181,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
    * empty the moment it is accepted, before anything is enqueued. Whatever comes after the ack
    * that only the user should see goes to response_url.
    */
-  app.command('/ferry', async ({ ack, respond, command, context }) => {
+  app.command('/ferry', async ({ ack, respond, command, context, body }) => {
     const conv: Conversation = { surface: 'slack', channel: command.channel_id, user: command.user_id, teamId: command.team_id };
     let acked: Promise<void> | undefined;
     const ackWith = (body?: RespondArguments): Promise<void> =>
@@ -190,8 +201,11 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
         await deps.outbox.ephemeral(conv, msg);
       }
     };
+    const id = deliveryId(body as unknown as Record<string, unknown>);
     try {
       await run(command.text ?? '', command.user_id, conv, command.channel_name === 'directmessage' ? 'im' : undefined, {
+        // Asked after the answer (a refusal's bookkeeping), it may take as long as Redis needs.
+        fresh: id ? () => firstDelivery(id, !acked) : undefined,
         refuse: (r) => privately(message(r.sentence)),
         reply: privately,
         accepted: () => ackWith(),
@@ -200,6 +214,11 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
           return inThread(conv, await deps.outbox.post(conv, msg));
         },
       });
+    } catch (e) {
+      if (!(e instanceof AdmissionUnavailable)) throw e;
+      // Redis away: nothing can run (the command would wait on it past Slack's 3 s). Say so in the ack.
+      log.info({ err: e.message }, 'a slash command arrived while Redis cannot be reached; answered with that');
+      await privately(message(REDIS_DOWN_SENTENCE));
     } finally {
       clearTimeout(deadline);
       await ackWith();
