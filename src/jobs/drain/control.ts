@@ -140,16 +140,11 @@ function label(op: Operation): string {
  * null when it took effect (the thread says what happens next).
  */
 export async function decide(deps: Deps, opId: string | number, user: string, decision: Decision | 'cancel', arg: string | undefined, groupMembers: GroupMembers = {}): Promise<Refusal | null> {
-  const r = await decideOnce(deps, opId, user, decision, arg, groupMembers);
-  return typeof r === 'string' ? refusal(r) : r;
-}
-
-async function decideOnce(deps: Deps, opId: string | number, user: string, decision: Decision | 'cancel', arg: string | undefined, groupMembers: GroupMembers): Promise<Refusal | string | null> {
   const op = await deps.ops.get(opId);
-  if (!op) return `There is no job ${opId}; "jobs" lists them.`;
+  if (!op) return refusal(`There is no job ${opId}; "jobs" lists them.`);
   const ctl = controlledOf(deps, op.kind);
-  if (!ctl) return `job ${op.id} is a ${op.kind}; it has no ${decision} step.`;
-  if (FINISHED.includes(op.status)) return `${label(op)} already ended (${op.status}).`;
+  if (!ctl) return refusal(`job ${op.id} is a ${op.kind}; it has no ${decision} step.`);
+  if (FINISHED.includes(op.status)) return refusal(`${label(op)} already ended (${op.status}).`);
   const stage = stageOf(op);
 
   if (decision === 'cancel') {
@@ -160,8 +155,8 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
   }
 
   if (decision === 'start') {
-    if (stage !== 'awaiting-start' || op.status !== 'waiting') return `${label(op)} is not waiting for Start (it is ${stage || op.status}).`;
-    if (await deps.ops.cancelRequested(op.id)) return `${label(op)} was cancelled; run the command again for a fresh plan.`;
+    if (stage !== 'awaiting-start' || op.status !== 'waiting') return refusal(`${label(op)} is not waiting for Start (it is ${stage || op.status}).`);
+    if (await deps.ops.cancelRequested(op.id)) return refusal(`${label(op)} was cancelled; run the command again for a fresh plan.`);
     const { approvalId } = waitState(op);
     if (approvalId) {
       // Policy asked for approvers: a typed Start is an approve of the operation's request.
@@ -169,21 +164,21 @@ async function decideOnce(deps: Deps, opId: string | number, user: string, decis
       return r.refused ? r : null;
     }
     const needs = startNeeds(deps, op);
-    if (needs.approvals > 0) return `${label(op)} is waiting for its approval request; it appears in this thread in a moment.`;
-    if (user !== op.requester) return `Only ${mention(op.requester)}, who asked for ${label(op)}, can start it.`;
+    if (needs.approvals > 0) return refusal(`${label(op)} is waiting for its approval request; it appears in this thread in a moment.`);
+    if (user !== op.requester) return refusal(`Only ${mention(op.requester)}, who asked for ${label(op)}, can start it.`);
     // Exactly once, however many clicks or retried deliveries arrive.
     const first = await deps.rt.redis.set(deps.ops.keyOf(op.id, 'started'), user, 'EX', 7 * 86_400, 'NX');
-    if (!first) return `${label(op)} is already started.`;
+    if (!first) return refusal(`${label(op)} is already started.`);
     await audit(deps.rt, { actor: user, kind: 'decision', action: `start job ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' });
     await deps.outbox.post(op.conv, message(`${mention(user)} started ${label(op)}.`));
     await ctl.resume(deps, op, 'start');
     return null;
   }
 
-  if (stage !== 'held' || op.status !== 'waiting') return `${label(op)} is not waiting for a decision (it is ${stage || op.status}).`;
+  if (stage !== 'held' || op.status !== 'waiting') return refusal(`${label(op)} is not waiting for a decision (it is ${stage || op.status}).`);
   const { round } = waitState(op);
   const first = await deps.rt.redis.set(deps.ops.keyOf(op.id, 'decision', round), `${decision}:${user}`, 'EX', 7 * 86_400, 'NX');
-  if (!first) return `${label(op)} already has a decision for this failure.`;
+  if (!first) return refusal(`${label(op)} already has a decision for this failure.`);
   await audit(deps.rt, { actor: user, kind: 'decision', action: `${decision}${arg ? ` ${arg}` : ''} job ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' });
   await ctl.resume(deps, op, decision, arg);
   return null;
