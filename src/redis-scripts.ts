@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 
 export type ScriptName =
   | 'approval-cas'
+  | 'approval-create'
   | 'fenced-hset'
   | 'fenced-set'
   | 'hash-replace-if'

@@ -8,11 +8,18 @@
  * Keys (under the runtime prefix):
  *   approval:seq        INCR for short ids ("approve 12")
  *   approval:<id>       hash: json (ApprovalRequest), v (its version), meta (conversation,
- *                       card, operation)
+ *                       card, operation), w (the last write's id, so a replayed write knows its own)
  *   approvals:pending   zset id -> expiresAt, read by the expiry sweep
+ *
+ * Every write is confirmed on the replica (redis-confirm.ts) before the caller goes on: a
+ * decision a failover lost would otherwise be said in the thread and then forgotten (the
+ * request back to pending), or leave a removal running whose approval Redis no longer has.
+ * Unconfirmed, the write is made again on the new primary; each one is idempotent for that.
  */
+import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
 import { runScript } from '../redis-scripts.js';
+import { confirmedWrite } from '../redis-confirm.js';
 import type { Conversation, MessageRef } from '../chat/conversation.js';
 import { createRequest, type ApprovalRequest, type NewRequest, type ResolvedPolicy } from './policy.js';
 
@@ -46,14 +53,16 @@ export class ApprovalStore {
   }
 
   async create<P>(input: Omit<NewRequest<P>, 'id'>, policy: ResolvedPolicy, meta: ApprovalMeta): Promise<ApprovalRecord<P>> {
-    const id = String(await this.rt.redis.incr(this.rt.key('approval', 'seq')));
-    const request = createRequest({ ...input, id }, policy, this.rt.clock.now());
-    await this.rt.redis
-      .multi()
-      .hset(this.key(id), 'json', JSON.stringify(request), 'v', String(request.version), 'meta', JSON.stringify(meta))
-      .zadd(this.pendingKey(), request.expiresAt, id)
-      .exec();
-    return { request, meta };
+    // A failover can lose the INCR too: the new primary may hand the same id out again, so a
+    // replayed create that finds its id taken by another request takes a new id.
+    for (;;) {
+      const id = String(await this.rt.redis.incr(this.rt.key('approval', 'seq')));
+      const request = createRequest({ ...input, id }, policy, this.rt.clock.now());
+      const keys = [this.key(id), this.pendingKey(), this.rt.key('approval', 'seq')];
+      const args = [id, JSON.stringify(request), String(request.version), JSON.stringify(meta), String(request.expiresAt), randomUUID()];
+      const stored = await confirmedWrite(this.rt.redis, `approval request ${id}`, async () => Number(await runScript(this.rt.redis, 'approval-create', keys, args)));
+      if (stored === 1) return { request, meta };
+    }
   }
 
   async get<P = unknown>(id: string): Promise<ApprovalRecord<P> | null> {
@@ -68,14 +77,17 @@ export class ApprovalStore {
     const raw = await this.rt.redis.hget(this.key(id), 'meta');
     if (!raw) return null;
     const next = { ...(JSON.parse(raw) as ApprovalMeta), ...change };
-    await this.rt.redis.hset(this.key(id), 'meta', JSON.stringify(next));
+    await confirmedWrite(this.rt.redis, `approval ${id}'s card and operation`, () => this.rt.redis.hset(this.key(id), 'meta', JSON.stringify(next)));
     return next;
   }
 
   /** Write `next` only if the stored version is still `expected`. */
   async compareAndSet<P>(expected: number, next: ApprovalRequest<P>): Promise<'ok' | 'conflict' | 'missing'> {
     const score = next.status === 'pending' ? String(next.expiresAt) : '';
-    const r = Number(await runScript(this.rt.redis, 'approval-cas', [this.key(next.id), this.pendingKey()], [String(expected), JSON.stringify(next), String(next.version), next.id, score]));
+    const writeId = randomUUID();
+    const r = await confirmedWrite(this.rt.redis, `approval ${next.id} (${next.status})`, async () =>
+      Number(await runScript(this.rt.redis, 'approval-cas', [this.key(next.id), this.pendingKey()], [String(expected), JSON.stringify(next), String(next.version), next.id, score, writeId])),
+    );
     return r === 1 ? 'ok' : r === 0 ? 'conflict' : 'missing';
   }
 
