@@ -103,6 +103,14 @@ export function stageOf(op: Operation): string {
 }
 
 /**
+ * Queue a step of a staged kind (drain, restore, migrate) with the one retry policy steps
+ * share; the job id names the step, so queueing it again (a retried caller) adds nothing.
+ */
+export async function queueStep(deps: Deps, name: string, jobId: string, data: { opId: number; round?: number }): Promise<void> {
+  await deps.queues.ops.add(name, data, { jobId, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+}
+
+/**
  * The operation a step job of a staged kind (drain, restore, migrate) works on, or null when
  * it is no longer at the stage this step does: a re-delivered or late step then does nothing.
  */

@@ -30,7 +30,7 @@ import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
 import { availableMiB, redisNow, reserveMoves, reservedByOthers, withReserved, settleReservation } from '../drain/reserve.js';
 import { awayFromHome, isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
-import { decide, finishOp, opAtStage, requestStartApproval, stageOf, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
+import { decide, finishOp, opAtStage, queueStep, requestStartApproval, stageOf, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
   auditedCall,
   clusterFacts,
@@ -78,7 +78,7 @@ export async function startDrain(
   });
   if (req.lock && !(await req.lock(op.id))) return null;
   // The plan starts at once; the card (the command's answer) is posted beside it.
-  await deps.queues.ops.add('drain-plan', { opId: op.id }, { jobId: `op-${op.id}-plan`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  await queueStep(deps, 'drain-plan', `op-${op.id}-plan`, { opId: op.id });
   await ensureCard(deps, op.id);
   return op;
 }
@@ -216,7 +216,7 @@ async function refuse(deps: Deps, op: Operation, sentence: string): Promise<void
 
 async function enqueueExec(deps: Deps, opId: number, round: number): Promise<void> {
   // maxStalledCount 2: a job whose worker died is re-run (BullMQ stalled-job recovery).
-  await deps.queues.ops.add('drain-exec', { opId, round }, { jobId: `op-${opId}-exec-${round}`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  await queueStep(deps, 'drain-exec', `op-${opId}-exec-${round}`, { opId, round });
 }
 
 async function execStep(deps: Deps, job: Job): Promise<void> {
@@ -593,7 +593,7 @@ const drainDecisions: Controlled = {
     const n = (params(op).plans ?? 1) + 1;
     await deps.ops.patch(op.id, { status: 'running', params: { ...params(op), stage: 'planning', plans: n, approvalId: undefined } satisfies DrainParams });
     await refreshCard(deps, op.id, { force: true });
-    await deps.queues.ops.add('drain-plan', { opId: op.id }, { jobId: `op-${op.id}-plan-${n}`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+    await queueStep(deps, 'drain-plan', `op-${op.id}-plan-${n}`, { opId: op.id });
   },
   planBlocks(plan) {
     return drainPlanBlocks(plan as DrainPlan);

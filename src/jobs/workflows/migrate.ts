@@ -20,7 +20,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { paramsOf, type Operation } from '../operations.js';
 import { acquireLocks, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
-import { finishOp, opAtStage, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled } from '../drain/control.js';
+import { finishOp, opAtStage, queueStep, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled } from '../drain/control.js';
 import { moveVm, percents, progressReporter, reportLingering, setPercent, watchCancel } from '../drain/steps.js';
 import { mention } from '../../core/permissions.js';
 
@@ -64,7 +64,7 @@ export async function startMigrate(deps: Deps, req: { conv: Conversation; echo?:
     params: { ...req.ask, stage: 'planning' } satisfies MigrateParams,
   });
   // The plan starts at once; the card (the command's answer) is posted beside it.
-  await deps.queues.ops.add('migrate-plan', { opId: op.id }, { jobId: `op-${op.id}-plan`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  await queueStep(deps, 'migrate-plan', `op-${op.id}-plan`, { opId: op.id });
   await ensureCard(deps, op.id);
   return op;
 }
@@ -238,7 +238,7 @@ const migrateDecisions: Controlled = {
   async resume(deps, op) {
     await deps.ops.patch(op.id, { status: 'running', params: { ...migrateParams(op), stage: 'executing' } satisfies MigrateParams });
     await refreshCard(deps, op.id, { force: true });
-    await deps.queues.ops.add('migrate-exec', { opId: op.id }, { jobId: `op-${op.id}-exec`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+    await queueStep(deps, 'migrate-exec', `op-${op.id}-exec`, { opId: op.id });
   },
   async stopWaiting(deps, op, why) {
     for (const h of op.hosts) await releaseLock(deps.rt, h, op.id);

@@ -23,7 +23,7 @@ import { acquireLock, keepLocks, lockedSentence, releaseLock } from '../drain/lo
 import { redisNow, reserveMoves, settleReservation } from '../drain/reserve.js';
 import { isOpen, readLedger, setLedgerStatus, type LedgerVm } from '../drain/ledger.js';
 import { dataLossNote } from '../epoch.js';
-import { finishOp, opAtStage } from '../drain/control.js';
+import { finishOp, opAtStage, queueStep } from '../drain/control.js';
 import { auditedCall, clusterFacts, ensureMaintenance, locateVm, moveVm, percents, progressReporter, reportLingering, setPercent, setVmState, vmStates, watchCancel } from '../drain/steps.js';
 
 export const KIND = 'restore';
@@ -58,7 +58,7 @@ export async function startRestore(
   const op = await deps.ops.create({ kind: KIND, ...(req.echo ? { echoRef: req.echo } : {}), title: req.title, requester: req.requester, conv: req.conv, hosts: [req.host], params: { host: req.host, cluster, stage: 'restoring' } satisfies RestoreParams });
   if (req.lock && !(await req.lock(op.id))) return null;
   // The restore starts at once; the card (the command's answer) is posted beside it.
-  await deps.queues.ops.add('restore', { opId: op.id }, { jobId: `op-${op.id}-restore`, attempts: 2, backoff: { type: 'fixed', delay: 1000 } });
+  await queueStep(deps, 'restore', `op-${op.id}-restore`, { opId: op.id });
   await ensureCard(deps, op.id);
   return op;
 }
