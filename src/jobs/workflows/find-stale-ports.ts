@@ -86,7 +86,10 @@ async function sweepBatch(deps: Deps, job: Job): Promise<void> {
 async function sweepHost(deps: Deps, opId: number, host: string, total: number | undefined): Promise<void> {
   // The first host to start marks the operation running (one read of the record per sweep).
   if (await deps.rt.redis.set(deps.ops.keyOf(opId, 'started'), String(Date.now()), 'EX', 7 * 86_400, 'NX')) {
-    await deps.ops.patch(opId, { status: 'running', startedAt: Date.now() });
+    const running = await deps.ops.patch(opId, { status: 'running', startedAt: Date.now() });
+    // The card says it is sweeping. Not posted yet: ensureCard sees the change once it is, and
+    // refreshes it itself (one edit either way).
+    if (running.cardRef) await refreshCard(deps, opId, { as: running });
   }
   // Idempotent: a retried batch does not count its hosts twice.
   const already = await deps.rt.redis.hexists(deps.ops.keyOf(opId, 'results'), host);
@@ -105,10 +108,11 @@ async function sweepHost(deps: Deps, opId: number, host: string, total: number |
   const fresh = await deps.rt.redis.hsetnx(deps.ops.keyOf(opId, 'results'), host, JSON.stringify(result));
   if (!fresh) return;
   const { done } = await deps.ops.incrMany(opId, result.ok ? { done: 1, stale: result.stale.length } : { done: 1, unreachable: 1 });
-  // The card moves in tenths (and at most once a second): Slack calls per sweep do not grow
-  // with the fleet or with its duration. The summary's forced refresh shows the end.
-  const step = (n: number) => Math.floor((n * 10) / (total ?? 1));
-  if (!total || done === 1 || step(done!) !== step(done! - 1)) await refreshCard(deps, opId);
+  // The card moves when the sweep starts (above) and at half way, then the summary's forced
+  // refresh shows the end: at most three edits, so Slack calls per sweep are the same for 99
+  // hosts and for 10,000 (tenths made 12 at 10,000); the half-way edit comes at about half the
+  // sweep's time, so it also tells when to expect the end.
+  if (!total || (2 * done! >= total && 2 * (done! - 1) < total)) await refreshCard(deps, opId);
 }
 
 export function summarize(op: Operation, results: Record<string, HostSweepResult>): { stale: StalePort[]; failed: { host: string; error: string }[]; missing: string[] } {
