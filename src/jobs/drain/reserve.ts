@@ -86,15 +86,23 @@ export async function reserveMoves(
   moves: { vmId: string; target: string; memoryMiB: number }[],
   available: Record<string, number>,
   factsAt: number,
+  /** 'add': keep this operation's other reservations (and count them) instead of replacing them. */
+  mode: 'replace' | 'add' = 'replace',
 ): Promise<Shortfall | null> {
   const per = new Map<string, number>();
   for (const m of moves) per.set(m.target, (per.get(m.target) ?? 0) + m.memoryMiB);
   const want = [...per].map(([t, mib]) => [t, mib, available[t] ?? 0]);
   const entries = moves.map((m) => [`${opId}|${m.vmId}`, JSON.stringify({ target: m.target, mib: m.memoryMiB } satisfies Reservation)]);
-  const out = (await fencedEval(rt.redis, 'reserve-moves', [key(rt, cluster)], [String(factsAt), String(opId), JSON.stringify(want), JSON.stringify(entries), String(DONE_KEEP_MS)])) as string;
+  const out = (await fencedEval(rt.redis, 'reserve-moves', [key(rt, cluster)], [String(factsAt), String(opId), JSON.stringify(want), JSON.stringify(entries), String(DONE_KEEP_MS), mode])) as string;
   if (out === 'ok') return null;
   const [target, reserved, w, avail] = JSON.parse(out) as [string, number, number, number];
   return { target, reserved, want: w, available: avail };
+}
+
+/** Whether this move still holds its reservation (planned, not settled). */
+export async function holdsReservation(rt: Runtime, cluster: string, opId: number, vmId: string): Promise<boolean> {
+  const raw = await rt.redis.hget(key(rt, cluster), `${opId}|${vmId}`);
+  return raw !== null && (JSON.parse(raw) as Reservation).done === undefined;
 }
 
 /** A migration ended: on its target (done) or not (the memory is free again). */

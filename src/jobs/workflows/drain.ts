@@ -14,13 +14,13 @@
  * reads the stage and the real state and carries on, and says in the thread that it resumed.
  */
 import type { Job } from 'bullmq';
-import type { VmFacts } from '../../adapters/types.js';
+import type { HostFacts, VmFacts } from '../../adapters/types.js';
 import { formatMiB, precheckDrain, renderDrainPrecheck } from '../../core/prechecks.js';
 import { pMap } from '../../core/pmap.js';
 import { audit } from '../../audit/audit.js';
 import { acquireMutex } from '../../mutex.js';
 import { refusal, type Refusal } from '../../core/refusal.js';
-import { plural } from '../../chat/messages.js';
+import { message, plural } from '../../chat/messages.js';
 import type { Conversation, MessageRef } from '../../chat/conversation.js';
 import type { Workflow } from '../wiring.js';
 import { ensureCard, refreshCard, withCard } from '../cards.js';
@@ -28,7 +28,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { FINISHED, type Operation } from '../operations.js';
 import { acquireLock, keepLocks, lockedSentence, refreshLock, releaseLock, type HostLock, type LockKeeper } from '../drain/locks.js';
-import { availableMiB, redisNow, reserveMoves, reservedByOthers, withReserved, settleReservation } from '../drain/reserve.js';
+import { availableMiB, holdsReservation, redisNow, reserveMoves, reservedByOthers, withReserved, settleReservation } from '../drain/reserve.js';
 import { awayFromHome, isOpen, readLedger, setLedgerStatus, writeLedger, type LedgerVm } from '../drain/ledger.js';
 import { decide, finishOp, opAtStage, queueStep, requestStartApproval, stageOf, startNeeds, watchWaiting, type Controlled, type Decision } from '../drain/control.js';
 import {
@@ -380,6 +380,16 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan, keeper: Lo
     // The host must still be this drain's (its lock may have expired while Redis was away).
     lost = await keeper.check();
     if (lost) return;
+    // A move whose reservation was dropped (it failed, then the drain was held and retried) must
+    // reserve its target's memory again before it goes: another drain may have taken it since.
+    const noRoom = await reserveAgain(deps, p.cluster, op.id, m);
+    if (noRoom) {
+      failed.push(m.vm);
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'failed', target: m.target, from: p.host, error: noRoom });
+      await deps.outbox.post(op.conv, message(`${noRoom}.`));
+      await refreshCard(deps, op.id);
+      return;
+    }
     await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'moving', target: m.target, from: p.host });
     await refreshCard(deps, op.id);
     const out = await moveVm(deps, op, { vm: m.vm, vmId: m.vmId, source: p.host, target: m.target, mode: m.mode }, { cluster: p.cluster, onProgress: progressReporter(deps, op.id, m.vm), signal: cancel.signal, locks: keeper });
@@ -461,6 +471,26 @@ async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<voi
   await audit(deps.rt, { actor: op.requester, kind: 'workflow', action: `drain ${p.host}: rollback`, targets: [p.host], opId: op.id, outcome: problems.length ? 'failed' : 'ok', detail: `${returned}/${back.length} back` });
   await summary(deps, (await deps.ops.get(op.id))!, plan, { status: 'failed', rolledBack: { failed: failedVms } });
   await releaseLock(deps.rt, p.host, op.id);
+}
+
+/**
+ * Reserve a move's memory on its target again when it holds no reservation (drain/reserve.ts):
+ * null when it may go, else why not (the move is not made). The target is read now, and other
+ * drains' reservations and this drain's own unsettled ones count as used.
+ */
+async function reserveAgain(deps: Deps, cluster: string, opId: number, m: PlannedMove): Promise<string | null> {
+  if (await holdsReservation(deps.rt, cluster, opId, m.vmId)) return null;
+  const factsAt = await redisNow(deps.rt);
+  let facts: HostFacts;
+  try {
+    facts = await deps.rt.adapters.forHost(m.target).describeHost(m.target);
+  } catch (e) {
+    return `${m.target} could not be read before ${m.vm} went there again (${errorText(e)})`;
+  }
+  const available = availableMiB(facts);
+  const short = await reserveMoves(deps.rt, cluster, opId, [{ vmId: m.vmId, target: m.target, memoryMiB: m.memoryMiB }], { [m.target]: available }, factsAt, 'add');
+  if (!short) return null;
+  return `${m.target} has no room for ${m.vm} any more (${formatMiB(short.want)} wanted; ${formatMiB(Math.max(0, short.available - short.reserved))} free once other drains' reserved memory is counted); it was not moved`;
 }
 
 async function hold(deps: Deps, op: Operation, plan: DrainPlan, failed: string[]): Promise<void> {
