@@ -4,8 +4,18 @@
  * failover to an empty replica, FLUSHALL). It says so, writes a new epoch, and moves the
  * operation sequence past every id it knows of, so a new operation never takes the id an old
  * card's buttons still carry.
+ *
+ * A process's memory is not enough: when Redis lost its data and every process restarted too,
+ * nobody would remember, and ids would start again at 1 while old cards and threads show 1, 2, 3.
+ * So each process also keeps what it knows (the epoch and the highest id) in a small file outside
+ * Redis (FERRY_STATE_DIR, default ~/.local/state/ferry, next to the private Redis's data) and
+ * reads it at start. Buttons are also stamped with the epoch (src/bot/slack/epoch-stamp.ts), so an
+ * old button is refused even where no such file survived.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Runtime } from '../runtime.js';
 import { runScript } from '../redis-scripts.js';
 
@@ -16,13 +26,69 @@ interface EpochState {
   maxOp: number;
   /** When this process last found the data gone. */
   lostAt?: number;
+  /** Where this process keeps `known` and `maxOp` across restarts ('' when it cannot). */
+  file: string;
+  /** What the file holds now (written only when it changes). */
+  saved: string;
+  saving: boolean;
+}
+
+/** One file per Ferry instance: its key prefix and its Redis (a private Redis's socket path changes per start). */
+function stateFile(rt: Runtime): string {
+  const dir = process.env.FERRY_STATE_DIR ?? path.join(process.env.HOME ?? os.homedir(), '.local', 'state', 'ferry');
+  const where = /\.sock\b|^redis\+unix:|^unix:/.test(rt.redisUrl) ? 'private' : rt.redisUrl.replace(/\/\/[^@/]*@/, '//');
+  const hash = createHash('sha256').update(where).digest('hex').slice(0, 12);
+  return path.join(dir, `ids-${rt.prefix.replace(/[^A-Za-z0-9_.-]/g, '_')}-${hash}.json`);
+}
+
+function load(rt: Runtime, file: string): Pick<EpochState, 'known' | 'maxOp'> {
+  try {
+    const raw = JSON.parse(fs.readFileSync(file, 'utf8')) as { known?: unknown; maxOp?: unknown };
+    return { known: typeof raw.known === 'string' ? raw.known : undefined, maxOp: typeof raw.maxOp === 'number' && raw.maxOp > 0 ? raw.maxOp : 0 };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') rt.log.warn({ file, err: String(e) }, 'could not read the operation id memory; starting without it');
+    return { maxOp: 0 };
+  }
+}
+
+/** Write the file (atomically, one write at a time, the latest state last). */
+function persist(rt: Runtime, s: EpochState): void {
+  if (!s.file || s.saving) return;
+  // Other processes of this instance write the same file: never lower the highest id it holds.
+  const there = fs.existsSync(s.file) ? load(rt, s.file) : { maxOp: 0 };
+  if (there.maxOp > s.maxOp) s.maxOp = there.maxOp;
+  const body = JSON.stringify({ known: s.known, maxOp: s.maxOp });
+  if (body === s.saved) return;
+  s.saving = true;
+  const tmp = `${s.file}.${process.pid}.tmp`;
+  void fs.promises
+    .mkdir(path.dirname(s.file), { recursive: true, mode: 0o700 })
+    .then(() => fs.promises.writeFile(tmp, body, { mode: 0o600 }))
+    .then(() => fs.promises.rename(tmp, s.file))
+    .then(
+      () => {
+        s.saved = body;
+      },
+      (e: unknown) => {
+        rt.log.warn({ file: s.file, err: String(e) }, 'could not save the operation id memory (ids stay unique while this process lives)');
+        s.file = '';
+      },
+    )
+    .finally(() => {
+      s.saving = false;
+      persist(rt, s);
+    });
 }
 
 const states = new WeakMap<Runtime, EpochState>();
 
 function state(rt: Runtime): EpochState {
   let s = states.get(rt);
-  if (!s) states.set(rt, (s = { maxOp: 0 }));
+  if (!s) {
+    const file = stateFile(rt);
+    const was = load(rt, file);
+    states.set(rt, (s = { ...was, file, saved: JSON.stringify({ known: was.known, maxOp: was.maxOp }), saving: false }));
+  }
   return s;
 }
 
@@ -31,7 +97,10 @@ const ID_MARGIN = 1000;
 
 export function noteOpId(rt: Runtime, id: number): void {
   const s = state(rt);
-  if (id > s.maxOp) s.maxOp = id;
+  if (id > s.maxOp) {
+    s.maxOp = id;
+    persist(rt, s);
+  }
 }
 
 export interface EpochCheck {
@@ -47,6 +116,7 @@ export async function checkEpoch(rt: Runtime): Promise<EpochCheck> {
   const cur = await rt.redis.get(key);
   if (cur && (!s.known || cur === s.known)) {
     s.known = cur;
+    persist(rt, s);
     return { lost: false, epoch: cur };
   }
   // Missing, or replaced by another process that found the loss first.
@@ -58,6 +128,7 @@ export async function checkEpoch(rt: Runtime): Promise<EpochCheck> {
   }
   if (!cur) await rt.redis.set(key, JSON.stringify({ id: randomUUID(), at: Date.now(), ...(lost ? { afterLoss: true } : {}) }), 'NX');
   s.known = (await rt.redis.get(key)) ?? undefined;
+  persist(rt, s);
   return { lost, epoch: s.known ?? '' };
 }
 

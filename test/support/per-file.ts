@@ -3,8 +3,15 @@
  * (the run's figure was taken at its start, before the QEMU pair or a neighbour loaded it), scale
  * this file's backstop timeouts by the larger figure, and make a backstop that runs out say why.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, inject, vi } from 'vitest';
 import { slowness } from './speed.js';
+
+// Each process's memory of operation ids (src/jobs/epoch.ts) goes to a scratch directory, not
+// the developer's ~/.local/state/ferry; Ferry processes a test starts inherit it.
+process.env.FERRY_STATE_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-test-state-'));
 
 const s = slowness();
 const idle = inject('idleTimeouts');

@@ -19,6 +19,7 @@ import type { Health } from '../../health.js';
 import { registerHome } from './home.js';
 import { guardReceiver, sameWorkspaceOnly } from './guard.js';
 import { REDIS_DOWN_SENTENCE } from '../../redis-outage.js';
+import { parseEpoch, splitStamp, staleClick } from './epoch-stamp.js';
 
 
 /** A Redis that has not answered the first command of a request by this time is taken as unreachable. */
@@ -256,6 +257,14 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     if (!channel) return;
     const conv: Conversation = { surface: 'slack', channel, user: b.user.id, threadTs: await canonical(channel, b.message?.thread_ts ?? b.message?.ts) };
     const clicked = b.message ? await canonical(channel, b.message.ts) : undefined;
+    // A button from before Redis lost its data may carry an id that now names another job.
+    const stamp = splitStamp(a.value ?? '');
+    const stale = staleClick(stamp.tag, parseEpoch(await rt.redis.get(rt.key('epoch'))));
+    if (stale) {
+      log.warn({ action: a.action_id, user: b.user.id, value: a.value }, 'a click from before Redis lost its data was refused');
+      await deps.outbox.ephemeral(conv, message(stale));
+      return;
+    }
     try {
       // The click stands for a command: parsed, permitted (user, group, channel) and gated like a typed line.
       await handleClick(deps, a.action_id, {
@@ -263,7 +272,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
         user: b.user.id,
         conv,
         message: clicked ? { channel, ts: clicked } : undefined,
-        value: a.value ?? '',
+        value: stamp.value,
         groupMembers: await resolveUserGroups(rt, deps.slack?.client),
         refuse: (r) => deps.outbox.ephemeral(conv, message(r.sentence)),
         openModal: b.trigger_id

@@ -30,6 +30,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 import type { Message } from '../../chat/messages.js';
 import type { Conversation, MessageRef, Surface } from '../../chat/conversation.js';
+import { epochTag, parseEpoch, stampButtons } from './epoch-stamp.js';
 import { renderSlack, renderSlackSingle, type SlackRendering } from '../render/slack.js';
 import { PLANS } from './budget.js';
 import { runScript } from '../../redis-scripts.js';
@@ -241,6 +242,7 @@ export class OutboxSender {
   /** Deliveries by kind (metrics and the benchmark). */
   readonly delivered = new Map<string, number>();
   private downSince: number | undefined;
+  private epoch: { tag: string; at: number } | undefined;
 
   constructor(
     private readonly outbox: SlackOutbox,
@@ -252,6 +254,22 @@ export class OutboxSender {
     private readonly metrics?: Metrics,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** A queued body with its buttons stamped with the epoch of the Redis it came from (epoch-stamp.ts). */
+  private async stamped(body: string): Promise<PostBody> {
+    const b = JSON.parse(body) as PostBody;
+    return b.blocks ? { ...b, blocks: stampButtons(b.blocks, await this.epochTag()) } : b;
+  }
+
+  /** The current epoch's tag for button values (read at most every 2 s; '' when there is none yet). */
+  private async epochTag(): Promise<string> {
+    const t = this.now();
+    if (!this.epoch || t - this.epoch.at > 2000) {
+      const e = parseEpoch(await this.redis.get(`${this.outbox.prefix}:epoch`));
+      this.epoch = { tag: e ? epochTag(e) : '', at: t };
+    }
+    return this.epoch.tag;
+  }
 
   start(): void {
     if (this.running) return;
@@ -356,7 +374,7 @@ export class OutboxSender {
           this.log.info(ctx, 'Slack outbox: an interrupted post had reached Slack; not posting it again');
           ts = already;
         } else {
-          const b = JSON.parse(c.body) as PostBody;
+          const b = await this.stamped(c.body);
           const r = await this.client.chat.postMessage({ channel, thread_ts, text: b.text, blocks: b.blocks as never, unfurl_links: false, metadata: { event_type: OUTBOX_EVENT, event_payload: { id: c.id } } });
           ts = r.ts ?? '';
         }
@@ -366,10 +384,10 @@ export class OutboxSender {
           await this.finish(c, token, '', false);
           return;
         }
-        const b = JSON.parse(c.body) as PostBody;
+        const b = await this.stamped(c.body);
         await this.client.chat.update({ channel, ts: ts0, text: b.text, blocks: b.blocks as never });
       } else if (c.meta.kind === 'ephemeral') {
-        const b = JSON.parse(c.body) as PostBody;
+        const b = await this.stamped(c.body);
         await this.client.chat.postEphemeral({ channel: c.meta.channel, user: c.meta.user!, thread_ts: this.threadTs(c), text: b.text, blocks: b.blocks as never });
       } else {
         // Files (a long table's CSV, streamed from Redis) go through the Slack surface's upload.
