@@ -101,6 +101,8 @@ export interface SlackStandin {
   calls: StandinCall[];
   /** Calls answered 429. */
   rateLimited(): StandinCall[];
+  /** The next `times` auth.test calls answer ok: false (fatal_error), as when Slack's API fails at Ferry's start. */
+  failAuthTest(times: number): void;
   /** Hold every answer to `method` until the returned release() is called. */
   hold(method: string, opts?: { afterEffect?: boolean }): () => void;
   /** Slack fails (HTTP 503 on every Web API call, or connection refused) until end(). */
@@ -143,6 +145,7 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
   const held = new Map<string, { gate: Promise<void>; afterEffect: boolean }>();
   const posted: PostedMessage[] = [];
   let failing: '503' | null = null;
+  let authFailures = 0;
   let seq = 0;
   let fileSeq = 0;
   let port = 0;
@@ -172,6 +175,10 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
     if (method.startsWith('chat.') && typeof body.channel === 'string' && opts.notMemberOf?.includes(body.channel)) return { ok: false, error: 'channel_not_found' };
     switch (method) {
       case 'auth.test':
+        if (authFailures > 0) {
+          authFailures--;
+          return { ok: false, error: 'fatal_error' };
+        }
         return { ok: true, user_id: 'UFERRY', bot_id: 'BFERRY', team_id: 'T1' };
       case 'chat.postMessage': {
         // Like Slack's: the current epoch second, unique within it.
@@ -266,6 +273,9 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
     calls,
     rateLimited: () => calls.filter((c) => c.status === 429),
     posted,
+    failAuthTest(times) {
+      authFailures = times;
+    },
     outage(mode) {
       if (mode === '503') {
         failing = '503';

@@ -9,7 +9,7 @@ import type { AppOptions, AuthorizeResult, Middleware, AnyMiddlewareArgs, Respon
 import type { Ferry } from '../../ferry.js';
 import { AdmissionUnavailable, handleLine, type Incoming } from '../commands.js';
 import { handleClick, handleSubmit } from '../actions.js';
-import { message, type Message } from '../../chat/messages.js';
+import { escapeText, message, type Message } from '../../chat/messages.js';
 import { renderSlack } from '../render/slack.js';
 import type { Conversation } from '../../chat/conversation.js';
 import { inThread } from '../../chat/conversation.js';
@@ -70,6 +70,15 @@ function deliveryId(body: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
+type RedisDownEvent = { type?: string; subtype?: string; channel?: string; channel_type?: string; user?: string; bot_id?: string; ts?: string; thread_ts?: string };
+
+/** Context key: auth.test failed for this request (its error). */
+const AUTH_FAILED = 'ferryAuthFailed';
+
+export function authFailedSentence(why: string): string {
+  return `Ferry cannot confirm its own Slack identity right now (auth.test failed: ${escapeText(why.slice(0, 200))}), so it ran nothing; try again in a minute.`;
+}
+
 export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType<typeof App> {
   const { rt } = deps;
   const log = rt.log.child({ part: 'slack-app' });
@@ -94,8 +103,20 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
       });
     return identity;
   };
+  // Bolt acks and drops a request whose authorize throws: a command typed while auth.test fails
+  // (Slack's API down at Ferry's start) would vanish without a word. Instead the request goes on,
+  // marked, and identityKnown below answers it with a sentence and runs nothing.
+  const authorizeOrMark = async (): Promise<AuthorizeResult> => {
+    try {
+      return await authorize();
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      log.warn({ err: why }, 'auth.test failed: a Slack request is answered that nothing was run');
+      return { botToken: opts.botToken, [AUTH_FAILED]: why };
+    }
+  };
   const common: Partial<AppOptions> = {
-    authorize,
+    authorize: authorizeOrMark,
     logLevel: LogLevel.WARN,
     clientOptions: opts.slackApiUrl ? { slackApiUrl: opts.slackApiUrl.replace(/\/?$/, '/') } : undefined,
   };
@@ -121,6 +142,28 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   }
   const app = new App({ ...common, receiver: socket ?? receiver });
 
+  // Ferry's own identity unknown (auth.test failing): the workspace check cannot be made, so
+  // nothing runs, and the sender hears so: in the ack (a command), through response_url (a
+  // click), or in the mention's thread through the outbox, which retries until Slack answers.
+  app.use(async (args) => {
+    const failed = (args.context as Record<string, unknown>)[AUTH_FAILED];
+    if (typeof failed !== 'string') return args.next();
+    const body = args.body as unknown as Record<string, unknown>;
+    const maybeAck = (args as { ack?: (body?: RespondArguments) => Promise<void> }).ack;
+    const text = authFailedSentence(failed);
+    if (typeof body.command === 'string') return maybeAck?.({ response_type: 'ephemeral', text });
+    await maybeAck?.();
+    const respond = (args as { respond?: (m: RespondArguments) => Promise<unknown> }).respond;
+    if (respond && typeof body.response_url === 'string') {
+      await respond({ response_type: 'ephemeral', replace_original: false, text }).catch((e: unknown) => log.warn({ err: String(e) }, 'could not tell a clicker that nothing was run'));
+      return;
+    }
+    const ev = body.event as { type?: string; channel?: string; ts?: string; thread_ts?: string; user?: string; bot_id?: string } | undefined;
+    if (ev && (ev.type === 'app_mention' || (ev.type === 'message' && !ev.bot_id)) && ev.channel && ev.user) {
+      await deps.outbox.post({ surface: 'slack', channel: ev.channel, threadTs: ev.thread_ts ?? ev.ts, user: ev.user }, message(text)).catch((e: unknown) => log.warn({ err: String(e) }, 'could not queue the answer to a mention'));
+    }
+  });
+
   // Another workspace's (or app's) ids: acked and dropped before anything else looks at them.
   app.use(sameWorkspaceOnly(authorize, log));
 
@@ -128,6 +171,25 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   const firstDelivery = async (id: string, answerPending = true): Promise<boolean> => {
     const set = rt.redis.set(rt.key('slack', 'delivery', id), '1', 'EX', 3600, 'NX');
     return (await (answerPending ? inAnswerTime(set) : set)) === 'OK';
+  };
+
+  // A mention (or DM) has no ack body to answer in, and the outbox lives in Redis: while Redis is
+  // away the answer goes straight to Slack, in the mention's thread. Slack retries a delivery and
+  // a user may repeat it: one answer per user and channel per 30 s, kept in this process.
+  const answeredDown = new Map<string, number>();
+  const answerWithoutRedis = async (ev: RedisDownEvent | undefined): Promise<void> => {
+    if (!ev?.channel || !ev.user || ev.bot_id || ev.subtype) return;
+    if (ev.type !== 'app_mention' && !(ev.type === 'message' && ev.channel_type === 'im')) return;
+    const key = `${ev.user}:${ev.channel}`;
+    const now = Date.now();
+    if ((answeredDown.get(key) ?? 0) > now - 30_000) return;
+    answeredDown.set(key, now);
+    for (const [k, at] of answeredDown) if (at <= now - 30_000) answeredDown.delete(k);
+    try {
+      await authClient.chat.postMessage({ channel: ev.channel, thread_ts: ev.thread_ts ?? ev.ts, text: REDIS_DOWN_SENTENCE, unfurl_links: false });
+    } catch (e) {
+      log.warn({ channel: ev.channel, err: e instanceof Error ? e.message : String(e) }, 'could not answer a mention while Redis is away');
+    }
   };
 
   // Duplicate and retried deliveries: the first one wins, the others are acked and dropped.
@@ -140,6 +202,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     const unreachable = async () => {
       log.info({ id }, 'a Slack request arrived while Redis cannot be reached; answered with that');
       if (maybeAck) await maybeAck(typeof body.command === 'string' ? { response_type: 'ephemeral', text: REDIS_DOWN_SENTENCE } : undefined);
+      if (body.type === 'event_callback') await answerWithoutRedis(body.event as RedisDownEvent);
     };
     if (rt.redisOutage.down) return unreachable();
     // A slash command asks this beside its other checks, after the refusals that need no Redis (handleLine).
