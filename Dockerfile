@@ -17,6 +17,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
+# The operation id memory (src/jobs/epoch.ts): compose mounts a volume here, owned by node.
+RUN mkdir -p /home/node/.local/state/ferry && chown -R node:node /home/node/.local
 USER node
 EXPOSE 3000 9091
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s CMD ["node", "-e", "fetch('http://127.0.0.1:'+process.env.HEALTH_PORT+'/livez').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
