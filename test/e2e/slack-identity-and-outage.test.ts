@@ -3,6 +3,7 @@
  * worker` in their own processes on a private redis-server, Slack played by a stand-in.
  * - A command typed while auth.test fails (Slack's API failing at Ferry's start) was acked empty
  *   and dropped by Bolt: it must be answered, and nothing run.
+ *   An @Ferry mention then is answered in its thread through the outbox.
  * - An @Ferry mention while Redis is away was acked and never answered: it is answered in its
  *   thread that Redis cannot be reached and nothing was started.
  */
@@ -25,7 +26,7 @@ beforeAll(async () => {
   redis = await startPrivateRedis(DURABLE);
   slack = await startSlackStandin();
   // Slack's API fails Ferry's first identity checks.
-  slack.failAuthTest(3);
+  slack.failAuthTest(5);
   port = await freePort();
   const env = {
     REDIS_URL: redis.url,
@@ -49,6 +50,28 @@ afterAll(async () => {
 
 const posts = (re: RegExp) => slack.calls.filter((c) => c.method === 'chat.postMessage' && re.test(String(c.body.text ?? '')));
 
+function mention(text: string, ts: string): string {
+  return JSON.stringify({
+    token: 'legacy',
+    team_id: 'T1',
+    api_app_id: 'A1',
+    type: 'event_callback',
+    event_id: `Ev${ts.replace('.', '')}`,
+    event_time: Math.floor(Date.now() / 1000),
+    event: { type: 'app_mention', user: 'U0ALICE', text, ts, channel: 'C0OPS', event_ts: ts },
+  });
+}
+
+it('an @Ferry mention before the first successful auth.test is answered in its thread (through the outbox), and nothing runs', async () => {
+  const ts = `${Math.floor(Date.now() / 1000)}.000555`;
+  const res = await postSigned(port, mention('<@UFERRY> find stale ports hyp04', ts), { contentType: 'application/json' });
+  expect(res.status).toBe(200);
+  const answer = await eventually(() => slack.calls.find((c) => c.method === 'chat.postMessage' && c.body.thread_ts === ts), 'the answer in the mention’s thread', 30_000);
+  expect(String(answer.body.text)).toMatch(/^Ferry cannot confirm its own Slack identity right now \(auth\.test failed: .*\), so it ran nothing/);
+  await new Promise((r) => setTimeout(r, 2000));
+  expect(posts(/hyp04/)).toEqual([]);
+});
+
 it('a command typed before the first successful auth.test is answered, and nothing runs', async () => {
   const res = await postSigned(port, slashBody('find stale ports hyp01'));
   expect(res.status).toBe(200);
@@ -63,21 +86,13 @@ it('a command typed before the first successful auth.test is answered, and nothi
   expect(posts(/hyp01/)).toEqual([]);
 });
 
+
 it('an @Ferry mention while Redis is away is answered in its thread, and nothing runs', async () => {
   await redis.stop();
   try {
     await web.waitForLine(/Ferry cannot reach its Redis/, bound(15_000));
     const ts = `${Math.floor(Date.now() / 1000)}.000777`;
-    const body = JSON.stringify({
-      token: 'legacy',
-      team_id: 'T1',
-      api_app_id: 'A1',
-      type: 'event_callback',
-      event_id: `Ev${Date.now()}`,
-      event_time: Math.floor(Date.now() / 1000),
-      event: { type: 'app_mention', user: 'U0ALICE', text: '<@UFERRY> find stale ports hyp03', ts, channel: 'C0OPS', event_ts: ts },
-    });
-    const res = await postSigned(port, body, { contentType: 'application/json' });
+    const res = await postSigned(port, mention('<@UFERRY> find stale ports hyp03', ts), { contentType: 'application/json' });
     expect(res.status).toBe(200);
     const answer = await eventually(() => slack.calls.find((c) => c.method === 'chat.postMessage' && c.body.thread_ts === ts), 'the answer in the mention’s thread', 15_000);
     expect(answer.body.channel).toBe('C0OPS');
