@@ -114,6 +114,43 @@ export function connectUrl(url: string, opts: RedisOptions = {}): Redis {
 }
 
 /**
+ * The same client connected again when it ends without being closed by its owner (a failover
+ * landing while it reconnects can leave an ioredis 5 client closed for good). For connections
+ * handed to BullMQ: its Queue, Worker and QueueEvents keep the client they were given (its
+ * listeners and the Lua commands BullMQ defined on it), so it is revived in place rather than
+ * replaced. BullMQ itself only reconnects its blocking connections.
+ */
+export function revivable(c: Redis, onRevive?: (reason: string) => void, delayMs = 500): Redis {
+  let closing = false;
+  const quit = c.quit.bind(c);
+  const disconnect = c.disconnect.bind(c);
+  c.quit = ((...a: Parameters<Redis['quit']>) => {
+    closing = true;
+    return quit(...a);
+  }) as Redis['quit'];
+  // disconnect(true) asks ioredis to reconnect: not a close.
+  c.disconnect = (reconnect?: boolean) => {
+    if (!reconnect) closing = true;
+    disconnect(reconnect);
+  };
+  let last = 0;
+  const connect = () => {
+    if (!closing && c.status === 'end') c.connect().catch(() => undefined);
+  };
+  c.on('end', () => {
+    if (closing) return;
+    onRevive?.('the connection ended without being closed');
+    // At once, so commands sent meanwhile wait in ioredis's offline queue instead of failing;
+    // a client that keeps ending (its Redis gone) is tried again every delayMs, not in a loop.
+    const again = Date.now() - last < 1000;
+    last = Date.now();
+    if (again) setTimeout(connect, delayMs).unref();
+    else connect();
+  });
+  return c;
+}
+
+/**
  * A connection that is built again when it ends without being closed by its owner. ioredis 5
  * can leave a client closed for good ('end') when a failover lands while it reconnects; every
  * later command on it fails at once. The returned object forwards to the current client, so

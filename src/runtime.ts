@@ -8,7 +8,7 @@ import type { Inventory, LoadedConfig } from './config/load.js';
 import { AdapterRegistry, type AdapterFactory } from './adapters/registry.js';
 import { ADAPTER_FACTORIES } from './adapters/index.js';
 import type { AdapterKind } from './adapters/types.js';
-import { connectUrl, selfHealing } from './redis.js';
+import { connectUrl, revivable, selfHealing } from './redis.js';
 import { closeConfirmWatchers } from './redis-confirm.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -75,7 +75,8 @@ export function createRuntime(opts: {
     redisOutage,
     key: (...parts) => [prefix, ...parts].join(':'),
     newConnection(connOpts) {
-      const c = redisOutage.watch(connectUrl(opts.redisUrl, connOpts));
+      // Connected again if a failover leaves it closed for good (BullMQ's queues and workers hold it).
+      const c = revivable(redisOutage.watch(connectUrl(opts.redisUrl, connOpts)), (reason) => opts.log.error({ reason }, 'redis connection reconnected'));
       extra.push(c);
       return c;
     },

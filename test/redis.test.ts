@@ -3,7 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { resolveRedisUrl, connectUrl, selfHealing } from '../src/redis.js';
+import { Queue, Worker } from 'bullmq';
+import { resolveRedisUrl, connectUrl, revivable, selfHealing } from '../src/redis.js';
+import { eventually } from './support/wait.js';
 import { startPrivateRedis } from './support/redis-server.js';
 import { freePort } from './support/slack.js';
 
@@ -64,6 +66,47 @@ describe('a connection closed for good is rebuilt', () => {
       expect(rebuilt).toHaveLength(1);
     } finally {
       killer.disconnect();
+      await server.close();
+    }
+  });
+});
+
+describe('BullMQ connections closed for good are connected again', () => {
+  it('a queue and a worker whose clients ended (ioredis "end") take and run the next job; without revivable they stay closed', async () => {
+    const server = await startPrivateRedis();
+    // retryStrategy null: every client (and BullMQ's duplicates of it) ends for good at its first disconnection.
+    const client = () => new Redis(server.url, { retryStrategy: () => null, maxRetriesPerRequest: null }).on('error', () => undefined);
+    const revived: string[] = [];
+    const [qConn, wConn, plainConn] = [revivable(client(), (why) => revived.push(why)), revivable(client(), (why) => revived.push(why)), client()];
+    const prefix = `revive-${process.pid}`;
+    const ran: string[] = [];
+    const queue = new Queue('q', { connection: qConn, prefix });
+    const worker = new Worker('q', async (job) => void ran.push(String(job.data.n)), { connection: wConn, prefix });
+    // The control: BullMQ's own recovery only reconnects its blocking connection, not the one it was given.
+    const plain = new Worker('other', async () => undefined, { connection: plainConn, prefix });
+    for (const w of [worker, plain]) w.on('error', () => undefined);
+    const killer = new Redis(server.url);
+    try {
+      await Promise.all([queue.waitUntilReady(), worker.waitUntilReady(), plain.waitUntilReady()]);
+      await queue.add('a', { n: 1 });
+      await eventually(() => ran.includes('1'), 'the first job to run');
+      const ended = Promise.all([qConn, wConn, plainConn].map((c) => new Promise((r) => c.once('end', r))));
+      await killer.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      await ended;
+      await queue.add('b', { n: 2 });
+      await eventually(() => ran.includes('2'), 'the job added after the kill to run');
+      expect(revived).toEqual(['the connection ended without being closed', 'the connection ended without being closed']);
+      expect(plainConn.status).toBe('end');
+      // Closed by its owner: left closed.
+      await worker.close();
+      await queue.close();
+      await Promise.all([qConn.quit(), wConn.quit()]);
+      await new Promise((r) => setTimeout(r, 200));
+      expect([qConn.status, wConn.status]).toEqual(['end', 'end']);
+      expect(revived).toHaveLength(2);
+    } finally {
+      await plain.close().catch(() => undefined);
+      for (const c of [qConn, wConn, plainConn, killer]) c.disconnect();
       await server.close();
     }
   });
