@@ -6,10 +6,11 @@
  * in 200 ms; sweepConcurrency is 16.
  *   1. 99 hosts in a quiet channel: final report vs the ideal ⌈99/16⌉ × 200 ms;
  *   2. 20 commands at once from 20 users in 5 channels: acks, 429s, refusals in the ack;
+ *      then the ack path alone: a sweep, a refusal and help, one command at a time (10 each);
  *   3. 10,000 hosts (one lab cluster h[00001-10000], selectorMax raised): final report vs the
  *      ideal ⌈10000/16⌉ × 200 ms, Slack calls per sweep, peak RSS of web and worker.
  * `npm run bench -- slack-e2e` runs it alone; FERRY_BENCH_SKIP_10K=1 skips the third part,
- * FERRY_BENCH_ONLY_10K=1 the first two. After the 10,000-host sweep, 4: removal of ~100 stale ports
+ * FERRY_BENCH_ONLY_10K=1 the first two, FERRY_BENCH_ONLY_ACK=1 runs only the second. After the 10,000-host sweep, 4: removal of ~100 stale ports
  * from approval to summary (FERRY_BENCH_SKIP_REMOVAL=1 skips it, FERRY_BENCH_ONLY_REMOVAL=1 skips
  * the 10,000-host sweep before it).
  */
@@ -26,6 +27,8 @@ import { LAB_DEFAULT_YAML } from '../src/config/lab-default.js';
 
 const LATENCY_MS = 200;
 const CONCURRENCY = 16;
+/** Commands of each kind in the one-at-a-time ack measurement. */
+const ISOLATED_ROUNDS = 10;
 const ROOT = path.join(import.meta.dirname, '..');
 
 const YAML_99 = `${LAB_DEFAULT_YAML.replace('latencyMs: 150', `latencyMs: ${LATENCY_MS}`)}limits:\n  sweepConcurrency: ${CONCURRENCY}\n`;
@@ -204,10 +207,12 @@ export async function main(): Promise<Record<string, number>> {
     try {
       if (process.env.FERRY_BENCH_ONLY_10K) throw new SkipSmall();
       await sweep(f, slack, 'hyp01', 1, 'C0WARM', 60_000); // warm both processes and the lab
-      const r = await sweep(f, slack, 'hyp01..hyp99', 99, 'C0QUIET', 60_000);
-      const ideal = Math.ceil(99 / CONCURRENCY) * LATENCY_MS;
-      Object.assign(out, { ack_99_ms: r.ackMs, report_99_ms: r.reportMs, last_99_ms: r.lastMs, ideal_99_ms: ideal, slack_calls_99: r.calls.length });
-      console.log(`99 hosts: ack ${r.ackMs.toFixed(1)} ms · final report ${r.reportMs} ms (ideal ${ideal} ms, +${r.reportMs - ideal} ms, target ≤ +300) · last Slack message ${r.lastMs} ms · Slack calls ${r.calls.length} (${byMethod(r.calls)})`);
+      if (!process.env.FERRY_BENCH_ONLY_ACK) {
+        const r = await sweep(f, slack, 'hyp01..hyp99', 99, 'C0QUIET', 60_000);
+        const ideal = Math.ceil(99 / CONCURRENCY) * LATENCY_MS;
+        Object.assign(out, { ack_99_ms: r.ackMs, report_99_ms: r.reportMs, last_99_ms: r.lastMs, ideal_99_ms: ideal, slack_calls_99: r.calls.length });
+        console.log(`99 hosts: ack ${r.ackMs.toFixed(1)} ms · final report ${r.reportMs} ms (ideal ${ideal} ms, +${r.reportMs - ideal} ms, target ≤ +300) · last Slack message ${r.lastMs} ms · Slack calls ${r.calls.length} (${byMethod(r.calls)})`);
+      }
 
       // 2: 20 commands at once, 20 users, 5 channels: 10 sweeps, 5 refusals, 5 help.
       const before = slack.calls.length;
@@ -233,6 +238,27 @@ export async function main(): Promise<Record<string, number>> {
       });
       console.log(
         `20 commands at once (10 sweeps, 5 refusals, 5 help; 20 users, 5 channels): ack p50 ${out.concurrent_ack_p50_ms!.toFixed(1)} ms, p99 ${out.concurrent_ack_p99_ms!.toFixed(1)} ms (target ≤ 50) · refusals answered in the ack ${refusedInAck}/${refusals.length}, slowest ${out.concurrent_refusal_ack_max_ms!.toFixed(1)} ms (target ≤ 100) · 429s ${out.concurrent_429s} · Slack calls ${during.length} (${byMethod(during)}) · last message ${out.concurrent_all_done_ms} ms`,
+      );
+      // 2b: the ack path alone: one command at a time on an otherwise idle Ferry (each sweep's
+      // summary in before the next is typed), so the figure is Ferry's own path, not the other 19's.
+      const alone: Record<string, number[]> = { sweep: [], refusal: [], help: [] };
+      for (let i = 0; i < ISOLATED_ROUNDS; i++) {
+        for (const kind of Object.keys(alone)) {
+          const host = `hyp${String(1 + (i % 99)).padStart(2, '0')}`;
+          const line = kind === 'sweep' ? `find stale ports ${host}` : kind === 'refusal' ? 'find stale ports hyp99..hyp01' : 'help';
+          const t1 = Date.now();
+          const res = await postSigned(f.port, slashBody(line, { user: `U0ALONE${i}`, channel: 'C0ALONE', responseUrl: `${slack.responseUrl}alone` }));
+          alone[kind]!.push(res.ms);
+          if (kind === 'sweep') await until(() => slack.calls.find((c) => c.at >= t1 && channelOf(c) === 'C0ALONE' && isSummary(c, 1)), 'the one-host summary', 30_000);
+        }
+      }
+      for (const [kind, ms] of Object.entries(alone)) {
+        Object.assign(out, { [`alone_ack_${kind}_p50_ms`]: pct(ms, 50), [`alone_ack_${kind}_max_ms`]: Math.max(...ms) });
+      }
+      console.log(
+        `one command at a time (${ISOLATED_ROUNDS} of each, client-side, signed request to response): ${Object.entries(alone)
+          .map(([k, ms]) => `${k} p50 ${pct(ms, 50).toFixed(1)} ms, max ${Math.max(...ms).toFixed(1)} ms`)
+          .join(' · ')}`,
       );
       const rss = f.peakRss();
       Object.assign(out, { rss_99_web_mib: rss.web, rss_99_worker_mib: rss.worker });
