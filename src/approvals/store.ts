@@ -20,6 +20,7 @@ import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
 import { runScript } from '../redis-scripts.js';
 import { confirmedWrite } from '../redis-confirm.js';
+import { checkEpoch, noteApprovalId } from '../jobs/epoch.js';
 import type { Conversation, MessageRef } from '../chat/conversation.js';
 import { createRequest, type ApprovalRequest, type NewRequest, type ResolvedPolicy } from './policy.js';
 
@@ -55,13 +56,18 @@ export class ApprovalStore {
   async create<P>(input: Omit<NewRequest<P>, 'id'>, policy: ResolvedPolicy, meta: ApprovalMeta): Promise<ApprovalRecord<P>> {
     // A failover can lose the INCR too: the new primary may hand the same id out again, so a
     // replayed create that finds its id taken by another request takes a new id.
+    // A Redis that came back empty must not hand out request ids old cards still carry (jobs/epoch.ts).
+    await checkEpoch(this.rt);
     for (;;) {
       const id = String(await this.rt.redis.incr(this.rt.key('approval', 'seq')));
       const request = createRequest({ ...input, id }, policy, this.rt.clock.now());
       const keys = [this.key(id), this.pendingKey(), this.rt.key('approval', 'seq')];
       const args = [id, JSON.stringify(request), String(request.version), JSON.stringify(meta), String(request.expiresAt), randomUUID()];
       const stored = await confirmedWrite(this.rt.redis, `approval request ${id}`, async () => Number(await runScript(this.rt.redis, 'approval-create', keys, args)));
-      if (stored === 1) return { request, meta };
+      if (stored === 1) {
+        noteApprovalId(this.rt, Number(id));
+        return { request, meta };
+      }
     }
   }
 
@@ -69,6 +75,7 @@ export class ApprovalStore {
     if (!/^\d{1,12}$/.test(id)) return null;
     const [json, meta] = await this.rt.redis.hmget(this.key(id), 'json', 'meta');
     if (!json || !meta) return null;
+    noteApprovalId(this.rt, Number(id));
     return { request: JSON.parse(json) as ApprovalRequest<P>, meta: JSON.parse(meta) as ApprovalMeta };
   }
 

@@ -2,12 +2,12 @@
  * Redis that lost its data. An epoch key is written at first start; a process that saw one (or
  * saw operations) and then finds none is talking to a Redis that came back empty (AOF off, a
  * failover to an empty replica, FLUSHALL). It says so, writes a new epoch, and moves the
- * operation sequence past every id it knows of, so a new operation never takes the id an old
- * card's buttons still carry.
+ * operation and approval request sequences past every id it knows of, so a new one never takes
+ * the id an old card's buttons or an old thread still carry.
  *
  * A process's memory is not enough: when Redis lost its data and every process restarted too,
  * nobody would remember, and ids would start again at 1 while old cards and threads show 1, 2, 3.
- * So each process also keeps what it knows (the epoch and the highest id) in a small file outside
+ * So each process also keeps what it knows (the epoch, the highest ids) in a small file outside
  * Redis (FERRY_STATE_DIR, default ~/.local/state/ferry, next to the private Redis's data) and
  * reads it at start. Buttons are also stamped with the epoch (src/bot/slack/epoch-stamp.ts), so an
  * old button is refused even where no such file survived.
@@ -24,6 +24,8 @@ interface EpochState {
   known?: string;
   /** Highest operation id this process created or read. */
   maxOp: number;
+  /** Highest approval request id this process created or read (their buttons and `approve <id>` carry it). */
+  maxApproval: number;
   /** When this process last found the data gone. */
   lostAt?: number;
   /** Where this process keeps `known` and `maxOp` across restarts ('' when it cannot). */
@@ -41,23 +43,29 @@ function stateFile(rt: Runtime): string {
   return path.join(dir, `ids-${rt.prefix.replace(/[^A-Za-z0-9_.-]/g, '_')}-${hash}.json`);
 }
 
-function load(rt: Runtime, file: string): Pick<EpochState, 'known' | 'maxOp'> {
+type Remembered = Pick<EpochState, 'known' | 'maxOp' | 'maxApproval'>;
+const positive = (v: unknown): number => (typeof v === 'number' && v > 0 ? v : 0);
+
+function load(rt: Runtime, file: string): Remembered {
   try {
-    const raw = JSON.parse(fs.readFileSync(file, 'utf8')) as { known?: unknown; maxOp?: unknown };
-    return { known: typeof raw.known === 'string' ? raw.known : undefined, maxOp: typeof raw.maxOp === 'number' && raw.maxOp > 0 ? raw.maxOp : 0 };
+    const raw = JSON.parse(fs.readFileSync(file, 'utf8')) as { known?: unknown; maxOp?: unknown; maxApproval?: unknown };
+    return { known: typeof raw.known === 'string' ? raw.known : undefined, maxOp: positive(raw.maxOp), maxApproval: positive(raw.maxApproval) };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') rt.log.warn({ file, err: String(e) }, 'could not read the operation id memory; starting without it');
-    return { maxOp: 0 };
+    return { maxOp: 0, maxApproval: 0 };
   }
 }
+
+const remembered = (s: Remembered): string => JSON.stringify({ known: s.known, maxOp: s.maxOp, maxApproval: s.maxApproval });
 
 /** Write the file (atomically, one write at a time, the latest state last). */
 function persist(rt: Runtime, s: EpochState): void {
   if (!s.file || s.saving) return;
   // Other processes of this instance write the same file: never lower the highest id it holds.
-  const there = fs.existsSync(s.file) ? load(rt, s.file) : { maxOp: 0 };
+  const there = fs.existsSync(s.file) ? load(rt, s.file) : { maxOp: 0, maxApproval: 0 };
   if (there.maxOp > s.maxOp) s.maxOp = there.maxOp;
-  const body = JSON.stringify({ known: s.known, maxOp: s.maxOp });
+  if (there.maxApproval > s.maxApproval) s.maxApproval = there.maxApproval;
+  const body = remembered(s);
   if (body === s.saved) return;
   s.saving = true;
   const tmp = `${s.file}.${process.pid}.tmp`;
@@ -87,13 +95,22 @@ function state(rt: Runtime): EpochState {
   if (!s) {
     const file = stateFile(rt);
     const was = load(rt, file);
-    states.set(rt, (s = { ...was, file, saved: JSON.stringify({ known: was.known, maxOp: was.maxOp }), saving: false }));
+    states.set(rt, (s = { ...was, file, saved: remembered(was), saving: false }));
   }
   return s;
 }
 
 /** Room above the highest id one process saw, for ids other processes issued just before the loss. */
 const ID_MARGIN = 1000;
+
+/** An approval request id this process created or read (see noteOpId). */
+export function noteApprovalId(rt: Runtime, id: number): void {
+  const s = state(rt);
+  if (id > s.maxApproval) {
+    s.maxApproval = id;
+    persist(rt, s);
+  }
+}
 
 export function noteOpId(rt: Runtime, id: number): void {
   const s = state(rt);
@@ -120,11 +137,12 @@ export async function checkEpoch(rt: Runtime): Promise<EpochCheck> {
     return { lost: false, epoch: cur };
   }
   // Missing, or replaced by another process that found the loss first.
-  const lost = Boolean(s.known) || s.maxOp > 0;
+  const lost = Boolean(s.known) || s.maxOp > 0 || s.maxApproval > 0;
   if (lost) {
     s.lostAt = Date.now();
     await runScript(rt.redis, 'raise-seq', [rt.key('op', 'seq')], [String(s.maxOp + ID_MARGIN)]);
-    rt.log.error({ knownEpoch: s.known ?? null, highestOpSeen: s.maxOp }, "Ferry's Redis lost its data (its epoch key is gone): operations, ledgers and approvals before it are unknown now");
+    await runScript(rt.redis, 'raise-seq', [rt.key('approval', 'seq')], [String(s.maxApproval + ID_MARGIN)]);
+    rt.log.error({ knownEpoch: s.known ?? null, highestOpSeen: s.maxOp, highestApprovalSeen: s.maxApproval }, "Ferry's Redis lost its data (its epoch key is gone): operations, ledgers and approvals before it are unknown now");
   }
   if (!cur) await rt.redis.set(key, JSON.stringify({ id: randomUUID(), at: Date.now(), ...(lost ? { afterLoss: true } : {}) }), 'NX');
   s.known = (await rt.redis.get(key)) ?? undefined;
