@@ -23,10 +23,12 @@ let redis: PrivateRedis | undefined;
 let slack: SlackStandin | undefined;
 const procs: FerryProcess[] = [];
 let h: Harness | undefined;
+let stateDir: string | undefined;
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop()));
   await h?.close();
+  if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
   await slack?.close();
   await redis?.close();
 });
@@ -49,7 +51,7 @@ it('after Redis lost its data and every process restarted: new ids stay above th
     REDIS_URL: redis.url,
     FERRY_PREFIX: prefix,
     FERRY_CONFIG: writeConfig(yaml),
-    FERRY_STATE_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-state-')),
+    FERRY_STATE_DIR: (stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-state-'))),
     SLACK_BOT_TOKEN: 'xoxb-test',
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_API_URL: slack.url,

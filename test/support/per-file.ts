@@ -6,12 +6,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, inject, vi } from 'vitest';
+import { afterAll, afterEach, inject, vi } from 'vitest';
 import { slowness } from './speed.js';
 
 // Each process's memory of operation ids (src/jobs/epoch.ts) goes to a scratch directory, not
 // the developer's ~/.local/state/ferry; Ferry processes a test starts inherit it.
-process.env.FERRY_STATE_DIR ??= fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-test-state-'));
+// Removed when the file ends (after its own hooks have stopped what it started).
+if (!process.env.FERRY_STATE_DIR) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-test-state-'));
+  process.env.FERRY_STATE_DIR = dir;
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+}
 
 const s = slowness();
 const idle = inject('idleTimeouts');
