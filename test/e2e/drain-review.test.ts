@@ -81,7 +81,9 @@ describe('drain review: a held drain keeps its host', () => {
   });
 
   it('a host lock another operation took while it was expired: the drain stops after its current migration and says so', async () => {
-    h = await makeHarness({ yaml: drainLabYaml({ migrationMs: 300 }) });
+    // 2 s a migration: the lock is taken over during the first of four, and on a loaded machine the
+    // test's poll can be seconds late; at 300 ms all four could finish before the takeover.
+    h = await makeHarness({ yaml: drainLabYaml({ migrationMs: 2000 }) });
     await setHostVms(h.deps, 'hyp03', 4);
     const op = await planned(h, 'drain hyp03 parallel 1');
     await h.run(`start ${op.id}`);
