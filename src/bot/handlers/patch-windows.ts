@@ -17,8 +17,8 @@ const patchWindowCommand: HandlerOf<'patch-window'> = async (ctx, cmd) => {
   const hosts = await resolveHosts(ctx, cmd.selector);
   if (!hosts) return;
   const made = await createWindow(ctx.deps, { hosts, at: cmd.at, duration: cmd.duration, note: cmd.note, rolling: cmd.rolling, user: ctx.user, conv: ctx.conv });
-  if (!made.ok) {
-    await ctx.refuse(refusal(`${made.error} Nothing was scheduled.`));
+  if (made.refused) {
+    await ctx.refuse(refusal(`${made.sentence} Nothing was scheduled.`, made.code));
     return;
   }
   const w = made.window;
@@ -77,8 +77,8 @@ const patchWindowsCommand: HandlerOf<'patch-windows'> = async (ctx) => {
 
 const cancelPatchWindowCommand: HandlerOf<'cancel-patch-window'> = async (ctx, cmd) => {
   const out = await cancelWindow(ctx.deps, cmd.id, ctx.user);
-  if (!out.ok) {
-    await ctx.refuse(refusal(out.error));
+  if (out.refused) {
+    await ctx.refuse(out);
     return;
   }
   const w = out.window;

@@ -37,6 +37,7 @@ import { compressNames } from '../../core/selectors.js';
 import { context, escapeText, message, section, who, type Message } from '../../chat/messages.js';
 import type { Conversation } from '../../chat/conversation.js';
 import { audit } from '../../audit/audit.js';
+import { refusal, type Refusal } from '../../core/refusal.js';
 import { WindowStore, type AnnouncementState, type PatchWindow } from './store.js';
 
 /** A claim older than this belongs to a process that died between claim and post. */
@@ -251,15 +252,15 @@ export async function scanWindows(deps: Deps): Promise<ProcessResult> {
 }
 
 /** Cancel: no further announcements, pending wake-ups dropped, a running rolling run asked to stop. */
-export async function cancelWindow(deps: Deps, id: string, user: string): Promise<{ ok: true; window: PatchWindow } | { ok: false; error: string }> {
+export async function cancelWindow(deps: Deps, id: string, user: string): Promise<{ refused: false; window: PatchWindow } | Refusal> {
   const store = new WindowStore(deps.rt);
   const w = await store.get(id);
-  if (!w) return { ok: false, error: `There is no patch window ${id}; "patch windows" lists them.` };
-  if (w.status === 'cancelled') return { ok: false, error: `Patch window ${id} is already cancelled.` };
-  if (w.status === 'completed') return { ok: false, error: `Patch window ${id} has already ended; nothing to cancel.` };
+  if (!w) return refusal(`There is no patch window ${id}; "patch windows" lists them.`, 'not-found');
+  if (w.status === 'cancelled') return refusal(`Patch window ${id} is already cancelled.`, 'cancelled');
+  if (w.status === 'completed') return refusal(`Patch window ${id} has already ended; nothing to cancel.`, 'finished');
   const now = deps.rt.clock.now();
   const done = await store.update(id, { revision: w.revision, status: w.status }, { status: 'cancelled', cancelledBy: user, cancelledAtMs: now });
-  if (!done) return { ok: false, error: `Patch window ${id} changed while cancelling; look at "patch windows" and try again.` };
+  if (!done) return refusal(`Patch window ${id} changed while cancelling; look at "patch windows" and try again.`, 'changed');
   await unscheduleWindow(deps, done);
   if (done.runOpId) await deps.ops.requestCancel(done.runOpId, user);
   await audit(deps.rt, { actor: user, kind: 'decision', action: `cancel patch window ${id}`, targets: done.hosts, outcome: 'ok' }).catch(() => undefined);
@@ -270,7 +271,7 @@ export async function cancelWindow(deps: Deps, id: string, user: string): Promis
     await store.setState(id, 'cancel', { state: 'posted', atMs: deps.rt.clock.now(), late: false });
   }
   windowsChanged(deps);
-  return { ok: true, window: done };
+  return { refused: false, window: done };
 }
 
 export const patchWindowsWorkflow: Workflow = {

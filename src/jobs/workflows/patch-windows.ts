@@ -10,6 +10,7 @@ import { durationMs, parseDuration } from '../../core/duration.js';
 import { compressNames } from '../../core/selectors.js';
 import { announcementSchedule, parseWindowTime, validateWindow, type Announcement } from '../../core/windows.js';
 import { audit } from '../../audit/audit.js';
+import { refusal, type Refusal } from '../../core/refusal.js';
 import { WindowStore, type PatchWindow } from '../patch/store.js';
 import { scheduleOptions, scheduleWindow, windowsChanged } from '../patch/scheduler.js';
 
@@ -32,14 +33,14 @@ export interface CreateWindowInput {
 }
 
 export type CreateWindowResult =
-  | { ok: true; window: PatchWindow; announcements: Announcement[]; notApplicable: Announcement[]; defaultZoneUsed: boolean; defaultDurationUsed: boolean }
-  | { ok: false; error: string };
+  | { refused: false; window: PatchWindow; announcements: Announcement[]; notApplicable: Announcement[]; defaultZoneUsed: boolean; defaultDurationUsed: boolean }
+  | Refusal;
 
 /**
  * Why a rolling run over these hosts cannot be offered with this configuration, or null: a
  * command patch hook needs every host's adapter to run commands (capabilities.hostCommands).
  */
-export function rollingUnsupported(deps: Deps, hosts: readonly string[]): string | null {
+export function rollingUnsupported(deps: Deps, hosts: readonly string[]): Refusal | null {
   const hook = deps.rt.config.patchWindows.hook;
   if (!('command' in hook)) return null;
   const cannot = new Map<string, string[]>();
@@ -51,7 +52,7 @@ export function rollingUnsupported(deps: Deps, hosts: readonly string[]): string
   const names = [...cannot.values()].flat();
   const kinds = [...cannot.keys()];
   const why = kinds.includes('vsphere') ? ' (ESXi hosts are patched through vSphere Lifecycle Manager)' : '';
-  return `The patch hook is a command, which the ${kinds.join(' and ')} adapter${kinds.length > 1 ? 's' : ''} of ${compressNames(names)} cannot run${why}; use a manual hook (patchWindows.hook: {manual: true}) or leave ${names.length > 1 ? 'these hosts' : 'this host'} out of the rolling window.`;
+  return refusal(`The patch hook is a command, which the ${kinds.join(' and ')} adapter${kinds.length > 1 ? 's' : ''} of ${compressNames(names)} cannot run${why}; use a manual hook (patchWindows.hook: {manual: true}) or leave ${names.length > 1 ? 'these hosts' : 'this host'} out of the rolling window.`, 'hook-unsupported');
 }
 
 /** Validate and record a window, then schedule its wake-ups. Nothing is recorded on refusal. */
@@ -61,15 +62,15 @@ export async function createWindow(deps: Deps, input: CreateWindowInput): Promis
   const now = rt.clock.now();
   if (input.rolling) {
     const why = rollingUnsupported(deps, input.hosts);
-    if (why) return { ok: false, error: why };
+    if (why) return why;
   }
   const time = parseWindowTime(input.at, { now, defaultZone: rt.config.timezone, maxAheadMs: MAX_AHEAD_MS });
-  if (!time.ok) return { ok: false, error: time.error };
+  if (!time.ok) return refusal(time.error, 'bad-time');
   const maxMs = durationMs(pw.maxDuration);
   let duration: number;
   if (input.duration !== undefined) {
     const d = parseDuration(input.duration);
-    if (d === null) return { ok: false, error: `"${input.duration}" is not a duration; use 4h, 90m or 1h30m.` };
+    if (d === null) return refusal(`"${input.duration}" is not a duration; use 4h, 90m or 1h30m.`, 'bad-duration');
     duration = d;
   } else duration = Math.min(durationMs(pw.defaultDuration), maxMs);
 
@@ -77,7 +78,7 @@ export async function createWindow(deps: Deps, input: CreateWindowInput): Promis
   const made = await store.withLock(async (): Promise<CreateWindowResult> => {
     const existing = await store.list({ sinceMs: now });
     const check = validateWindow({ hosts: input.hosts, startMs: time.startMs, durationMs: duration, note: input.note, existing, maxDurationMs: maxMs, now, zone: time.zone });
-    if (!check.ok) return { ok: false, error: check.error };
+    if (!check.ok) return refusal(check.error, 'invalid-window');
     const w: PatchWindow = {
       id: await store.nextId(),
       revision: 1,
@@ -94,9 +95,9 @@ export async function createWindow(deps: Deps, input: CreateWindowInput): Promis
     };
     await store.save(w);
     const schedule = announcementSchedule(w, scheduleOptions(deps));
-    return { ok: true, window: w, announcements: schedule.announcements, notApplicable: schedule.notApplicable, defaultZoneUsed: time.defaultZoneUsed, defaultDurationUsed: input.duration === undefined };
+    return { refused: false, window: w, announcements: schedule.announcements, notApplicable: schedule.notApplicable, defaultZoneUsed: time.defaultZoneUsed, defaultDurationUsed: input.duration === undefined };
   });
-  if (!made.ok) return made;
+  if (made.refused) return made;
   await scheduleWindow(deps, made.window);
   await audit(rt, {
     actor: input.user,
