@@ -4,7 +4,7 @@
  * behave the same; a button or form (src/bot/actions.ts) stands for a command and goes through
  * the same authorize(). Handlers answer fast: anything that touches a hypervisor becomes a job.
  */
-import { userRate, USER_COMMANDS_MAX, USER_COMMANDS_WINDOW_MS, type RateVerdict } from './rate-limit.js';
+import { userRate, USER_COMMANDS_MAX, USER_COMMANDS_WINDOW_MS, type RateRefusal } from './rate-limit.js';
 import { selectHosts, type Selection } from './handlers/selection.js';
 import { parseCommand, type Command, type CommandName } from './grammar.js';
 import { checkPermission, type ChannelRef, type GroupMembers } from '../core/permissions.js';
@@ -162,12 +162,12 @@ export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Comma
     // Counted like any command (a flood of them is not audited); a retried delivery is not audited twice.
     if (audited && cmd) {
       const [fresh, rate] = await Promise.all([input.fresh?.() ?? true, userRate(deps.rt.redis, deps.rt.prefix, input.user)]).catch(() => [false, null] as const);
-      if (fresh && rate?.ok) await auditCommand(deps, input.user, text, cmd, 'refused', early.sentence);
+      if (fresh && !rate) await auditCommand(deps, input.user, text, cmd, 'refused', early.sentence);
     }
     return cmd;
   }
   const command = cmd!;
-  let checks: [boolean, RateVerdict, Refusal | null];
+  let checks: [boolean, RateRefusal | null, Refusal | null];
   try {
     checks = await Promise.all([input.fresh?.() ?? true, userRate(deps.rt.redis, deps.rt.prefix, input.user), gateRefusal(deps, command)]);
   } catch (e) {
@@ -179,10 +179,10 @@ export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Comma
     return null;
   }
   // One person's flood must not silence a channel: over the rate, one sentence, then nothing.
-  if (!rate.ok) {
-    if (rate.say) {
+  if (rate) {
+    if (!rate.quiet) {
       log.warn({ limit: USER_COMMANDS_MAX, windowMs: USER_COMMANDS_WINDOW_MS }, 'commands refused: over the per-user rate');
-      await input.refuse(refusal(rate.say));
+      await input.refuse(rate);
     }
     return null;
   }

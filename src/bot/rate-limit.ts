@@ -7,17 +7,26 @@
  */
 import type { Redis } from 'ioredis';
 import { runScript } from '../redis-scripts.js';
+import { refusal, type Refusal } from '../core/refusal.js';
 
 export const USER_COMMANDS_MAX = Number(process.env.FERRY_USER_COMMANDS_MAX ?? 20);
 export const USER_COMMANDS_WINDOW_MS = Number(process.env.FERRY_USER_COMMANDS_WINDOW_MS ?? 10_000);
 
-/** Count this command; over the limit, 1 when this flood has not been told yet (told once per flood: the mark lasts while it goes on). */
-export type RateVerdict = { ok: true } | { ok: false; say: string | null };
+/**
+ * Over the limit: the refusal, and whether this flood was told already (told once per flood:
+ * the mark lasts while it goes on), in which case the command is dropped without a word.
+ */
+export interface RateRefusal extends Refusal {
+  readonly code: 'rate-limited';
+  readonly quiet: boolean;
+}
 
-export async function userRate(redis: Redis, prefix: string, user: string, now = Date.now(), max = USER_COMMANDS_MAX, windowMs = USER_COMMANDS_WINDOW_MS): Promise<RateVerdict> {
+/** Count this command: null when it is within the limit. */
+export async function userRate(redis: Redis, prefix: string, user: string, now = Date.now(), max = USER_COMMANDS_MAX, windowMs = USER_COMMANDS_WINDOW_MS): Promise<RateRefusal | null> {
   const slot = Math.floor(now / windowMs);
   const [n, tell] = (await runScript(redis, 'user-rate', [`${prefix}:ratelimit:user:${user}:${slot}`, `${prefix}:ratelimit:told:${user}`], [String(windowMs * 2), String(max)])) as [number, number];
-  if (n <= max) return { ok: true };
+  if (n <= max) return null;
   const seconds = Math.max(1, Math.ceil(((slot + 1) * windowMs - now) / 1000));
-  return { ok: false, say: tell === 1 ? `You sent more than ${max} commands in ${Math.round(windowMs / 1000)} s; Ferry ignores your commands for the next ${seconds} s. Nothing was started.` : null };
+  const sentence = `You sent more than ${max} commands in ${Math.round(windowMs / 1000)} s; Ferry ignores your commands for the next ${seconds} s. Nothing was started.`;
+  return { ...refusal(sentence), code: 'rate-limited', quiet: tell !== 1 };
 }
