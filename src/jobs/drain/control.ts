@@ -60,8 +60,11 @@ export interface Controlled {
   stopWaiting(deps: Deps, op: Operation, why: string): Promise<void>;
   /** The plan an approval binds to, as stored now (a re-plan changes its hash). */
   currentPlan?(deps: Deps, op: Operation): Promise<unknown>;
-  /** Read the real state again at approval: why the plan no longer holds, or null. */
-  check?(deps: Deps, op: Operation, plan: unknown): Promise<string | null>;
+  /**
+   * Read the real state again at approval: why the plan no longer holds, or null. The sentence
+   * is a clause ("vm07 is no longer found"): it is said inside "the plan no longer holds: …".
+   */
+  check?(deps: Deps, op: Operation, plan: unknown): Promise<Refusal | null>;
   /** Plan again after a stale plan (a new request follows); without it the operation ends. */
   replan?(deps: Deps, op: Operation): Promise<void>;
   /** The plan as the approval card shows it. */
@@ -383,13 +386,14 @@ async function startApproved(deps: Deps, record: ApprovalRecord<OpApprovalPlan>)
     if (await voidApproval(deps, request.id, 'the plan changed after the card was shown')) await endWait(deps, op, ctl, 'its plan changed after it was approved');
     return;
   }
-  let stale: string | null = null;
+  let why: Refusal | null = null;
   try {
-    stale = ctl.check ? await ctl.check(deps, op, current) : null;
+    why = ctl.check ? await ctl.check(deps, op, current) : null;
   } catch (e) {
-    stale = `Ferry could not read the hosts again (${e instanceof Error ? e.message : String(e)})`;
+    why = refusal(`Ferry could not read the hosts again (${e instanceof Error ? e.message : String(e)})`, 'unreadable');
   }
-  if (stale) {
+  if (why) {
+    const stale = why.sentence;
     if (!(await voidApproval(deps, request.id, `the plan no longer holds: ${stale}`))) return;
     if (ctl.replan) {
       await deps.outbox.post(op.conv, message(`Planning job ${op.id} again from the hosts' real state; the new plan needs a new approval.`));

@@ -617,7 +617,7 @@ const drainDecisions: Controlled = {
       added.length ? `${namesLine(added)} ${added.length === 1 ? 'is' : 'are'} new on ${p.host}` : '',
       changed.length ? `${namesLine(changed)} changed power or HA state` : '',
     ].filter(Boolean);
-    return why.length ? why.join('; ') : null;
+    return why.length ? refusal(why.join('; '), 'vms-changed') : null;
   },
   async replan(deps, op) {
     const n = (params(op).plans ?? 1) + 1;

@@ -20,6 +20,7 @@ import { errorText } from '../retry.js';
 import type { Deps } from '../context.js';
 import { paramsOf, type Operation } from '../operations.js';
 import { acquireLocks, keepLocks, lockedSentence, releaseLock } from '../drain/locks.js';
+import { refusal } from '../../core/refusal.js';
 import { finishOp, opAtStage, queueStep, requestStartApproval, stageOf, startBlocks, startNeeds, watchWaiting, type Controlled } from '../drain/control.js';
 import { moveVm, percents, progressReporter, reportLingering, setPercent, watchCancel } from '../drain/steps.js';
 import { mention } from '../../core/permissions.js';
@@ -228,8 +229,8 @@ const migrateDecisions: Controlled = {
   async check(deps, op) {
     const p = migrateParams(op);
     const vm = await deps.rt.adapters.forHost(p.source!).findVm(p.vm);
-    if (!vm) return `${p.vm} is no longer found`;
-    return vm.host === p.source ? null : `${p.vm} is now on ${vm.host}, not ${p.source}`;
+    if (!vm) return refusal(`${p.vm} is no longer found`, 'gone');
+    return vm.host === p.source ? null : refusal(`${p.vm} is now on ${vm.host}, not ${p.source}`, 'moved-elsewhere');
   },
   planBlocks(plan) {
     const lines = (plan as { lines?: string[] }).lines ?? [];
