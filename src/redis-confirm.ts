@@ -159,3 +159,18 @@ export async function confirmedWrite<T>(redis: Redis, what: string, write: () =>
     await sleep(200);
   }
 }
+
+/**
+ * Like confirmedWrite for a write that reports its own confirmation (a transaction confirmed on
+ * its own connection, redis-tx.ts): made again until confirmed or FERRY_REDIS_CONFIRM_MS.
+ */
+export async function untilConfirmed<T>(what: string, attempt: () => Promise<{ result: T; confirmed: boolean }>): Promise<T> {
+  const limit = envInt('FERRY_REDIS_CONFIRM_MS', 120_000);
+  const deadline = Date.now() + limit;
+  for (;;) {
+    const { result, confirmed: ok } = await attempt();
+    if (ok) return result;
+    if (Date.now() > deadline) throw new UnconfirmedWriteError(what, limit);
+    await sleep(200);
+  }
+}

@@ -20,6 +20,7 @@ export type ScriptName =
   | 'inflight-claim'
   | 'ledger-write'
   | 'mutex-unlock'
+  | 'op-create'
   | 'outbox-claim'
   | 'outbox-done'
   | 'outbox-enqueue'

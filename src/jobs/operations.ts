@@ -4,7 +4,10 @@
  * Redis so web and worker processes share it and it survives restarts.
  */
 import type { Runtime } from '../runtime.js';
+import { randomUUID } from 'node:crypto';
 import { OptimisticTx } from '../redis-tx.js';
+import { runScript } from '../redis-scripts.js';
+import { confirmed, confirmedWrite, untilConfirmed } from '../redis-confirm.js';
 import { currentFence, FencedOut } from './fence.js';
 import { checkEpoch, noteOpId } from './epoch.js';
 import type { Conversation, MessageRef } from '../chat/conversation.js';
@@ -120,16 +123,16 @@ export class Operations {
   async create(op: Omit<Operation, 'id' | 'status' | 'createdAt'>): Promise<Operation> {
     // A Redis that came back empty must not hand out ids old buttons still carry (epoch.ts).
     await checkEpoch(this.rt);
-    const id = await this.rt.redis.incr(this.rt.key('op', 'seq'));
-    noteOpId(this.rt, id);
-    const full: Operation = { ...op, id, status: 'queued', createdAt: this.rt.clock.now() };
-    await this.rt.redis
-      .multi()
-      .hset(this.key(id), 'json', JSON.stringify(full))
-      .zadd(this.rt.key('ops'), full.createdAt, String(id))
-      .sadd(this.rt.key('ops', 'active'), String(id))
-      .exec();
-    return full;
+    // Confirmed on the replica (redis-confirm.ts): a record a failover lost would leave its job
+    // without an operation. A replayed create whose id the new primary gave out again takes a new id.
+    for (;;) {
+      const id = await this.rt.redis.incr(this.rt.key('op', 'seq'));
+      noteOpId(this.rt, id);
+      const full: Operation = { ...op, id, status: 'queued', createdAt: this.rt.clock.now() };
+      const keys = [this.key(id), this.rt.key('ops'), this.rt.key('ops', 'active'), this.rt.key('op', 'seq')];
+      const args = [String(id), JSON.stringify(full), String(full.createdAt), randomUUID()];
+      if (Number(await confirmedWrite(this.rt.redis, `operation ${id}`, () => runScript(this.rt.redis, 'op-create', keys, args))) === 1) return full;
+    }
   }
 
   async get(id: number | string): Promise<Operation | null> {
@@ -144,7 +147,9 @@ export class Operations {
   async patch(id: number, change: Partial<Operation>): Promise<Operation> {
     const key = this.key(id);
     const fence = currentFence();
-    const next = await this.tx.run(async (conn) => {
+    // Confirmed like the ledger (a status a failover lost would show a finished operation running);
+    // made again on the new primary when not: the merge of `change` is idempotent.
+    const next = await untilConfirmed(`operation ${id}`, () => this.tx.run(async (conn) => {
       // A run that lost its job (fence.ts) must not write its state over the run that has it.
       if (fence) {
         await conn.watch(key, fence.lockKey);
@@ -156,7 +161,7 @@ export class Operations {
       const multi = conn.multi().hset(key, 'json', JSON.stringify(merged));
       if (change.status && FINISHED.includes(change.status)) multi.srem(this.rt.key('ops', 'active'), String(id));
       return { multi, result: merged };
-    });
+    }, 50, (conn) => confirmed(conn)));
     if (change.status && FINISHED.includes(change.status)) this.rt.metrics.operationsFinished.labels(next.kind, change.status).inc();
     if (change.status) await this.rt.redis.publish(this.rt.key('op-events'), JSON.stringify({ id, status: next.status }));
     return next;
