@@ -97,7 +97,7 @@ describe('give up cleanly', () => {
     await rollingStep(h.deps, runId);
     expect(JSON.stringify(await readRun(h.deps, runId))).toBe(before);
     const r = await pauseRun(h.deps, { opId: runId, user: 'bob', groupMembers: {} }, true);
-    expect(r.ok).toBe(false);
+    expect(r.refused).toBe(true);
     // Anything either call posted was published before it returned: after the barrier it would show.
     await h.sync();
     expect(h.events.length).toBe(posts);

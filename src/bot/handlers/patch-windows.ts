@@ -109,7 +109,7 @@ function controlCommand(name: ControlName, fn: Control): CommandHandler<Command>
       return;
     }
     const r = await fn(ctx.deps, { opId, user: ctx.user, groupMembers: ctx.groupMembers });
-    if (!r.ok) await ctx.refuse(r.refusal);
+    if (r.refused) await ctx.refuse(r);
   };
 }
 
@@ -121,7 +121,7 @@ function controlClick(name: ControlName): ActionSpec {
   }, async (ctx, cmd) => {
     const host = ctx.value.split(':')[1];
     const r = await controls[name](ctx.deps, { opId: Number(cmd.id), user: ctx.user, groupMembers: ctx.groupMembers, host: host || undefined });
-    if (!r.ok) await ctx.refuse(r.refusal);
+    if (r.refused) await ctx.refuse(r);
   });
 }
 

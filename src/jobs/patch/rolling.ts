@@ -460,23 +460,23 @@ export interface ControlInput {
 }
 
 /** A control's answer: the sentence the thread hears, or the refusal its caller alone hears. */
-export type ControlResult = { ok: true; sentence: string } | { ok: false; refusal: Refusal };
+export type ControlResult = { refused: false; sentence: string } | Refusal;
 
 async function control(deps: Deps, opId: number, fn: (op: Operation, s: RunState) => Promise<ControlResult> | ControlResult): Promise<ControlResult> {
   const op = await deps.ops.get(opId);
-  if (!op || op.kind !== RUN_KIND) return { ok: false as const, refusal: refusal(`There is no rolling run ${opId}; "patch windows" shows the windows and their runs.`) };
+  if (!op || op.kind !== RUN_KIND) return refusal(`There is no rolling run ${opId}; "patch windows" shows the windows and their runs.`);
   const got = await withRunLock(deps, opId, async () => {
     const s = await readRun(deps, opId);
-    if (!s) return { ok: false as const, refusal: refusal(`Rolling run ${opId} has no state; nothing was done.`) };
-    if (s.finished) return { ok: false as const, refusal: refusal(`Rolling run ${opId} has already ended (${s.finished.status}).`) };
+    if (!s) return refusal(`Rolling run ${opId} has no state; nothing was done.`);
+    if (s.finished) return refusal(`Rolling run ${opId} has already ended (${s.finished.status}).`);
     const now = await deps.ops.get(opId);
-    if (!now || FINISHED.includes(now.status)) return { ok: false as const, refusal: refusal(`Rolling run ${opId} has already ended (${now?.status ?? 'gone'}).`) };
+    if (!now || FINISHED.includes(now.status)) return refusal(`Rolling run ${opId} has already ended (${now?.status ?? 'gone'}).`);
     const r = await fn(op, s);
-    if (r.ok) await writeRun(deps, opId, s);
+    if (!r.refused) await writeRun(deps, opId, s);
     return r;
   });
-  if (!got.ok) return { ok: false as const, refusal: refusal(`Rolling run ${opId} is busy; try again in a moment.`) };
-  if (got.value.ok) {
+  if (!got.ok) return refusal(`Rolling run ${opId} is busy; try again in a moment.`);
+  if (!got.value.refused) {
     await emit(deps, op, { type: 'control', sentence: got.value.sentence });
     await kick(deps, opId);
     await refreshCard(deps, opId, { force: true });
@@ -571,25 +571,25 @@ const runApprovals: ApprovalHandler<RunPlan> = {
 export async function approveRun(deps: Deps, input: ControlInput): Promise<ControlResult> {
   const op = await deps.ops.get(input.opId);
   const s = op?.kind === RUN_KIND ? await readRun(deps, input.opId) : null;
-  if (!op || !s) return { ok: false as const, refusal: refusal(`There is no rolling run ${input.opId}; "patch windows" shows the windows and their runs.`) };
-  if (s.finished) return { ok: false as const, refusal: refusal(`Rolling run ${op.id} has already ended (${s.finished.status}).`) };
-  if (FINISHED.includes(op.status)) return { ok: false as const, refusal: refusal(`Rolling run ${op.id} has already ended (${op.status}).`) };
-  if (s.approved) return { ok: false as const, refusal: refusal(`Rolling run ${op.id} is already approved.`) };
-  if (!s.approvalId) return { ok: false as const, refusal: refusal(`Rolling run ${op.id} has no approval request Ferry can decide; abort it and start the window's run again.`) };
+  if (!op || !s) return refusal(`There is no rolling run ${input.opId}; "patch windows" shows the windows and their runs.`);
+  if (s.finished) return refusal(`Rolling run ${op.id} has already ended (${s.finished.status}).`);
+  if (FINISHED.includes(op.status)) return refusal(`Rolling run ${op.id} has already ended (${op.status}).`);
+  if (s.approved) return refusal(`Rolling run ${op.id} is already approved.`);
+  if (!s.approvalId) return refusal(`Rolling run ${op.id} has no approval request Ferry can decide; abort it and start the window's run again.`);
   const r = await decideApproval(deps, { id: s.approvalId, user: input.user, decision: 'approve', groupMembers: input.groupMembers, via: 'command' });
-  if (r.refused) return { ok: false, refusal: r };
-  return { ok: true, sentence: r.sentence };
+  if (r.refused) return r;
+  return { refused: false, sentence: r.sentence };
 }
 
 export async function pauseRun(deps: Deps, input: ControlInput, paused: boolean): Promise<ControlResult> {
   return control(deps, input.opId, (op, s) => {
-    if (s.paused === paused) return { ok: false as const, refusal: refusal(`Rolling run ${op.id} is already ${paused ? 'paused' : 'running'}.`) };
+    if (s.paused === paused) return refusal(`Rolling run ${op.id} is already ${paused ? 'paused' : 'running'}.`);
     s.paused = paused;
     s.pausedBy = paused ? input.user : undefined;
     void audit(deps.rt, { actor: input.user, kind: 'decision', action: `${paused ? 'pause' : 'resume'} run ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' }).catch(() => undefined);
     const current = s.hosts.find((h) => h.status === 'running');
     return {
-      ok: true,
+      refused: false,
       sentence: paused
         ? `${who(input.user)} paused rolling run ${op.id}${current ? `; ${current.host} is finished first` : ''}; no new host starts until "resume run ${op.id}".`
         : `${who(input.user)} resumed rolling run ${op.id}.`,
@@ -602,19 +602,19 @@ export async function abortRun(deps: Deps, input: ControlInput): Promise<Control
     await deps.ops.requestCancel(op.id, input.user);
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: `abort run ${op.id}`, targets: op.hosts, opId: op.id, outcome: 'ok' }).catch(() => undefined);
     const current = s.hosts.find((h) => h.status === 'running');
-    return { ok: true, sentence: `${who(input.user)} aborted rolling run ${op.id}${current ? `; ${current.host} is finished first (a half-done host is never abandoned)` : ''}.` };
+    return { refused: false, sentence: `${who(input.user)} aborted rolling run ${op.id}${current ? `; ${current.host} is finished first (a half-done host is never abandoned)` : ''}.` };
   });
 }
 
 export async function patchDone(deps: Deps, input: ControlInput): Promise<ControlResult> {
   return control(deps, input.opId, async (op, s) => {
     const h = s.hosts.find((x) => x.status === 'running' && x.phase === 'patching' && (!input.host || x.host === input.host));
-    if (!h) return { ok: false, refusal: refusal(`No host of rolling run ${op.id} is waiting to be patched${input.host ? ` (${input.host} is not)` : ''}.`) };
-    if (h.hook) return { ok: false as const, refusal: refusal(`${h.host} is patched by the command hook (patchWindows.hook), not by hand; the run goes on when the hook ends.`) };
-    if (h.patchDone) return { ok: false as const, refusal: refusal(`${h.host} was already marked patched by ${who(h.patchDone.by)}.`) };
+    if (!h) return refusal(`No host of rolling run ${op.id} is waiting to be patched${input.host ? ` (${input.host} is not)` : ''}.`);
+    if (h.hook) return refusal(`${h.host} is patched by the command hook (patchWindows.hook), not by hand; the run goes on when the hook ends.`);
+    if (h.patchDone) return refusal(`${h.host} was already marked patched by ${who(h.patchDone.by)}.`);
     h.patchDone = { by: input.user, atMs: deps.rt.clock.now() };
     await audit(deps.rt, { actor: input.user, kind: 'decision', action: `${h.host} patched (run ${op.id})`, targets: [h.host], opId: op.id, outcome: 'ok' }).catch(() => undefined);
-    return { ok: true, sentence: `${who(input.user)}: ${h.host} is patched; restoring it now.` };
+    return { refused: false, sentence: `${who(input.user)}: ${h.host} is patched; restoring it now.` };
   });
 }
 
