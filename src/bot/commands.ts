@@ -151,10 +151,10 @@ export async function handleLine(deps: ChatDeps, input: Incoming): Promise<Comma
     audited = true;
   } else if ('selector' in parsed.command) {
     const sel = selectHosts(deps.rt, parsed.command.selector);
-    if (sel.ok) selection = { selector: parsed.command.selector, hosts: sel.hosts };
+    if (!sel.refused) selection = { selector: parsed.command.selector, hosts: sel.hosts };
     else {
-      log.info({ command: parsed.command.name, refused: sel.refusal.sentence }, 'command refused: selector');
-      early = sel.refusal;
+      log.info({ command: parsed.command.name, refused: sel.sentence }, 'command refused: selector');
+      early = sel;
     }
   }
   if (early) {

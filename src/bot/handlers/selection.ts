@@ -11,23 +11,23 @@ export interface Selection {
 }
 
 /** From the inventory in memory alone (no Redis): a typed line's bad selector is refused before anything else is asked. */
-export function selectHosts(rt: Pick<Runtime, 'inventory' | 'config'>, selector: string): { ok: true; hosts: string[] } | { ok: false; refusal: Refusal } {
+export function selectHosts(rt: Pick<Runtime, 'inventory' | 'config'>, selector: string): { refused: false; hosts: string[] } | Refusal {
   const { inventory, config } = rt;
   const max = config.limits.selectorMax;
   const ast = parseSelector(selector, { max });
-  if (!ast.ok) return { ok: false, refusal: refusal(ast.error) };
+  if (!ast.ok) return refusal(ast.error, 'bad-selector');
   const exp = expandSelector(ast.value, inventory, { max });
-  if (!exp.ok) return { ok: false, refusal: refusal(exp.error) };
-  if (exp.value.unknown.length) return { ok: false, refusal: refusal(`${unknownHostsSentence(exp.value.unknown, inventory)} Nothing was started.`) };
-  if (!exp.value.hosts.length) return { ok: false, refusal: refusal(`"${selector}" leaves no hosts once the exclusions are applied.`) };
-  return { ok: true, hosts: exp.value.hosts };
+  if (!exp.ok) return refusal(exp.error, 'bad-selector');
+  if (exp.value.unknown.length) return refusal(`${unknownHostsSentence(exp.value.unknown, inventory)} Nothing was started.`, 'unknown-hosts');
+  if (!exp.value.hosts.length) return refusal(`"${selector}" leaves no hosts once the exclusions are applied.`, 'no-hosts');
+  return { refused: false, hosts: exp.value.hosts };
 }
 
 export async function resolveHosts(ctx: CommandContext, selector: string): Promise<string[] | null> {
   if (ctx.selection?.selector === selector) return ctx.selection.hosts;
   const sel = selectHosts(ctx.deps.rt, selector);
-  if (sel.ok) return sel.hosts;
-  await ctx.refuse(sel.refusal);
+  if (!sel.refused) return sel.hosts;
+  await ctx.refuse(sel);
   return null;
 }
 
