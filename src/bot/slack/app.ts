@@ -325,7 +325,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     const stale = staleClick(stamp.tag, parseEpoch(await rt.redis.get(rt.key('epoch'))));
     if (stale) {
       log.warn({ action: a.action_id, user: b.user.id, value: a.value }, 'a click from before Redis lost its data was refused');
-      await deps.outbox.ephemeral(conv, message(stale));
+      await deps.outbox.ephemeral(conv, message(stale.sentence));
       return;
     }
     try {

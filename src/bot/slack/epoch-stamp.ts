@@ -5,6 +5,7 @@
  * not the current epoch's is refused before it is parsed. Values without a tag (cards sent before
  * this stamp existed) are taken as they are.
  */
+import { refusal, type Refusal } from '../../core/refusal.js';
 
 const SEP = '~e';
 
@@ -51,8 +52,8 @@ function utc(ms: number): string {
 }
 
 /** The refusal for a click stamped with another epoch than the current one, or null when it may go on. */
-export function staleClick(tag: string | undefined, current: Epoch | undefined): string | null {
+export function staleClick(tag: string | undefined, current: Epoch | undefined): Refusal | null {
   if (!tag || !current || tag === epochTag(current)) return null;
   const when = current.afterLoss && current.at ? ` (found at ${utc(current.at)})` : '';
-  return `This button is from before Ferry's Redis lost its data${when}; nothing was done. Its job is no longer known: check the hosts it named with status, and type the command again if it is still needed.`;
+  return refusal(`This button is from before Ferry's Redis lost its data${when}; nothing was done. Its job is no longer known: check the hosts it named with status, and type the command again if it is still needed.`, 'stale-click');
 }

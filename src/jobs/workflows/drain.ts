@@ -253,13 +253,13 @@ async function execStep(deps: Deps, job: Job): Promise<void> {
     // plans passed the precheck side by side): check again, one drain of the cluster at a time,
     // before this host enters maintenance.
     const gate = await maintenanceGate(deps, op, plan);
-    if (gate.refused) {
+    if (gate.refusal) {
       try {
-        await emit(deps, op, { type: 'gate-refused', opId, host: p.host, why: gate.refused });
+        await emit(deps, op, { type: 'gate-refused', opId, host: p.host, why: gate.refusal.sentence });
         const mine = await readLedger(deps.rt, p.host);
         if (mine?.opId === opId && isOpen(mine)) await setLedgerStatus(deps.rt, p.host, 'rolled-back');
         await releaseLock(deps.rt, p.host, opId);
-        await finishOp(deps, op, 'failed', gate.refused);
+        await finishOp(deps, op, 'failed', gate.refusal.sentence);
       } finally {
         await gate.release();
       }
@@ -335,9 +335,9 @@ const GATE_WAIT_MS = 30_000;
  * maintenance limit would be passed or a planned target is in maintenance now. A drain that
  * already ran (its host in maintenance, or VMs with a state) is not gated again.
  */
-async function maintenanceGate(deps: Deps, op: Operation, plan: DrainPlan): Promise<{ refused: string | null; release(): Promise<void> }> {
+async function maintenanceGate(deps: Deps, op: Operation, plan: DrainPlan): Promise<{ refusal: Refusal | null; release(): Promise<void> }> {
   const p = params(op);
-  const none = { refused: null, release: async () => undefined };
+  const none = { refusal: null, release: async () => undefined };
   if (Object.keys(await vmStates(deps, op.id)).length) return none;
   const adapter = deps.rt.adapters.forHost(p.host);
   if ((await adapter.describeHost(p.host)).maintenance) return none;
@@ -349,14 +349,14 @@ async function maintenanceGate(deps: Deps, op: Operation, plan: DrainPlan): Prom
     const others = facts.filter((f) => f.name !== p.host);
     const down = others.filter((f) => f.maintenance || f.cordoned === true).map((f) => f.name);
     const limit = deps.rt.config.clusters[p.cluster]?.maxInMaintenance ?? 1;
-    let refused: string | null = null;
+    let refused: Refusal | null = null;
     if (down.length + 1 > limit) {
-      refused = `${down.length} of ${facts.length} hosts of ${p.cluster} ${down.length === 1 ? 'is' : 'are'} already in maintenance (${down.join(', ')}; limit ${limit}) since this plan was made.`;
+      refused = refusal(`${down.length} of ${facts.length} hosts of ${p.cluster} ${down.length === 1 ? 'is' : 'are'} already in maintenance (${down.join(', ')}; limit ${limit}) since this plan was made.`, 'cluster-limit');
     } else {
       const gone = [...new Set(plan.moves.map((m) => m.target))].filter((t) => down.includes(t) || !facts.some((f) => f.name === t));
-      if (gone.length) refused = `The plan sends VMs to ${gone.join(', ')}, which ${gone.length === 1 ? 'is' : 'are'} in maintenance or not answering now; run drain ${p.host} again for a fresh plan.`;
+      if (gone.length) refused = refusal(`The plan sends VMs to ${gone.join(', ')}, which ${gone.length === 1 ? 'is' : 'are'} in maintenance or not answering now; run drain ${p.host} again for a fresh plan.`, 'target-unavailable');
     }
-    return { refused, release };
+    return { refusal: refused, release };
   } catch (e) {
     await release();
     throw e;
