@@ -385,8 +385,8 @@ async function migrateAll(deps: Deps, op: Operation, plan: DrainPlan, keeper: Lo
     const noRoom = await reserveAgain(deps, p.cluster, op.id, m);
     if (noRoom) {
       failed.push(m.vm);
-      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'failed', target: m.target, from: p.host, error: noRoom });
-      await deps.outbox.post(op.conv, message(`${noRoom}.`));
+      await setVmState(deps, op.id, { name: m.vm, id: m.vmId, state: 'failed', target: m.target, from: p.host, error: noRoom.sentence });
+      await deps.outbox.post(op.conv, message(`${noRoom.sentence}.`));
       await refreshCard(deps, op.id);
       return;
     }
@@ -478,19 +478,19 @@ async function rollback(deps: Deps, op: Operation, plan: DrainPlan): Promise<voi
  * null when it may go, else why not (the move is not made). The target is read now, and other
  * drains' reservations and this drain's own unsettled ones count as used.
  */
-async function reserveAgain(deps: Deps, cluster: string, opId: number, m: PlannedMove): Promise<string | null> {
+async function reserveAgain(deps: Deps, cluster: string, opId: number, m: PlannedMove): Promise<Refusal | null> {
   if (await holdsReservation(deps.rt, cluster, opId, m.vmId)) return null;
   const factsAt = await redisNow(deps.rt);
   let facts: HostFacts;
   try {
     facts = await deps.rt.adapters.forHost(m.target).describeHost(m.target);
   } catch (e) {
-    return `${m.target} could not be read before ${m.vm} went there again (${errorText(e)})`;
+    return refusal(`${m.target} could not be read before ${m.vm} went there again (${errorText(e)})`, 'unreadable');
   }
   const available = availableMiB(facts);
   const short = await reserveMoves(deps.rt, cluster, opId, [{ vmId: m.vmId, target: m.target, memoryMiB: m.memoryMiB }], { [m.target]: available }, factsAt, 'add');
   if (!short) return null;
-  return `${m.target} has no room for ${m.vm} any more (${formatMiB(short.want)} wanted; ${formatMiB(Math.max(0, short.available - short.reserved))} free once other drains' reserved memory is counted); it was not moved`;
+  return refusal(`${m.target} has no room for ${m.vm} any more (${formatMiB(short.want)} wanted; ${formatMiB(Math.max(0, short.available - short.reserved))} free once other drains' reserved memory is counted); it was not moved`, 'no-room');
 }
 
 async function hold(deps: Deps, op: Operation, plan: DrainPlan, failed: string[]): Promise<void> {
