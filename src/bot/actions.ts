@@ -11,7 +11,7 @@ import type { Command, CommandName } from './grammar.js';
 import type { Conversation, MessageRef } from '../chat/conversation.js';
 import { authorize } from './commands.js';
 import type { ChatDeps } from './router.js';
-import { refusal, type Refusal } from '../core/refusal.js';
+import { isRefusal, refusal, type Refusal } from '../core/refusal.js';
 
 export interface ActionContext {
   deps: Deps;
@@ -30,22 +30,22 @@ export interface ActionContext {
 
 type CommandOf<N extends CommandName> = Extract<Command, { name: N }>;
 
-/** A button: the command it stands for (or a sentence when its value is not one), and what the click does. */
+/** A button: the command it stands for (or a refusal when its value is not one), and what the click does. */
 export interface ActionSpec {
-  command(value: string): Command | string;
+  command(value: string): Command | Refusal;
   run(ctx: ActionContext, cmd: Command): Promise<void>;
 }
 
 /** A modal submission: like a button, with the submitted fields. */
 export interface ViewSpec {
-  command(value: string, values: Record<string, string>): Command | string;
+  command(value: string, values: Record<string, string>): Command | Refusal;
   run(ctx: Omit<ActionContext, 'openModal'>, cmd: Command, values: Record<string, string>): Promise<void>;
 }
 
 /** Typed constructor: the handler sees the command the click stands for. */
 export function clickAction<N extends CommandName>(
   _name: N,
-  command: (value: string) => CommandOf<N> | string,
+  command: (value: string) => CommandOf<N> | Refusal,
   run: (ctx: ActionContext, cmd: CommandOf<N>) => Promise<void>,
 ): ActionSpec {
   return { command, run: (ctx, cmd) => run(ctx, cmd as CommandOf<N>) };
@@ -53,7 +53,7 @@ export function clickAction<N extends CommandName>(
 
 export function submitView<N extends CommandName>(
   _name: N,
-  command: (value: string, values: Record<string, string>) => CommandOf<N> | string,
+  command: (value: string, values: Record<string, string>) => CommandOf<N> | Refusal,
   run: (ctx: Omit<ActionContext, 'openModal'>, cmd: CommandOf<N>, values: Record<string, string>) => Promise<void>,
 ): ViewSpec {
   return { command, run: (ctx, cmd, values) => run(ctx, cmd as CommandOf<N>, values) };
@@ -76,7 +76,7 @@ export async function handleClick(deps: ChatDeps, actionId: string, input: Click
   const spec = deps.router.actions.get(actionId);
   if (!spec) return input.refuse(refusal(UNKNOWN_BUTTON));
   const cmd = spec.command(input.value);
-  if (typeof cmd === 'string') return input.refuse(refusal(cmd));
+  if (isRefusal(cmd)) return input.refuse(cmd);
   const refused = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: input.groupMembers, surface: input.conv.surface }, cmd, `button ${actionId} ${input.value}`.slice(0, 300));
   if (refused) return input.refuse(refused);
   await spec.run({ ...input, deps }, cmd);
@@ -87,7 +87,7 @@ export async function handleSubmit(deps: ChatDeps, callbackId: string, input: Om
   const spec = deps.router.views.get(callbackId);
   if (!spec) return input.refuse(refusal(UNKNOWN_BUTTON));
   const cmd = spec.command(input.value, values);
-  if (typeof cmd === 'string') return input.refuse(refusal(cmd));
+  if (isRefusal(cmd)) return input.refuse(cmd);
   const refused = await authorize(deps, { user: input.user, channel: input.channel, groupMembers: input.groupMembers, surface: input.conv.surface }, cmd, `form ${callbackId} ${input.value}`.slice(0, 300));
   if (refused) return input.refuse(refused);
   await spec.run({ ...input, deps }, cmd, values);

@@ -147,7 +147,7 @@ async function clicked(ctx: ActionContext, decision: Decision | 'cancel'): Promi
   if (refused) await ctx.refuse(refused);
 }
 
-const NOT_A_JOB = 'That button does not name a job; nothing was done.';
+const NOT_A_JOB = refusal('That button does not name a job; nothing was done.', 'bad-button');
 
 function decisionClick(name: 'start' | 'cancel' | 'rollback' | 'retry'): ActionSpec {
   return clickAction(name, (value) => {

@@ -117,7 +117,7 @@ function controlCommand(name: ControlName, fn: Control): CommandHandler<Command>
 function controlClick(name: ControlName): ActionSpec {
   return clickAction(name, (value) => {
     const id = jobIdOf(value, ':');
-    return id ? { name, id } : 'That button does not name a rolling run; nothing was done.';
+    return id ? { name, id } : refusal('That button does not name a rolling run; nothing was done.', 'bad-button');
   }, async (ctx, cmd) => {
     const host = ctx.value.split(':')[1];
     const r = await controls[name](ctx.deps, { opId: Number(cmd.id), user: ctx.user, groupMembers: ctx.groupMembers, host: host || undefined });
