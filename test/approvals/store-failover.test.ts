@@ -8,7 +8,6 @@
  * approval Redis no longer has, and no request id handed out twice.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config/load.js';
 import { LAB_DEFAULT_YAML } from '../../src/config/lab-default.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
@@ -17,7 +16,7 @@ import { ApprovalStore } from '../../src/approvals/store.js';
 import { decide, resolvePolicy, type DecideResult } from '../../src/approvals/policy.js';
 import { planHash } from '../../src/approvals/plan-hash.js';
 import { membership } from '../../src/core/permissions.js';
-import { MASTER, startSentinelCluster, type SentinelCluster } from '../support/sentinel-cluster.js';
+import { MASTER, onNode, replicaPortOf, startSentinelCluster, type SentinelCluster } from '../support/sentinel-cluster.js';
 import { eventually } from '../support/wait.js';
 
 const now = Date.UTC(2026, 10, 22, 14, 0);
@@ -41,21 +40,11 @@ afterAll(async () => {
 const newRequest = (store: ApprovalStore) =>
   store.create({ action: 'remove-ports', requester: 'alice', plan, summary: 'remove 1 stale port on hyp03' }, resolvePolicy(rt.config, 'remove-ports'), { conv });
 
-/** A node's own answer (not through the sentinels). */
-async function onNode<T>(port: number, f: (c: Redis) => Promise<T>): Promise<T> {
-  const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    return await f(c);
-  } finally {
-    c.disconnect();
-  }
-}
-
 it('a request created and one approved while the replica lags are on the new primary before either call returns', async () => {
   const store = new ApprovalStore(rt);
   const first = await newRequest(store);
   await cluster.replicaInSync();
-  const replicaPort = await onNode(cluster.firstPrimaryPort, async (c) => Number(((await c.call('ROLE')) as [string, number, [string, string, string][]])[2][0]![1]));
+  const replicaPort = await replicaPortOf(cluster.firstPrimaryPort);
   const key = rt.key('approval', first.request.id);
 
   cluster.holdReplication();

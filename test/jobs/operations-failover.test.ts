@@ -7,13 +7,12 @@
  * shown running after its summary was said, no job left without its record, no id given twice.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config/load.js';
 import { LAB_DEFAULT_YAML } from '../../src/config/lab-default.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { silentLogger } from '../../src/log.js';
 import { Operations } from '../../src/jobs/operations.js';
-import { MASTER, startSentinelCluster, type SentinelCluster } from '../support/sentinel-cluster.js';
+import { MASTER, onNode, replicaPortOf, startSentinelCluster, type SentinelCluster } from '../support/sentinel-cluster.js';
 import { eventually } from '../support/wait.js';
 
 const conv = { surface: 'console' as const, session: 's', user: 'alice' };
@@ -30,22 +29,13 @@ afterAll(async () => {
   await cluster?.close();
 });
 
-async function onNode<T>(port: number, f: (c: Redis) => Promise<T>): Promise<T> {
-  const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    return await f(c);
-  } finally {
-    c.disconnect();
-  }
-}
-
 it('an operation finished and one created while the replica lags are on the new primary before either call returns', async () => {
   const ops = new Operations(rt);
   const newOp = (host: string) => ops.create({ kind: 'drain', title: `drain ${host}`, requester: 'alice', conv, hosts: [host], params: {} });
   const first = await newOp('hyp05');
   await ops.patch(first.id, { status: 'running' });
   await cluster.replicaInSync();
-  const replicaPort = await onNode(cluster.firstPrimaryPort, async (c) => Number(((await c.call('ROLE')) as [string, number, [string, string, string][]])[2][0]![1]));
+  const replicaPort = await replicaPortOf(cluster.firstPrimaryPort);
   const key = rt.key('op', first.id);
   const statusOn = async (port: number, k = key) => onNode(port, async (c) => (JSON.parse((await c.hget(k, 'json')) ?? 'null') as { status: string } | null)?.status);
 

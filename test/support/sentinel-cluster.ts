@@ -59,6 +59,21 @@ async function ask(port: number, ...args: (string | number)[]): Promise<unknown>
   }
 }
 
+/** A node's own answer (not through the sentinels), on a connection that never retries. */
+export async function onNode<T>(port: number, f: (c: Redis) => Promise<T>): Promise<T> {
+  const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    return await f(c);
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** The port of the first replica the primary on `port` lists in its ROLE answer. */
+export async function replicaPortOf(port: number): Promise<number> {
+  return onNode(port, async (c) => Number(((await c.call('ROLE')) as [string, number, [string, string, string][]])[2][0]![1]));
+}
+
 export async function startSentinelCluster(): Promise<SentinelCluster> {
   const aof = ['--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'];
   const a = await startPrivateRedis(aof);
