@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { drainLabYaml, setHostVms } from '../support/drain-support.js';
-import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
+import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin, type StandinCall } from '../support/slack-standin.js';
 import { freePort, interactionBody, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
 import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
@@ -59,10 +59,9 @@ it('after Redis lost its data and every process restarted: new ids stay above th
   };
   let lastAck = '';
   const up = async (): Promise<void> => {
-    const web = startFerry('web', env);
-    const worker = startFerry('worker', env);
+    const { web, worker, ready } = startWebAndWorker(env);
     procs.push(web, worker);
-    await Promise.all([web.waitForLine(/Slack app listening/, bound(60_000)), worker.waitForLine(/workers ready/, bound(60_000))]);
+    await ready;
   };
   const startButton = (after: number) =>
     eventually(() => slack!.calls.slice(after).flatMap(buttons).find((b) => b.action_id === 'ferry:drain-start'), 'a drain card with its Start button', 60_000).catch((e: unknown) => {

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { fastLabYaml, uniquePrefix } from '../support/harness.js';
-import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
+import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
 import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
 import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
@@ -36,9 +36,9 @@ beforeAll(async () => {
     SLACK_API_URL: slack.url,
     PORT: String(port),
   };
-  web = startFerry('web', env);
-  worker = startFerry('worker', env);
-  await Promise.all([web.waitForLine(/Slack app listening/, bound(60_000)), worker.waitForLine(/workers ready/, bound(60_000))]);
+  const started = startWebAndWorker(env);
+  ({ web, worker } = started);
+  await started.ready;
 });
 
 afterAll(async () => {

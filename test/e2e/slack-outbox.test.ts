@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { fastLabYaml, makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
+import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin, type StandinCall } from '../support/slack-standin.js';
 import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
 import { OUTBOX_EVENT, SlackOutbox } from '../../src/bot/slack/outbox.js';
@@ -45,9 +45,9 @@ describe('the Slack outbox, web and worker as separate processes', () => {
     // Reads operations and the outbox; no workers, no Slack of its own.
     h = await makeHarness({ yaml, prefix, workers: false });
     outbox = new SlackOutbox(h.rt.redis, prefix);
-    web = startFerry('web', env);
-    worker = startFerry('worker', env);
-    await Promise.all([web.waitForLine(/Slack app listening/, bound(60_000)), worker.waitForLine(/workers ready/, bound(60_000))]);
+    const started = startWebAndWorker(env);
+    ({ web, worker } = started);
+    await started.ready;
   });
 
   afterAll(async () => {

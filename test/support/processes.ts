@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { timeBound } from './speed.js';
+import { bound, timeBound } from './speed.js';
 
 export interface FerryProcess {
   child: ChildProcess;
@@ -65,4 +65,15 @@ export function startFerry(mode: string, env: NodeJS.ProcessEnv, opts: { stdin?:
       });
     },
   };
+}
+
+/**
+ * The Procfile's shape: `web` and `worker` on one environment. Both are returned at once, so a
+ * start that fails can still be stopped; `ready` settles once both say they are.
+ */
+export function startWebAndWorker(env: NodeJS.ProcessEnv): { web: FerryProcess; worker: FerryProcess; ready: Promise<void> } {
+  const web = startFerry('web', env);
+  const worker = startFerry('worker', env);
+  const ready = Promise.all([web.waitForLine(/Slack app listening/, bound(60_000)), worker.waitForLine(/workers ready/, bound(60_000))]).then(() => undefined);
+  return { web, worker, ready };
 }
