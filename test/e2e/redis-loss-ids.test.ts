@@ -14,7 +14,7 @@ import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { drainLabYaml, setHostVms } from '../support/drain-support.js';
 import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin, type StandinCall } from '../support/slack-standin.js';
-import { freePort, interactionBody, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { freePort, buttonBody, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
 import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { bound } from '../support/speed.js';
 import { eventually } from '../support/wait.js';
@@ -101,20 +101,7 @@ it('after Redis lost its data and every process restarted: new ids stay above th
 
   // The old card's Start button: refused, saying why, and the new drain is not started by it.
   mark = slack.calls.length;
-  const click = await postSigned(
-    port,
-    interactionBody({
-      type: 'block_actions',
-      token: 'legacy',
-      api_app_id: 'A1',
-      team: { id: 'T1' },
-      user: { id: 'U0ALICE' },
-      channel: { id: 'C0OPS' },
-      message: { ts: '1700000001.000100' },
-      trigger_id: 'trig-old',
-      actions: [{ type: 'button', action_id: 'ferry:drain-start', value: old.value, action_ts: `${Date.now() / 1000}` }],
-    }),
-  );
+  const click = await postSigned(port, buttonBody('ferry:drain-start', old.value ?? '', 'trig-old'));
   expect(click.status).toBe(200);
   const eph = await eventually(() => slack!.calls.slice(mark).find((c) => c.method === 'chat.postEphemeral'), 'the answer to the old click', 30_000);
   expect(String(eph.body.text)).toMatch(/^This button is from before Ferry's Redis lost its data \(found at \d{4}-\d\d-\d\d \d\d:\d\d UTC\); nothing was done\./);

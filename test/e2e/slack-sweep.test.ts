@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeHarness, type Harness } from '../support/harness.js';
-import { SLACK_API_URL, callText, interactionBody, mockSlackApi, postSigned, sign, slashBody } from '../support/slack.js';
+import { SLACK_API_URL, callText, buttonBody, mockSlackApi, postSigned, sign, slashBody } from '../support/slack.js';
 import { startSlackFerry, type SlackFerry } from '../support/slack-receiver.js';
 import { clickAction } from '../../src/bot/actions.js';
 import { timeBound } from '../support/speed.js';
@@ -125,20 +125,7 @@ describe('Slack: /ferry find stale ports through the real HTTP receiver', () => 
 
   it('a button whose handler fails tells the clicker instead of failing silently', async () => {
     const t0 = Date.now();
-    const res = await postSigned(
-      port,
-      interactionBody({
-        type: 'block_actions',
-        token: 'legacy',
-        api_app_id: 'A1',
-        team: { id: 'T1' },
-        user: { id: 'U0ALICE' },
-        channel: { id: 'C0OPS' },
-        message: { ts: '1700000001.000100' },
-        trigger_id: 'trig-explode',
-        actions: [{ type: 'button', action_id: 'ferry:test-explode', value: 'x', action_ts: `${Date.now() / 1000}` }],
-      }),
-    );
+    const res = await postSigned(port, buttonBody('ferry:test-explode', 'x', 'trig-explode'));
     expect(res.status).toBe(200);
     const eph = await h.waitFor(async () => since(t0).find((c) => c.method === 'chat.postEphemeral'), 'the ephemeral explanation');
     expect(eph.body.user).toBe('U0ALICE');

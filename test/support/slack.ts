@@ -80,6 +80,21 @@ export function interactionBody(payload: Record<string, unknown>): string {
   return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
 }
 
+/** A click on one of Ferry's buttons, as Slack sends it: alice in #ops by default. */
+export function buttonBody(actionId: string, value: string, triggerId: string, opts: { user?: string; channel?: string; messageTs?: string } = {}): string {
+  return interactionBody({
+    type: 'block_actions',
+    token: 'legacy',
+    api_app_id: 'A1',
+    team: { id: 'T1' },
+    user: { id: opts.user ?? 'U0ALICE' },
+    channel: { id: opts.channel ?? 'C0OPS' },
+    message: { ts: opts.messageTs ?? '1700000001.000100' },
+    trigger_id: triggerId,
+    actions: [{ type: 'button', action_id: actionId, value, action_ts: `${Date.now() / 1000}` }],
+  });
+}
+
 export async function postSigned(port: number, body: string, opts: { contentType?: string; headers?: Record<string, string>; signature?: Record<string, string> | null } = {}): Promise<{ status: number; ms: number; text: string }> {
   const started = performance.now();
   const res = await fetch(`http://127.0.0.1:${port}/slack/events`, {
