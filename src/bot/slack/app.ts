@@ -70,7 +70,13 @@ function deliveryId(body: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
-type RedisDownEvent = { type?: string; subtype?: string; channel?: string; channel_type?: string; user?: string; bot_id?: string; ts?: string; thread_ts?: string };
+type PersonEvent = { type?: string; subtype?: string; channel?: string; channel_type?: string; user?: string; bot_id?: string; ts?: string; thread_ts?: string };
+
+/** A mention of Ferry or a DM to it, written by a person (not a bot, not an edit): one Ferry answers in its thread. */
+function mentionOrDm(ev: PersonEvent | undefined): ev is PersonEvent & { channel: string; user: string } {
+  if (!ev?.channel || !ev.user || ev.bot_id || ev.subtype) return false;
+  return ev.type === 'app_mention' || (ev.type === 'message' && ev.channel_type === 'im');
+}
 
 /** Context key: auth.test failed for this request (its error). */
 const AUTH_FAILED = 'ferryAuthFailed';
@@ -158,8 +164,8 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
       await respond({ response_type: 'ephemeral', replace_original: false, text }).catch((e: unknown) => log.warn({ err: String(e) }, 'could not tell a clicker that nothing was run'));
       return;
     }
-    const ev = body.event as { type?: string; channel?: string; ts?: string; thread_ts?: string; user?: string; bot_id?: string } | undefined;
-    if (ev && (ev.type === 'app_mention' || (ev.type === 'message' && !ev.bot_id)) && ev.channel && ev.user) {
+    const ev = body.event as PersonEvent | undefined;
+    if (mentionOrDm(ev)) {
       await deps.outbox.post({ surface: 'slack', channel: ev.channel, threadTs: ev.thread_ts ?? ev.ts, user: ev.user }, message(text)).catch((e: unknown) => log.warn({ err: String(e) }, 'could not queue the answer to a mention'));
     }
   });
@@ -177,9 +183,8 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   // away the answer goes straight to Slack, in the mention's thread. Slack retries a delivery and
   // a user may repeat it: one answer per user and channel per 30 s, kept in this process.
   const answeredDown = new Map<string, number>();
-  const answerWithoutRedis = async (ev: RedisDownEvent | undefined): Promise<void> => {
-    if (!ev?.channel || !ev.user || ev.bot_id || ev.subtype) return;
-    if (ev.type !== 'app_mention' && !(ev.type === 'message' && ev.channel_type === 'im')) return;
+  const answerWithoutRedis = async (ev: PersonEvent | undefined): Promise<void> => {
+    if (!mentionOrDm(ev)) return;
     const key = `${ev.user}:${ev.channel}`;
     const now = Date.now();
     if ((answeredDown.get(key) ?? 0) > now - 30_000) return;
@@ -202,7 +207,7 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     const unreachable = async () => {
       log.info({ id }, 'a Slack request arrived while Redis cannot be reached; answered with that');
       if (maybeAck) await maybeAck(typeof body.command === 'string' ? { response_type: 'ephemeral', text: REDIS_DOWN_SENTENCE } : undefined);
-      if (body.type === 'event_callback') await answerWithoutRedis(body.event as RedisDownEvent);
+      if (body.type === 'event_callback') await answerWithoutRedis(body.event as PersonEvent);
     };
     if (rt.redisOutage.down) return unreachable();
     // A slash command asks this beside its other checks, after the refusals that need no Redis (handleLine).
