@@ -144,33 +144,33 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * Make an idempotent write and confirm it; unconfirmed, make it again (the connection follows
  * the sentinels to the new primary meanwhile) until confirmed or FERRY_REDIS_CONFIRM_MS
- * (default 30 s) has passed, then UnconfirmedWriteError. `onRetry` hears each unconfirmed try.
+ * (default 120 s) has passed, then UnconfirmedWriteError. `onRetry` hears each unconfirmed try.
  */
 export async function confirmedWrite<T>(redis: Redis, what: string, write: () => Promise<T>, onRetry?: (attempt: number) => void): Promise<T> {
   if (replicasToConfirm(redis) === 0) return write();
-  const limit = envInt('FERRY_REDIS_CONFIRM_MS', 120_000);
-  const deadline = Date.now() + limit;
-  for (let attempt = 1; ; attempt++) {
-    const wroteOn = streamOf(redis);
-    const out = await write();
-    if (await confirmed(redis, wroteOn)) return out;
-    if (Date.now() > deadline) throw new UnconfirmedWriteError(what, limit);
-    onRetry?.(attempt);
-    await sleep(200);
-  }
+  return untilConfirmed(
+    what,
+    async () => {
+      const wroteOn = streamOf(redis);
+      const result = await write();
+      return { result, confirmed: await confirmed(redis, wroteOn) };
+    },
+    onRetry,
+  );
 }
 
 /**
- * Like confirmedWrite for a write that reports its own confirmation (a transaction confirmed on
- * its own connection, redis-tx.ts): made again until confirmed or FERRY_REDIS_CONFIRM_MS.
+ * The retry of confirmedWrite for a write that reports its own confirmation (a transaction
+ * confirmed on its own connection, redis-tx.ts): made again until confirmed or FERRY_REDIS_CONFIRM_MS.
  */
-export async function untilConfirmed<T>(what: string, attempt: () => Promise<{ result: T; confirmed: boolean }>): Promise<T> {
+export async function untilConfirmed<T>(what: string, attempt: () => Promise<{ result: T; confirmed: boolean }>, onRetry?: (attempt: number) => void): Promise<T> {
   const limit = envInt('FERRY_REDIS_CONFIRM_MS', 120_000);
   const deadline = Date.now() + limit;
-  for (;;) {
+  for (let n = 1; ; n++) {
     const { result, confirmed: ok } = await attempt();
     if (ok) return result;
     if (Date.now() > deadline) throw new UnconfirmedWriteError(what, limit);
+    onRetry?.(n);
     await sleep(200);
   }
 }
