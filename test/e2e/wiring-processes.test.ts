@@ -31,8 +31,15 @@ function callText(src: string, open: number): string {
 }
 
 /**
+ * Helpers that enqueue the job name their caller passes (a parameter, not a literal): the scan
+ * reads the name at their call sites instead. Value: the index of the name among the arguments.
+ */
+const FORWARDERS: Record<string, number> = { queueStep: 1 };
+
+/**
  * Every job name any Ferry process can enqueue: the first argument of queues.<q>.add(...),
- * the `name:` of flow jobs and job schedulers. Constants (REMOVAL_JOB) are resolved.
+ * the `name:` of flow jobs and job schedulers, the name given to a forwarder. Constants
+ * (REMOVAL_JOB) are resolved; an add() whose name is a variable outside a forwarder fails the scan.
  */
 function enqueuedJobNames(): Set<string> {
   const files = sources(SRC).map((f) => ({ f, src: fs.readFileSync(f, 'utf8') }));
@@ -48,7 +55,23 @@ function enqueuedJobNames(): Set<string> {
   const names = new Set<string>();
   for (const { f, src } of files) {
     const where = path.relative(SRC, f);
-    for (const m of src.matchAll(/queues\.(?:ops|hosts|cards|timers|byName\([^)]*\))\s*\.add\(\s*('[a-z-]+'|[A-Z_]+)/g)) names.add(resolve(m[1]!, where));
+    for (const m of src.matchAll(/queues\.(?:ops|hosts|cards|timers|byName\([^)]*\))\s*\.add\(\s*('[a-z-]+'|[A-Z_]+|[a-z]\w*)/g)) {
+      if (/^[a-z]\w*$/.test(m[1]!)) {
+        // A name from a parameter: only inside a forwarder, whose callers are scanned below.
+        const inForwarder = Object.keys(FORWARDERS).some((fn) => new RegExp(`function ${fn}\\(`).test(src.slice(0, m.index)));
+        if (!inForwarder) throw new Error(`cannot resolve job name ${m[1]} in ${where}: add it to FORWARDERS if it forwards its caller's name`);
+        continue;
+      }
+      names.add(resolve(m[1]!, where));
+    }
+    for (const [fn, at] of Object.entries(FORWARDERS)) {
+      for (const m of src.matchAll(new RegExp(`\\b${fn}\\(`, 'g'))) {
+        if (/function\s+$/.test(src.slice(0, m.index))) continue;
+        const args = callText(src, m.index + m[0].length - 1).slice(1, -1).split(',');
+        const token = args[at]?.trim();
+        if (token) names.add(resolve(token, where));
+      }
+    }
     for (const m of src.matchAll(/queues\.(?:flow\s*\.add|\w+\s*\.upsertJobScheduler)\(/g)) {
       const call = callText(src, m.index + m[0].length - 1);
       for (const n of call.matchAll(/\bname:\s*('[a-z-]+'|[A-Z_]+)/g)) names.add(resolve(n[1]!, where));
