@@ -23,7 +23,9 @@ afterEach(async () => {
 const worker = (yaml: string, prefix: string) => workers.start(yaml, prefix);
 
 it('a drain survives SIGKILL of its worker and finishes on a new one, moving no VM twice', async () => {
-  const yaml = drainLabYaml({ migrationMs: 300 });
+  // 1.5 s per migration, two at a time: 15 s for the 20 VMs, so a poll that a loaded machine
+  // holds up for seconds still kills the worker with VMs left to move.
+  const yaml = drainLabYaml({ migrationMs: 1500 });
   const prefix = uniquePrefix('resume');
   h = await makeHarness({ yaml, prefix, workers: false });
   const names = await setHostVms(h.deps, 'hyp03', 20);
