@@ -35,9 +35,14 @@ interface EpochState {
   saving: boolean;
 }
 
+/** Where the id memory lives: FERRY_STATE_DIR, else ~/.local/state/ferry (the deployment files mount a volume there). */
+export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.FERRY_STATE_DIR ?? path.join(env.HOME ?? os.homedir(), '.local', 'state', 'ferry');
+}
+
 /** One file per Ferry instance: its key prefix and its Redis (a private Redis's socket path changes per start). */
 function stateFile(rt: Runtime): string {
-  const dir = process.env.FERRY_STATE_DIR ?? path.join(process.env.HOME ?? os.homedir(), '.local', 'state', 'ferry');
+  const dir = stateDir();
   const where = /\.sock\b|^redis\+unix:|^unix:/.test(rt.redisUrl) ? 'private' : rt.redisUrl.replace(/\/\/[^@/]*@/, '//');
   const hash = createHash('sha256').update(where).digest('hex').slice(0, 12);
   return path.join(dir, `ids-${rt.prefix.replace(/[^A-Za-z0-9_.-]/g, '_')}-${hash}.json`);

@@ -13,11 +13,12 @@ import { parseAllDocuments, parse } from 'yaml';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { parseConfig } from '../../src/config/load.js';
 import { readEnv } from '../../src/env.js';
+import { stateDir } from '../../src/jobs/epoch.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const K8S = path.join(ROOT, 'deploy/kubernetes');
@@ -27,7 +28,7 @@ const MODELS: Record<string, new (d: never) => { validate(): void }> = {
   'v1/ConfigMap': ConfigMap,
   'v1/Secret': Secret,
   'v1/Service': Service,
-  'apps/v1/Deployment': Deployment,
+  'apps/v1/StatefulSet': StatefulSet,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
 };
@@ -47,12 +48,12 @@ const matches = (selector: Record<string, string>, labels: Record<string, string
 
 describe('Kubernetes manifests', () => {
   it('each validates against its schema', () => {
-    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'ConfigMap', 'Deployment', 'Deployment', 'PodDisruptionBudget', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor']);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'ConfigMap', 'PodDisruptionBudget', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor', 'StatefulSet', 'StatefulSet']);
     for (const d of docs) expect(() => validate(d), `${d.kind} ${d.metadata.name}`).not.toThrow();
   });
 
   it('the validator does reject a broken manifest', () => {
-    const broken = structuredClone(find('Deployment', 'ferry-worker'));
+    const broken = structuredClone(find('StatefulSet', 'ferry-worker'));
     broken.spec.template.spec.containers[0].ports[0].containerPort = 'health';
     expect(() => validate(broken)).toThrow(/containerPort must be integer/);
     const monitor = structuredClone(find('ServiceMonitor', 'ferry'));
@@ -67,7 +68,7 @@ describe('Kubernetes manifests', () => {
     const env = find('ConfigMap', 'ferry-env').data!;
     const parsed = readEnv(env);
     for (const [name, kind] of [['ferry-web', 'web'], ['ferry-worker', 'worker']] as const) {
-      const dep = find('Deployment', name);
+      const dep = find('StatefulSet', name);
       const pod = dep.spec.template.spec;
       const c = pod.containers[0];
       // The image's entrypoint (node, its memory flags, dist/main.js) plus the mode.
@@ -84,10 +85,35 @@ describe('Kubernetes manifests', () => {
       const pdb = find('PodDisruptionBudget', name);
       expect(matches(pdb.spec.selector.matchLabels, dep.spec.template.metadata.labels)).toBe(true);
     }
-    expect(find('Deployment', 'ferry-worker').spec.replicas).toBeGreaterThanOrEqual(2);
+    expect(find('StatefulSet', 'ferry-worker').spec.replicas).toBeGreaterThanOrEqual(2);
     const svc = find('Service', 'ferry-web');
-    expect(matches(svc.spec.selector, find('Deployment', 'ferry-web').spec.template.metadata.labels)).toBe(true);
+    expect(matches(svc.spec.selector, find('StatefulSet', 'ferry-web').spec.template.metadata.labels)).toBe(true);
     expect(svc.spec.ports.map((p: { targetPort: string }) => p.targetPort).sort()).toEqual(['health', 'slack']);
+  });
+
+  // Web and workers both hand out operation and approval ids, and each keeps the highest it saw
+  // in a file outside Redis (src/jobs/epoch.ts) so that ids never start again at 1 after Redis
+  // lost its data and every pod restarted. That file must be on a volume that outlives the pod:
+  // one ReadWriteOnce claim per pod (replicas cannot share one), kept when the set is deleted.
+  it('every web and worker pod keeps its id memory on a volume of its own that outlives the pod', () => {
+    const dir = stateDir({ ...find('ConfigMap', 'ferry-env').data, HOME: '/home/node' });
+    for (const name of ['ferry-web', 'ferry-worker']) {
+      const set = find('StatefulSet', name);
+      const c = set.spec.template.spec.containers[0];
+      // The root filesystem is read-only: the directory is writable only on a mount.
+      expect(c.securityContext.readOnlyRootFilesystem).toBe(true);
+      const mount = (c.volumeMounts as { name: string; mountPath: string; readOnly?: boolean }[]).find((m) => dir === m.mountPath || dir.startsWith(`${m.mountPath}/`));
+      expect(mount, `${name} mounts ${dir}`).toBeDefined();
+      expect(mount!.readOnly).not.toBe(true);
+      // A claim template (a PVC per pod), not a pod volume: an emptyDir dies with the pod.
+      expect((set.spec.template.spec.volumes as { name: string }[]).map((v) => v.name)).not.toContain(mount!.name);
+      const claim = (set.spec.volumeClaimTemplates as { metadata: { name: string }; spec: { accessModes: string[] } }[]).find((t) => t.metadata.name === mount!.name);
+      expect(claim, `${name} claims ${mount!.name}`).toBeDefined();
+      expect(claim!.spec.accessModes).toEqual(['ReadWriteOnce']);
+      expect(set.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
+      // Written by the non-root user the pod runs as.
+      expect(set.spec.template.spec.securityContext.fsGroup).toBe(set.spec.template.spec.securityContext.runAsGroup);
+    }
   });
 
   it('the ServiceMonitor scrapes /metrics on a port the selected Services have', () => {
@@ -131,5 +157,16 @@ describe('Dockerfile and compose', () => {
     expect(compose.services.worker.command).toEqual(['worker']);
     expect(compose.services.worker.deploy.replicas).toBe(2);
     for (const s of ['web', 'worker']) expect(() => readEnv(compose.services[s].environment)).not.toThrow();
+  });
+
+  it('compose: web and workers keep their id memory on the ferry-state volume, a directory the image makes for its user', () => {
+    const compose = parse(fs.readFileSync(path.join(ROOT, 'compose.yaml'), 'utf8')) as { services: Record<string, any>; volumes: Record<string, unknown> };
+    expect(Object.keys(compose.volumes)).toContain('ferry-state');
+    for (const s of ['web', 'worker']) {
+      const dir = stateDir({ ...compose.services[s].environment, HOME: '/home/node' });
+      expect(compose.services[s].volumes, s).toContain(`ferry-state:${dir}`);
+      // A fresh named volume takes the owner of the image's directory: the node user.
+      expect(dockerfile).toContain(`mkdir -p ${dir} && chown -R node:node`);
+    }
   });
 });
