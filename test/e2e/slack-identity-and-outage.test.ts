@@ -3,7 +3,8 @@
  * worker` in their own processes on a private redis-server, Slack played by a stand-in.
  * - A command typed while auth.test fails (Slack's API failing at Ferry's start) was acked empty
  *   and dropped by Bolt: it must be answered, and nothing run.
- *   An @Ferry mention then is answered in its thread through the outbox.
+ *   An @Ferry mention then is answered in its thread through the outbox, and a button click
+ *   through the click's response_url.
  * - An @Ferry mention while Redis is away was acked and never answered: it is answered in its
  *   thread that Redis cannot be reached and nothing was started.
  */
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { fastLabYaml, uniquePrefix } from '../support/harness.js';
 import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
-import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { buttonBody, freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
 import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { bound } from '../support/speed.js';
 import { eventually } from '../support/wait.js';
@@ -61,6 +62,23 @@ function mention(text: string, ts: string): string {
     event: { type: 'app_mention', user: 'U0ALICE', text, ts, channel: 'C0OPS', event_ts: ts },
   });
 }
+
+it('a button click before the first successful auth.test is answered through its response_url, and nothing runs', async () => {
+  // Keep auth.test failing whatever this process asked it before; the tests below count on a few failures left.
+  slack.failAuthTest(1000);
+  try {
+    const res = await postSigned(port, buttonBody('ferry:drain-start', '1', 'trig-identity', { user: 'U0CAROL', responseUrl: `${slack.responseUrl}click-identity` }));
+    expect(res.status).toBe(200);
+    expect(res.ms).toBeLessThan(3000);
+    const answer = await eventually(() => slack.calls.find((c) => c.method === 'response_url' && String(c.body.text ?? '').includes('auth.test')), 'the answer at the click’s response_url', 30_000);
+    expect(answer.body).toMatchObject({ response_type: 'ephemeral', replace_original: false });
+    expect(String(answer.body.text)).toMatch(/^Ferry cannot confirm its own Slack identity right now \(auth\.test failed: .*fatal_error.*\), so it ran nothing; try again in a minute\.$/);
+    // The click's handler never ran: it would have answered Carol (a refusal or the button's outcome) through the outbox.
+    expect(slack.calls.filter((c) => c.method.startsWith('chat.') && c.body.user === 'U0CAROL')).toEqual([]);
+  } finally {
+    slack.failAuthTest(5);
+  }
+});
 
 it('an @Ferry mention before the first successful auth.test is answered in its thread (through the outbox), and nothing runs', async () => {
   const ts = `${Math.floor(Date.now() / 1000)}.000555`;

@@ -81,8 +81,10 @@ export function interactionBody(payload: Record<string, unknown>): string {
 }
 
 /** A click on one of Ferry's buttons, as Slack sends it: alice in #ops by default. */
-export function buttonBody(actionId: string, value: string, triggerId: string, opts: { user?: string; channel?: string; messageTs?: string } = {}): string {
+export function buttonBody(actionId: string, value: string, triggerId: string, opts: { user?: string; channel?: string; messageTs?: string; responseUrl?: string } = {}): string {
   return interactionBody({
+    // Slack sends one with every click on a message's button; tests that read the answer there pass it.
+    ...(opts.responseUrl ? { response_url: opts.responseUrl } : {}),
     type: 'block_actions',
     token: 'legacy',
     api_app_id: 'A1',
