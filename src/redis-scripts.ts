@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 export type ScriptName =
   | 'approval-cas'
   | 'approval-create'
+  | 'audit-append'
   | 'fenced-hset'
   | 'fenced-set'
   | 'hash-replace-if'

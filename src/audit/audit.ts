@@ -2,10 +2,16 @@
  * The audit trail: append-only, in a Redis stream. One entry per command, approval decision
  * and mutating adapter call: who, what, where, approved by whom, outcome, job id. Retention is
  * configuration (audit.retentionDays), enforced by trimming on append (XADD MINID).
+ *
+ * Each entry is also indexed by every target and by its job (a sorted set of entry ids each,
+ * written in the same script as the entry), so `audit hyp05` finds hyp05's entries however
+ * many entries about other things came after them (issue 13: scanning the newest 10,000 let
+ * 10,100 refused commands hide two real ones).
  */
 import { randomUUID } from 'node:crypto';
 import type { Runtime } from '../runtime.js';
 import { confirmedWrite } from '../redis-confirm.js';
+import { runScript } from '../redis-scripts.js';
 
 export interface AuditEntry {
   /** Slack user id or console name; "ferry" for Ferry's own scheduled actions. */
@@ -29,6 +35,16 @@ export interface StoredAudit extends AuditEntry {
 
 function streamKey(rt: Runtime): string {
   return rt.key('audit');
+}
+
+/** Prefix of the index keys: `<prefix>:audit:idx:t:<target>` and `<prefix>:audit:idx:op:<id>`. */
+function indexPrefix(rt: Runtime): string {
+  return `${rt.key('audit', 'idx')}:`;
+}
+
+/** The index a query reads: a job id, else a host or VM name (case does not matter). */
+function indexName(target: string): string {
+  return /^\d+$/.test(target) ? `op:${target}` : `t:${target.toLowerCase()}`;
 }
 
 /** The last append of each runtime: one process's entries reach the stream in the order they were made. */
@@ -55,6 +71,8 @@ async function append(rt: Runtime, entry: AuditEntry): Promise<void> {
   // again, one that was kept is not (the retry looks for its uid first).
   const uid = randomUUID();
   const fields = ['json', JSON.stringify(entry), 'targets', ` ${entry.targets.join(' ')} `, 'op', String(entry.opId ?? ''), 'uid', uid];
+  const indexes = [...new Set([...entry.targets.filter((t) => t && !/^\d+$/.test(t)).map(indexName), ...(entry.opId !== undefined ? [`op:${entry.opId}`] : [])])];
+  const retentionMs = rt.config.audit.retentionDays * 86_400_000;
   let tries = 0;
   try {
     await confirmedWrite(rt.redis, 'an audit entry', async () => {
@@ -62,7 +80,7 @@ async function append(rt: Runtime, entry: AuditEntry): Promise<void> {
         const recent = (await rt.redis.xrevrange(streamKey(rt), '+', '-', 'COUNT', 1000)) as [string, string[]][];
         if (recent.some(([, f]) => f[f.indexOf('uid') + 1] === uid)) return;
       }
-      await rt.redis.xadd(streamKey(rt), 'MINID', String(minId), '*', ...fields);
+      await runScript(rt.redis, 'audit-append', [streamKey(rt)], [String(minId), indexPrefix(rt), String(retentionMs), String(indexes.length), ...indexes, ...fields]);
     });
   } catch (e) {
     // The audit must not silently vanish: log loudly with the entry itself.
@@ -71,20 +89,60 @@ async function append(rt: Runtime, entry: AuditEntry): Promise<void> {
   }
 }
 
-/** Recent entries about a host, VM or job id, newest first. Scans back at most `scan` entries. */
+type RawEntry = [string, string[]];
+
+function fieldsOf(fields: string[]): Record<string, string> {
+  const f: Record<string, string> = {};
+  for (let i = 0; i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+  return f;
+}
+
+function parseEntry([id, fields]: RawEntry): StoredAudit {
+  return { ...(JSON.parse(fieldsOf(fields).json!) as AuditEntry), id, at: Number(id.split('-')[0]) };
+}
+
+function matches([, fields]: RawEntry, target: string): boolean {
+  const f = fieldsOf(fields);
+  return /^\d+$/.test(target) ? f.op === target : (f.targets ?? '').toLowerCase().includes(` ${target.toLowerCase()} `);
+}
+
+/** Newest first by stream id (ms, then sequence; the index orders one millisecond's ids as text). */
+function newestFirst(a: StoredAudit, b: StoredAudit): number {
+  const [am, as] = a.id.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.id.split('-').map(Number) as [number, number];
+  return bm - am || bs - as;
+}
+
+/**
+ * Recent entries about a host, VM or job id, newest first: from the index, then (when the index
+ * holds fewer than `limit`) from entries appended before the index existed, scanning back at most
+ * `scan` of those.
+ */
 export async function queryAudit(rt: Runtime, target: string, opts: { limit?: number; scan?: number } = {}): Promise<StoredAudit[]> {
   // Read after this process's own appends (a command's entry is appended beside its handler: `audit hyp07` lists itself).
   await tails.get(rt)?.catch(() => undefined);
   const limit = opts.limit ?? 25;
-  const raw = (await rt.redis.xrevrange(streamKey(rt), '+', '-', 'COUNT', opts.scan ?? 10_000)) as [string, string[]][];
+  const stream = streamKey(rt);
+  const ids = await rt.redis.zrevrange(indexPrefix(rt) + indexName(target), 0, limit - 1);
   const out: StoredAudit[] = [];
-  const isJob = /^\d+$/.test(target);
-  for (const [id, fields] of raw) {
-    const f: Record<string, string> = {};
-    for (let i = 0; i < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
-    const match = isJob ? f.op === target : (f.targets ?? '').toLowerCase().includes(` ${target.toLowerCase()} `);
-    if (!match) continue;
-    out.push({ ...(JSON.parse(f.json!) as AuditEntry), id, at: Number(id.split('-')[0]) });
+  if (ids.length) {
+    const pipe = rt.redis.pipeline();
+    for (const id of ids) pipe.xrange(stream, id, id);
+    for (const [err, res] of (await pipe.exec()) ?? []) {
+      if (err) throw err;
+      // An id whose entry retention trimmed since: nothing to show.
+      const entry = (res as RawEntry[])[0];
+      if (entry) out.push(parseEntry(entry));
+    }
+    out.sort(newestFirst);
+  }
+  if (out.length >= limit) return out;
+  // Before the index: the stream itself, older than the first indexed entry.
+  const since = await rt.redis.get(`${indexPrefix(rt)}since`);
+  const older = (await rt.redis.xrevrange(stream, since ? `(${since}` : '+', '-', 'COUNT', opts.scan ?? 10_000)) as RawEntry[];
+  for (const raw of older) {
+    if (!matches(raw, target)) continue;
+    out.push(parseEntry(raw));
     if (out.length >= limit) break;
   }
   return out;
