@@ -4,7 +4,8 @@
  * - A command typed while auth.test fails (Slack's API failing at Ferry's start) was acked empty
  *   and dropped by Bolt: it must be answered, and nothing run.
  *   An @Ferry mention then is answered in its thread through the outbox, and a button click
- *   through the click's response_url.
+ *   through the click's response_url (through the outbox, to the clicker alone, when Slack's
+ *   hooks fail too).
  * - An @Ferry mention while Redis is away was acked and never answered: it is answered in its
  *   thread that Redis cannot be reached and nothing was started.
  */
@@ -76,6 +77,23 @@ it('a button click before the first successful auth.test is answered through its
     // The click's handler never ran: it would have answered Carol (a refusal or the button's outcome) through the outbox.
     expect(slack.calls.filter((c) => c.method.startsWith('chat.') && c.body.user === 'U0CAROL')).toEqual([]);
   } finally {
+    slack.failAuthTest(5);
+  }
+});
+
+it('a click whose response_url fails too is answered through the outbox, to the clicker alone', async () => {
+  slack.failAuthTest(1000);
+  slack.failResponseUrls(1000);
+  try {
+    const res = await postSigned(port, buttonBody('ferry:drain-start', '1', 'trig-identity-2', { user: 'U0DAVE', responseUrl: `${slack.responseUrl}click-identity-2` }));
+    expect(res.status).toBe(200);
+    expect(res.ms).toBeLessThan(3000);
+    const answer = await eventually(() => slack.calls.find((c) => c.method === 'chat.postEphemeral' && c.body.user === 'U0DAVE'), 'the answer to the click through the outbox', 30_000);
+    expect(answer.body.channel).toBe('C0OPS');
+    expect(String(answer.body.text)).toMatch(/^Ferry cannot confirm its own Slack identity right now \(auth\.test failed: .*\), so it ran nothing/);
+    expect(slack.calls.filter((c) => c.method === 'response_url' && c.status === 503)).not.toEqual([]);
+  } finally {
+    slack.failResponseUrls(0);
     slack.failAuthTest(5);
   }
 });

@@ -103,6 +103,8 @@ export interface SlackStandin {
   rateLimited(): StandinCall[];
   /** The next `times` auth.test calls answer ok: false (fatal_error), as when Slack's API fails at Ferry's start. */
   failAuthTest(times: number): void;
+  /** The next `times` posts to a response_url answer HTTP 503 (Slack's hooks failing with its API). */
+  failResponseUrls(times: number): void;
   /** Hold every answer to `method` until the returned release() is called. */
   hold(method: string, opts?: { afterEffect?: boolean }): () => void;
   /** Slack fails (HTTP 503 on every Web API call, or connection refused) until end(). */
@@ -146,6 +148,7 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
   const posted: PostedMessage[] = [];
   let failing: '503' | null = null;
   let authFailures = 0;
+  let responseUrlFailures = 0;
   let seq = 0;
   let fileSeq = 0;
   let port = 0;
@@ -233,6 +236,13 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
         return;
       }
       if (url.startsWith('/commands/')) {
+        if (responseUrlFailures > 0) {
+          responseUrlFailures--;
+          calls.push({ method: 'response_url', body, at, status: 503, error: 'outage' });
+          res.writeHead(503, { 'content-type': 'text/plain' });
+          res.end('service unavailable');
+          return;
+        }
         const violation = blockKitViolation(body.blocks);
         calls.push({ method: 'response_url', body, at, status: violation ? 400 : 200, error: violation ?? undefined });
         res.writeHead(violation ? 400 : 200, { 'content-type': 'text/plain' });
@@ -275,6 +285,9 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
     posted,
     failAuthTest(times) {
       authFailures = times;
+    },
+    failResponseUrls(times) {
+      responseUrlFailures = times;
     },
     outage(mode) {
       if (mode === '503') {

@@ -150,7 +150,8 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
 
   // Ferry's own identity unknown (auth.test failing): the workspace check cannot be made, so
   // nothing runs, and the sender hears so: in the ack (a command), through response_url (a
-  // click), or in the mention's thread through the outbox, which retries until Slack answers.
+  // click; through the outbox when that fails too), or in the mention's thread through the
+  // outbox, which retries until Slack answers.
   app.use(async (args) => {
     const failed = (args.context as Record<string, unknown>)[AUTH_FAILED];
     if (typeof failed !== 'string') return args.next();
@@ -161,7 +162,16 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
     await maybeAck?.();
     const respond = (args as { respond?: (m: RespondArguments) => Promise<unknown> }).respond;
     if (respond && typeof body.response_url === 'string') {
-      await respond({ response_type: 'ephemeral', replace_original: false, text }).catch((e: unknown) => log.warn({ err: String(e) }, 'could not tell a clicker that nothing was run'));
+      try {
+        await respond({ response_type: 'ephemeral', replace_original: false, text });
+      } catch (e) {
+        // Slack's hooks failing with its API (an outage): the outbox retries until Slack takes it.
+        const b = body as { user?: { id?: string }; channel?: { id?: string } };
+        log.warn({ err: String(e) }, 'could not answer a click at its response_url; the outbox will');
+        if (b.channel?.id && b.user?.id) {
+          await deps.outbox.ephemeral({ surface: 'slack', channel: b.channel.id, user: b.user.id }, message(text)).catch((q: unknown) => log.warn({ err: String(q) }, 'could not queue the answer to a click'));
+        }
+      }
       return;
     }
     const ev = body.event as PersonEvent | undefined;
