@@ -47,6 +47,20 @@ describe('Redis scripts', () => {
   });
 });
 
+describe('Slack outbox enqueue', () => {
+  it('made again with the same write id (a failover replay) gives the ids of the first run and queues nothing twice', async () => {
+    const p = uniquePrefix('outbox-replay');
+    const msg = (t: string) => `${JSON.stringify({ kind: 'post', channel: 'C0' })}\n${JSON.stringify({ text: t })}`;
+    const enqueue = (wid: string, ...texts: string[]) => runScript(redis, 'outbox-enqueue', [], [p, 'p:C0:', 'hi', '', '60000', wid, ...texts.map(msg)]);
+    const first = (await enqueue('w-1', 'a', 'b')) as number[];
+    expect(await enqueue('w-1', 'a', 'b')).toEqual(first);
+    expect(await redis.lrange(`${p}:outbox:lane:p:C0:`, 0, -1)).toEqual(first.map(String));
+    // Another call is another message.
+    const next = await enqueue('w-2', 'a');
+    expect(next).toEqual([first[1]! + 1]);
+  });
+});
+
 describe('mutex', () => {
   it('one holder at a time; a waiter blocks (BLPOP, no spinning) and gets it at release', async () => {
     const key = `${uniquePrefix('mutex')}:m`;

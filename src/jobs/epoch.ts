@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Runtime } from '../runtime.js';
 import { runScript } from '../redis-scripts.js';
+import { confirmedWrite } from '../redis-confirm.js';
 
 interface EpochState {
   /** The epoch this process saw last. */
@@ -143,13 +144,19 @@ export async function checkEpoch(rt: Runtime): Promise<EpochCheck> {
   }
   // Missing, or replaced by another process that found the loss first.
   const lost = Boolean(s.known) || s.maxOp > 0 || s.maxApproval > 0;
-  if (lost) {
-    s.lostAt = Date.now();
-    await runScript(rt.redis, 'raise-seq', [rt.key('op', 'seq')], [String(s.maxOp + ID_MARGIN)]);
-    await runScript(rt.redis, 'raise-seq', [rt.key('approval', 'seq')], [String(s.maxApproval + ID_MARGIN)]);
-    rt.log.error({ knownEpoch: s.known ?? null, highestOpSeen: s.maxOp, highestApprovalSeen: s.maxApproval }, "Ferry's Redis lost its data (its epoch key is gone): operations, ledgers and approvals before it are unknown now");
-  }
-  if (!cur) await rt.redis.set(key, JSON.stringify({ id: randomUUID(), at: Date.now(), ...(lost ? { afterLoss: true } : {}) }), 'NX');
+  if (lost) s.lostAt = Date.now();
+  const epoch = JSON.stringify({ id: randomUUID(), at: Date.now(), ...(lost ? { afterLoss: true } : {}) });
+  // Confirmed (redis-confirm.ts): an epoch a failover lost would make the next check take the
+  // new primary for a Redis that lost its data, and a raise it lost would give old ids out again.
+  // Each write may be made again (a raise only raises; the epoch is set only where there is none).
+  await confirmedWrite(rt.redis, 'the epoch', async () => {
+    if (lost) {
+      await runScript(rt.redis, 'raise-seq', [rt.key('op', 'seq')], [String(s.maxOp + ID_MARGIN)]);
+      await runScript(rt.redis, 'raise-seq', [rt.key('approval', 'seq')], [String(s.maxApproval + ID_MARGIN)]);
+    }
+    if (!cur) await rt.redis.set(key, epoch, 'NX');
+  });
+  if (lost) rt.log.error({ knownEpoch: s.known ?? null, highestOpSeen: s.maxOp, highestApprovalSeen: s.maxApproval }, "Ferry's Redis lost its data (its epoch key is gone): operations, ledgers and approvals before it are unknown now");
   s.known = (await rt.redis.get(key)) ?? undefined;
   persist(rt, s);
   return { lost, epoch: s.known ?? '' };

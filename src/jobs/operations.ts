@@ -169,7 +169,9 @@ export class Operations {
 
   /** Ask an operation to stop: workflows check the flag between steps (cancelRequested). */
   async requestCancel(id: number | string, user: string): Promise<void> {
-    await this.rt.redis.set(this.cancelKey(id), user, 'EX', 86_400);
+    // Confirmed (redis-confirm.ts): a flag a failover lost would let a drain go on moving VMs
+    // after the user was told it is being cancelled. Setting it again is harmless.
+    await confirmedWrite(this.rt.redis, `job ${id}'s cancel`, () => this.rt.redis.set(this.cancelKey(id), user, 'EX', 86_400));
   }
 
   /** Who asked the operation to stop (requestCancel), or null. */

@@ -227,3 +227,40 @@ export async function startSentinelCluster(): Promise<SentinelCluster> {
   }
   return cluster;
 }
+
+/** What confirmedAcrossKill saw. */
+export interface AcrossKill<T> {
+  result: T;
+  /** The replica of the first primary, promoted by the kill. */
+  replicaPort: number;
+  /** The node the sentinels named after the kill. */
+  promoted: number;
+  /** The write was on the replica while its replication was held (it cannot have been). */
+  onReplicaWhileHeld: boolean;
+  /** The call returned before the primary was killed (a write the kill then lost). */
+  returnedBeforeKill: boolean;
+}
+
+/**
+ * One write across a killed primary, as the failover tests of confirmed state make it: the
+ * replica in sync, then its replication held back; `write` starts; once `written` sees it on the
+ * first primary (and a confirmation would have had time to come, had there been one), the
+ * primary is killed. Returns the call's result once the replica is promoted, and whether the call
+ * had returned earlier: a confirmed write waits for the new primary.
+ */
+export async function writeAcrossKill<T>(cluster: SentinelCluster, what: string, write: () => Promise<T>, written: (node: Redis) => Promise<boolean>): Promise<AcrossKill<T>> {
+  await cluster.replicaInSync();
+  const replicaPort = await replicaPortOf(cluster.firstPrimaryPort);
+  cluster.holdReplication();
+  let returned = false;
+  const call = write().finally(() => (returned = true));
+  call.catch(() => undefined);
+  await eventually(() => onNode(cluster.firstPrimaryPort, written), `${what} on the primary`);
+  const onReplicaWhileHeld = await onNode(replicaPort, written);
+  // An unconfirmed write returns at once; a confirmed one is still waiting for the replica.
+  await new Promise((r) => setTimeout(r, 1500));
+  const returnedBeforeKill = returned;
+  const { promoted } = await cluster.killPrimary();
+  const promotedPort = await promoted;
+  return { result: await call, replicaPort, promoted: promotedPort, onReplicaWhileHeld, returnedBeforeKill };
+}

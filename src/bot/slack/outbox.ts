@@ -22,7 +22,8 @@
  * ids per channel + thread, or per user for ephemerals), u:<ch>:<ts> (the newest body for a posted
  * message), ready:<hi|mid|lo> (due lanes by time), claim:<lane> (a sender's token, with a lease),
  * wait:<id> (lanes waiting for post <id>'s ts), ref:<id> / rev:<ch>:<ts> (outbox ref <-> Slack's
- * ts), pause / fails (Slack unreachable).
+ * ts), pause / fails (Slack unreachable), w:<write id> (the ids one enqueue gave, for its replay).
+ * With Sentinel, enqueues and card updates return only once a replica has them (redis-confirm.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, type WebClient } from '@slack/web-api';
@@ -34,6 +35,7 @@ import { epochTag, parseEpoch, stampButtons } from './epoch-stamp.js';
 import { renderSlack, renderSlackSingle, type SlackRendering } from '../render/slack.js';
 import { PLANS } from './budget.js';
 import { runScript } from '../../redis-scripts.js';
+import { confirmedWrite } from '../../redis-confirm.js';
 import type { SlackSurface } from './surface.js';
 import type { Metrics } from '../../metrics.js';
 import { logContext, type LogContext } from '../../log-context.js';
@@ -117,9 +119,15 @@ export class SlackOutbox implements Surface {
     for (const w of this.wakers) w();
   }
 
+  /**
+   * Confirmed on the replica (redis-confirm.ts): a message a Sentinel failover lost would never be
+   * said (a drain's summary, a cancel's answer). Made again until confirmed; the write id keeps a
+   * first run that did reach the new primary from queuing the messages twice.
+   */
   private async enqueue(lane: string, klass: 'hi' | 'mid', waitFor: string, items: { meta: Meta; body: unknown }[]): Promise<number[]> {
     const args = items.map((i) => `${JSON.stringify(i.meta)}\n${JSON.stringify(i.body)}`);
-    const ids = (await runScript(this.redis, 'outbox-enqueue', [], [this.prefix, lane, klass, waitFor, String(this.opts.ttlMs), ...args])) as number[];
+    const wid = randomUUID();
+    const ids = (await confirmedWrite(this.redis, `a Slack message for ${lane}`, () => runScript(this.redis, 'outbox-enqueue', [], [this.prefix, lane, klass, waitFor, String(this.opts.ttlMs), wid, ...args]))) as number[];
     this.wake();
     return ids.map(Number);
   }
@@ -156,7 +164,10 @@ export class SlackOutbox implements Surface {
 
   async update(_conv: Conversation, ref: MessageRef, msg: Message): Promise<void> {
     const p = renderSlackSingle(msg);
-    await runScript(this.redis, 'outbox-update', [], [this.prefix, ref.channel, ref.ts, JSON.stringify({ text: p.text, blocks: p.blocks } satisfies PostBody), String(this.opts.ttlMs)]);
+    // Confirmed like a post (a card's last state lost would show a finished job running); setting
+    // the newest body again is harmless.
+    const args = [this.prefix, ref.channel, ref.ts, JSON.stringify({ text: p.text, blocks: p.blocks } satisfies PostBody), String(this.opts.ttlMs)];
+    await confirmedWrite(this.redis, `the card ${ref.ts}`, () => runScript(this.redis, 'outbox-update', [], args));
     this.wake();
   }
 
