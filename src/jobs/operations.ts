@@ -196,6 +196,16 @@ export class Operations {
     return Object.fromEntries(fields.map(([field], i) => [field, Number(res[i]?.[1] ?? 0)]));
   }
 
+  /**
+   * Counters set to what the results hold, before a summary: a count that a Sentinel failover
+   * lost after its result was kept stays short otherwise (the retried step skips an item whose
+   * result is there). Confirmed like the record (redis-confirm.ts); setting them again is harmless.
+   */
+  async setCounters(id: number, values: Record<string, number>): Promise<void> {
+    const flat = Object.entries(values).flatMap(([field, n]) => [`n:${field}`, String(n)]);
+    if (flat.length) await confirmedWrite(this.rt.redis, `operation ${id}'s counts`, () => this.rt.redis.hset(this.key(id), ...flat));
+  }
+
   /** Counters only: the record's JSON (every host name of a large sweep) is not read. */
   async counters(id: number): Promise<Record<string, number>> {
     const out: Record<string, number> = {};

@@ -53,6 +53,20 @@ describe('sweep with the worker in a separate process', () => {
     expect(worker.output()).toMatch(/"job":"sweep-host"/);
   });
 
+  it('the final card counts what the results hold: a count lost after its host\'s result was kept (a failover between the two) is not left short', async () => {
+    // hyp01's result is there and its count is not, as a failover between the two writes leaves
+    // them: the retried batch skips hyp01 (its result is there), so only a recount finds it.
+    const next = Number((await h.rt.redis.get(h.rt.key('op', 'seq'))) ?? 0) + 1;
+    await h.rt.redis.hset(h.deps.ops.keyOf(next, 'results'), 'hyp01', JSON.stringify({ ok: true, stale: [], virtualPorts: 0 } satisfies HostSweepResult));
+    await h.run('find stale ports hyp01..hyp04');
+    const op = await h.waitForOp();
+    expect(op.id).toBe(next);
+    const results = await h.deps.ops.results<HostSweepResult>(op.id);
+    const stale = Object.values(results).reduce((n, r) => n + (r.ok ? r.stale.length : 0), 0);
+    await h.waitFor(async () => new RegExp(`4/4 hosts · ${stale} stale ports?\n`).test(h.transcript()), 'the final card with every host counted');
+    expect(await h.deps.ops.counters(op.id)).toMatchObject({ done: 4, stale });
+  });
+
   it('an unreachable host is listed with its error and does not hide the others', async () => {
     await setLabFault(h.rt.redis, prefix, 'hyp05', 'unreachable');
     await h.run('find stale ports hyp01..hyp08');

@@ -283,6 +283,8 @@ async function sweepParent(deps: Deps, job: Job): Promise<void> {
   if (op.status === 'succeeded' || op.status === 'partial') return; // already reported
   const durationMs = Date.now() - (op.startedAt ?? op.createdAt);
   const report = await collectReport(deps, op);
+  // The final card counts what the results hold, as the summary does (Operations.setCounters).
+  await deps.ops.setCounters(opId, { done: report.hosts - report.missing.length, stale: report.stale, unreachable: report.failed });
   const cancelled = op.status === 'cancelled' || (await deps.ops.cancelRequested(opId)) !== null;
   const status = cancelled ? 'cancelled' : report.failed || report.missing.length ? 'partial' : 'succeeded';
   const line = `${plural(report.stale, 'stale port')} on ${op.hosts.length} hosts${report.failed ? `, ${report.failed} unreachable` : ''}`;
