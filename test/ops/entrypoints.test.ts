@@ -2,7 +2,8 @@
  * The deployable entry points, outside a container: `npm run build`, then the Procfile's `web`
  * and `worker` commands (node dist/main.js …) and bin/ferry.mjs as real processes. Health and
  * metrics answer on HEALTH_PORT only; readiness follows a real Redis that is stopped and
- * restarted; SIGTERM ends each process with exit 0; a bad variable is named in one sentence.
+ * restarted; SIGTERM ends each process with exit 0; a bug no handler catches ends it non-zero;
+ * a bad variable is named in one sentence.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -165,6 +166,26 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
     } finally {
       await volatile.close();
       await evicting.close();
+    }
+  });
+
+  it('a bug that escapes every handler (an uncaught exception, an unhandled rejection) is logged and ends the process non-zero', async () => {
+    const [node, ...args] = procfile('worker');
+    const withFault = [node!, '--import', path.join(ROOT, 'test/support/fault-on-signal.ts'), ...args];
+    for (const [fault, line] of [
+      ['throw', 'uncaught exception; exiting'],
+      ['reject', 'unhandled promise rejection; exiting'],
+    ] as const) {
+      const healthPort = await freePort();
+      const p = run(withFault, { REDIS_URL: redis.url, HEALTH_PORT: String(healthPort), FERRY_PREFIX: `ep-${process.pid}-${fault}`, FERRY_TEST_FAULT: fault });
+      procs.push(p);
+      // Running (its handlers are in place) before the fault.
+      await until(async () => ((await get(healthPort, '/readyz')).status === 200 ? true : undefined), `worker ready before the ${fault}`, p);
+      p.child.kill('SIGUSR2');
+      // 70 (EX_SOFTWARE): not 0, which a supervisor takes for a clean stop, nor Node's own 1.
+      expect(await p.exit, p.out()).toBe(70);
+      expect(p.out()).toContain(line);
+      expect(p.out()).toMatch(/a (bug no handler catches|rejection nobody handles)/);
     }
   });
 
