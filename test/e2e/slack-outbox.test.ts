@@ -135,6 +135,28 @@ describe('the Slack outbox, web and worker as separate processes', () => {
     expect(`${web.output()}${worker.output()}`).toMatch(/Slack answers again after \d+ s/);
   });
 
+  // As found: four 429s and the call was given up, and the channel never heard of its sweep.
+  it('seven 429s in a row: the card and its summary still arrive, each once, after every Retry-After', async () => {
+    const t0 = Date.now();
+    slack.rateLimit('chat.postMessage', 7, 1);
+    expect((await postSigned(port, slashBody('find stale ports hyp21..hyp22', { channel: 'C0FIVE' }))).status).toBe(200);
+    const inFive = (c: StandinCall) => c.at >= t0 && c.method === 'chat.postMessage' && c.body.channel === 'C0FIVE';
+    await h.waitFor(async () => (await backlogEmpty()) && delivered((c) => inFive(c) && Boolean(c.body.thread_ts)).length > 0, 'the summary in the card’s thread', 60_000).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${logs()}`);
+    });
+    const limited = slack.calls.filter((c) => c.at >= t0 && c.method === 'chat.postMessage' && c.status === 429);
+    expect(limited).toHaveLength(7);
+    const posts = delivered(inFive);
+    const ids = posts.map(outboxId);
+    expect(new Set(ids).size, 'each outbox message posted once').toBe(ids.length);
+    expect(posts.filter((c) => !c.body.thread_ts)).toHaveLength(1);
+    const card = slack.posted.find((m) => m.channel === 'C0FIVE' && !m.thread_ts)!;
+    expect(slack.posted.find((m) => m.thread_ts === card.ts)?.text).toMatch(/on 2 hosts/);
+    // Every retry waited out its Retry-After: no two calls of the method within 1 s while limited.
+    const times = slack.calls.filter((c) => c.at >= t0 && c.method === 'chat.postMessage').map((c) => c.at);
+    for (let i = 1; i <= limited.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(950);
+  });
+
   it('a sender killed after Slack took its post but before the answer came back: the post is in Slack once, and its thread goes on', async () => {
     const t0 = Date.now();
     const release = slack.hold('chat.postMessage', { afterEffect: true });

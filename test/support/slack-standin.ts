@@ -103,6 +103,8 @@ export interface SlackStandin {
   rateLimited(): StandinCall[];
   /** The next `times` auth.test calls answer ok: false (fatal_error), as when Slack's API fails at Ferry's start. */
   failAuthTest(times: number): void;
+  /** The next `times` calls of `method` answer HTTP 429 with Retry-After `seconds`, whatever the budget. */
+  rateLimit(method: string, times: number, seconds: number): void;
   /** The next `times` posts to a response_url answer HTTP 503 (Slack's hooks failing with its API). */
   failResponseUrls(times: number): void;
   /** Hold every answer to `method` until the returned release() is called. */
@@ -149,6 +151,7 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
   let failing: '503' | null = null;
   let authFailures = 0;
   let responseUrlFailures = 0;
+  const forced429 = new Map<string, { times: number; seconds: number }>();
   let seq = 0;
   let fileSeq = 0;
   let port = 0;
@@ -256,7 +259,8 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
         res.end('Service Unavailable');
         return;
       }
-      const wait = take(method, typeof body.channel === 'string' ? body.channel : typeof body.channel_id === 'string' ? body.channel_id : undefined);
+      const forced = forced429.get(method);
+      const wait = forced && forced.times-- > 0 ? forced.seconds : take(method, typeof body.channel === 'string' ? body.channel : typeof body.channel_id === 'string' ? body.channel_id : undefined);
       if (wait > 0) {
         calls.push({ method, body, at, status: 429, error: 'ratelimited' });
         res.writeHead(429, { 'retry-after': String(wait), 'content-type': 'application/json' });
@@ -285,6 +289,9 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
     posted,
     failAuthTest(times) {
       authFailures = times;
+    },
+    rateLimit(method, times, seconds) {
+      forced429.set(method, { times, seconds });
     },
     failResponseUrls(times) {
       responseUrlFailures = times;
