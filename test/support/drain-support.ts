@@ -92,14 +92,21 @@ export async function whereIs(rt: Runtime, hosts: string[]): Promise<Map<string,
   return out;
 }
 
-/** Successful migrateVm calls per VM, from the audit trail. */
+/**
+ * Migrations the lab performed per VM, from its own count (written with each move), over every
+ * lab host under the prefix. Not from Ferry's audit: a worker killed after the move and before
+ * its "ok" entry leaves a VM that moved once with no such entry.
+ */
 export async function migrationsPerVm(redis: Redis, prefix: string): Promise<Map<string, number>> {
-  const raw = (await redis.xrange(`${prefix}:audit`, '-', '+')) as [string, string[]][];
   const out = new Map<string, number>();
-  for (const [, fields] of raw) {
-    const json = fields[fields.indexOf('json') + 1]!;
-    const e = JSON.parse(json) as { kind: string; action: string; outcome: string; targets: string[] };
-    if (e.kind === 'adapter' && e.action === 'migrateVm' && e.outcome === 'ok') out.set(e.targets[0]!, (out.get(e.targets[0]!) ?? 0) + 1);
-  }
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', labKeys(prefix).host('*'), 'COUNT', 500);
+    cursor = next;
+    for (const raw of keys.length ? await redis.mget(...keys) : []) {
+      const arrivals = raw ? (JSON.parse(raw) as LabHostState).arrivals ?? {} : {};
+      for (const [vm, n] of Object.entries(arrivals)) out.set(vm, (out.get(vm) ?? 0) + n);
+    }
+  } while (cursor !== '0');
   return out;
 }

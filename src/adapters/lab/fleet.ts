@@ -17,6 +17,12 @@ export interface LabHostState {
    * cannot undo).
    */
   applied?: string[];
+  /**
+   * Migrations that brought each VM to this host, counted in the write that moves it: the lab's
+   * own event log, where a real platform has its events (vCenter tasks, libvirt's logs). It
+   * answers "did this VM move twice?" even when Ferry's audit lost the entry of a killed attempt.
+   */
+  arrivals?: Record<string, number>;
 }
 
 export function mulberry32(seed: number): () => number {

@@ -394,6 +394,7 @@ export class LabAdapter implements HypervisorAdapter {
         moved!.disks = moved!.disks.map((d) => ({ ...d, datastore: req.datastore!, path: d.path.replace(/^[^/]+/, req.datastore!) }));
       }
       dst.vms.push(moved!);
+      dst.arrivals = { ...dst.arrivals, [req.vm]: (dst.arrivals?.[req.vm] ?? 0) + 1 };
       // NPIV: the VM comes up on the target with its other address set; the source's ports
       // go away, unless the source is set to "linger" (seed 000's failure).
       const wwpns = new Set(moved!.vfc.flatMap((a) => a.wwpns));
