@@ -119,7 +119,11 @@ describe('the Slack outbox, web and worker as separate processes', () => {
     }
     for (const [k, list] of byThread) expect(list, k).toEqual([...list].sort((a, b) => a - b));
     // Replies sit in their card's thread, and every card shows its final state (coalesced: at most one update each).
-    for (const op of ops.filter((o) => o.kind !== 'view')) {
+    for (const seen of ops.filter((o) => o.kind !== 'view')) {
+      // Read again: the card is posted beside the work, so its ref can be recorded after the
+      // operation ended (a loaded machine did).
+      const op = (await h.deps.ops.get(seen.id))!;
+      expect(op.cardRef, `job ${op.id}'s card ref`).toBeDefined();
       const card = await outbox.resolve(op.cardRef!);
       expect(card, `card of job ${op.id}`).not.toBeNull();
       const cardPost = posts.find((c) => slack.posted.some((m) => m.ts === card!.ts && outboxId(c) === m.metadata?.event_payload?.id))!;
@@ -165,6 +169,13 @@ describe('the Slack outbox, web and worker as separate processes', () => {
       expect((await postSigned(port, slashBody('find stale ports hyp13..hyp14', { channel: 'C0THREE' }))).status).toBe(200);
       const first = await h.waitFor(async () => delivered((c) => c.at >= t0 && c.method === 'chat.postMessage' && c.body.channel === 'C0THREE').at(0), 'the card to reach Slack');
       const id = outboxId(first)!;
+      // The sweep ends first (its summary is then queued behind the held card): if the sender
+      // killed is the worker, nobody else would run the sweep's remaining hosts.
+      const sweep = await h.waitFor(async () => {
+        const op = (await h.deps.ops.recent(1))[0];
+        return op && op.createdAt >= t0 && FINISHED.includes(op.status) ? op : undefined;
+      }, 'the sweep to finish');
+      expect(sweep.hosts).toEqual(['hyp13', 'hyp14']);
       // Whoever holds the lane is mid-post: kill it.
       const token = await h.rt.redis.get(`${prefix}:outbox:claim:p:C0THREE:`);
       const pid = Number(token?.split(':')[0]);
