@@ -161,6 +161,22 @@ describe('the Slack outbox, web and worker as separate processes', () => {
     for (let i = 1; i <= limited.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(950);
   });
 
+  // Issue 13 item 5 as found: chat.update (burst 5) honoured Retry-After 2 s as 0 ms.
+  it('chat.update answered 429 with Retry-After 2 s three times: each retry waits it out, and the card ends in its final state', async () => {
+    const t0 = Date.now();
+    slack.rateLimit('chat.update', 3, 2);
+    expect((await postSigned(port, slashBody('find stale ports hyp23..hyp24', { channel: 'C0SIX' }))).status).toBe(200);
+    const card = await h.waitFor(async () => slack.posted.find((m) => m.channel === 'C0SIX' && !m.thread_ts), 'the card', 30_000);
+    const updates = () => slack.calls.filter((c) => c.at >= t0 && c.method === 'chat.update');
+    await h.waitFor(async () => (await backlogEmpty()) && updates().some((c) => c.status === 200 && c.body.ts === card.ts), 'the card’s update after the 429s', 60_000).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${logs()}`);
+    });
+    const calls = updates();
+    expect(calls.filter((c) => c.status === 429)).toHaveLength(3);
+    for (let i = 1; i <= 3; i++) expect(calls[i]!.at - calls[i - 1]!.at, `update ${i} after a Retry-After of 2 s`).toBeGreaterThanOrEqual(1950);
+    expect(JSON.stringify(calls.filter((c) => c.status === 200 && c.body.ts === card.ts).at(-1)!.body.blocks)).toContain('done in');
+  });
+
   it('a sender killed after Slack took its post but before the answer came back: the post is in Slack once, and its thread goes on', async () => {
     const t0 = Date.now();
     const release = slack.hold('chat.postMessage', { afterEffect: true });
