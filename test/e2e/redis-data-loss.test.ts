@@ -38,7 +38,9 @@ it('a drain whose Redis comes back empty: the thread is told, the worker lives o
   await redis.stop();
   await redis.start({ fresh: true });
 
-  await h.waitFor(async () => h!.transcript().includes(`Ferry's Redis lost its data: job ${op.id} (drain hyp03)`), 'the thread to hear that the data is gone', 90_000);
+  await h.waitFor(async () => h!.transcript().includes(`Ferry's Redis lost its data: job ${op.id} (drain hyp03)`), 'the thread to hear that the data is gone', 90_000).catch((e: unknown) => {
+    throw new Error(`${String(e)}\n${workers!.output()}`);
+  });
   await h.waitForText('Check hyp03 by hand');
   expect(worker.exitCode).toBeNull();
   expect(worker.signalCode).toBeNull();

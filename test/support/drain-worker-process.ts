@@ -6,6 +6,7 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 
 export class DrainWorkers {
   private readonly children: ChildProcess[] = [];
+  private readonly logs = new Map<ChildProcess, string>();
 
   constructor(private readonly redisUrl: string) {}
 
@@ -19,10 +20,17 @@ export class DrainWorkers {
     this.children.push(child);
     return new Promise((resolve, reject) => {
       child.stdout!.on('data', (b: Buffer) => {
+        // The last 20 kB of its log, for a failure to show what the worker did.
+        this.logs.set(child, `${this.logs.get(child) ?? ''}${b.toString()}`.slice(-20_000));
         if (b.toString().includes('ready')) resolve(child);
       });
       child.once('exit', (code) => reject(new Error(`worker exited early (${code})`)));
     });
+  }
+
+  /** What every worker logged last, for a failure message. */
+  output(): string {
+    return this.children.map((c) => `--- worker ${c.pid} ---\n${this.logs.get(c) ?? ''}`).join('\n');
   }
 
   /** SIGKILL one and wait until it is gone. */
