@@ -24,11 +24,13 @@ import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { FINISHED } from '../../src/jobs/operations.js';
 import { bound } from '../support/speed.js';
 import { eventually } from '../support/wait.js';
-import { labKeys } from '../../src/adapters/lab/control.js';
+import { labKeys, setLabFault } from '../../src/adapters/lab/control.js';
 import { Redis } from 'ioredis';
 
 const CLUSTER = ['hyp01', 'hyp02', 'hyp03', 'hyp04', 'hyp05', 'hyp06'];
 const VMS = 20;
+/** How long a migration from hyp03 waits to start while the killed node comes back. */
+const SLOW_MS = 20_000;
 const procs: FerryProcess[] = [];
 let cluster: SentinelCluster | undefined;
 let slack: SlackStandin | undefined;
@@ -107,11 +109,18 @@ it('a drain survives SENTINEL FAILOVER and a killed primary: finishes, every VM 
   expect(typed.ms, 'ack right after the primary was killed').toBeLessThan(3000);
   const refusedInAck = typed.text.includes(REDIS_DOWN_SENTENCE);
   await promoted;
+  // The killed node must be back (a replica again, seen by the sentinels) before SENTINEL
+  // FAILOVER has somewhere to go, which takes one of the sentinels' 10 s rounds or more on a
+  // loaded machine, while the drain goes on at the lab's pace. Meanwhile a migration from hyp03
+  // waits SLOW_MS before it starts (the lab's slow fault), so the drain is still running, with
+  // migrations in flight, when the failover comes.
+  await setLabFault(h.rt.redis, prefix, 'hyp03', `slow:${SLOW_MS}`);
   await cluster.restartKilled();
+  await setLabFault(h.rt.redis, prefix, 'hyp03', null);
 
   // 2. SENTINEL FAILOVER later in the same drain, migrations in flight.
   const mid = await h.deps.ops.get(op.id);
-  expect(mid?.status, `the drain is still running at SENTINEL FAILOVER: ${mid?.summary}${logs()}`).toBe('running');
+  expect(mid?.status, `the drain is still running at SENTINEL FAILOVER (${await movedCount()} of ${VMS} moved): ${mid?.summary}${logs()}`).toBe('running');
   await cluster.failover();
 
   const done = await h.waitFor(async () => {

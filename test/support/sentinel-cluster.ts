@@ -59,6 +59,27 @@ async function ask(port: number, ...args: (string | number)[]): Promise<unknown>
   }
 }
 
+/** A flat [field, value, …] answer (SENTINEL MASTER, one entry of SENTINEL REPLICAS) as a record. */
+function fieldsOf(flat: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  const a = Array.isArray(flat) ? (flat as unknown[]).map(String) : [];
+  for (let i = 0; i + 1 < a.length; i += 2) out[a[i]!] = a[i + 1]!;
+  return out;
+}
+
+/**
+ * Whether the sentinel on `port` could fail over now: it sees the primary up, the two other
+ * sentinels, and a replica with a working link (what SENTINEL FAILOVER and a promotion after a
+ * kill select from). The sentinels learn a replica's state from INFO every 10 s, so this can lag
+ * the replica's own view by that long: waited on, never assumed.
+ */
+async function sentinelSeesGoodReplica(port: number): Promise<boolean> {
+  const master = fieldsOf(await ask(port, 'SENTINEL', 'MASTER', MASTER));
+  if (!master['flags'] || /down|failover/.test(master['flags']) || Number(master['num-other-sentinels'] ?? 0) < 2) return false;
+  const replicas = ((await ask(port, 'SENTINEL', 'REPLICAS', MASTER)) as unknown[] | null) ?? [];
+  return replicas.map(fieldsOf).some((r) => !/down|disconnected/.test(r['flags'] ?? 'down') && r['master-link-status'] === 'ok');
+}
+
 /** A node's own answer (not through the sentinels), on a connection that never retries. */
 export async function onNode<T>(port: number, f: (c: Redis) => Promise<T>): Promise<T> {
   const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -108,6 +129,13 @@ export async function startSentinelCluster(): Promise<SentinelCluster> {
     [b.port, b],
     [relayPort, a],
   ]);
+  // The replica linked before the sentinels start: their first INFO of the primary finds it,
+  // instead of the next one 10 s later.
+  await eventually(async () => /slave0:ip=[^,]+,port=\d+,state=online/.test(String((await ask(a.port, 'INFO', 'replication')) ?? '')), 'the replica linked to the primary', 20_000).catch(async (e: unknown) => {
+    relay.close();
+    await Promise.all([a.close(), b.close()]);
+    throw e;
+  });
   const sentinels: ChildProcess[] = [];
   let killed: PrivateRedis | undefined;
   const cluster: SentinelCluster = {
@@ -130,7 +158,9 @@ export async function startSentinelCluster(): Promise<SentinelCluster> {
       const before = await cluster.primaryPort();
       cluster.previousPrimary = before;
       await cluster.replicaInSync();
-      const ok = await eventually(async () => (await ask(sentinelPorts[0]!, 'SENTINEL', 'FAILOVER', MASTER)) === 'OK', 'SENTINEL FAILOVER to be accepted', 10_000);
+      // replicaInSync waited for every sentinel's view; a refusal now (NOGOODSLAVE after a view
+      // refreshed in between) is asked again within one more INFO round.
+      const ok = await eventually(async () => (await ask(sentinelPorts[0]!, 'SENTINEL', 'FAILOVER', MASTER)) === 'OK', 'SENTINEL FAILOVER to be accepted', 20_000);
       void ok;
       return eventually(async () => {
         const now = await cluster.primaryPort();
@@ -142,6 +172,11 @@ export async function startSentinelCluster(): Promise<SentinelCluster> {
       if (!held) await cluster.replicaInSync();
       killed = nodes.get(before)!;
       await killed.stop('SIGKILL');
+      // The sentinels know the first primary by the relay's address, and reach it through the
+      // relay once it is restarted (to make it a replica; they may promote it by that address
+      // later): from now on the relay holds nothing back, or a node promoted through it would
+      // never get a replica.
+      if (killed === a) held = false;
       const promoted = eventually(
         async () => {
           // Every sentinel, not just one: Ferry may ask any of them.
@@ -170,9 +205,12 @@ export async function startSentinelCluster(): Promise<SentinelCluster> {
           // slave0:ip=127.0.0.1,port=…,state=online,offset=…,lag=0
           const offset = Number(/master_repl_offset:(\d+)/.exec(info)?.[1] ?? -1);
           const rep = /slave\d+:ip=[^,]+,port=(\d+),state=online,offset=(\d+)/.exec(info);
-          return rep !== null && Number(rep[2]) >= offset - 1024 * 1024 && nodes.has(Number(rep[1]));
+          if (!(rep !== null && Number(rep[2]) >= offset - 1024 * 1024 && nodes.has(Number(rep[1])))) return false;
+          // And every sentinel knows it (a failover asked of any of them has a replica to promote).
+          return (await Promise.all(sentinelPorts.map(sentinelSeesGoodReplica))).every(Boolean);
         },
-        'a replica online and in sync with the primary',
+        'a replica online and in sync with the primary, and every sentinel seeing it',
+        // Idle: a resync plus one of the sentinels' 10 s INFO rounds (their clock, not the CPU's).
         30_000,
       );
     },
@@ -218,7 +256,8 @@ export async function startSentinelCluster(): Promise<SentinelCluster> {
         return true;
       },
       'the sentinels to discover the replica and each other',
-      20_000,
+      // Idle: hello messages every 2 s, and one INFO round (10 s) should the first miss the replica.
+      30_000,
     );
     await cluster.replicaInSync();
   } catch (e) {
