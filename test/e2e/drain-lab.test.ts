@@ -73,6 +73,8 @@ describe('drain on the lab', () => {
     // Each VM moved once.
     const per = await migrationsPerVm(h.rt.redis, h.rt.prefix);
     for (const n of names) expect(per.get(n)).toBe(1);
+    // And each migration is timed in /metrics, by adapter and outcome.
+    expect(await h.rt.metrics.registry.getSingleMetricAsString('ferry_migration_duration_seconds')).toMatch(/^ferry_migration_duration_seconds_count\{adapter="lab",outcome="ok"\} 20$/m);
 
     // Draining it again: one sentence.
     await h.run('drain hyp03');
