@@ -64,6 +64,8 @@ export async function startWorkers(
   await checkEpoch(rt);
   // Operations with a step running in this process, for the thread to hear of a Redis that lost its data.
   const running = new Map<string, Operation>();
+  // The same steps' jobs with their lock tokens, for a shutdown to hand them back to the queue.
+  const held = new Map<string, { job: Job; token: string }>();
   const told = new Set<number>();
   const tellLost = async (op: Operation): Promise<void> => {
     if (told.has(op.id)) return;
@@ -100,6 +102,7 @@ export async function startWorkers(
         const opId = (job.data as { opId?: unknown }).opId;
         const op = name === 'ops' && typeof opId === 'number' ? await deps.ops.get(opId) : null;
         if (op && job.id) running.set(job.id, op);
+        if (op && job.id && token) held.set(job.id, { job, token });
         try {
           const run = () => withLogContext({ jobId: job.id, job: job.name, opId: typeof opId === 'number' ? opId : undefined }, () => reg.handler(deps, job));
           // Operation steps act only while this run holds the job's lock (see fence.ts).
@@ -131,7 +134,10 @@ export async function startWorkers(
           if (isLastAttempt(job)) await giveUp(deps, job, e).catch((g: unknown) => log.error({ err: g }, 'could not report a job that gave up'));
           throw e;
         } finally {
-          if (job.id) running.delete(job.id);
+          if (job.id) {
+            running.delete(job.id);
+            held.delete(job.id);
+          }
         }
       },
       {
@@ -181,9 +187,17 @@ export async function startWorkers(
       clearTimeout(timer);
       if (finished) return [];
       const left = [...new Map([...running.values()].map((o) => [o.id, o])).values()];
-      // Hand over: give up the jobs' locks. Their fenced steps stop here before acting again, and
-      // the next stalled-job check of any worker puts them back in the queue.
-      await Promise.allSettled([...running.keys()].map((jobId) => rt.redis.del(`${rt.prefix}:bull:ops:${jobId}:lock`)));
+      // Hand over: each job goes back to the queue with its lock given up (moved to delayed, due
+      // now), so its fenced steps stop here before acting again and another worker takes it. Not
+      // left to the stalled-job check: that counts as a worker that died, and a third deploy
+      // during one long drain would make it give up. A job whose lock is gone already is left to it.
+      await Promise.allSettled(
+        [...running.keys()].map(async (jobId) => {
+          const h = held.get(jobId);
+          if (h) await h.job.moveToDelayed(Date.now(), h.token).catch(() => rt.redis.del(`${rt.prefix}:bull:ops:${jobId}:lock`));
+          else await rt.redis.del(`${rt.prefix}:bull:ops:${jobId}:lock`);
+        }),
+      );
       rt.log.warn({ graceMs, ops: left.map((o) => o.id) }, 'shutdown: steps still running after the grace period; handing them over');
       const notices = Promise.allSettled(
         left.map((op) => deps.outbox.post(op.conv, message(`Ferry is restarting: the worker running ${op.title} (operation ${op.id}) is stopping. The operation will resume on another worker from where it stopped; nothing done so far is repeated.`))),
