@@ -172,11 +172,16 @@ export async function startSentinelCluster(): Promise<SentinelCluster> {
       if (!held) await cluster.replicaInSync();
       killed = nodes.get(before)!;
       await killed.stop('SIGKILL');
-      // The sentinels know the first primary by the relay's address, and reach it through the
-      // relay once it is restarted (to make it a replica; they may promote it by that address
-      // later): from now on the relay holds nothing back, or a node promoted through it would
-      // never get a replica.
-      if (killed === a) held = false;
+      // The relay fronted the first primary only. Left up, the sentinels would know that node
+      // twice once it is back (by the relay's address and by its own): promoted by one while
+      // seen as a replica by the other, it is told to replicate from itself, and the sentinels
+      // fail over again and again. Closed, its entry stays down; restartKilled makes the node a
+      // replica by its own address.
+      if (killed === a) {
+        held = false;
+        relay.close();
+        for (const s of sockets) s.destroy();
+      }
       const promoted = eventually(
         async () => {
           // Every sentinel, not just one: Ferry may ask any of them.
@@ -193,6 +198,9 @@ export async function startSentinelCluster(): Promise<SentinelCluster> {
     async restartKilled() {
       if (!killed) return;
       await killed.start();
+      // A replica of the primary at once, by its own address, as the sentinels would make it had
+      // they known it by that address (the first primary they knew only through the relay).
+      await eventually(async () => (await ask(killed!.port, 'REPLICAOF', '127.0.0.1', await cluster.primaryPort())) === 'OK', `the restarted node on ${killed.port} to follow the primary`);
       killed = undefined;
       await cluster.replicaInSync();
     },
