@@ -193,7 +193,8 @@ describe('the Slack outbox, web and worker as separate processes', () => {
       }, 'the sweep to finish');
       expect(sweep.hosts).toEqual(['hyp13', 'hyp14']);
       // Whoever holds the lane is mid-post: kill it.
-      const token = await h.rt.redis.get(`${prefix}:outbox:claim:p:C0THREE:`);
+      // The top-level lane of the channel and its requester (slashBody: U0ALICE).
+      const token = await h.rt.redis.get(`${prefix}:outbox:claim:p:C0THREE::U0ALICE`);
       const pid = Number(token?.split(':')[0]);
       const [victim, survivor] = web.child.pid === pid ? [web, worker] : [worker, web];
       expect(victim.child.pid).toBe(pid);

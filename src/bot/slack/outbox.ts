@@ -7,7 +7,8 @@
  * typed replies, canonical()).
  *
  * What it promises, with Slack answering 503, refusing connections or rate limiting:
- *   - in order per conversation (one lane per channel + thread; a thread's lane waits for its
+ *   - in order per conversation (one lane per channel + thread, top-level posts one per channel +
+ *     requester, so one user's backlog never delays another's answer; a thread's lane waits for its
  *     head post), retried with backoff until delivered or expired (FERRY_SLACK_OUTBOX_TTL_MS);
  *   - exactly once: a lane is claimed with a token and a lease (outbox-scripts.ts); a sender
  *     that died or lost its answer mid-post leaves the message marked as tried, and the next
@@ -142,7 +143,9 @@ export class SlackOutbox implements Surface {
     const rendered = renderSlack(msg);
     const thread = conv.threadTs;
     const ctx = logContext();
-    const lane = `p:${channel}:${thread ?? ''}`;
+    // A thread is one operation's; top-level posts get a lane per requester, so one user's
+    // backlog of cards (a flood of dry runs) never queues in front of another user's answer.
+    const lane = thread ? `p:${channel}:${thread}` : `p:${channel}::${conv.user}`;
     const ids = await this.enqueue(
       lane,
       thread ? 'mid' : 'hi',
