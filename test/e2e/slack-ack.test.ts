@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { Harness } from '../support/harness.js';
-import { postSigned, slashBody } from '../support/slack.js';
+import http from 'node:http';
+import { postSigned, sign, slashBody } from '../support/slack.js';
 import { startSlackFerry, type SlackFerry } from '../support/slack-receiver.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
@@ -85,4 +86,29 @@ it('a command acked as started whose work then cannot be enqueued tells its user
   } finally {
     flow.add = add;
   }
+});
+
+it("a sweep's work (its operation, its card) waits until every Slack request already received has been acked, at most 2 s", async () => {
+  // A request whose body is still arriving: received, not yet acked.
+  const body = slashBody('help', { user: 'U0SLOW', responseUrl: `${slack.responseUrl}1/2` });
+  const half = Math.floor(body.length / 2);
+  let slow!: http.ClientRequest;
+  const answered = new Promise<string>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: ferry.port, path: '/slack/events', method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body), ...sign(body) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    });
+    req.on('error', reject);
+    slow = req;
+  });
+  await new Promise<void>((resolve) => slow.write(body.slice(0, half), () => resolve()));
+  const acked = Date.now();
+  const res = await slash('find stale ports hyp08', 'U0BURST');
+  expect(res.text).toBe('');
+  await h.waitFor(async () => (await h.deps.ops.recent(10)).find((o) => o.title === 'find stale ports hyp08'), 'the sweep');
+  // Held back by the request still unanswered until the 2 s bound (before: there within milliseconds of the ack).
+  expect(Date.now() - acked).toBeGreaterThanOrEqual(1500);
+  slow.end(body.slice(half));
+  expect(answer({ text: await answered }).text).toMatch(/Ferry commands/);
 });

@@ -18,6 +18,7 @@ import { createWebClient } from './surface.js';
 import type { Health } from '../../health.js';
 import { registerHome } from './home.js';
 import { guardReceiver, sameWorkspaceOnly } from './guard.js';
+import { InFlight } from './in-flight.js';
 import { REDIS_DOWN_SENTENCE } from '../../redis-outage.js';
 import { parseEpoch, splitStamp, staleClick } from './epoch-stamp.js';
 
@@ -135,7 +136,10 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
         processBeforeResponse: false,
         unhandledRequestTimeoutMillis: 2900,
       });
-  if (receiver) guardReceiver(receiver, log);
+  // Slack requests not yet acked: follow-up work waits for them (in-flight.ts).
+  const inFlight = new InFlight();
+  if (receiver) guardReceiver(receiver, log, { inFlight });
+  const acksFirst = () => inFlight.idle(ACK_DEADLINE_MS);
   let socket: SocketModeReceiver | undefined;
   if (opts.appToken) {
     socket = new SocketModeReceiver({ appToken: opts.appToken, logLevel: LogLevel.WARN });
@@ -258,7 +262,9 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
    * immediate answer goes in the ack body itself (ephemeral: no Web API call, no send budget,
    * and it works in channels Ferry is not a member of); a command that starts work is acked
    * empty the moment it is accepted, before anything is enqueued. Whatever comes after the ack
-   * that only the user should see goes to response_url.
+   * that only the user should see goes to response_url. The work after an empty ack (enqueue,
+   * card) waits until every Slack request this process has received is acked (in-flight.ts), so
+   * in a burst of commands no ack queues behind another command's follow-up work.
    */
   app.command('/ferry', async ({ ack, respond, command, context, body }) => {
     const conv: Conversation = { surface: 'slack', channel: command.channel_id, user: command.user_id, teamId: command.team_id };
@@ -287,9 +293,13 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
         fresh: id ? () => firstDelivery(id, !acked) : undefined,
         refuse: (r) => privately(message(r.sentence)),
         reply: privately,
-        accepted: () => ackWith(),
+        accepted: async () => {
+          await ackWith();
+          await acksFirst();
+        },
         answer: async (msg) => {
           await ackWith();
+          await acksFirst();
           return inThread(conv, await deps.outbox.post(conv, msg));
         },
       });

@@ -8,6 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HTTPReceiver, Middleware, AnyMiddlewareArgs } from '@slack/bolt';
 import type { Logger } from '../../log.js';
+import type { InFlight } from './in-flight.js';
 
 /** Slack's largest payloads (a view submission, a click on a long message) stay well under this. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -35,10 +36,17 @@ function notAnObject(raw: string, contentType: string | undefined): string {
   }
 }
 
-export function guardReceiver(receiver: HTTPReceiver, log: Logger, path = '/slack/events', maxBytes = MAX_BODY_BYTES): void {
+/** `inFlight` counts each request on the Slack path from its arrival until its response is written (the ack). */
+export function guardReceiver(receiver: HTTPReceiver, log: Logger, opts: { path?: string; maxBytes?: number; inFlight?: InFlight } = {}): void {
+  const { path = '/slack/events', maxBytes = MAX_BODY_BYTES, inFlight } = opts;
   const inner = receiver.requestListener;
   receiver.requestListener = (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== path) return inner(req, res);
+    if (inFlight) {
+      const end = inFlight.begin();
+      res.once('finish', end);
+      res.once('close', end);
+    }
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxBytes) {
       log.warn({ bytes: declared, limit: maxBytes }, 'Slack endpoint: body over the limit refused');
