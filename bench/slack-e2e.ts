@@ -216,6 +216,8 @@ export async function main(): Promise<Record<string, number>> {
 
       // 2: 20 commands at once, 20 users, 5 channels: 10 sweeps, 5 refusals, 5 help.
       const before = slack.calls.length;
+      // Other work on the machine changes these figures more than anything in Ferry: printed beside them.
+      const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
       const t0 = Date.now();
       const lines = Array.from({ length: 20 }, (_, i) => (i % 4 === 0 ? 'find stale ports hyp99..hyp01' : i % 4 === 1 ? 'help' : `find stale ports hyp${String(1 + (i % 8) * 12).padStart(2, '0')}..hyp${String(12 + (i % 8) * 12).padStart(2, '0')}`));
       const acks = await Promise.all(
@@ -235,9 +237,10 @@ export async function main(): Promise<Record<string, number>> {
         concurrent_refusals: refusals.length,
         concurrent_429s: during.filter((c) => c.status === 429).length,
         concurrent_all_done_ms: Math.max(...during.map((c) => c.at)) - t0,
+        concurrent_load1: os.loadavg()[0]!,
       });
       console.log(
-        `20 commands at once (10 sweeps, 5 refusals, 5 help; 20 users, 5 channels): ack p50 ${out.concurrent_ack_p50_ms!.toFixed(1)} ms, p99 ${out.concurrent_ack_p99_ms!.toFixed(1)} ms (target ≤ 50) · refusals answered in the ack ${refusedInAck}/${refusals.length}, slowest ${out.concurrent_refusal_ack_max_ms!.toFixed(1)} ms (target ≤ 100) · 429s ${out.concurrent_429s} · Slack calls ${during.length} (${byMethod(during)}) · last message ${out.concurrent_all_done_ms} ms`,
+        `20 commands at once (10 sweeps, 5 refusals, 5 help; 20 users, 5 channels): ack p50 ${out.concurrent_ack_p50_ms!.toFixed(1)} ms, p99 ${out.concurrent_ack_p99_ms!.toFixed(1)} ms (target ≤ 50) · refusals answered in the ack ${refusedInAck}/${refusals.length}, slowest ${out.concurrent_refusal_ack_max_ms!.toFixed(1)} ms (target ≤ 100) · 429s ${out.concurrent_429s} · Slack calls ${during.length} (${byMethod(during)}) · last message ${out.concurrent_all_done_ms} ms · load average ${load} on ${os.availableParallelism()} cores`,
       );
       // 2b: the ack path alone: one command at a time on an otherwise idle Ferry (each sweep's
       // summary in before the next is typed), so the figure is Ferry's own path, not the other 19's.
