@@ -28,6 +28,8 @@ export interface HealthOptions {
   checkTimeoutMs?: number;
   /** Event loop delay above which the process is not live. */
   maxLagMs?: number;
+  /** A rendered /metrics answer is reused this long (concurrent scrapes always share one). */
+  metricsReuseMs?: number;
 }
 
 export class Health {
@@ -36,10 +38,13 @@ export class Health {
   private server?: http.Server;
   readonly checkTimeoutMs: number;
   readonly maxLagMs: number;
+  readonly metricsReuseMs: number;
+  private scrape?: { at: number; text: Promise<string> };
 
   constructor(opts: HealthOptions = {}) {
     this.checkTimeoutMs = opts.checkTimeoutMs ?? 2000;
     this.maxLagMs = opts.maxLagMs ?? 5000;
+    this.metricsReuseMs = opts.metricsReuseMs ?? 1000;
     this.lag = monitorEventLoopDelay({ resolution: 20 });
     this.lag.enable();
   }
@@ -89,7 +94,7 @@ export class Health {
         return;
       }
       if (url === '/metrics' && metrics) {
-        void metrics.text().then(
+        void this.metricsText(metrics).then(
           (text) => send(200, text, metrics.registry.contentType),
           (e: unknown) => send(500, `# metrics failed: ${e instanceof Error ? e.message : String(e)}\n`, 'text/plain'),
         );
@@ -104,6 +109,27 @@ export class Health {
     });
     const addr = server.address();
     return typeof addr === 'object' && addr ? addr.port : port;
+  }
+
+  /**
+   * 300 concurrent scrapes each rendering the registry and reading Redis pushed a Slack ack in
+   * the same process to 2 s (issue 13, item 9): scrapes in flight share one rendering, and it
+   * is reused for metricsReuseMs (Prometheus scrapes every 15-60 s, so nothing is lost).
+   */
+  private metricsText(metrics: Metrics): Promise<string> {
+    const last = this.scrape;
+    if (last && performance.now() - last.at < this.metricsReuseMs) return last.text;
+    const text = metrics.text();
+    const entry = { at: performance.now(), text };
+    this.scrape = entry;
+    // A failed rendering is not reused; the answer it gave settles after every waiter has it.
+    text.then(
+      () => (entry.at = performance.now()),
+      () => {
+        if (this.scrape === entry) this.scrape = undefined;
+      },
+    );
+    return text;
   }
 
   async close(): Promise<void> {
