@@ -133,6 +133,18 @@ describe('Kubernetes manifests', () => {
 describe('Dockerfile and compose', () => {
   const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
 
+  it('one Node major everywhere: 24 LTS in engines, .nvmrc, both image stages and CI (which installs it when missing)', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
+    expect(pkg.engines.node).toBe('>=24');
+    expect(fs.readFileSync(path.join(ROOT, '.nvmrc'), 'utf8').trim()).toBe('24');
+    expect([...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1])).toEqual(['node:24-bookworm-slim', 'node:24-bookworm-slim']);
+    const ci = fs.readFileSync(path.join(ROOT, '.ci/run'), 'utf8');
+    expect(ci).toMatch(/grep -q '\^v24\\.'/);
+    expect(ci).toMatch(/npm install -g [^\n]*node@24$/m);
+    // This suite itself runs on it (CI puts it first on PATH).
+    if (process.env.FERRY_REQUIRE_PEERS === '1') expect(process.versions.node.split('.')[0]).toBe('24');
+  });
+
   it('multi-stage, non-root, node dist/main.js with web or worker as the command', () => {
     expect(dockerfile.match(/^FROM /gm)!.length).toBeGreaterThanOrEqual(2);
     expect(dockerfile).toMatch(/^FROM node:24[^\n]* AS build$/m);
