@@ -5,8 +5,11 @@
  * Retry-After) and Block Kit limits (test/support/slack-standin.ts). The lab answers each call
  * in 200 ms; sweepConcurrency is 16.
  *   1. 99 hosts in a quiet channel: final report vs the ideal ⌈99/16⌉ × 200 ms;
- *   2. 20 commands at once from 20 users in 5 channels: acks, 429s, refusals in the ack;
- *      then the ack path alone: a sweep, a refusal and help, one command at a time (10 each);
+ *   2. 20 commands at once from 20 users in 5 channels: acks, 429s, refusals in the ack, sent
+ *      and timed by a separate plain-node client (bench/burst-client.mjs; signed and connected
+ *      before the clock starts), first on the freshly started (cold) web process; then the ack
+ *      path alone: a sweep, a refusal and help, one command at a time (10 each); then the same
+ *      burst again after 200 single commands (warm, as a production web process is);
  *   3. 10,000 hosts (one lab cluster h[00001-10000], selectorMax raised): final report vs the
  *      ideal ⌈10000/16⌉ × 200 ms, Slack calls per sweep, peak RSS of web and worker.
  * `npm run bench -- slack-e2e` runs it alone; FERRY_BENCH_SKIP_10K=1 skips the third part,
@@ -14,7 +17,7 @@
  * from approval to summary (FERRY_BENCH_SKIP_REMOVAL=1 skips it, FERRY_BENCH_ONLY_REMOVAL=1 skips
  * the 10,000-host sweep before it).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,7 +25,7 @@ import { listening } from '../test/support/net.js';
 import { startPrivateRedis } from '../test/support/redis-server.js';
 import { runAsScript } from './support.js';
 import { startSlackStandin, type SlackStandin, type StandinCall } from '../test/support/slack-standin.js';
-import { SIGNING_SECRET, freePort, postSigned, slashBody } from '../test/support/slack.js';
+import { SIGNING_SECRET, freePort, postSigned, sign, slashBody } from '../test/support/slack.js';
 import { LAB_DEFAULT_YAML } from '../src/config/lab-default.js';
 
 const LATENCY_MS = 200;
@@ -193,6 +196,99 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
+/** The burst's client: its own plain-node process (bench/burst-client.mjs), as Slack is another machine. */
+interface BurstClient {
+  /** Opens one connection per request; resolves when all are open. */
+  open(port: number, requests: { headers: Record<string, string>; body: string }[]): Promise<void>;
+  /** Writes every request at once; per request, ms from its write to its full response. */
+  go(): Promise<{ status: number; ms: number; text: string }[]>;
+  kill(): void;
+}
+
+async function burstClient(): Promise<BurstClient> {
+  const child = fork(path.join(import.meta.dirname, 'burst-client.mjs'), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const next = <T>(type: string) =>
+    new Promise<T>((resolve, reject) => {
+      const onMessage = (m: { type: string; results?: T }) => {
+        if (m.type !== type) return;
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        resolve((m.results ?? undefined) as T);
+      };
+      const onExit = (code: number | null) => reject(new Error(`the burst client exited (${code}) before '${type}'`));
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+  return {
+    async open(port, requests) {
+      const ready = next<void>('ready');
+      child.send({ type: 'open', port, requests });
+      await ready;
+    },
+    async go() {
+      const result = next<{ status: number; ms: number; text: string }[]>('result');
+      child.send({ type: 'go' });
+      return result;
+    },
+    kill: () => void child.kill(),
+  };
+}
+
+/** Single commands before the warm burst: help, a refusal and a one-host sweep in turn. */
+const WARMUP = 200;
+
+async function warmUp(f: Ferry, slack: SlackStandin): Promise<void> {
+  const t0 = Date.now();
+  let sweeps = 0;
+  for (let i = 0; i < WARMUP; i++) {
+    // A sweep every 10th command, each in its own channel (chat.postMessage: 1 a second per channel).
+    const kind = i % 10 === 0 ? 'sweep' : i % 2 ? 'help' : 'refusal';
+    const line = kind === 'sweep' ? `find stale ports hyp${String(1 + (i % 99)).padStart(2, '0')}` : kind === 'refusal' ? 'find stale ports hyp99..hyp01' : 'help';
+    if (kind === 'sweep') sweeps++;
+    await postSigned(f.port, slashBody(line, { user: `U0WARM${String(i).padStart(3, '0')}`, channel: kind === 'sweep' ? `C0WARM${i}` : 'C0WARMUP', responseUrl: `${slack.responseUrl}w` }));
+  }
+  // The burst starts on an idle Ferry: every warm-up sweep's summary in.
+  await until(() => (slack.calls.filter((c) => c.at >= t0 && channelOf(c).startsWith('C0WARM') && isSummary(c, 1)).length >= sweeps ? true : undefined), 'the warm-up sweeps’ summaries', 120_000);
+}
+
+/** 20 commands at once from 20 users in 5 channels: 10 sweeps, 5 refusals, 5 help; figures under keys prefixed for `tag`. */
+async function burst(f: Ferry, slack: SlackStandin, client: BurstClient, tag: 'cold' | 'warm', what: string): Promise<Record<string, number>> {
+  const lines = Array.from({ length: 20 }, (_, i) => (i % 4 === 0 ? 'find stale ports hyp99..hyp01' : i % 4 === 1 ? 'help' : `find stale ports hyp${String(1 + (i % 8) * 12).padStart(2, '0')}..hyp${String(12 + (i % 8) * 12).padStart(2, '0')}`));
+  // Built and signed before the clock starts (a signature holds 5 minutes), connections open.
+  const requests = lines.map((line, i) => {
+    const body = slashBody(line, { user: `U0${tag.toUpperCase()}${String(i).padStart(2, '0')}`, channel: `C0CHAN${i % 5}`, responseUrl: `${slack.responseUrl}${tag}${i}` });
+    return { headers: { 'content-type': 'application/x-www-form-urlencoded', ...sign(body) }, body };
+  });
+  await client.open(f.port, requests);
+  const before = slack.calls.length;
+  // Other work on the machine changes these figures more than anything in Ferry: printed beside them.
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const t0 = Date.now();
+  const acks = (await client.go()).map((res, i) => ({ line: lines[i]!, ...res }));
+  const refusals = acks.filter((a) => a.line.includes('hyp99..hyp01'));
+  const refusedInAck = refusals.filter((a) => (JSON.parse(a.text || '{}') as { text?: string }).text?.includes('runs backwards')).length;
+  const sweeps = lines.filter((l) => !l.includes('hyp99..hyp01') && l !== 'help').length;
+  await until(() => (slack.calls.slice(before).filter((c) => c.method === 'chat.postMessage' && c.status === 200 && /\(of 12 swept\)|No stale ports on 12 host/.test(String(c.body.text))).length >= sweeps ? true : undefined), 'every concurrent sweep’s summary', 120_000);
+  const during = slack.calls.slice(before);
+  const ackMs = acks.map((a) => a.ms);
+  const p = tag === 'cold' ? 'concurrent' : 'warm_concurrent';
+  const r = {
+    [`${p}_ack_p50_ms`]: pct(ackMs, 50),
+    [`${p}_ack_p99_ms`]: pct(ackMs, 99),
+    [`${p}_refusal_ack_max_ms`]: Math.max(...refusals.map((a) => a.ms)),
+    [`${p}_refusals_in_ack`]: refusedInAck,
+    [`${p}_refusals`]: refusals.length,
+    [`${p}_non_200`]: acks.filter((a) => a.status !== 200).length,
+    [`${p}_429s`]: during.filter((c) => c.status === 429).length,
+    [`${p}_all_done_ms`]: Math.max(...during.map((c) => c.at)) - t0,
+    [`${p}_load1`]: os.loadavg()[0]!,
+  };
+  console.log(
+    `20 commands at once, ${tag} (${what}; 10 sweeps, 5 refusals, 5 help; 20 users, 5 channels; timed by a separate client process from each write to its full response): ack p50 ${r[`${p}_ack_p50_ms`]!.toFixed(1)} ms, p99 ${r[`${p}_ack_p99_ms`]!.toFixed(1)} ms (target ≤ 50) · refusals answered in the ack ${refusedInAck}/${refusals.length}, slowest ${r[`${p}_refusal_ack_max_ms`]!.toFixed(1)} ms (target ≤ 100) · 429s ${r[`${p}_429s`]} · acks not 200: ${r[`${p}_non_200`]} · Slack calls ${during.length} (${byMethod(during)}) · last message ${r[`${p}_all_done_ms`]} ms · load average ${load} on ${os.availableParallelism()} cores`,
+  );
+  return r;
+}
+
 export async function main(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   // npm run build, as deployed: it also copies the Lua scripts (src/lua) beside the compiled code.
@@ -214,55 +310,39 @@ export async function main(): Promise<Record<string, number>> {
         console.log(`99 hosts: ack ${r.ackMs.toFixed(1)} ms · final report ${r.reportMs} ms (ideal ${ideal} ms, +${r.reportMs - ideal} ms, target ≤ +300) · last Slack message ${r.lastMs} ms · Slack calls ${r.calls.length} (${byMethod(r.calls)})`);
       }
 
-      // 2: 20 commands at once, 20 users, 5 channels: 10 sweeps, 5 refusals, 5 help.
-      const before = slack.calls.length;
-      // Other work on the machine changes these figures more than anything in Ferry: printed beside them.
-      const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
-      const t0 = Date.now();
-      const lines = Array.from({ length: 20 }, (_, i) => (i % 4 === 0 ? 'find stale ports hyp99..hyp01' : i % 4 === 1 ? 'help' : `find stale ports hyp${String(1 + (i % 8) * 12).padStart(2, '0')}..hyp${String(12 + (i % 8) * 12).padStart(2, '0')}`));
-      const acks = await Promise.all(
-        lines.map((line, i) => postSigned(f.port, slashBody(line, { user: `U0USER${String(i).padStart(2, '0')}`, channel: `C0CHAN${i % 5}`, responseUrl: `${slack.responseUrl}c${i}` })).then((res) => ({ line, ...res }))),
-      );
-      const refusals = acks.filter((a) => a.line.includes('hyp99..hyp01'));
-      const refusedInAck = refusals.filter((a) => (JSON.parse(a.text || '{}') as { text?: string }).text?.includes('runs backwards')).length;
-      const sweeps = lines.filter((l) => !l.includes('hyp99..hyp01') && l !== 'help').length;
-      await until(() => (slack.calls.slice(before).filter((c) => c.method === 'chat.postMessage' && c.status === 200 && /\(of 12 swept\)|No stale ports on 12 host/.test(String(c.body.text))).length >= sweeps ? true : undefined), 'every concurrent sweep’s summary', 120_000);
-      const during = slack.calls.slice(before);
-      const ackMs = acks.map((a) => a.ms);
-      Object.assign(out, {
-        concurrent_ack_p50_ms: pct(ackMs, 50),
-        concurrent_ack_p99_ms: pct(ackMs, 99),
-        concurrent_refusal_ack_max_ms: Math.max(...refusals.map((a) => a.ms)),
-        concurrent_refusals_in_ack: refusedInAck,
-        concurrent_refusals: refusals.length,
-        concurrent_429s: during.filter((c) => c.status === 429).length,
-        concurrent_all_done_ms: Math.max(...during.map((c) => c.at)) - t0,
-        concurrent_load1: os.loadavg()[0]!,
-      });
-      console.log(
-        `20 commands at once (10 sweeps, 5 refusals, 5 help; 20 users, 5 channels): ack p50 ${out.concurrent_ack_p50_ms!.toFixed(1)} ms, p99 ${out.concurrent_ack_p99_ms!.toFixed(1)} ms (target ≤ 50) · refusals answered in the ack ${refusedInAck}/${refusals.length}, slowest ${out.concurrent_refusal_ack_max_ms!.toFixed(1)} ms (target ≤ 100) · 429s ${out.concurrent_429s} · Slack calls ${during.length} (${byMethod(during)}) · last message ${out.concurrent_all_done_ms} ms · load average ${load} on ${os.availableParallelism()} cores`,
-      );
-      // 2b: the ack path alone: one command at a time on an otherwise idle Ferry (each sweep's
-      // summary in before the next is typed), so the figure is Ferry's own path, not the other 19's.
-      const alone: Record<string, number[]> = { sweep: [], refusal: [], help: [] };
-      for (let i = 0; i < ISOLATED_ROUNDS; i++) {
-        for (const kind of Object.keys(alone)) {
-          const host = `hyp${String(1 + (i % 99)).padStart(2, '0')}`;
-          const line = kind === 'sweep' ? `find stale ports ${host}` : kind === 'refusal' ? 'find stale ports hyp99..hyp01' : 'help';
-          const t1 = Date.now();
-          const res = await postSigned(f.port, slashBody(line, { user: `U0ALONE${i}`, channel: 'C0ALONE', responseUrl: `${slack.responseUrl}alone` }));
-          alone[kind]!.push(res.ms);
-          if (kind === 'sweep') await until(() => slack.calls.find((c) => c.at >= t1 && channelOf(c) === 'C0ALONE' && isSummary(c, 1)), 'the one-host summary', 30_000);
+      // 2: 20 commands at once, 20 users, 5 channels: 10 sweeps, 5 refusals, 5 help. The first
+      // burst after the start (the web process's 2nd to 21st request: cold code) ...
+      const client = await burstClient();
+      try {
+        Object.assign(out, await burst(f, slack, client, 'cold', 'first burst after start'));
+        // 2b: the ack path alone: one command at a time on an otherwise idle Ferry (each sweep's
+        // summary in before the next is typed), so the figure is Ferry's own path, not the other 19's.
+        const alone: Record<string, number[]> = { sweep: [], refusal: [], help: [] };
+        for (let i = 0; i < ISOLATED_ROUNDS; i++) {
+          for (const kind of Object.keys(alone)) {
+            const host = `hyp${String(1 + (i % 99)).padStart(2, '0')}`;
+            const line = kind === 'sweep' ? `find stale ports ${host}` : kind === 'refusal' ? 'find stale ports hyp99..hyp01' : 'help';
+            const t1 = Date.now();
+            const res = await postSigned(f.port, slashBody(line, { user: `U0ALONE${i}`, channel: 'C0ALONE', responseUrl: `${slack.responseUrl}alone` }));
+            alone[kind]!.push(res.ms);
+            if (kind === 'sweep') await until(() => slack.calls.find((c) => c.at >= t1 && channelOf(c) === 'C0ALONE' && isSummary(c, 1)), 'the one-host summary', 30_000);
+          }
         }
+        for (const [kind, ms] of Object.entries(alone)) {
+          Object.assign(out, { [`alone_ack_${kind}_p50_ms`]: pct(ms, 50), [`alone_ack_${kind}_max_ms`]: Math.max(...ms) });
+        }
+        console.log(
+          `one command at a time (${ISOLATED_ROUNDS} of each, client-side, signed request to response): ${Object.entries(alone)
+            .map(([k, ms]) => `${k} p50 ${pct(ms, 50).toFixed(1)} ms, max ${Math.max(...ms).toFixed(1)} ms`)
+            .join(' · ')}`,
+        );
+        // ... and one on a warm web process, as production's always are: ~200 single commands
+        // first (help, refusals, one-host sweeps), one at a time.
+        await warmUp(f, slack);
+        Object.assign(out, await burst(f, slack, client, 'warm', `after ${WARMUP} single commands`));
+      } finally {
+        client.kill();
       }
-      for (const [kind, ms] of Object.entries(alone)) {
-        Object.assign(out, { [`alone_ack_${kind}_p50_ms`]: pct(ms, 50), [`alone_ack_${kind}_max_ms`]: Math.max(...ms) });
-      }
-      console.log(
-        `one command at a time (${ISOLATED_ROUNDS} of each, client-side, signed request to response): ${Object.entries(alone)
-          .map(([k, ms]) => `${k} p50 ${pct(ms, 50).toFixed(1)} ms, max ${Math.max(...ms).toFixed(1)} ms`)
-          .join(' · ')}`,
-      );
       const rss = f.peakRss();
       Object.assign(out, { rss_99_web_mib: rss.web, rss_99_worker_mib: rss.worker });
       console.log(`peak RSS (99-host lab): web ${rss.web.toFixed(0)} MiB, worker ${rss.worker.toFixed(0)} MiB`);
