@@ -14,9 +14,15 @@
  * API call answered HTTP 503, or the port closed (connection refused) and opened again after.
  * Posted messages are kept with their metadata: conversations.history / conversations.replies
  * answer from them (include_all_metadata), as Slack does.
+ * Socket Mode: apps.connections.open hands out a ws:// URL on the same port, where a minimal
+ * WebSocket server (RFC 6455, enough for Slack's client: text, ping/pong, close) says `hello` on
+ * connect; `socket` drops and refuses connections, withholds hello, sends envelopes and keeps
+ * what the client sent back (acks).
  */
+import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 
 export interface StandinCall {
   method: string;
@@ -113,7 +119,76 @@ export interface SlackStandin {
   outage(mode: '503' | 'refuse'): () => Promise<void>;
   /** Messages in the channel (top-level and replies) as Slack keeps them. */
   posted: PostedMessage[];
+  socket: SocketModeStandin;
   close(): Promise<void>;
+}
+
+/** Slack's Socket Mode end, on the stand-in's port. */
+export interface SocketModeStandin {
+  /** WebSocket connections open now. */
+  open(): number;
+  /** Connection attempts refused so far (while down). */
+  refused(): number;
+  /** Messages the client sent (parsed JSON), oldest first. */
+  received: Record<string, unknown>[];
+  /** Resolves with the first message the client sends (from now on, or already received) that matches. */
+  receivedWhere(match: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /** New connections get no `hello` until release() (which greets those already open). */
+  withholdHello(): () => void;
+  /** Drop every connection (TCP closed, no close frame) and refuse new ones (HTTP 503) until end(). */
+  down(): () => void;
+  /** Send a message (an envelope) to every open connection. */
+  send(message: Record<string, unknown>): void;
+}
+
+/** The reply to a WebSocket upgrade request (RFC 6455 section 4.2.2). */
+const wsAccept = (key: string) => crypto.createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+
+/** One unmasked frame from the server, the whole message in it (FIN set). */
+function wsFrame(opcode: number, payload: Buffer): Buffer {
+  const n = payload.length;
+  const head = Buffer.alloc(n < 126 ? 2 : n < 65536 ? 4 : 10);
+  head[0] = 0x80 | opcode;
+  if (n < 126) head[1] = n;
+  else if (n < 65536) {
+    head[1] = 126;
+    head.writeUInt16BE(n, 2);
+  } else {
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(n), 2);
+  }
+  return Buffer.concat([head, payload]);
+}
+
+/**
+ * Complete client frames at the start of buf (clients always mask), and the bytes left over.
+ * Fragmented messages are not joined: Slack's client sends its short JSON acks in one frame.
+ */
+function wsFrames(buf: Buffer): { frames: { opcode: number; payload: Buffer }[]; rest: Buffer } {
+  const frames: { opcode: number; payload: Buffer }[] = [];
+  let at = 0;
+  for (;;) {
+    if (buf.length - at < 2) break;
+    const opcode = buf[at]! & 0x0f;
+    let len = buf[at + 1]! & 0x7f;
+    let off = at + 2;
+    if (len === 126) {
+      if (buf.length < off + 2) break;
+      len = buf.readUInt16BE(off);
+      off += 2;
+    } else if (len === 127) {
+      if (buf.length < off + 8) break;
+      len = Number(buf.readBigUInt64BE(off));
+      off += 8;
+    }
+    if (buf.length < off + 4 + len) break;
+    const mask = buf.subarray(off, off + 4);
+    const payload = Buffer.from(buf.subarray(off + 4, off + 4 + len));
+    for (let i = 0; i < payload.length; i++) payload[i]! ^= mask[i % 4]!;
+    frames.push({ opcode, payload });
+    at = off + 4 + len;
+  }
+  return { frames, rest: buf.subarray(at) };
 }
 
 async function readBody(req: http.IncomingMessage, keepUploads = false): Promise<{ raw: Buffer; bytes: number }> {
@@ -215,6 +290,8 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
         return { ok: true, files: (body.files as { id: string }[] | undefined)?.map((f) => ({ id: f.id })) ?? [] };
       case 'usergroups.users.list':
         return { ok: true, users: [] };
+      case 'apps.connections.open':
+        return { ok: true, url: `ws://127.0.0.1:${port}/link/?ticket=${++seq}` };
       default:
         return { ok: true };
     }
@@ -279,6 +356,80 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
     });
   });
   server.keepAliveTimeout = 30_000;
+
+  // Socket Mode's WebSocket end.
+  const links = new Set<Socket>();
+  const received: Record<string, unknown>[] = [];
+  const heard = new EventEmitter();
+  let refusing = false;
+  let refusals = 0;
+  let helloHeld = false;
+  const hello = (s: Socket) => s.write(wsFrame(1, Buffer.from(JSON.stringify({ type: 'hello', num_connections: links.size, debug_info: { host: 'standin' }, connection_info: { app_id: 'A1' } }))));
+  server.on('upgrade', (req: http.IncomingMessage, s: Socket) => {
+    const key = req.headers['sec-websocket-key'];
+    if (refusing || !req.url?.startsWith('/link/') || typeof key !== 'string') {
+      refusals++;
+      s.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n\r\n`);
+    links.add(s);
+    s.on('close', () => links.delete(s));
+    s.on('error', () => links.delete(s));
+    let pending: Buffer = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      const { frames, rest } = wsFrames(Buffer.concat([pending, d]));
+      pending = rest;
+      for (const f of frames) {
+        if (f.opcode === 1) {
+          try {
+            const m = JSON.parse(f.payload.toString('utf8')) as Record<string, unknown>;
+            received.push(m);
+            heard.emit('message', m);
+          } catch {
+            // Not JSON: Slack ignores it too.
+          }
+        } else if (f.opcode === 9) s.write(wsFrame(10, f.payload));
+        else if (f.opcode === 8) s.end(wsFrame(8, f.payload.subarray(0, 2)));
+      }
+    });
+    if (!helloHeld) hello(s);
+  });
+  const socket: SocketModeStandin = {
+    open: () => links.size,
+    refused: () => refusals,
+    received,
+    receivedWhere(match) {
+      const seen = received.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve) => {
+        const on = (m: Record<string, unknown>) => {
+          if (!match(m)) return;
+          heard.off('message', on);
+          resolve(m);
+        };
+        heard.on('message', on);
+      });
+    },
+    withholdHello() {
+      helloHeld = true;
+      return () => {
+        helloHeld = false;
+        for (const s of links) hello(s);
+      };
+    },
+    down() {
+      refusing = true;
+      for (const s of links) s.destroy();
+      return () => {
+        refusing = false;
+      };
+    },
+    send(message) {
+      for (const s of links) s.write(wsFrame(1, Buffer.from(JSON.stringify(message))));
+    },
+  };
+
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
   return {
@@ -287,6 +438,7 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
     calls,
     rateLimited: () => calls.filter((c) => c.status === 429),
     posted,
+    socket,
     failAuthTest(times) {
       authFailures = times;
     },
@@ -304,6 +456,7 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
         };
       }
       // Connection refused: nobody listens on the port until the outage ends.
+      for (const s of links) s.destroy();
       server.closeAllConnections();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       return async () => {
@@ -320,6 +473,8 @@ export async function startSlackStandin(opts: { limits?: Record<string, Limit>; 
       };
     },
     async close() {
+      // Upgraded sockets are no longer the HTTP server's: closed here.
+      for (const s of links) s.destroy();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
