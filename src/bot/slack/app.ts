@@ -142,9 +142,18 @@ export function createSlackApp(deps: Ferry, opts: SlackAppOptions): InstanceType
   const acksFirst = () => inFlight.idle(ACK_DEADLINE_MS);
   let socket: SocketModeReceiver | undefined;
   if (opts.appToken) {
-    socket = new SocketModeReceiver({ appToken: opts.appToken, logLevel: LogLevel.WARN });
+    // SLACK_API_URL points every Web API client elsewhere, the Socket Mode client's too: it asks
+    // apps.connections.open for the socket's URL (a fresh object: the client writes into it).
+    const clientOptions = opts.slackApiUrl ? { slackApiUrl: opts.slackApiUrl.replace(/\/?$/, '/') } : undefined;
+    socket = new SocketModeReceiver({ appToken: opts.appToken, logLevel: LogLevel.WARN, installerOptions: { clientOptions } });
     let state = 'connecting';
     for (const s of ['connecting', 'connected', 'reconnecting', 'disconnecting', 'disconnected']) socket.client.on(s, () => (state = s));
+    // A dropped socket emits no state until the client's reconnect delay (5 s) has passed: its
+    // close is the moment readiness must stop saying connected (the same test the client makes).
+    const client = socket.client;
+    client.on('close', () => {
+      if (!client.websocket?.isActive()) state = 'disconnected';
+    });
     opts.health?.add('socketMode', () => {
       if (state !== 'connected') throw new Error(`Slack Socket Mode is ${state}`);
       return 'connected';
