@@ -25,7 +25,8 @@ async function snapshot(redis: Redis, prefix: string): Promise<Map<string, strin
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
     cursor = next;
     for (const k of keys) {
-      if (k.startsWith(`${prefix}:audit`)) continue;
+      // The audit trail, and BullMQ's own periodic stalled-jobs check (a timer, not state).
+      if (k.startsWith(`${prefix}:audit`) || k.endsWith(':stalled-check')) continue;
       const type = await redis.type(k);
       const v =
         type === 'string' ? await redis.get(k)

@@ -22,7 +22,8 @@ export class DrainWorkers {
       child.stdout!.on('data', (b: Buffer) => {
         // The last 20 kB of its log, for a failure to show what the worker did.
         this.logs.set(child, `${this.logs.get(child) ?? ''}${b.toString()}`.slice(-20_000));
-        if (b.toString().includes('ready')) resolve(child);
+        // Its own line, not a log line that happens to say "ready".
+        if (/^ready$/m.test(b.toString())) resolve(child);
       });
       child.once('exit', (code) => reject(new Error(`worker exited early (${code})`)));
     });

@@ -9,7 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, listening } from './net.js';
+import { listening, restartablePort } from './net.js';
 import { timeBound } from './speed.js';
 
 export interface PrivateRedis {
@@ -36,7 +36,8 @@ export async function startPrivateRedis(args: string[] = VOLATILE): Promise<Priv
     throw new Error('The test suite needs redis-server on PATH (Debian: apt-get install redis-server); it starts its own private instance and never uses the shared one.');
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-redis-'));
-  const port = await freePort();
+  // Restarted on the same port by outage tests: never one an outgoing connection can take.
+  const port = await restartablePort();
   let child: ChildProcess | undefined;
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     const c = child;
@@ -64,6 +65,11 @@ export async function startPrivateRedis(args: string[] = VOLATILE): Promise<Priv
         throw new Error(`private redis-server did not start on ${port} within ${limit.ms} ms (${limit.why}): ${output.trim()}`);
       }
       await new Promise((r) => setTimeout(r, 25));
+    }
+    // Something else answering on the port is not this server.
+    if (c.exitCode !== null || /already in use/i.test(output)) {
+      await stop('SIGKILL');
+      throw new Error(`private redis-server could not take ${port}: ${output.trim()}`);
     }
   };
   try {
