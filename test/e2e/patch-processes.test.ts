@@ -6,19 +6,18 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import type { Redis } from 'ioredis';
 import { fastLabYaml, makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
-import { consoleChannel, type ConsoleEvent } from '../../src/bot/console/surface.js';
+import { ConsoleFeed, consoleStream } from '../../src/bot/console/surface.js';
 import { renderText } from '../../src/bot/render/text.js';
 import { WindowStore, type PatchWindow } from '../../src/jobs/workflows/patch-windows.js';
 import { scheduleWindow } from '../../src/jobs/patch/scheduler.js';
 
 const procs: FerryProcess[] = [];
 let h: Harness | undefined;
-let sub: Redis | undefined;
+let feed: ConsoleFeed | undefined;
 afterAll(async () => {
-  await sub?.quit().catch(() => undefined);
+  await feed?.stop();
   await h?.close();
   await Promise.all(procs.map((p) => p.stop('SIGKILL')));
 });
@@ -34,12 +33,10 @@ describe('patch-window announcements across processes', () => {
 
     h = await makeHarness({ yaml, prefix, workers: false });
     const posts: string[] = [];
-    sub = h.rt.newConnection();
-    await sub.subscribe(consoleChannel(prefix, h.session));
-    sub.on('message', (_c: string, raw: string) => {
-      const ev = JSON.parse(raw) as ConsoleEvent;
+    feed = new ConsoleFeed(h.rt.newConnection(), consoleStream(prefix, h.session), (ev) => {
       if (ev.kind === 'post') posts.push(renderText(ev.message));
     });
+    await feed.start();
 
     // A window 8 s from now, 4 s long: announcements at +4 s (before), +8 s (start), +12 s (end).
     const store = new WindowStore(h.rt);

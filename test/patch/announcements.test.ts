@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { makeHarness, fastLabYaml, uniquePrefix, type Harness } from '../support/harness.js';
-import { consoleChannel, type ConsoleEvent } from '../../src/bot/console/surface.js';
+import { appendConsoleEvent, ConsoleFeed, consoleStream } from '../../src/bot/console/surface.js';
 import { renderText } from '../../src/bot/render/text.js';
 import { processWindow, scanWindows, WindowStore } from '../../src/jobs/workflows/patch-windows.js';
 
@@ -29,30 +29,27 @@ interface Ears {
 /** Everything posted into one console session, whichever process posted it and across restarts. */
 async function listen(redis: Redis, prefix: string, session: string): Promise<Ears> {
   const posts: string[] = [];
-  const channel = consoleChannel(prefix, session);
   // Connections of their own: the harness whose Redis this was may be closed mid-test.
-  const sub = redis.duplicate();
   const pub = redis.duplicate();
   const markers = new Map<string, () => void>();
   let seq = 0;
-  await sub.subscribe(channel);
-  sub.on('message', (_c: string, raw: string) => {
-    const ev = JSON.parse(raw) as ConsoleEvent | { kind: 'test-sync'; id: string };
+  const feed = new ConsoleFeed(redis.duplicate(), consoleStream(prefix, session), (ev) => {
     if (ev.kind === 'post') posts.push(renderText(ev.message));
-    else if (ev.kind === 'test-sync') markers.get(ev.id)?.();
+    else if (ev.kind === 'marker') markers.get(ev.id)?.();
   });
+  await feed.start();
   return {
     posts,
     async sync() {
-      // Redis delivers a channel's messages in publish order: the marker comes after them.
+      // The stream is read in order: the marker comes after them.
       const id = `ears-${seq++}`;
       const arrived = new Promise<void>((resolve) => markers.set(id, resolve));
-      await pub.publish(channel, JSON.stringify({ kind: 'test-sync', id }));
+      await appendConsoleEvent(pub, prefix, session, { kind: 'marker', id });
       await arrived;
       markers.delete(id);
     },
     async close() {
-      await sub.quit().catch(() => undefined);
+      await feed.stop();
       await pub.quit().catch(() => undefined);
     },
   };

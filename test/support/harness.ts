@@ -3,7 +3,6 @@
  * with a console session whose messages are captured. Each harness has its own key prefix.
  */
 import { inject } from 'vitest';
-import type { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config/load.js';
 import { LAB_DEFAULT_YAML } from '../../src/config/lab-default.js';
 import { createRuntime, type Clock, type Runtime } from '../../src/runtime.js';
@@ -15,7 +14,7 @@ import { silentLogger } from '../../src/log.js';
 import { handleLine } from '../../src/bot/commands.js';
 import { message, type Message } from '../../src/chat/messages.js';
 import { renderText } from '../../src/bot/render/text.js';
-import { consoleChannel, type ConsoleEvent } from '../../src/bot/console/surface.js';
+import { appendConsoleEvent, ConsoleFeed, consoleStream, type ConsoleEvent } from '../../src/bot/console/surface.js';
 import { inThread, type Conversation } from '../../src/chat/conversation.js';
 import { FINISHED, type Operation } from '../../src/jobs/operations.js';
 import { timeBound } from './speed.js';
@@ -56,10 +55,10 @@ export interface Harness {
   /** Wait until the newest operation of this session (or a given id) has finished. */
   waitForOp(id?: number, timeoutMs?: number): Promise<Operation>;
   /**
-   * A barrier: resolves once every console message published before this call is in events.
-   * Redis delivers a channel's messages in publish order, so a marker published now arrives
-   * after them; reading the transcript right after reading state from another connection can
-   * otherwise miss the last posts (they were published first but are still in flight).
+   * A barrier: resolves once every console message written before this call is in events.
+   * The session's stream is read in order, so a marker written now is read after them; reading
+   * the transcript right after reading state from another connection can otherwise miss the
+   * last posts (they were written first but are still being read).
    */
   sync(): Promise<void>;
   /**
@@ -85,14 +84,12 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
   const workers = opts.workers === false ? undefined : await startWorkers(deps);
   const session = `s${counter++}`;
   const events: ConsoleEvent[] = [];
-  const sub: Redis = rt.newConnection();
-  await sub.subscribe(consoleChannel(rt.prefix, session));
   const syncs = new Map<string, () => void>();
-  sub.on('message', (_c: string, raw: string) => {
-    const e = JSON.parse(raw) as ConsoleEvent | { kind: 'test-sync'; id: string };
-    if (e.kind === 'test-sync') syncs.get(e.id)?.();
+  const feed = new ConsoleFeed(rt.newConnection(), consoleStream(rt.prefix, session), (e) => {
+    if (e.kind === 'marker') syncs.get(e.id)?.();
     else events.push(e);
   });
+  await feed.start();
 
   const h: Harness = {
     rt,
@@ -142,7 +139,7 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
     async sync() {
       const id = `${session}-${counter++}`;
       const arrived = new Promise<void>((resolve) => syncs.set(id, resolve));
-      const published = rt.redis.publish(consoleChannel(rt.prefix, session), JSON.stringify({ kind: 'test-sync', id }));
+      const published = appendConsoleEvent(rt.redis, rt.prefix, session, { kind: 'marker', id });
       const limit = timeBound(5000);
       let timer: NodeJS.Timeout | undefined;
       try {
@@ -184,7 +181,7 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
     },
     async close() {
       await workers?.close();
-      await sub.quit().catch(() => undefined);
+      await feed.stop();
       await deps.close();
       await rt.close();
     },

@@ -10,12 +10,11 @@
 import readline from 'node:readline';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Ferry } from '../../ferry.js';
 import { handleLine } from '../commands.js';
 import { message } from '../../chat/messages.js';
 import { renderText } from '../render/text.js';
-import { consoleChannel, type ConsoleEvent } from './surface.js';
+import { ConsoleFeed, consoleStream } from './surface.js';
 import { inThread, type Conversation } from '../../chat/conversation.js';
 
 export interface ConsoleOptions {
@@ -33,7 +32,7 @@ export class FerryConsole {
   readonly session = randomBytes(6).toString('hex');
   private user: string;
   private readonly out: NodeJS.WritableStream;
-  private sub: Redis | undefined;
+  private feed: ConsoleFeed | undefined;
   private readonly lastUpdate = new Map<string, string>();
   private rl: readline.Interface | undefined;
   private interactive = false;
@@ -65,10 +64,8 @@ export class FerryConsole {
   }
 
   async subscribe(): Promise<void> {
-    this.sub = this.deps.rt.newConnection();
-    await this.sub.subscribe(consoleChannel(this.deps.rt.prefix, this.session));
-    this.sub.on('message', (_channel: string, raw: string) => {
-      const ev = JSON.parse(raw) as ConsoleEvent;
+    this.feed = new ConsoleFeed(this.deps.rt.newConnection(), consoleStream(this.deps.rt.prefix, this.session), (ev) => {
+      if (ev.kind === 'marker') return;
       if (ev.kind === 'post') this.print(this.indent(renderText(ev.message), ev.threadTs ? '  │' : 'ferry ›'));
       else if (ev.kind === 'ephemeral') this.print(this.indent(renderText(ev.message), `(only @${ev.user})`));
       else {
@@ -79,6 +76,7 @@ export class FerryConsole {
         this.print(this.indent(text, '  ↻'));
       }
     });
+    await this.feed.start();
   }
 
   /** Run one line as the current (or an `as`) identity. */
@@ -125,7 +123,7 @@ export class FerryConsole {
     // Give the worker a moment to pick the job up, then wait for it.
     await new Promise((r) => setTimeout(r, 150));
     while ((await this.busy()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    // Let the last pub/sub messages arrive before the next prompt.
+    // Let the last messages arrive before the next prompt.
     await new Promise((r) => setTimeout(r, 300));
   }
 
@@ -158,6 +156,6 @@ export class FerryConsole {
   }
 
   async close(): Promise<void> {
-    await this.sub?.quit().catch(() => undefined);
+    await this.feed?.stop();
   }
 }

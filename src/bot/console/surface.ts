@@ -1,6 +1,8 @@
 /**
- * The console side of the SurfaceRouter: messages for a console session go over Redis pub/sub, so a
- * worker in another process can report into a terminal exactly as into a Slack thread.
+ * The console side of the SurfaceRouter: messages for a console session are appended to a Redis
+ * stream the console reads, so a worker in another process can report into a terminal exactly
+ * as into a Slack thread. A stream, not pub/sub: a reader that was reconnecting (Redis restarted,
+ * or came back empty) reads what was written meanwhile, where a published message would be gone.
  */
 import type { Redis } from 'ioredis';
 import type { Message } from '../../chat/messages.js';
@@ -11,8 +13,74 @@ export type ConsoleEvent =
   | { kind: 'update'; ref: MessageRef; message: Message }
   | { kind: 'ephemeral'; user: string; message: Message };
 
-export function consoleChannel(prefix: string, session: string): string {
+/** A marker a reader writes to know when everything written before it has been read. */
+export interface ConsoleMarker {
+  kind: 'marker';
+  id: string;
+}
+
+export function consoleStream(prefix: string, session: string): string {
   return `${prefix}:console:${session}`;
+}
+
+/** A session's stream keeps its last entries for a day: enough for a reader to catch up. */
+const KEEP_ENTRIES = 1000;
+const KEEP_SECONDS = 86_400;
+
+export async function appendConsoleEvent(redis: Redis, prefix: string, session: string, ev: ConsoleEvent | ConsoleMarker): Promise<void> {
+  const key = consoleStream(prefix, session);
+  await redis.xadd(key, 'MAXLEN', '~', KEEP_ENTRIES, '*', 'e', JSON.stringify(ev));
+  await redis.expire(key, KEEP_SECONDS);
+}
+
+/**
+ * One session's events in the order they were written, from the end of the stream at start().
+ * Owns its connection (blocking reads); across a Redis restart the read is made again and goes on
+ * from the last entry read, and after a Redis that lost its data, from the new entries (stream
+ * ids grow with the clock).
+ */
+export class ConsoleFeed {
+  private last = '0-0';
+  private stopped = false;
+  private reading: Promise<void> | undefined;
+
+  constructor(
+    private readonly conn: Redis,
+    private readonly key: string,
+    private readonly onEvent: (ev: ConsoleEvent | ConsoleMarker) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    const tail = await this.conn.xrevrange(this.key, '+', '-', 'COUNT', 1);
+    this.last = tail[0]?.[0] ?? '0-0';
+    this.reading = this.read();
+  }
+
+  private async read(): Promise<void> {
+    while (!this.stopped) {
+      let got: [string, [string, string[]][]][] | null;
+      try {
+        got = (await this.conn.xread('BLOCK', 1000, 'STREAMS', this.key, this.last)) as [string, [string, string[]][]][] | null;
+      } catch {
+        if (this.stopped) return;
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      for (const [, entries] of got ?? []) {
+        for (const [id, fields] of entries) {
+          this.last = id;
+          const raw = fields[fields.indexOf('e') + 1];
+          if (raw !== undefined) this.onEvent(JSON.parse(raw) as ConsoleEvent | ConsoleMarker);
+        }
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.conn.disconnect();
+    await this.reading?.catch(() => undefined);
+  }
 }
 
 export class ConsoleSurface implements Surface {
@@ -30,15 +98,15 @@ export class ConsoleSurface implements Surface {
     const session = this.session(conv);
     const seq = await this.redis.incr(`${this.prefix}:console:seq`);
     const ref = { channel: session, ts: `c${seq}` };
-    await this.redis.publish(consoleChannel(this.prefix, session), JSON.stringify({ kind: 'post', ref, threadTs: conv.threadTs, message } satisfies ConsoleEvent));
+    await appendConsoleEvent(this.redis, this.prefix, session, { kind: 'post', ref, threadTs: conv.threadTs, message });
     return ref;
   }
 
   async update(conv: Conversation, ref: MessageRef, message: Message): Promise<void> {
-    await this.redis.publish(consoleChannel(this.prefix, this.session(conv)), JSON.stringify({ kind: 'update', ref, message } satisfies ConsoleEvent));
+    await appendConsoleEvent(this.redis, this.prefix, this.session(conv), { kind: 'update', ref, message });
   }
 
   async ephemeral(conv: Conversation, message: Message): Promise<void> {
-    await this.redis.publish(consoleChannel(this.prefix, this.session(conv)), JSON.stringify({ kind: 'ephemeral', user: conv.user, message } satisfies ConsoleEvent));
+    await appendConsoleEvent(this.redis, this.prefix, this.session(conv), { kind: 'ephemeral', user: conv.user, message });
   }
 }
