@@ -25,8 +25,12 @@ const kill = (c: Parameters<DrainWorkers['kill']>[0]) => workers.kill(c);
 
 const moved = async (h: Harness, id: number) => Object.values(await vmStates(h.deps, id)).filter((s) => s.state === 'moved').length;
 
+// 1.5 s per migration, two at a time (15 s for the 20 VMs): a loaded machine that holds up the
+// polls between kills still finds VMs left to move (at 300 ms all 20 could be gone by the third).
+const MIGRATION_MS = 1500;
+
 it('a drain killed twice still finishes, moving no VM twice', async () => {
-  const yaml = drainLabYaml({ migrationMs: 300 });
+  const yaml = drainLabYaml({ migrationMs: MIGRATION_MS });
   const prefix = uniquePrefix('resume2');
   h = await makeHarness({ yaml, prefix, workers: false });
   const names = await setHostVms(h.deps, 'hyp03', 20);
@@ -49,7 +53,7 @@ it('a drain killed twice still finishes, moving no VM twice', async () => {
 });
 
 it('a drain whose worker dies more often than the stall limit ends failed and reported, its host unlocked and its ledger kept', async () => {
-  const yaml = drainLabYaml({ migrationMs: 300 });
+  const yaml = drainLabYaml({ migrationMs: MIGRATION_MS });
   const prefix = uniquePrefix('resume3');
   h = await makeHarness({ yaml, prefix, workers: false });
   await setHostVms(h.deps, 'hyp03', 20);
