@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { fastLabYaml, uniquePrefix } from '../support/harness.js';
-import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
+import { slackHttpEnv, startWebAndWorker, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
-import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { freePort, postSigned, slashBody } from '../support/slack.js';
 import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { REDIS_DOWN_SENTENCE } from '../../src/redis-outage.js';
 import { bound } from '../support/speed.js';
@@ -26,16 +26,10 @@ beforeAll(async () => {
   redis = await startPrivateRedis(DURABLE);
   slack = await startSlackStandin();
   port = await freePort();
-  const env = {
-    REDIS_URL: redis.url,
-    FERRY_PREFIX: uniquePrefix('redis-away'),
-    // Each lab call takes 2 s: a sweep is still running when Redis goes.
-    FERRY_CONFIG: writeConfig(fastLabYaml('', { latencyMs: 2000, migrationMs: 100 })),
-    SLACK_BOT_TOKEN: 'xoxb-test',
-    SLACK_SIGNING_SECRET: SIGNING_SECRET,
-    SLACK_API_URL: slack.url,
-    PORT: String(port),
-  };
+  // Each lab call takes 5 s (the 24-host sweep 10 s): the sweep is still running when Redis
+  // goes, even on a loaded machine where its card reaches Slack seconds late (at 2 s a call the
+  // sweep had once ended by then, and no thread had anything to resume).
+  const env = slackHttpEnv({ redisUrl: redis.url, prefix: uniquePrefix('redis-away'), yaml: fastLabYaml('', { latencyMs: 5000, migrationMs: 100 }), slackUrl: slack.url, port });
   const started = startWebAndWorker(env);
   ({ web, worker } = started);
   await started.ready;
@@ -51,6 +45,7 @@ it('Redis away: a typed command is told so within 3 s, the outage is logged once
   // Ferry has answered once (auth.test, the outbox) before Redis goes, and a sweep is running.
   expect((await postSigned(port, slashBody('find stale ports hyp01..hyp24', { channel: 'C0RUN' }))).status).toBe(200);
   const card = await eventually(() => slack.posted.find((m) => m.channel === 'C0RUN' && !m.thread_ts), 'the running sweep’s card', 30_000);
+  expect(slack.posted.some((m) => m.thread_ts === card.ts && /of 24 swept/.test(m.text)), 'the sweep ended before Redis went away').toBe(false);
 
   await redis.stop();
   const t0 = Date.now();
