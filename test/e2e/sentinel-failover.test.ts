@@ -13,9 +13,9 @@
 import { afterAll, expect, it } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { drainLabYaml, hostState, migrationsPerVm, setHostVms } from '../support/drain-support.js';
-import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
+import { slackHttpEnv, startFerry, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
-import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { freePort, postSigned, slashBody } from '../support/slack.js';
 import { startSentinelCluster, type SentinelCluster } from '../support/sentinel-cluster.js';
 import { sentinelUrl } from '../../src/redis.js';
 import { REDIS_DOWN_SENTENCE } from '../../src/redis-outage.js';
@@ -49,17 +49,8 @@ it('a drain survives SENTINEL FAILOVER and a killed primary: finishes, every VM 
   const port = await freePort();
   const prefix = uniquePrefix('failover');
   const yaml = drainLabYaml({ migrationMs: 2000, concurrency: 2 }).replace('operators: [alice, bob, carol, dave]', 'operators: [U0ALICE, U0BOB]').replace('approvers: [bob, carol]', 'approvers: [U0BOB]');
-  const env = {
-    REDIS_SENTINELS: cluster.sentinels,
-    // Never used: with REDIS_SENTINELS set every connection goes through the sentinels.
-    REDIS_URL: 'redis://127.0.0.1:1',
-    FERRY_PREFIX: prefix,
-    FERRY_CONFIG: writeConfig(yaml),
-    SLACK_BOT_TOKEN: 'xoxb-test',
-    SLACK_SIGNING_SECRET: SIGNING_SECRET,
-    SLACK_API_URL: slack.url,
-    PORT: String(port),
-  };
+  // REDIS_URL is never used: with REDIS_SENTINELS set every connection goes through the sentinels.
+  const env = slackHttpEnv({ redisUrl: 'redis://127.0.0.1:1', prefix, yaml, slackUrl: slack.url, port, extra: { REDIS_SENTINELS: cluster.sentinels } });
   // The test's own eyes (and the lab's preparation), through the sentinels too.
   h = await makeHarness({ yaml, prefix, workers: false, redisUrl: sentinelUrl(env)! });
   const names = await setHostVms(h.deps, 'hyp03', VMS, { memoryMiB: 1024 });

@@ -9,9 +9,9 @@
  */
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { fastLabYaml, makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
+import { slackHttpEnv, startWebAndWorker, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin, type StandinCall } from '../support/slack-standin.js';
-import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { freePort, postSigned, slashBody } from '../support/slack.js';
 import { pMap } from '../../src/core/pmap.js';
 import { timeBound } from '../support/speed.js';
 
@@ -31,15 +31,7 @@ beforeAll(async () => {
   const prefix = uniquePrefix('flood');
   port = await freePort();
   const yaml = fastLabYaml();
-  const env = {
-    REDIS_URL: inject('redisUrl'),
-    FERRY_PREFIX: prefix,
-    FERRY_CONFIG: writeConfig(yaml),
-    SLACK_BOT_TOKEN: 'xoxb-test',
-    SLACK_SIGNING_SECRET: SIGNING_SECRET,
-    SLACK_API_URL: slack.url,
-    PORT: String(port),
-  };
+  const env = slackHttpEnv({ redisUrl: inject('redisUrl'), prefix, yaml, slackUrl: slack.url, port });
   // For waiting only: no workers, no Slack of its own.
   h = await makeHarness({ yaml, prefix, workers: false });
   const started = startWebAndWorker(env);

@@ -11,9 +11,9 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { fastLabYaml, uniquePrefix } from '../support/harness.js';
-import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
+import { slackHttpEnv, startWebAndWorker, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
-import { buttonBody, freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { buttonBody, freePort, postSigned, slashBody } from '../support/slack.js';
 import { DURABLE, startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
 import { bound } from '../support/speed.js';
 import { eventually } from '../support/wait.js';
@@ -30,15 +30,7 @@ beforeAll(async () => {
   // Slack's API fails Ferry's first identity checks.
   slack.failAuthTest(5);
   port = await freePort();
-  const env = {
-    REDIS_URL: redis.url,
-    FERRY_PREFIX: uniquePrefix('identity'),
-    FERRY_CONFIG: writeConfig(fastLabYaml()),
-    SLACK_BOT_TOKEN: 'xoxb-test',
-    SLACK_SIGNING_SECRET: SIGNING_SECRET,
-    SLACK_API_URL: slack.url,
-    PORT: String(port),
-  };
+  const env = slackHttpEnv({ redisUrl: redis.url, prefix: uniquePrefix('identity'), yaml: fastLabYaml(), slackUrl: slack.url, port });
   const started = startWebAndWorker(env);
   ({ web, worker } = started);
   await started.ready;

@@ -8,9 +8,9 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { fastLabYaml, makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
-import { startWebAndWorker, writeConfig, type FerryProcess } from '../support/processes.js';
+import { slackHttpEnv, startWebAndWorker, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin, type StandinCall } from '../support/slack-standin.js';
-import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { freePort, postSigned, slashBody } from '../support/slack.js';
 import { OUTBOX_EVENT, SlackOutbox } from '../../src/bot/slack/outbox.js';
 import { FINISHED } from '../../src/jobs/operations.js';
 import { bound } from '../support/speed.js';
@@ -31,17 +31,8 @@ describe('the Slack outbox, web and worker as separate processes', () => {
     prefix = uniquePrefix('outbox');
     port = await freePort();
     const yaml = fastLabYaml();
-    const env = {
-      REDIS_URL: inject('redisUrl'),
-      FERRY_PREFIX: prefix,
-      FERRY_CONFIG: writeConfig(yaml),
-      SLACK_BOT_TOKEN: 'xoxb-test',
-      SLACK_SIGNING_SECRET: SIGNING_SECRET,
-      SLACK_API_URL: slack.url,
-      PORT: String(port),
-      // A sender that died is replaced after 3 s (30 s in production).
-      FERRY_SLACK_OUTBOX_LEASE_MS: String(bound(3000)),
-    };
+    // A sender that died is replaced after 3 s (30 s in production).
+    const env = slackHttpEnv({ redisUrl: inject('redisUrl'), prefix, yaml, slackUrl: slack.url, port, extra: { FERRY_SLACK_OUTBOX_LEASE_MS: String(bound(3000)) } });
     // Reads operations and the outbox; no workers, no Slack of its own.
     h = await makeHarness({ yaml, prefix, workers: false });
     outbox = new SlackOutbox(h.rt.redis, prefix);

@@ -10,9 +10,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { makeHarness, uniquePrefix, type Harness } from '../support/harness.js';
 import { drainLabYaml, setHostVms } from '../support/drain-support.js';
-import { startFerry, writeConfig, type FerryProcess } from '../support/processes.js';
+import { slackHttpEnv, startFerry, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
-import { freePort, postSigned, SIGNING_SECRET, slashBody } from '../support/slack.js';
+import { freePort, postSigned, slashBody } from '../support/slack.js';
 
 const SRC = path.resolve(import.meta.dirname, '../../src');
 
@@ -93,15 +93,7 @@ describe('web and worker as separate processes', () => {
     const prefix = uniquePrefix('wiring');
     port = await freePort();
     const yaml = drainLabYaml().replace('operators: [alice, bob, carol, dave]', 'operators: [U0ALICE, U0BOB]').replace('approvers: [bob, carol]', 'approvers: [U0BOB]');
-    const env = {
-      REDIS_URL: inject('redisUrl'),
-      FERRY_PREFIX: prefix,
-      FERRY_CONFIG: writeConfig(yaml),
-      SLACK_BOT_TOKEN: 'xoxb-test',
-      SLACK_SIGNING_SECRET: SIGNING_SECRET,
-      SLACK_API_URL: slack.url,
-      PORT: String(port),
-    };
+    const env = slackHttpEnv({ redisUrl: inject('redisUrl'), prefix, yaml, slackUrl: slack.url, port });
     // This process only prepares the lab (hyp04: two HA VMs, drainable): no workers, no Slack.
     h = await makeHarness({ yaml, prefix, workers: false });
     await setHostVms(h.deps, 'hyp04', 2);

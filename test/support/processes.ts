@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { bound, timeBound } from './speed.js';
+import { SIGNING_SECRET } from './slack.js';
 
 export interface FerryProcess {
   child: ChildProcess;
@@ -71,6 +72,23 @@ export function startFerry(mode: string, env: NodeJS.ProcessEnv, opts: { stdin?:
  * The Procfile's shape: `web` and `worker` on one environment. Both are returned at once, so a
  * start that fails can still be stopped; `ready` settles once both say they are.
  */
+/**
+ * The environment of a Ferry process serving Slack over HTTP on `port` against the stand-in Web
+ * API at `slackUrl`, with its Redis, key prefix and configuration; `extra` adds or overrides.
+ */
+export function slackHttpEnv(o: { redisUrl: string; prefix: string; yaml: string; slackUrl: string; port: number; extra?: NodeJS.ProcessEnv }): NodeJS.ProcessEnv {
+  return {
+    REDIS_URL: o.redisUrl,
+    FERRY_PREFIX: o.prefix,
+    FERRY_CONFIG: writeConfig(o.yaml),
+    SLACK_BOT_TOKEN: 'xoxb-test',
+    SLACK_SIGNING_SECRET: SIGNING_SECRET,
+    SLACK_API_URL: o.slackUrl,
+    PORT: String(o.port),
+    ...o.extra,
+  };
+}
+
 export function startWebAndWorker(env: NodeJS.ProcessEnv): { web: FerryProcess; worker: FerryProcess; ready: Promise<void> } {
   const web = startFerry('web', env);
   const worker = startFerry('worker', env);
