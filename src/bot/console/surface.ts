@@ -29,8 +29,10 @@ const KEEP_SECONDS = 86_400;
 
 export async function appendConsoleEvent(redis: Redis, prefix: string, session: string, ev: ConsoleEvent | ConsoleMarker): Promise<void> {
   const key = consoleStream(prefix, session);
-  await redis.xadd(key, 'MAXLEN', '~', KEEP_ENTRIES, '*', 'e', JSON.stringify(ev));
-  await redis.expire(key, KEEP_SECONDS);
+  // One round trip: every post and card update of a console session comes through here.
+  const replies = await redis.multi().xadd(key, 'MAXLEN', '~', KEEP_ENTRIES, '*', 'e', JSON.stringify(ev)).expire(key, KEEP_SECONDS).exec();
+  const failed = replies?.find(([err]) => err)?.[0];
+  if (failed) throw failed;
 }
 
 /**
