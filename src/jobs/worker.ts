@@ -14,6 +14,8 @@ import type { Operation } from './operations.js';
 import { message } from '../chat/messages.js';
 
 const MAX_STALLED = 2;
+/** BullMQ's reason for a job failed past maxStalledCount. */
+const STALLED_OUT = /stalled more than allowable limit/;
 
 /** A job BullMQ failed because its workers kept dying: one process reports it (giveUp). */
 async function stalledOut(deps: Deps, queue: Queue, jobId: string): Promise<void> {
@@ -90,6 +92,13 @@ export async function startWorkers(
   };
   // One bound for the whole fleet of workers, however many processes run.
   await deps.queues.hosts.setGlobalConcurrency(rt.config.limits.sweepConcurrency);
+  // Where each queue's event stream stands before this process's workers can fail anything:
+  // the event readers below start there, not at whatever is last when they first read.
+  const eventsFrom = new Map<QueueName, string>();
+  for (const name of opts.queues ?? QUEUE_NAMES) {
+    const last = await rt.redis.xrevrange(`${rt.prefix}:bull:${name}:events`, '+', '-', 'COUNT', 1);
+    eventsFrom.set(name, last[0]?.[0] ?? '0-0');
+  }
   const workers: Worker[] = [];
   for (const name of opts.queues ?? QUEUE_NAMES) {
     const worker = new Worker(
@@ -150,17 +159,25 @@ export async function startWorkers(
         maxStalledCount: opts.maxStalledCount ?? MAX_STALLED,
       },
     );
+    // BullMQ fails a job past the stall limit in whichever worker next picks it up, before the
+    // processor runs: that process reports it at once. (The queue events below alone missed it
+    // when a worker that had just started picked the job up before its event reader listened.)
+    worker.on('failed', (job, err) => {
+      if (!job?.id || !STALLED_OUT.test(err.message)) return;
+      void stalledOut(deps, deps.queues.byName(name), job.id).catch((e: unknown) => rt.log.error({ queue: name, jobId: job.id, err: e }, 'could not report a job that stalled out'));
+    });
     // Redis unreachable is one outage (logged once by rt.redisOutage), not one line per retry.
     worker.on('error', (err) => (rt.redisOutage.isConnectionError(err) ? rt.redisOutage.failed(err) : rt.log.error({ queue: name, err: err.message }, 'worker error')));
     workers.push(worker);
   }
   // Past the stall limit BullMQ fails the job itself: the processor above never sees it, so
-  // its operation would stay "running" with nobody told. Listen for those and give up cleanly.
+  // its operation would stay "running" with nobody told. Besides the worker's own event above,
+  // every process listens, for a worker that died between failing the job and reporting it.
   const events: QueueEvents[] = [];
   for (const name of opts.queues ?? QUEUE_NAMES) {
-    const qe = new QueueEvents(name, { connection: rt.newConnection(), prefix: `${rt.prefix}:bull` });
+    const qe = new QueueEvents(name, { connection: rt.newConnection(), prefix: `${rt.prefix}:bull`, lastEventId: eventsFrom.get(name) });
     qe.on('failed', ({ jobId, failedReason }) => {
-      if (!/stalled more than allowable limit/.test(failedReason)) return;
+      if (!STALLED_OUT.test(failedReason)) return;
       void stalledOut(deps, deps.queues.byName(name), jobId).catch((e: unknown) => rt.log.error({ queue: name, jobId, err: e }, 'could not report a job that stalled out'));
     });
     qe.on('error', (err) => (rt.redisOutage.isConnectionError(err) ? rt.redisOutage.failed(err) : rt.log.error({ queue: name, err: err.message }, 'queue events error')));

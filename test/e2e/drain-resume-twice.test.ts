@@ -10,6 +10,7 @@ import { DrainWorkers } from '../support/drain-worker-process.js';
 import { readLedger } from '../../src/jobs/drain/ledger.js';
 import { vmStates } from '../../src/jobs/drain/steps.js';
 import { drainLabYaml, migrationsPerVm, setHostVms } from '../support/drain-support.js';
+import { bound } from '../support/speed.js';
 
 let h: Harness | undefined;
 const workers = new DrainWorkers(inject('redisUrl'));
@@ -50,7 +51,7 @@ it('a drain killed twice still finishes, moving no VM twice', async () => {
   expect((await readLedger(h.rt, 'hyp03'))?.status).toBe('drained');
   const per = await migrationsPerVm(h.rt.redis, prefix);
   for (const n of names) expect(per.get(n), n).toBe(1);
-});
+}, bound(180_000));
 
 it('a drain whose worker dies more often than the stall limit ends failed and reported, its host unlocked and its ledger kept', async () => {
   const yaml = drainLabYaml({ migrationMs: MIGRATION_MS });
@@ -71,4 +72,5 @@ it('a drain whose worker dies more often than the stall limit ends failed and re
   await h.waitFor(async () => h!.transcript().includes(`job ${op.id} stopped after`), 'the give-up sentence');
   await h.waitForText(/the ledger of hyp03 is kept: \W?restore hyp03\W? brings its VMs home/);
   expect((await readLedger(h.rt, 'hyp03'))?.opId).toBe(op.id);
-});
+  // Four worker starts and three stall recoveries, each bounded above: the backstop is their sum.
+}, bound(240_000));

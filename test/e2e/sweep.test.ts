@@ -39,7 +39,9 @@ describe('sweep with the worker in a separate process', () => {
       for (const p of findStalePorts(await h.rt.adapters.forHost(host).npivInventory(host))) expected.push(`${p.host} ${p.wwpn} ${p.fabric}`);
     }
     expect(expected.length).toBeGreaterThan(0);
-    const text = h.transcript();
+    // The outcome is recorded before the summary is posted and the card brought to its end:
+    // wait for the final card (the last of them), then read.
+    const text = await h.waitForText(/12\/12 hosts · \d+ stale ports?\n/);
     expect(text).toContain('@alice find stale ports hyp01..hyp12 → 12 hosts: hyp01…hyp12');
     for (const line of expected) {
       const [host, wwpn, fabric] = line.split(' ');

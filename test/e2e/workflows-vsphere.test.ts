@@ -114,8 +114,8 @@ console: { user: alice }
       return r.error;
     };
     expect(err('esx11')).toMatch(/^esx11 refused Ferry's login or its host key did not match \(npivInventory on esx11: vCenter 127\.0\.0\.1:\d+ refused the login for ferry: /);
-    const text = h.transcript();
-    expect(text).toContain('No stale ports on 3 hosts; 1 host could not be swept.');
+    // The summary is posted after the operation is marked finished: wait for it, not for the status.
+    const text = await h.waitForText('No stale ports on 3 hosts; 1 host could not be swept.');
     // The endpoint stays in the log and the results; Slack reads it as the cluster's vCenter (issue 13).
     expect(text).toMatch(/\n\s+esx11\s+esx11 refused Ferry.s login or its host key did not match \(npivInventory on esx11: the cluster\u2019s vCenter refused the login/);
     expect(text).not.toMatch(/127\.0\.0\.1:\d+/);
