@@ -49,7 +49,18 @@ async function get(port: number, p: string): Promise<{ status: number; ms: numbe
   }
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, what: string, proc?: Proc, timeoutMs = 45_000): Promise<T> {
+/** The process's exit code, within a bound; past it, fail with what the process printed (not a silent backstop). */
+async function exitOf(p: Proc, what: string, timeoutMs = bound(30_000)): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not exit within ${timeoutMs} ms; it printed:\n${p.out()}`)), timeoutMs)));
+  try {
+    return await Promise.race([p.exit, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function until<T>(probe: () => Promise<T | undefined>, what: string, proc?: Proc, timeoutMs = bound(45_000)): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -103,7 +114,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
 
     const t0 = Date.now();
     w.child.kill('SIGTERM');
-    expect(await w.exit).toBe(0);
+    expect(await exitOf(w, 'the worker')).toBe(0);
     expect(Date.now() - t0).toBeLessThan(bound(25_000));
   });
 
@@ -127,7 +138,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
     await until(async () => ((await get(port, '/slack/events')).status !== 0 ? true : undefined), 'Slack port', web);
     for (const p of ['/healthz', '/readyz', '/metrics']) expect((await get(port, p)).status).toBe(404);
     web.child.kill('SIGTERM');
-    expect(await web.exit).toBe(0);
+    expect(await exitOf(web, 'the web process')).toBe(0);
   });
 
   it('bin/ferry.mjs runs Ferry in its own process, so SIGTERM reaches the shutdown (exit 0, no child left)', async () => {
@@ -136,7 +147,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
     procs.push(w);
     await until(async () => ((await get(healthPort, '/readyz')).status === 200 ? true : undefined), 'bin worker readiness', w);
     w.child.kill('SIGTERM');
-    expect(await w.exit).toBe(0);
+    expect(await exitOf(w, 'the worker')).toBe(0);
     expect(w.out()).toMatch(/shutting down/);
     // The health port is closed: nothing of Ferry is left running.
     expect((await get(healthPort, '/livez')).status).toBe(0);
@@ -148,13 +159,13 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
     try {
       const a = run(procfile('worker'), { REDIS_URL: volatile.url });
       procs.push(a);
-      expect(await a.exit).toBe(1);
+      expect(await exitOf(a, 'the worker on a Redis that persists nothing')).toBe(1);
       expect(a.out().trim()).toBe(
         'Redis persists nothing (appendonly no and save ""), so a restart loses every drain ledger, approval and audit entry: set appendonly yes (or a save schedule). (FERRY_ALLOW_UNSAFE_REDIS=1 starts Ferry anyway.)',
       );
       const b = run(procfile('worker'), { REDIS_URL: evicting.url });
       procs.push(b);
-      expect(await b.exit).toBe(1);
+      expect(await exitOf(b, 'the worker on an evicting Redis')).toBe(1);
       expect(b.out()).toMatch(/^Redis maxmemory-policy is allkeys-lru, which evicts keys .*: set maxmemory-policy noeviction\./);
       const healthPort = await freePort();
       const c = run(procfile('worker'), { REDIS_URL: volatile.url, FERRY_ALLOW_UNSAFE_REDIS: '1', HEALTH_PORT: String(healthPort), FERRY_PREFIX: `ep-${process.pid}-unsafe` });
@@ -162,7 +173,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
       await until(async () => ((await get(healthPort, '/readyz')).status === 200 ? true : undefined), 'worker on an unsafe Redis with the override', c);
       expect(c.out()).toMatch(/Redis persists nothing/);
       c.child.kill('SIGTERM');
-      expect(await c.exit).toBe(0);
+      expect(await exitOf(c, 'the worker with the override, after SIGTERM')).toBe(0);
     } finally {
       await volatile.close();
       await evicting.close();
@@ -183,7 +194,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
       await until(async () => ((await get(healthPort, '/readyz')).status === 200 ? true : undefined), `worker ready before the ${fault}`, p);
       p.child.kill('SIGUSR2');
       // 70 (EX_SOFTWARE): not 0, which a supervisor takes for a clean stop, nor Node's own 1.
-      expect(await p.exit, p.out()).toBe(70);
+      expect(await exitOf(p, `the worker after the ${fault}`), p.out()).toBe(70);
       expect(p.out()).toContain(line);
       expect(p.out()).toMatch(/a (bug no handler catches|rejection nobody handles)/);
     }
@@ -197,7 +208,7 @@ describe('entry points from dist (Procfile, bin/ferry.mjs)', () => {
     ] as const) {
       const p = run(procfile('worker'), { REDIS_URL: redis.url, [name]: value });
       procs.push(p);
-      expect(await p.exit).toBe(1);
+      expect(await exitOf(p, 'the process')).toBe(1);
       expect(p.out().trim()).toBe(sentence);
     }
   });
