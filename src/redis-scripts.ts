@@ -69,20 +69,23 @@ export function scriptDefs(): Map<ScriptName, ScriptDef> {
   return out;
 }
 
-const defined = new WeakSet<Redis>();
 type Command = (...args: (string | number)[]) => Promise<unknown>;
 
-/** Define every script on this connection (once). */
+/** Define every script on this connection. */
 export function defineScripts(redis: Redis): void {
-  if (defined.has(redis)) return;
   for (const d of scriptDefs().values()) redis.defineCommand(`ferry:${d.name}`, { numberOfKeys: d.keys, lua: d.lua });
-  defined.add(redis);
 }
 
 /** Run one script; a fenced one takes the lock key and token last (see fencedEval). */
 export async function runScript(redis: Redis, name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
-  defineScripts(redis);
-  const cmd = (redis as unknown as Record<string, Command | undefined>)[`ferry:${name}`];
+  // Looked up on the connection every time, not remembered per object: the runtime's
+  // connection (redis.ts selfHealing) can be a new client under the same object after a failover.
+  const lookup = () => (redis as unknown as Record<string, Command | undefined>)[`ferry:${name}`];
+  let cmd = lookup();
+  if (!cmd) {
+    defineScripts(redis);
+    cmd = lookup();
+  }
   if (!cmd) throw new Error(`no Redis script ${name} (src/lua/${name}.lua)`);
   return cmd.call(redis, ...keys, ...args);
 }

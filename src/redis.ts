@@ -160,17 +160,26 @@ export function revivable(c: Redis, onRevive?: (reason: string) => void, delayMs
 export function selfHealing(make: () => Redis, onRebuild?: (reason: string) => void): Redis {
   let closing = false;
   let current = make();
+  // Lua commands defined through it (redis-scripts.ts) are defined again on each rebuilt client:
+  // without them every scripted write failed after a failover ("no Redis script").
+  const commands = new Map<string, Parameters<Redis['defineCommand']>[1]>();
   const watch = (c: Redis): void => {
     c.once('end', () => {
       if (closing || c !== current) return;
       onRebuild?.('the connection ended without being closed');
       current = make();
+      for (const [name, def] of commands) current.defineCommand(name, def);
       watch(current);
     });
   };
   watch(current);
+  const defineCommand: Redis['defineCommand'] = (name, def) => {
+    commands.set(name, def);
+    current.defineCommand(name, def);
+  };
   return new Proxy(current, {
     get(_target, prop) {
+      if (prop === 'defineCommand') return defineCommand;
       if (prop === 'quit' || prop === 'disconnect') closing = true;
       const v = Reflect.get(current, prop, current) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(current) : v;

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Queue, Worker } from 'bullmq';
 import { resolveRedisUrl, connectUrl, revivable, selfHealing } from '../src/redis.js';
+import { runScript } from '../src/redis-scripts.js';
 import { eventually } from './support/wait.js';
 import { startPrivateRedis } from './support/redis-server.js';
 import { freePort } from './support/slack.js';
@@ -56,11 +57,20 @@ describe('a connection closed for good is rebuilt', () => {
     const killer = new Redis(server.url);
     try {
       await conn.set('k', 'v1');
+      await runScript(conn, 'raise-seq', ['seq'], [3]);
+      conn.defineCommand('firstKey', { numberOfKeys: 1, lua: 'return KEYS[1]' });
+      const firstKey = () => (conn as unknown as { firstKey(k: string): Promise<string> }).firstKey('x');
+      expect(await firstKey()).toBe('x');
       const ended = new Promise((r) => conn.once('end', r));
       await killer.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
       await ended;
       expect(await conn.get('k')).toBe('v1');
       expect(rebuilt).toEqual(['the connection ended without being closed']);
+      // Ferry's Lua commands were defined on the old client: the rebuilt one has them too (a
+      // failover once left every scripted write failing with "no Redis script").
+      expect(await runScript(conn, 'raise-seq', ['seq'], [5])).toBeDefined();
+      expect(await conn.get('seq')).toBe('5');
+      expect(await firstKey()).toBe('x');
       // Closed by its owner: not rebuilt.
       await conn.quit();
       expect(rebuilt).toHaveLength(1);
