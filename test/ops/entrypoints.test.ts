@@ -42,7 +42,9 @@ function run(argv: string[], env: NodeJS.ProcessEnv): Proc {
 async function get(port: number, p: string): Promise<{ status: number; ms: number; body: string }> {
   const t0 = performance.now();
   try {
-    const res = await fetch(`http://127.0.0.1:${port}${p}`);
+    // Bounded: a port another process took in the meantime may accept and never answer, and
+    // undici's own header timeout (300 s) would outlast the test instead of reporting the child.
+    const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(bound(10_000)) });
     return { status: res.status, ms: performance.now() - t0, body: await res.text() };
   } catch {
     return { status: 0, ms: performance.now() - t0, body: '' };
