@@ -69,10 +69,12 @@ it('Redis away: a typed command is told so within 3 s, the outage is logged once
   }
   // The running sweep's thread hears it goes on, once, as soon as Redis is back.
   const resuming = () => slack.posted.filter((m) => m.thread_ts === card.ts && /could not reach its Redis for \d+ s; find stale ports hyp01\.\.hyp24 \(job \d+\) is resuming now/.test(m.text));
-  await eventually(() => resuming().length > 0, 'the resuming sentence', 20_000).catch((e: unknown) => {
-    throw new Error(`${String(e)}\nposted:\n${slack.posted.map((m) => `${m.channel} ${m.thread_ts ?? '-'} ${m.text}`).join('\n')}\nworker:\n${worker.output().slice(-3000)}`);
-  });
+  // A wait that runs out shows what Slack got and what both processes logged.
+  const explain = (e: unknown): never => {
+    throw new Error(`${String(e)}\nposted:\n${slack.posted.map((m) => `${m.channel} ${m.thread_ts ?? '-'} ${m.text}`).join('\n')}\nworker:\n${worker.output().slice(-6000)}\nweb:\n${web.output().slice(-2000)}`);
+  };
+  await eventually(() => resuming().length > 0, 'the resuming sentence', 20_000).catch(explain);
   // The sweep's own summary follows it (all said after the outage arrives, in order).
-  await eventually(() => slack.posted.some((m) => m.thread_ts === card.ts && /of 24 swept/.test(m.text)), 'the sweep’s summary', 30_000);
+  await eventually(() => slack.posted.some((m) => m.thread_ts === card.ts && /of 24 swept/.test(m.text)), 'the sweep’s summary', 30_000).catch(explain);
   expect(resuming()).toHaveLength(1);
 });
