@@ -6,6 +6,7 @@
  * ioredis "Unhandled error event" per connection per retry) and logs its end with its length.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { fastLabYaml, uniquePrefix } from '../support/harness.js';
 import { slackHttpEnv, startWebAndWorker, type FerryProcess } from '../support/processes.js';
 import { startSlackStandin, type SlackStandin } from '../support/slack-standin.js';
@@ -20,16 +21,17 @@ let slack: SlackStandin;
 let web: FerryProcess;
 let worker: FerryProcess;
 let port: number;
+const prefix = uniquePrefix('redis-away');
 
 beforeAll(async () => {
   // With AOF: Redis comes back with its data (a restart, not a loss).
   redis = await startPrivateRedis(DURABLE);
   slack = await startSlackStandin();
   port = await freePort();
-  // Each lab call takes 5 s (the 24-host sweep 10 s): the sweep is still running when Redis
-  // goes, even on a loaded machine where its card reaches Slack seconds late (at 2 s a call the
-  // sweep had once ended by then, and no thread had anything to resume).
-  const env = slackHttpEnv({ redisUrl: redis.url, prefix: uniquePrefix('redis-away'), yaml: fastLabYaml('', { latencyMs: 5000, migrationMs: 100 }), slackUrl: slack.url, port });
+  // Each lab call takes 10 s (the 24-host sweep 20 s): the sweep is still running when Redis
+  // goes, even on a loaded machine where its card reaches Slack seconds late (at 2 s, and once
+  // at 5 s beside two busy loops, the sweep had ended by then and nothing was left to resume).
+  const env = slackHttpEnv({ redisUrl: redis.url, prefix, yaml: fastLabYaml('', { latencyMs: 10_000, migrationMs: 100 }), slackUrl: slack.url, port });
   const started = startWebAndWorker(env);
   ({ web, worker } = started);
   await started.ready;
@@ -46,6 +48,13 @@ it('Redis away: a typed command is told so within 3 s, the outage is logged once
   expect((await postSigned(port, slashBody('find stale ports hyp01..hyp24', { channel: 'C0RUN' }))).status).toBe(200);
   const card = await eventually(() => slack.posted.find((m) => m.channel === 'C0RUN' && !m.thread_ts), 'the running sweep’s card', 30_000);
   expect(slack.posted.some((m) => m.thread_ts === card.ts && /of 24 swept/.test(m.text)), 'the sweep ended before Redis went away').toBe(false);
+  // Ferry's own record, not only what Slack has seen so far: the sweep is still running.
+  const direct = new Redis(redis.url);
+  const status = await direct
+    .get(`${prefix}:op:seq`)
+    .then(async (id) => (JSON.parse((await direct.hget(`${prefix}:op:${id}`, 'json')) ?? '{}') as { status?: string }).status)
+    .finally(() => direct.disconnect());
+  expect(['queued', 'running'], `the sweep is ${status} before Redis goes away: nothing would be left to resume`).toContain(status);
 
   await redis.stop();
   const t0 = Date.now();
