@@ -99,6 +99,9 @@ export async function startWorkers(
     const last = await rt.redis.xrevrange(`${rt.prefix}:bull:${name}:events`, '+', '-', 'COUNT', 1);
     eventsFrom.set(name, last[0]?.[0] ?? '0-0');
   }
+  // Both the worker that failed the job and every process's event reader report it; the first wins (stalledOut).
+  const reportStalledOut = (name: QueueName, jobId: string): void =>
+    void stalledOut(deps, deps.queues.byName(name), jobId).catch((e: unknown) => rt.log.error({ queue: name, jobId, err: e }, 'could not report a job that stalled out'));
   const workers: Worker[] = [];
   for (const name of opts.queues ?? QUEUE_NAMES) {
     const worker = new Worker(
@@ -164,7 +167,7 @@ export async function startWorkers(
     // when a worker that had just started picked the job up before its event reader listened.)
     worker.on('failed', (job, err) => {
       if (!job?.id || !STALLED_OUT.test(err.message)) return;
-      void stalledOut(deps, deps.queues.byName(name), job.id).catch((e: unknown) => rt.log.error({ queue: name, jobId: job.id, err: e }, 'could not report a job that stalled out'));
+      reportStalledOut(name, job.id);
     });
     // Redis unreachable is one outage (logged once by rt.redisOutage), not one line per retry.
     worker.on('error', (err) => (rt.redisOutage.isConnectionError(err) ? rt.redisOutage.failed(err) : rt.log.error({ queue: name, err: err.message }, 'worker error')));
@@ -178,7 +181,7 @@ export async function startWorkers(
     const qe = new QueueEvents(name, { connection: rt.newConnection(), prefix: `${rt.prefix}:bull`, lastEventId: eventsFrom.get(name) });
     qe.on('failed', ({ jobId, failedReason }) => {
       if (!STALLED_OUT.test(failedReason)) return;
-      void stalledOut(deps, deps.queues.byName(name), jobId).catch((e: unknown) => rt.log.error({ queue: name, jobId, err: e }, 'could not report a job that stalled out'));
+      reportStalledOut(name, jobId);
     });
     qe.on('error', (err) => (rt.redisOutage.isConnectionError(err) ? rt.redisOutage.failed(err) : rt.log.error({ queue: name, err: err.message }, 'queue events error')));
     events.push(qe);
