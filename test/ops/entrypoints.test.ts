@@ -11,7 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/net.js';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js';
-import { bound } from '../support/speed.js';
+import { bound, timeBound } from '../support/speed.js';
+import { within } from '../support/wait.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BOUND_MS = 800;
@@ -52,22 +53,18 @@ async function get(port: number, p: string): Promise<{ status: number; ms: numbe
 }
 
 /** The process's exit code, within a bound; past it, fail with what the process printed (not a silent backstop). */
-async function exitOf(p: Proc, what: string, timeoutMs = bound(30_000)): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not exit within ${timeoutMs} ms; it printed:\n${p.out()}`)), timeoutMs)));
-  try {
-    return await Promise.race([p.exit, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const exitOf = (p: Proc, what: string): Promise<number | null> => within(p.exit, `${what} did not exit`, 30_000, () => `it printed:\n${p.out()}`);
 
-async function until<T>(probe: () => Promise<T | undefined>, what: string, proc?: Proc, timeoutMs = bound(45_000)): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+async function until<T>(probe: () => Promise<T | undefined>, what: string, proc?: Proc, idleMs = 45_000): Promise<T> {
+  const limit = timeBound(idleMs);
+  const deadline = Date.now() + limit.ms;
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
-    if (Date.now() > deadline || (proc && proc.child.exitCode !== null)) throw new Error(`timed out waiting for ${what}${proc ? `:\n${proc.out()}` : ''}`);
+    if (Date.now() > deadline || (proc && proc.child.exitCode !== null)) {
+      const why = proc && proc.child.exitCode !== null ? `the process exited (${proc.child.exitCode})` : `not within ${limit.ms} ms (${limit.why})`;
+      throw new Error(`timed out waiting for ${what}: ${why}${proc ? `:\n${proc.out()}` : ''}`);
+    }
     await new Promise((r) => setTimeout(r, 150));
   }
 }

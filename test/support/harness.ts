@@ -18,6 +18,7 @@ import { appendConsoleEvent, ConsoleFeed, consoleStream, type ConsoleEvent } fro
 import { inThread, type Conversation } from '../../src/chat/conversation.js';
 import { FINISHED, type Operation } from '../../src/jobs/operations.js';
 import { timeBound } from './speed.js';
+import { within } from './wait.js';
 
 let counter = 0;
 
@@ -140,12 +141,9 @@ export async function makeHarness(opts: { yaml?: string; prefix?: string; worker
       const id = `${session}-${counter++}`;
       const arrived = new Promise<void>((resolve) => syncs.set(id, resolve));
       const published = appendConsoleEvent(rt.redis, rt.prefix, session, { kind: 'marker', id });
-      const limit = timeBound(5000);
-      let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([Promise.all([published, arrived]), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`the console channel did not echo a marker within ${limit.ms} ms (${limit.why})`)), limit.ms)))]);
+        await within(Promise.all([published, arrived]), 'the console channel did not echo a marker', 5000);
       } finally {
-        clearTimeout(timer);
         syncs.delete(id);
       }
     },

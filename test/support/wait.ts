@@ -16,3 +16,19 @@ export async function eventually<T>(probe: () => Promise<T | undefined | null | 
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * A promise that settles within an idle-machine bound scaled as the wait starts; past the bound
+ * it fails with `${failure} within N ms (the scaling)` and, from detail(), what is known then
+ * (a process's output), instead of leaving the test to its silent backstop.
+ */
+export async function within<T>(p: Promise<T>, failure: string, idleMs: number, detail?: () => string): Promise<T> {
+  const limit = timeBound(idleMs);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${failure} within ${limit.ms} ms (${limit.why})${detail ? `\n${detail()}` : ''}`)), limit.ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
